@@ -1,0 +1,327 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Labels, annotations and names shared by both kinds. They are part of the
+// contract: Services select on them, users and dashboards filter on them.
+const (
+	// LabelRole is set on every member pod to the member's current role:
+	// active, standby, witness or unhealthy. The group's Service selects
+	// role=active, so only the serving member receives client traffic.
+	LabelRole = "licenseha.io/role"
+	// LabelGroup names the LicenseTriad or LicenseBackupPair a pod belongs to.
+	LabelGroup = "licenseha.io/group"
+	// LabelGroupKind is "triad" or "backuppair".
+	LabelGroupKind = "licenseha.io/group-kind"
+	// LabelMember is the member name (triad) or side, main or backup (pair).
+	LabelMember = "licenseha.io/member"
+
+	// AnnotationReplaceMember, set on a LicenseTriad to a member name, asks the
+	// operator to replace that member's pod (and volume) with a fresh one that
+	// starts from the synced state. No relicensing is needed: licences are
+	// bound to the group, not to a member.
+	AnnotationReplaceMember = "licenseha.io/replace-member"
+
+	// DefaultMACAddressAnnotation is the pod annotation that carries a fixed
+	// MAC address to the CNI plugin when placement.macAddress is set.
+	DefaultMACAddressAnnotation = "cni.projectcalico.org/hwAddr"
+
+	// Finalizer lets the operator apply dissolvePolicy before a group goes.
+	Finalizer = "licenseha.io/dissolve"
+
+	// DefaultServerPort is the license server's client port.
+	DefaultServerPort = 5160
+	// DefaultDataPath is the server's data folder inside the container.
+	DefaultDataPath = "/var/lib/licenseha"
+)
+
+// Member role labels (values of LabelRole).
+const (
+	RoleLabelActive    = "active"
+	RoleLabelStandby   = "standby"
+	RoleLabelWitness   = "witness"
+	RoleLabelUnhealthy = "unhealthy"
+)
+
+// Condition types. Every condition is a metav1.Condition whose reason is one
+// of the Reason constants below; messages never contain time-varying text.
+const (
+	// ConditionReady is True when the group serves clients as specified.
+	ConditionReady = "Ready"
+	// ConditionQuorumSatisfied (triad) is True when at least two of the three
+	// members are up and in contact with each other.
+	ConditionQuorumSatisfied = "QuorumSatisfied"
+	// ConditionSynchronized is True when every member holds the latest synced
+	// state (triad) or the backup holds the main's latest settings (pair).
+	ConditionSynchronized = "Synchronized"
+	// ConditionLicenseValid is True when the referenced licences exist,
+	// verify, and may be used by this group.
+	ConditionLicenseValid = "LicenseValid"
+	// ConditionDegraded is True when the group serves but has lost
+	// redundancy: a member is down, unhealthy or out of sync.
+	ConditionDegraded = "Degraded"
+	// ConditionConnected (pair) is True when main and backup reach each other.
+	ConditionConnected = "Connected"
+)
+
+// Condition reasons.
+const (
+	ReasonForming            = "Forming"
+	ReasonReconciling        = "Reconciling"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonNoLicenseFiles     = "NoLicenseFiles"
+	ReasonSettingsNotFound   = "SettingsNotFound"
+	ReasonLicensesPresent    = "LicensesPresent"
+	ReasonLicenseInvalid     = "LicenseInvalid"
+	ReasonEditionNotAllowed  = "EditionNotAllowed"
+	ReasonWrongGroup         = "BoundToAnotherGroup"
+	ReasonMemberInOtherGroup = "MemberInAnotherGroup"
+	ReasonQuorum             = "Quorum"
+	ReasonNoQuorum           = "NoQuorum"
+	ReasonInSync             = "InSync"
+	ReasonOutOfSync          = "OutOfSync"
+	ReasonMembersHealthy     = "MembersHealthy"
+	ReasonMemberUnavailable  = "MemberUnavailable"
+	ReasonServing            = "Serving"
+	ReasonNotServing         = "NotServing"
+	ReasonPeersConnected     = "PeersConnected"
+	ReasonPeersDisconnected  = "PeersDisconnected"
+	ReasonVersionMismatch    = "VersionMismatch"
+)
+
+// ServerSpec describes how every member runs its license server. The
+// member's agent supervises the server command as a child process, so a
+// vendor image can be used unchanged.
+type ServerSpec struct {
+	// image is the container image of the license server. Defaults to the
+	// licenseha image, which contains the reference license server.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
+
+	// imagePullPolicy of the server container.
+	// +optional
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// command is the server command the member's agent starts and supervises.
+	// Defaults to the reference license server. Set it for vendor images.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Command []string `json:"command,omitempty"`
+
+	// args are passed to command.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	Args []string `json:"args,omitempty"`
+
+	// port is the client port of the license server; the Services expose it.
+	// +optional
+	// +kubebuilder:default=5160
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+
+	// env adds environment variables to the server container.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// resources of the server container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// dataPath is the server's data folder inside the container, where it
+	// keeps settings, usage statistics and its licence inventory. Immutable:
+	// the members' data lives there, and moving it would start them empty.
+	// +optional
+	// +kubebuilder:default="/var/lib/licenseha"
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="spec.server.dataPath must be an absolute path"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.server.dataPath is immutable: the members' data lives there"
+	DataPath string `json:"dataPath,omitempty"`
+}
+
+// StorageSpec gives every member a PersistentVolumeClaim for its data folder.
+// When storage is absent the data folder is an emptyDir and a member's data
+// comes back from the group's synced state after a restart.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.storageClassName) || (has(self.storageClassName) && self.storageClassName == oldSelf.storageClassName)",message="spec.storage.storageClassName is immutable: existing volumes cannot move to another class"
+// +kubebuilder:validation:XValidation:rule="quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",message="spec.storage.size may grow but never shrink: volumes cannot be made smaller"
+type StorageSpec struct {
+	// size of each member's volume. It may grow (where the storage class
+	// allows expansion) but never shrink.
+	// +optional
+	// +kubebuilder:default="1Gi"
+	Size *resource.Quantity `json:"size,omitempty"`
+
+	// storageClassName of the members' volumes; the cluster default when
+	// empty. Immutable.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// ServiceSpec shapes the Services that expose the group to clients.
+type ServiceSpec struct {
+	// type of the client-facing Services.
+	// +optional
+	// +kubebuilder:default=ClusterIP
+	Type ServiceType `json:"type,omitempty"`
+
+	// annotations added to the client-facing Services (load balancer
+	// settings, external DNS names, ...).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// ServiceType is the type of a client-facing Service.
+// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+type ServiceType string
+
+// Service types.
+const (
+	ServiceTypeClusterIP    ServiceType = "ClusterIP"
+	ServiceTypeNodePort     ServiceType = "NodePort"
+	ServiceTypeLoadBalancer ServiceType = "LoadBalancer"
+)
+
+// Placement decides where a member runs and how it looks to a license server
+// that checks its host identity.
+type Placement struct {
+	// nodeSelector constrains the member to nodes with these labels.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// affinity rules of the member's pod.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// tolerations of the member's pod.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// hostname is the stable hostname inside the member's pod. Defaults to
+	// the member's name, so it survives rescheduling.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Hostname string `json:"hostname,omitempty"`
+
+	// macAddress is a fixed MAC address for the member's network interface,
+	// for vendor servers that bind licences to it. It is handed to the CNI
+	// plugin through the annotation named by macAddressAnnotation.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`
+	MACAddress string `json:"macAddress,omitempty"`
+
+	// macAddressAnnotation is the pod annotation that carries macAddress to
+	// the CNI plugin. Defaults to cni.projectcalico.org/hwAddr.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	MACAddressAnnotation string `json:"macAddressAnnotation,omitempty"`
+}
+
+// LocalObjectReference names an object in the group's namespace.
+type LocalObjectReference struct {
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// NotificationsSpec sends a message when a member takes over or the group
+// loses service.
+type NotificationsSpec struct {
+	// webhook receives a JSON document for every takeover and loss of service.
+	// +optional
+	Webhook *WebhookNotification `json:"webhook,omitempty"`
+
+	// email sends a mail for every takeover and loss of service.
+	// +optional
+	Email *EmailNotification `json:"email,omitempty"`
+}
+
+// WebhookNotification posts a JSON event to a URL.
+type WebhookNotification struct {
+	// url receives an HTTP POST with a JSON body.
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.startsWith('http://')",message="spec.notifications.webhook.url must be an http:// or https:// URL"
+	URL string `json:"url"`
+
+	// secretRef names a Secret whose key "token" is sent as a bearer token.
+	// +optional
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+}
+
+// EmailNotification sends mail through an SMTP relay.
+type EmailNotification struct {
+	// smtpHost is the SMTP relay's host name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	SMTPHost string `json:"smtpHost"`
+
+	// port of the SMTP relay.
+	// +optional
+	// +kubebuilder:default=587
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+
+	// from is the sender address.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=254
+	// +kubebuilder:validation:XValidation:rule="self.contains('@')",message="spec.notifications.email.from must be an e-mail address"
+	From string `json:"from"`
+
+	// to lists the recipients; at least one.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:MaxLength=254
+	// +kubebuilder:validation:XValidation:rule="self.all(a, a.contains('@'))",message="spec.notifications.email.to must list e-mail addresses"
+	To []string `json:"to"`
+
+	// startTLS upgrades the connection with STARTTLS before authenticating.
+	// +optional
+	// +kubebuilder:default=true
+	StartTLS *bool `json:"startTLS,omitempty"`
+
+	// credentialsSecretRef names a Secret with keys "username" and
+	// "password" for SMTP authentication.
+	// +optional
+	CredentialsSecretRef *LocalObjectReference `json:"credentialsSecretRef,omitempty"`
+}
+
+// LicenseStatus describes one licence a group holds.
+type LicenseStatus struct {
+	// id of the licence.
+	ID string `json:"id"`
+	// product the licence is for.
+	// +optional
+	Product string `json:"product,omitempty"`
+	// edition of the licence, e.g. Enterprise.
+	// +optional
+	Edition string `json:"edition,omitempty"`
+	// printers is the number of printer seats.
+	// +optional
+	Printers int32 `json:"printers,omitempty"`
+	// expires is when the licence stops being valid.
+	// +optional
+	Expires *metav1.Time `json:"expires,omitempty"`
+	// valid is false when the licence failed verification; message says why.
+	// +optional
+	Valid bool `json:"valid"`
+	// message explains why an invalid licence was refused.
+	// +optional
+	Message string `json:"message,omitempty"`
+}

@@ -1,0 +1,132 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+)
+
+// FieldManager is the field manager of every write the operator makes.
+const FieldManager = "licenseha-operator"
+
+// StateObjectName is the name of the ConfigMap and the Secret that carry a
+// group's synced state.
+func StateObjectName(group string) string { return group + "-state" }
+
+// fetchReferences reads the referenced Secrets and ConfigMaps directly from
+// the API server (they are watched as metadata only, see referencingGroups).
+func fetchReferences(ctx context.Context, r client.Reader, namespace string, refs []reference) ([]reference, error) {
+	out := make([]reference, len(refs))
+	for i, ref := range refs {
+		key := types.NamespacedName{Namespace: namespace, Name: ref.name}
+		var err error
+		if ref.isSecret {
+			s := &corev1.Secret{}
+			if err = r.Get(ctx, key, s); err == nil {
+				ref.secret = s
+			}
+		} else {
+			cm := &corev1.ConfigMap{}
+			if err = r.Get(ctx, key, cm); err == nil {
+				ref.configMap = cm
+			}
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("reading %s %q: %w", ref.field, ref.name, err)
+		}
+		out[i] = ref
+	}
+	return out, nil
+}
+
+// ensureFinalizer adds the dissolve finalizer with a patch that touches only
+// metadata; the operator never writes a group's spec.
+func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) error {
+	if controllerutil.ContainsFinalizer(obj, licensehav1.Finalizer) {
+		return nil
+	}
+	base := obj.DeepCopyObject().(client.Object)
+	controllerutil.AddFinalizer(obj, licensehav1.Finalizer)
+	return c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager))
+}
+
+// dissolve applies a group's dissolvePolicy and then releases the finalizer.
+// Retain detaches the synced-state objects from the group so the garbage
+// collector keeps them (a group of the same name picks them up again);
+// Delete removes them together with the licence Secrets.
+func dissolve(ctx context.Context, c client.Client, group client.Object, policy licensehav1.DissolvePolicy, licenseSecrets []string) error {
+	if !controllerutil.ContainsFinalizer(group, licensehav1.Finalizer) {
+		return nil
+	}
+	ns := group.GetNamespace()
+	state := []client.Object{
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: StateObjectName(group.GetName())}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: StateObjectName(group.GetName())}},
+	}
+	switch policy {
+	case licensehav1.DissolveDelete:
+		for _, name := range licenseSecrets {
+			state = append(state, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
+		}
+		for _, obj := range state {
+			if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
+			}
+		}
+	default:
+		for _, obj := range state {
+			if err := orphan(ctx, c, obj, group.GetUID()); err != nil {
+				return err
+			}
+		}
+	}
+	base := group.DeepCopyObject().(client.Object)
+	controllerutil.RemoveFinalizer(group, licensehav1.Finalizer)
+	return client.IgnoreNotFound(c.Patch(ctx, group, client.MergeFrom(base), client.FieldOwner(FieldManager)))
+}
+
+// orphan removes the owner reference to owner from obj, if obj exists.
+func orphan(ctx context.Context, c client.Client, obj client.Object, owner types.UID) error {
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	refs := obj.GetOwnerReferences()
+	kept := refs[:0:0]
+	for _, ref := range refs {
+		if ref.UID != owner {
+			kept = append(kept, ref)
+		}
+	}
+	if len(kept) == len(refs) {
+		return nil
+	}
+	base := obj.DeepCopyObject().(client.Object)
+	obj.SetOwnerReferences(kept)
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager)); err != nil {
+		return fmt.Errorf("keeping %s %s on dissolve: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+	}
+	return nil
+}
+
+// patchStatus writes obj's status when it differs from before, and only
+// then: a steady group causes no status writes.
+func patchStatus(ctx context.Context, c client.Client, before, obj client.Object) error {
+	patch := client.MergeFrom(before)
+	data, err := patch.Data(obj)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(data, []byte("{}")) {
+		return nil
+	}
+	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, patch, client.FieldOwner(FieldManager)))
+}

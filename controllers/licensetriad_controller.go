@@ -1,0 +1,120 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+)
+
+// LicenseTriadReconciler reconciles a LicenseTriad.
+type LicenseTriadReconciler struct {
+	client.Client
+	// APIReader reads referenced Secrets and ConfigMaps uncached.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+}
+
+// triadStep is one named step of a triad's reconcile. Steps run in order; a
+// step that cannot go on returns a non-zero result or an error and the chain
+// stops there.
+type triadStep struct {
+	name string
+	fn   func(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error)
+}
+
+// +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile moves a LicenseTriad towards its spec.
+func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	log := logf.FromContext(ctx)
+	triad := &licensehav1.LicenseTriad{}
+	if err := r.Get(ctx, req.NamespacedName, triad); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+
+	if !triad.DeletionTimestamp.IsZero() {
+		log.Info("Dissolving triad", "dissolvePolicy", triad.Spec.DissolvePolicy)
+		return ctrl.Result{}, dissolve(ctx, r.Client, triad, triad.Spec.DissolvePolicy, []string{triad.Spec.LicenseSecretRef.Name})
+	}
+	if err := ensureFinalizer(ctx, r.Client, triad); err != nil {
+		return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+	}
+
+	before := triad.DeepCopy()
+	defer func() {
+		if err := patchStatus(ctx, r.Client, before, triad); err != nil {
+			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		}
+	}()
+
+	steps := []triadStep{
+		{"references", r.reconcileReferences},
+	}
+	for _, step := range steps {
+		res, err := step.fn(ctx, triad)
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("step %s: %w", step.name, err)
+		}
+		if !res.IsZero() {
+			return res, nil
+		}
+	}
+	// Every step has seen this generation of the spec.
+	triad.Status.ObservedGeneration = triad.Generation
+	return ctrl.Result{}, nil
+}
+
+// reconcileReferences checks the licence Secret and the settings ConfigMap.
+// A missing object is not an error to retry: the watch on referenced objects
+// brings the triad back as soon as it appears.
+func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
+	refs := []reference{{field: "spec.licenseSecretRef", name: t.Spec.LicenseSecretRef.Name, isSecret: true}}
+	if t.Spec.SettingsRef != nil {
+		refs = append(refs, reference{field: "spec.settingsRef", name: t.Spec.SettingsRef.Name})
+	}
+	found, err := fetchReferences(ctx, r.APIReader, t.Namespace, refs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	licenseCond := referencesCondition(t.Generation, found)
+	meta.SetStatusCondition(&t.Status.Conditions, licenseCond)
+
+	// Until members run (later steps), a triad is Forming; a missing
+	// reference keeps it there. The referenced-object watch brings the triad
+	// back as soon as the object exists, so nothing is requeued here.
+	if t.Status.Phase == "" || t.Status.Phase == licensehav1.TriadForming || licenseCond.Status != metav1.ConditionTrue {
+		t.Status.Phase = licensehav1.TriadForming
+		t.Status.Quorum = fmt.Sprintf("%d/3", t.Status.MembersInQuorum)
+		meta.SetStatusCondition(&t.Status.Conditions, notReadyCondition(t.Generation, &licenseCond))
+	}
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager registers the triad reconciler and its watches.
+func (r *LicenseTriadReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	newList := func() client.ObjectList { return &licensehav1.LicenseTriadList{} }
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&licensehav1.LicenseTriad{}).
+		Named("licensetriad").
+		WatchesMetadata(&corev1.Secret{},
+			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexSecretRefs, newList))).
+		WatchesMetadata(&corev1.ConfigMap{},
+			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexConfigMapRefs, newList))).
+		Complete(r)
+}

@@ -1,0 +1,111 @@
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+)
+
+// Field indexes over the groups, so that an event on a Secret or ConfigMap
+// finds the groups that reference it without listing every group.
+const (
+	indexSecretRefs    = "licenseha.io/secret-refs"
+	indexConfigMapRefs = "licenseha.io/configmap-refs"
+)
+
+// notificationSecretRefs lists the Secrets a notifications block references.
+func notificationSecretRefs(n *licensehav1.NotificationsSpec) []string {
+	if n == nil {
+		return nil
+	}
+	var names []string
+	if n.Webhook != nil && n.Webhook.SecretRef != nil {
+		names = append(names, n.Webhook.SecretRef.Name)
+	}
+	if n.Email != nil && n.Email.CredentialsSecretRef != nil {
+		names = append(names, n.Email.CredentialsSecretRef.Name)
+	}
+	return names
+}
+
+func settingsRefs(ref *licensehav1.LocalObjectReference) []string {
+	if ref == nil {
+		return nil
+	}
+	return []string{ref.Name}
+}
+
+// triadSecretRefs lists every Secret a triad reads.
+func triadSecretRefs(t *licensehav1.LicenseTriad) []string {
+	return append([]string{t.Spec.LicenseSecretRef.Name}, notificationSecretRefs(t.Spec.Notifications)...)
+}
+
+// pairSecretRefs lists every Secret a backup pair reads.
+func pairSecretRefs(p *licensehav1.LicenseBackupPair) []string {
+	names := []string{p.Spec.Main.LicenseSecretRef.Name, p.Spec.Backup.LicenseSecretRef.Name}
+	return append(names, notificationSecretRefs(p.Spec.Notifications)...)
+}
+
+// SetupIndexes registers the field indexes both reconcilers rely on. Call it
+// once per manager, before the reconcilers are set up.
+func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
+	idx := mgr.GetFieldIndexer()
+	indexes := []struct {
+		obj   client.Object
+		field string
+		fn    client.IndexerFunc
+	}{
+		{&licensehav1.LicenseTriad{}, indexSecretRefs, func(o client.Object) []string {
+			return triadSecretRefs(o.(*licensehav1.LicenseTriad))
+		}},
+		{&licensehav1.LicenseTriad{}, indexConfigMapRefs, func(o client.Object) []string {
+			return settingsRefs(o.(*licensehav1.LicenseTriad).Spec.SettingsRef)
+		}},
+		{&licensehav1.LicenseBackupPair{}, indexSecretRefs, func(o client.Object) []string {
+			return pairSecretRefs(o.(*licensehav1.LicenseBackupPair))
+		}},
+		{&licensehav1.LicenseBackupPair{}, indexConfigMapRefs, func(o client.Object) []string {
+			return settingsRefs(o.(*licensehav1.LicenseBackupPair).Spec.SettingsRef)
+		}},
+	}
+	for _, i := range indexes {
+		if err := idx.IndexField(ctx, i.obj, i.field, i.fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// referencingGroups maps a Secret or ConfigMap to the groups of one kind in
+// its namespace that reference it, through the field index.
+// field is indexSecretRefs or indexConfigMapRefs. The referenced objects are
+// watched as metadata only, so the operator never caches the contents of
+// every Secret in the cluster; it reads the few it needs directly.
+func referencingGroups(c client.Client, field string, newList func() client.ObjectList) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		list := newList()
+		if err := c.List(ctx, list, client.InNamespace(obj.GetNamespace()),
+			client.MatchingFields{field: obj.GetName()}); err != nil {
+			return nil
+		}
+		var reqs []reconcile.Request
+		switch l := list.(type) {
+		case *licensehav1.LicenseTriadList:
+			for _, item := range l.Items {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: item.Namespace, Name: item.Name}})
+			}
+		case *licensehav1.LicenseBackupPairList:
+			for _, item := range l.Items {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: item.Namespace, Name: item.Name}})
+			}
+		}
+		return reqs
+	}
+}
+
