@@ -43,7 +43,7 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code for the API types.
 manifests: $(CONTROLLER_GEN) ## Regenerate CRDs (config/crd/bases and the chart) and RBAC.
 	$(CONTROLLER_GEN) crd rbac:roleName=licenseha-manager paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	hack/chart-crds.sh config/crd/bases charts/licenseha/templates/crds
+	hack/sync-chart.sh
 
 .PHONY: verify-generate
 verify-generate: generate manifests ## Fail when committed generated files are stale.

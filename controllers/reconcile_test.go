@@ -1,0 +1,253 @@
+package controllers_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+)
+
+const (
+	timeout  = 20 * time.Second
+	interval = 100 * time.Millisecond
+)
+
+func licenseSecret(ns, name string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Data:       map[string][]byte{"plant.lic": []byte("licence file")},
+	}
+}
+
+// condition returns the named condition of a group, re-read from the API.
+func triadCondition(key client.ObjectKey, condType string) func() *metav1.Condition {
+	return func() *metav1.Condition {
+		t := &licensehav1.LicenseTriad{}
+		if err := k8sClient.Get(ctx, key, t); err != nil {
+			return nil
+		}
+		return meta.FindStatusCondition(t.Status.Conditions, condType)
+	}
+}
+
+func pairCondition(key client.ObjectKey, condType string) func() *metav1.Condition {
+	return func() *metav1.Condition {
+		p := &licensehav1.LicenseBackupPair{}
+		if err := k8sClient.Get(ctx, key, p); err != nil {
+			return nil
+		}
+		return meta.FindStatusCondition(p.Status.Conditions, condType)
+	}
+}
+
+func haveReason(status metav1.ConditionStatus, reason string) OmegaMatcher {
+	return And(Not(BeNil()),
+		HaveField("Status", status),
+		HaveField("Reason", reason))
+}
+
+var _ = Describe("LicenseTriad reconciler", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("adds its finalizer, reports Forming and observes the generation", func() {
+		t := validTriad(ns, "plant")
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "plant-licenses"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			got := &licensehav1.LicenseTriad{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(t), got)).To(Succeed())
+			g.Expect(got.Finalizers).To(ContainElement(licensehav1.Finalizer))
+			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+			g.Expect(got.Status.Phase).To(Equal(licensehav1.TriadForming))
+			g.Expect(got.Status.Quorum).To(Equal("0/3"))
+			g.Expect(meta.FindStatusCondition(got.Status.Conditions, licensehav1.ConditionLicenseValid)).
+				To(haveReason(metav1.ConditionTrue, licensehav1.ReasonLicensesPresent))
+			g.Expect(meta.FindStatusCondition(got.Status.Conditions, licensehav1.ConditionReady)).
+				To(haveReason(metav1.ConditionFalse, licensehav1.ReasonForming))
+		}, timeout, interval).Should(Succeed())
+
+		By("moving observedGeneration with every spec change")
+		Expect(update(t, func(t *licensehav1.LicenseTriad) { t.Spec.Sync.IntervalSeconds = 20 })).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := &licensehav1.LicenseTriad{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(t), got)).To(Succeed())
+			g.Expect(got.Generation).To(BeEquivalentTo(2))
+			g.Expect(got.Status.ObservedGeneration).To(BeEquivalentTo(2))
+		}, timeout, interval).Should(Succeed())
+	})
+
+	It("reports a missing licence Secret and recovers when it appears, without polling", func() {
+		t := validTriad(ns, "nosecret")
+		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		key := client.ObjectKeyFromObject(t)
+
+		Eventually(triadCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonSecretNotFound),
+				HaveField("Message", ContainSubstring(`Secret "nosecret-licenses" named by spec.licenseSecretRef does not exist`))))
+		Expect(triadCondition(key, licensehav1.ConditionReady)()).
+			To(haveReason(metav1.ConditionFalse, licensehav1.ReasonSecretNotFound))
+
+		By("a Secret without licence files is not enough")
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nosecret-licenses"},
+			Data: map[string][]byte{"readme.txt": []byte("no licence here")}}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		Eventually(triadCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(haveReason(metav1.ConditionFalse, licensehav1.ReasonNoLicenseFiles))
+
+		By("adding a licence file makes it valid: the Secret watch re-reconciles")
+		s.Data["plant.lic"] = []byte("licence file")
+		Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		Eventually(triadCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, licensehav1.ReasonLicensesPresent))
+	})
+
+	It("reports a missing settings ConfigMap and recovers when it appears", func() {
+		t := validTriad(ns, "settings")
+		t.Spec.SettingsRef = &licensehav1.LocalObjectReference{Name: "plant-settings"}
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "settings-licenses"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		key := client.ObjectKeyFromObject(t)
+
+		Eventually(triadCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonSettingsNotFound),
+				HaveField("Message", ContainSubstring("spec.settingsRef"))))
+
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plant-settings"},
+			Data: map[string]string{"settings.json": "{}"}}
+		Expect(k8sClient.Create(ctx, cm)).To(Succeed())
+		Eventually(triadCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, licensehav1.ReasonLicensesPresent))
+	})
+
+	It("writes nothing when nothing changed", func() {
+		t := validTriad(ns, "steady")
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "steady-licenses"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		key := client.ObjectKeyFromObject(t)
+		Eventually(triadCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, licensehav1.ReasonLicensesPresent))
+		Expect(k8sClient.Get(ctx, key, t)).To(Succeed())
+		rv := t.ResourceVersion
+
+		By("triggering reconciles through the referenced Secret")
+		for i := range 3 {
+			s := &corev1.Secret{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "steady-licenses"}, s)).To(Succeed())
+			s.Labels = map[string]string{"touch": string(rune('a' + i))}
+			Expect(k8sClient.Update(ctx, s)).To(Succeed())
+		}
+		Consistently(func() string {
+			got := &licensehav1.LicenseTriad{}
+			Expect(k8sClient.Get(ctx, key, got)).To(Succeed())
+			return got.ResourceVersion
+		}, 2*time.Second, 200*time.Millisecond).Should(Equal(rv))
+	})
+
+	Describe("dissolving", func() {
+		// stateObjects creates the synced-state objects a running triad owns.
+		stateObjects := func(t *licensehav1.LicenseTriad) (*corev1.ConfigMap, *corev1.Secret) {
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
+			owner := metav1.OwnerReference{APIVersion: licensehav1.GroupVersion.String(), Kind: "LicenseTriad",
+				Name: t.Name, UID: t.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: t.Namespace, Name: t.Name + "-state",
+				OwnerReferences: []metav1.OwnerReference{owner}}, Data: map[string]string{"revision": "7"}}
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: t.Namespace, Name: t.Name + "-state",
+				OwnerReferences: []metav1.OwnerReference{owner}}, Data: map[string][]byte{"checkouts": []byte("{}")}}
+			Expect(k8sClient.Create(ctx, cm)).To(Succeed())
+			Expect(k8sClient.Create(ctx, s)).To(Succeed())
+			return cm, s
+		}
+		waitGone := func(obj client.Object) {
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj))
+			}, timeout, interval).Should(BeTrue())
+		}
+
+		It("Retain keeps the licences and the synced state, detached from the triad", func() {
+			t := validTriad(ns, "retain")
+			Expect(k8sClient.Create(ctx, licenseSecret(ns, "retain-licenses"))).To(Succeed())
+			Expect(k8sClient.Create(ctx, t)).To(Succeed())
+			Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionLicenseValid), timeout, interval).ShouldNot(BeNil())
+			cm, s := stateObjects(t)
+
+			Expect(k8sClient.Delete(ctx, t)).To(Succeed())
+			waitGone(t)
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cm), cm)).To(Succeed())
+			Expect(cm.OwnerReferences).To(BeEmpty(), "the garbage collector must not take the retained state")
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), s)).To(Succeed())
+			Expect(s.OwnerReferences).To(BeEmpty())
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "retain-licenses"}, &corev1.Secret{})).To(Succeed())
+		})
+
+		It("Delete removes the licence Secret and the synced state", func() {
+			t := validTriad(ns, "drop")
+			t.Spec.DissolvePolicy = licensehav1.DissolveDelete
+			Expect(k8sClient.Create(ctx, licenseSecret(ns, "drop-licenses"))).To(Succeed())
+			Expect(k8sClient.Create(ctx, t)).To(Succeed())
+			Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionLicenseValid), timeout, interval).ShouldNot(BeNil())
+			cm, s := stateObjects(t)
+
+			Expect(k8sClient.Delete(ctx, t)).To(Succeed())
+			waitGone(t)
+			waitGone(cm)
+			waitGone(s)
+			waitGone(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drop-licenses"}})
+		})
+	})
+})
+
+var _ = Describe("LicenseBackupPair reconciler", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("names the side whose licence Secret is missing, and recovers", func() {
+		p := validPair(ns, "pair")
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "pair-main"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		key := client.ObjectKeyFromObject(p)
+
+		Eventually(pairCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonSecretNotFound),
+				HaveField("Message", ContainSubstring("spec.backup.licenseSecretRef"))))
+		got := &licensehav1.LicenseBackupPair{}
+		Expect(k8sClient.Get(ctx, key, got)).To(Succeed())
+		Expect(got.Finalizers).To(ContainElement(licensehav1.Finalizer))
+		Expect(got.Status.Phase).To(Equal(licensehav1.PairForming))
+		Expect(got.Status.SyncState).To(Equal(licensehav1.DisconnectedNotSynchronized))
+		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "pair-backup"))).To(Succeed())
+		Eventually(pairCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, licensehav1.ReasonLicensesPresent))
+	})
+
+	It("dissolves with Delete: both licence Secrets go", func() {
+		p := validPair(ns, "gone")
+		p.Spec.DissolvePolicy = licensehav1.DissolveDelete
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "gone-main"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "gone-backup"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		Eventually(pairCondition(client.ObjectKeyFromObject(p), licensehav1.ConditionLicenseValid), timeout, interval).ShouldNot(BeNil())
+
+		Expect(k8sClient.Delete(ctx, p)).To(Succeed())
+		for _, name := range []string{"gone", "gone-main", "gone-backup"} {
+			Eventually(func() bool {
+				err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Secret{})
+				if name == "gone" {
+					err = k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &licensehav1.LicenseBackupPair{})
+				}
+				return apierrors.IsNotFound(err)
+			}, timeout, interval).Should(BeTrue(), name)
+		}
+	})
+})
