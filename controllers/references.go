@@ -108,4 +108,3 @@ func referencingGroups(c client.Client, field string, newList func() client.Obje
 		return reqs
 	}
 }
-

@@ -84,4 +84,3 @@ func run() error {
 	log.Info("Starting operator")
 	return mgr.Start(ctx)
 }
-
