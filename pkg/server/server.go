@@ -1,0 +1,286 @@
+// Package server implements the licenseha reference license server: printer
+// seat checkouts with heartbeats, roles fenced by an epoch, settings with
+// access rules and partitions, usage statistics, signed licence files and
+// state snapshots that a supervisor synchronises across a redundancy group.
+//
+// ClientHandler serves the client API and AdminHandler the admin API; both
+// are plain http.Handlers so they can be mounted on any listener. The
+// AdminClient type is a typed client for the admin API.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/licenseha/licenseha/pkg/licensing"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Group is the "<namespace>/<name>" of the redundancy group; licences must be bound to it.
+	Group string
+	// Member is this member's name within the group.
+	Member string
+	// Role is the initial role.
+	Role Role
+	// DataDir holds the durable store.
+	DataDir string
+	// LicenseDir holds the licence files (*.lic).
+	LicenseDir string
+	// TrustedKeys verify the licence signatures.
+	TrustedKeys licensing.KeyRing
+	// CheckoutTTL is how long a checkout lives without a heartbeat.
+	CheckoutTTL time.Duration
+	// MaxCheckoutsPerClient bounds the checkouts one client id may hold; 0 means no bound.
+	MaxCheckoutsPerClient int
+	// LicenseCheckInterval is how often the licence directory is re-read.
+	LicenseCheckInterval time.Duration
+	// FlushInterval is how often usage statistics are written to the store.
+	FlushInterval time.Duration
+	// Version is reported in the admin state.
+	Version string
+	// Logger receives the server's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time; nil means time.Now. Tests inject a clock.
+	Now func() time.Time
+}
+
+// Server is a license server. It is safe for concurrent use.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	now   func() time.Time
+	store *store
+
+	reloadMu sync.Mutex // serialises licence reloads
+	mu       sync.Mutex // guards the fields below
+	role     Role
+	epoch    uint64
+	revision uint64
+	active   string // member name of the active member, when known
+	settings Settings
+	rules    *rules
+	aliases  map[string]string
+
+	licenses    map[string]*licensing.License // valid licences by id
+	inventory   []LicenseStatus               // every file found, valid or not
+	checkouts   map[string]*checkout          // by id
+	seats       map[seatKey]*checkout
+	inUse       map[string]int            // seats held per licence id
+	perClient   map[string]int            // checkouts per client id
+	partUse     map[string]map[string]int // printer group → licence id → seats
+	usage       map[usageKey]*UsageRecord
+	usageDirty  bool
+	metaDirty   bool
+	lastLicErrs map[string]string // file → last logged refusal, to log changes only
+}
+
+type seatKey struct{ license, client, printer string }
+
+type usageKey struct{ license, printer string }
+
+type checkout struct {
+	CheckoutRecord
+	partitions []string // printer groups with partitions the printer belongs to
+}
+
+// New opens the store in opts.DataDir, restores durable state and loads the
+// licence directory.
+func New(opts Options) (*Server, error) {
+	if err := licensing.ValidateGroup(opts.Group); err != nil {
+		return nil, err
+	}
+	if opts.Member == "" {
+		return nil, errors.New("member name is empty")
+	}
+	if opts.Role == "" {
+		opts.Role = RoleActive
+	}
+	if !opts.Role.Valid() {
+		return nil, fmt.Errorf("role %q is not one of active, standby, witness", opts.Role)
+	}
+	if opts.CheckoutTTL <= 0 {
+		opts.CheckoutTTL = 30 * time.Second
+	}
+	if opts.LicenseCheckInterval <= 0 {
+		opts.LicenseCheckInterval = 10 * time.Second
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 2 * time.Second
+	}
+	s := &Server{
+		opts:        opts,
+		log:         opts.Logger,
+		now:         opts.Now,
+		role:        opts.Role,
+		checkouts:   map[string]*checkout{},
+		seats:       map[seatKey]*checkout{},
+		inUse:       map[string]int{},
+		perClient:   map[string]int{},
+		partUse:     map[string]map[string]int{},
+		usage:       map[usageKey]*UsageRecord{},
+		licenses:    map[string]*licensing.License{},
+		lastLicErrs: map[string]string{},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	st, err := openStore(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s.store = st
+	d, err := st.load()
+	if err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	r, err := compileSettings(d.settings)
+	if err != nil {
+		_ = st.close()
+		return nil, fmt.Errorf("stored settings: %w", err)
+	}
+	s.epoch, s.revision, s.settings, s.rules, s.aliases = d.epoch, d.revision, d.settings, r, d.aliases
+	for i := range d.usage {
+		u := d.usage[i]
+		s.usage[usageKey{u.License, u.Printer}] = &u
+	}
+	if s.role == RoleActive {
+		s.active = opts.Member
+	}
+	if s.inventory, err = st.inventory(); err != nil {
+		_ = st.close()
+		return nil, fmt.Errorf("reading the licence inventory: %w", err)
+	}
+	s.ReloadLicenses()
+	return s, nil
+}
+
+// Run performs the periodic work (expiring checkouts, re-reading the licence
+// directory, flushing usage statistics) until ctx ends, then flushes once more.
+func (s *Server) Run(ctx context.Context) {
+	expire := time.NewTicker(min(time.Second, s.opts.CheckoutTTL/4))
+	licenses := time.NewTicker(s.opts.LicenseCheckInterval)
+	flush := time.NewTicker(s.opts.FlushInterval)
+	defer expire.Stop()
+	defer licenses.Stop()
+	defer flush.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.flush()
+			return
+		case <-expire.C:
+			s.ExpireCheckouts()
+		case <-licenses.C:
+			s.ReloadLicenses()
+		case <-flush.C:
+			s.flush()
+		}
+	}
+}
+
+// Close flushes pending statistics and closes the store.
+func (s *Server) Close() error {
+	s.flush()
+	return s.store.close()
+}
+
+// flush writes usage statistics and the revision when they changed.
+func (s *Server) flush() {
+	s.mu.Lock()
+	if !s.usageDirty && !s.metaDirty {
+		s.mu.Unlock()
+		return
+	}
+	var w write
+	rev := s.revision
+	w.revision = &rev
+	if s.usageDirty {
+		w.usage = s.usageRecordsLocked()
+	}
+	s.usageDirty, s.metaDirty = false, false
+	s.mu.Unlock()
+	if err := s.store.write(w); err != nil {
+		s.log.Error("Failed to write usage statistics", "err", err)
+		s.mu.Lock()
+		s.usageDirty, s.metaDirty = true, true
+		s.mu.Unlock()
+	}
+}
+
+// changedLocked records a change of settings, usage or checkouts.
+func (s *Server) changedLocked() {
+	s.revision++
+	s.metaDirty = true
+}
+
+// State returns the server's role, epoch and revision.
+func (s *Server) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return State{
+		Role: s.role, Epoch: s.epoch, Revision: s.revision,
+		Member: s.opts.Member, Group: s.opts.Group, Active: s.active, Version: s.opts.Version,
+	}
+}
+
+// errStaleEpoch refuses a role change from an older epoch.
+var errStaleEpoch = errors.New("stale epoch")
+
+// SetRole changes the role under a fencing epoch. A request with an epoch
+// older than the server's is refused; the same epoch may change the role (a
+// fence of the active member keeps its epoch). A member that becomes active
+// extends every checkout it knows by one TTL, so clients whose heartbeats
+// went to the former active keep their seats while they reconnect.
+func (s *Server) SetRole(req RoleRequest) error {
+	if !req.Role.Valid() {
+		return fieldErrorf("role", "%q is not one of active, standby, witness", req.Role)
+	}
+	s.mu.Lock()
+	if req.Epoch < s.epoch {
+		cur := s.epoch
+		s.mu.Unlock()
+		return fmt.Errorf("%w: role change carries epoch %d, the server is at epoch %d", errStaleEpoch, req.Epoch, cur)
+	}
+	old, oldEpoch := s.role, s.epoch
+	s.role, s.epoch = req.Role, req.Epoch
+	s.active = req.Active
+	if req.Role == RoleActive {
+		s.active = s.opts.Member
+		if old != RoleActive {
+			until := s.now().Add(s.opts.CheckoutTTL)
+			for _, c := range s.checkouts {
+				if c.ExpiresAt.Before(until) {
+					c.ExpiresAt = until
+				}
+			}
+		}
+	}
+	epoch := s.epoch
+	s.mu.Unlock()
+	if epoch != oldEpoch {
+		if err := s.store.write(write{epoch: &epoch}); err != nil {
+			return fmt.Errorf("recording epoch: %w", err)
+		}
+	}
+	if old != req.Role || epoch != oldEpoch {
+		s.log.Info("Role changed", "from", old, "to", req.Role, "epoch", epoch, "active", req.Active)
+	}
+	return nil
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,143 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// errStaleSnapshot refuses a snapshot older than the server's state.
+var errStaleSnapshot = errors.New("stale snapshot")
+
+// Settings returns the current settings.
+func (s *Server) Settings() Settings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settings
+}
+
+// SetSettings validates and applies settings, and records them durably.
+func (s *Server) SetSettings(settings Settings) error {
+	r, err := compileSettings(settings)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.applySettingsLocked(settings, r)
+	s.changedLocked()
+	rev := s.revision
+	s.mu.Unlock()
+	return s.store.write(write{settings: &settings, revision: &rev})
+}
+
+func (s *Server) applySettingsLocked(settings Settings, r *rules) {
+	s.settings, s.rules = settings, r
+	// Printer groups may have changed: recount the partitions.
+	s.partUse = map[string]map[string]int{}
+	for _, c := range s.checkouts {
+		c.partitions = r.partitionsOf(c.Printer)
+		for _, g := range c.partitions {
+			if s.partUse[g] == nil {
+				s.partUse[g] = map[string]int{}
+			}
+			s.partUse[g][c.License]++
+		}
+	}
+}
+
+// SetAliases replaces the mapping of peer licence ids to local licence ids.
+func (s *Server) SetAliases(aliases map[string]string) error {
+	for foreign, local := range aliases {
+		if foreign == "" || local == "" {
+			return fieldErrorf("aliases", "licence ids must not be empty (%q → %q)", foreign, local)
+		}
+	}
+	if aliases == nil {
+		aliases = map[string]string{}
+	}
+	s.mu.Lock()
+	s.aliases = aliases
+	s.mu.Unlock()
+	return s.store.write(write{aliases: aliases})
+}
+
+// Export takes a snapshot of settings, usage statistics and checkouts.
+func (s *Server) Export() *Snapshot {
+	s.mu.Lock()
+	snap := &Snapshot{
+		FormatVersion: SnapshotFormatVersion,
+		Group:         s.opts.Group,
+		Member:        s.opts.Member,
+		Revision:      s.revision,
+		Epoch:         s.epoch,
+		TakenAt:       s.now().UTC(),
+		Settings:      s.settings,
+		Usage:         s.usageRecordsLocked(),
+		Checkouts:     make([]CheckoutRecord, 0, len(s.checkouts)),
+	}
+	for _, c := range s.checkouts {
+		snap.Checkouts = append(snap.Checkouts, c.CheckoutRecord)
+	}
+	s.mu.Unlock()
+	sort.Slice(snap.Checkouts, func(i, j int) bool { return snap.Checkouts[i].ID < snap.Checkouts[j].ID })
+	return snap
+}
+
+// Import replaces settings, usage statistics and checkouts with a snapshot's.
+// A snapshot from an older epoch, or from an older revision of the same
+// epoch, is refused; the server takes the snapshot's revision (and its epoch
+// when newer).
+func (s *Server) Import(snap *Snapshot) error {
+	if snap.FormatVersion != SnapshotFormatVersion {
+		return fieldErrorf("formatVersion", "is %d, this server reads version %d", snap.FormatVersion, SnapshotFormatVersion)
+	}
+	if snap.Group != s.opts.Group {
+		return fieldErrorf("group", "snapshot is of group %q, this server is in group %q", snap.Group, s.opts.Group)
+	}
+	r, err := compileSettings(snap.Settings)
+	if err != nil {
+		return err
+	}
+	checkouts := make(map[string]*checkout, len(snap.Checkouts))
+	seats := make(map[seatKey]bool, len(snap.Checkouts))
+	for i := range snap.Checkouts {
+		c := &snap.Checkouts[i]
+		if c.ID == "" || c.Client == "" || c.Printer == "" || c.License == "" {
+			return fieldErrorf(fmt.Sprintf("checkouts[%d]", i), "id, client, printer and license must not be empty")
+		}
+		k := seatKey{c.License, c.Client, c.Printer}
+		if checkouts[c.ID] != nil || seats[k] {
+			return fieldErrorf(fmt.Sprintf("checkouts[%d]", i), "checkout %s is a duplicate", c.ID)
+		}
+		seats[k] = true
+		checkouts[c.ID] = &checkout{CheckoutRecord: *c}
+	}
+	usage := make(map[usageKey]*UsageRecord, len(snap.Usage))
+	for i := range snap.Usage {
+		u := snap.Usage[i]
+		if u.Checkouts < 0 || u.Jobs < 0 || u.Labels < 0 {
+			return fieldErrorf(fmt.Sprintf("usage[%d]", i), "counts must not be negative")
+		}
+		usage[usageKey{u.License, u.Printer}] = &u
+	}
+
+	s.mu.Lock()
+	if snap.Epoch < s.epoch || (snap.Epoch == s.epoch && snap.Revision < s.revision) {
+		epoch, rev := s.epoch, s.revision
+		s.mu.Unlock()
+		return fmt.Errorf("%w: snapshot is at epoch %d revision %d, the server at epoch %d revision %d",
+			errStaleSnapshot, snap.Epoch, snap.Revision, epoch, rev)
+	}
+	s.checkouts = map[string]*checkout{}
+	s.seats = make(map[seatKey]*checkout, len(checkouts))
+	s.inUse, s.perClient = map[string]int{}, map[string]int{}
+	for _, c := range checkouts {
+		s.addLocked(c)
+	}
+	s.applySettingsLocked(snap.Settings, r)
+	s.usage, s.usageDirty = usage, true
+	s.epoch, s.revision = snap.Epoch, snap.Revision
+	settings, epoch, rev := s.settings, s.epoch, s.revision
+	s.mu.Unlock()
+	return s.store.write(write{settings: &settings, epoch: &epoch, revision: &rev})
+}
