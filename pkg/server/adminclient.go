@@ -66,7 +66,7 @@ func (c *AdminClient) Export(ctx context.Context) (*Snapshot, error) {
 
 // ExportRaw takes a state snapshot as JSON, for callers that store it as is.
 func (c *AdminClient) ExportRaw(ctx context.Context) ([]byte, error) {
-	var raw json.RawMessage
+	var raw rawBody
 	err := c.do(ctx, http.MethodGet, "/admin/v1/snapshot", nil, &raw)
 	return raw, err
 }
@@ -80,7 +80,7 @@ func (c *AdminClient) Import(ctx context.Context, snap *Snapshot) (*State, error
 // ImportRaw applies a snapshot given as JSON.
 func (c *AdminClient) ImportRaw(ctx context.Context, snap []byte) (*State, error) {
 	var st State
-	return &st, c.do(ctx, http.MethodPut, "/admin/v1/snapshot", json.RawMessage(snap), &st)
+	return &st, c.do(ctx, http.MethodPut, "/admin/v1/snapshot", rawBody(snap), &st)
 }
 
 // Licenses lists the licence files with their validity.
@@ -117,9 +117,14 @@ func (c *AdminClient) SetAliases(ctx context.Context, aliases map[string]string)
 	return c.do(ctx, http.MethodPut, "/admin/v1/aliases", Aliases{Aliases: aliases}, nil)
 }
 
+// rawBody is a JSON body sent or received as is, without re-encoding.
+type rawBody []byte
+
 func (c *AdminClient) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
-	if in != nil {
+	if raw, ok := in.(rawBody); ok {
+		body = bytes.NewReader(raw)
+	} else if in != nil {
 		data, err := json.Marshal(in)
 		if err != nil {
 			return err
@@ -142,9 +147,14 @@ func (c *AdminClient) do(ctx context.Context, method, path string, in, out any) 
 	if resp.StatusCode >= 300 {
 		return decodeError(resp)
 	}
-	if out == nil {
+	switch out := out.(type) {
+	case nil:
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
+	case *rawBody:
+		data, err := io.ReadAll(resp.Body)
+		*out = data
+		return err
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("decoding %s %s answer: %w", method, path, err)

@@ -98,19 +98,25 @@ func (s *Server) Import(snap *Snapshot) error {
 	if err != nil {
 		return err
 	}
+	// Build the indices before taking the lock: imports of large snapshots
+	// must not stall checkouts.
 	checkouts := make(map[string]*checkout, len(snap.Checkouts))
-	seats := make(map[seatKey]bool, len(snap.Checkouts))
+	seats := make(map[seatKey]*checkout, len(snap.Checkouts))
+	inUse, perClient := map[string]int{}, map[string]int{}
+	records := make([]checkout, len(snap.Checkouts))
 	for i := range snap.Checkouts {
-		c := &snap.Checkouts[i]
+		c := &records[i]
+		c.CheckoutRecord = snap.Checkouts[i]
 		if c.ID == "" || c.Client == "" || c.Printer == "" || c.License == "" {
 			return fieldErrorf(fmt.Sprintf("checkouts[%d]", i), "id, client, printer and license must not be empty")
 		}
 		k := seatKey{c.License, c.Client, c.Printer}
-		if checkouts[c.ID] != nil || seats[k] {
+		if checkouts[c.ID] != nil || seats[k] != nil {
 			return fieldErrorf(fmt.Sprintf("checkouts[%d]", i), "checkout %s is a duplicate", c.ID)
 		}
-		seats[k] = true
-		checkouts[c.ID] = &checkout{CheckoutRecord: *c}
+		checkouts[c.ID], seats[k] = c, c
+		inUse[c.License]++
+		perClient[c.Client]++
 	}
 	usage := make(map[usageKey]*UsageRecord, len(snap.Usage))
 	for i := range snap.Usage {
@@ -128,12 +134,7 @@ func (s *Server) Import(snap *Snapshot) error {
 		return fmt.Errorf("%w: snapshot is at epoch %d revision %d, the server at epoch %d revision %d",
 			errStaleSnapshot, snap.Epoch, snap.Revision, epoch, rev)
 	}
-	s.checkouts = map[string]*checkout{}
-	s.seats = make(map[seatKey]*checkout, len(checkouts))
-	s.inUse, s.perClient = map[string]int{}, map[string]int{}
-	for _, c := range checkouts {
-		s.addLocked(c)
-	}
+	s.checkouts, s.seats, s.inUse, s.perClient = checkouts, seats, inUse, perClient
 	s.applySettingsLocked(snap.Settings, r)
 	s.usage, s.usageDirty = usage, true
 	s.epoch, s.revision = snap.Epoch, snap.Revision
