@@ -1,0 +1,128 @@
+package election
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults match the LicenseTriad API defaults.
+const (
+	DefaultPeerTimeout       = 2 * time.Second
+	DefaultHeartbeatInterval = 250 * time.Millisecond
+	DefaultFailbackDelay     = 30 * time.Second
+	DefaultMaxClockDrift     = 0.05
+	DefaultFenceDelay        = 100 * time.Millisecond
+)
+
+// Config configures one member's machine.
+type Config struct {
+	// Self is this member.
+	Self MemberID
+	// Primary, Secondary and Tertiary name the triad's members.
+	Primary, Secondary, Tertiary MemberID
+	// Incarnation identifies this process; it must increase when the member
+	// restarts (the Runner uses the wall clock in nanoseconds).
+	Incarnation uint64
+
+	// PeerTimeout: a peer not heard for this long counts as unreachable, and
+	// an active member without a peer's grant for this long stops serving.
+	PeerTimeout time.Duration
+	// HeartbeatInterval is how often heartbeats are sent; at most half of
+	// PeerTimeout.
+	HeartbeatInterval time.Duration
+	// Failback and FailbackDelay: with Automatic, an active secondary hands
+	// the role back once the primary has been in contact and able to reach
+	// the Lease store for FailbackDelay.
+	Failback      FailbackPolicy
+	FailbackDelay time.Duration
+	// RenewInterval is how often the holder renews the Lease and standbys
+	// read it. Default PeerTimeout/2.
+	RenewInterval time.Duration
+	// MaxClockDrift bounds the rate error of every member's monotonic clock
+	// against true time (0.05 = each clock runs between 5% slow and 5% fast).
+	MaxClockDrift float64
+	// FenceDelay bounds how long after a Fence output, or after a Serve's
+	// Until, the license server may still accept a request.
+	FenceDelay time.Duration
+}
+
+// WithDefaults returns c with zero durations and policies set to defaults.
+func (c Config) WithDefaults() Config {
+	if c.PeerTimeout == 0 {
+		c.PeerTimeout = DefaultPeerTimeout
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.Failback == "" {
+		c.Failback = FailbackAutomatic
+	}
+	if c.RenewInterval == 0 {
+		c.RenewInterval = c.PeerTimeout / 2
+	}
+	if c.MaxClockDrift == 0 {
+		c.MaxClockDrift = DefaultMaxClockDrift
+	}
+	if c.FenceDelay == 0 {
+		c.FenceDelay = DefaultFenceDelay
+	}
+	return c
+}
+
+// Validate reports a configuration the protocol cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	ids := map[MemberID]bool{c.Primary: true, c.Secondary: true, c.Tertiary: true}
+	if len(ids) != 3 || ids[""] {
+		errs = append(errs, errors.New("primary, secondary and tertiary must be three distinct non-empty members"))
+	}
+	if !ids[c.Self] {
+		errs = append(errs, fmt.Errorf("self %q is not a member", c.Self))
+	}
+	if c.PeerTimeout <= 0 || c.HeartbeatInterval <= 0 || 2*c.HeartbeatInterval > c.PeerTimeout {
+		errs = append(errs, errors.New("heartbeat interval must be positive and at most half of the peer timeout"))
+	}
+	if c.RenewInterval <= 0 || c.FailbackDelay < 0 || c.FenceDelay < 0 {
+		errs = append(errs, errors.New("renew interval must be positive, failback and fence delays non-negative"))
+	}
+	if c.MaxClockDrift < 0 || c.MaxClockDrift >= 0.5 {
+		errs = append(errs, errors.New("max clock drift must be in [0, 0.5)"))
+	}
+	if c.Failback != FailbackAutomatic && c.Failback != FailbackManual {
+		errs = append(errs, fmt.Errorf("unknown failback policy %q", c.Failback))
+	}
+	return errors.Join(errs...)
+}
+
+// GrantHold is how long, on the voter's clock, a grant binds the voter after
+// it last heard the grantee: the grantee serves at most PeerTimeout on its
+// own clock after sending that heartbeat (at most PeerTimeout/(1-ρ) true
+// time, since the heartbeat was sent before the voter received it), plus
+// FenceDelay for the server to stop; the voter's clock may run fast by ρ.
+//
+//	GrantHold = (PeerTimeout/(1-ρ) + FenceDelay) · (1+ρ)
+//
+// At the defaults this is 2.316 s: the crash failover time.
+func (c Config) GrantHold() time.Duration {
+	rho := c.MaxClockDrift
+	trueBound := float64(c.PeerTimeout)/(1-rho) + float64(c.FenceDelay)
+	return time.Duration(trueBound*(1+rho)) + 1
+}
+
+// localFenceDelay is FenceDelay measured on a clock that may run fast by ρ.
+func (c Config) localFenceDelay() time.Duration {
+	return time.Duration(float64(c.FenceDelay)*(1+c.MaxClockDrift)) + 1
+}
+
+func (c Config) roleOf(id MemberID) Role {
+	switch id {
+	case c.Primary:
+		return Primary
+	case c.Secondary:
+		return Secondary
+	case c.Tertiary:
+		return Tertiary
+	}
+	return ""
+}
