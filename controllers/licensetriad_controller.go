@@ -2,19 +2,23 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/builder"
 )
 
 // LicenseTriadReconciler reconciles a LicenseTriad.
@@ -23,6 +27,11 @@ type LicenseTriadReconciler struct {
 	// APIReader reads referenced Secrets and ConfigMaps uncached.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// Options are handed to the builders (the licenseha image).
+	Options builder.Options
+	// TrustedKeys are the PEM public keys licences must be signed with; the
+	// agents receive them through the group ConfigMap.
+	TrustedKeys []byte
 }
 
 // triadStep is one named step of a triad's reconcile. Steps run in order; a
@@ -65,9 +74,13 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 	steps := []triadStep{
 		{"references", r.reconcileReferences},
+		{"members", r.reconcileMembers},
 	}
 	for _, step := range steps {
 		res, err := step.fn(ctx, triad)
+		if errors.Is(err, errStop) {
+			break
+		}
 		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("step %s: %w", step.name, err)
 		}
@@ -95,14 +108,47 @@ func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *lic
 	licenseCond := referencesCondition(t.Generation, found)
 	meta.SetStatusCondition(&t.Status.Conditions, licenseCond)
 
-	// Until members run (later steps), a triad is Forming; a missing
-	// reference keeps it there. The referenced-object watch brings the triad
-	// back as soon as the object exists, so nothing is requeued here.
-	if t.Status.Phase == "" || t.Status.Phase == licensehav1.TriadForming || licenseCond.Status != metav1.ConditionTrue {
-		t.Status.Phase = licensehav1.TriadForming
-		t.Status.Quorum = fmt.Sprintf("%d/3", t.Status.MembersInQuorum)
+	if licenseCond.Status != metav1.ConditionTrue {
+		// Members need their licences: stop here. The referenced-object watch
+		// brings the triad back as soon as the object exists, so nothing is
+		// requeued.
+		if t.Status.Phase == "" || t.Status.Phase == licensehav1.TriadForming {
+			t.Status.Phase = licensehav1.TriadForming
+			t.Status.Quorum = fmt.Sprintf("%d/3", t.Status.MembersInQuorum)
+		}
 		meta.SetStatusCondition(&t.Status.Conditions, notReadyCondition(t.Generation, &licenseCond))
+		return ctrl.Result{}, errStop
 	}
+	return ctrl.Result{}, nil
+}
+
+// reconcileMembers brings up the triad's objects and pods, corrects role
+// labels, and derives status from the pods and the Lease.
+func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
+	g := builder.FromTriad(t)
+	pods, err := listMemberPods(ctx, r.Client, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	cfg := builder.TriadConfig(t, podAddresses(pods))
+	services := []*corev1.Service{builder.ActiveService(g), builder.MembersService(g)}
+	if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, services); err != nil {
+		return ctrl.Result{}, err
+	}
+	lease, err := getLease(ctx, r.Client, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	holder, _ := leaseHolder(lease)
+	if err := fixRoleLabels(ctx, r.Client, pods, holder); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder); err != nil {
+		return ctrl.Result{}, err
+	}
+	before := t.Status.DeepCopy()
+	computeTriadStatus(t, observedTriad{pods: pods, lease: lease})
+	r.recordTransitions(t, before)
 	return ctrl.Result{}, nil
 }
 
@@ -112,6 +158,9 @@ func (r *LicenseTriadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&licensehav1.LicenseTriad{}).
 		Named("licensetriad").
+		Owns(&corev1.Pod{}).
+		Owns(&corev1.Service{}).
+		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
 		WatchesMetadata(&corev1.Secret{},
 			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexSecretRefs, newList))).
 		WatchesMetadata(&corev1.ConfigMap{},

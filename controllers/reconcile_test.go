@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -73,7 +72,7 @@ var _ = Describe("LicenseTriad reconciler", func() {
 			g.Expect(meta.FindStatusCondition(got.Status.Conditions, licensehav1.ConditionLicenseValid)).
 				To(haveReason(metav1.ConditionTrue, licensehav1.ReasonLicensesPresent))
 			g.Expect(meta.FindStatusCondition(got.Status.Conditions, licensehav1.ConditionReady)).
-				To(haveReason(metav1.ConditionFalse, licensehav1.ReasonForming))
+				To(haveReason(metav1.ConditionFalse, licensehav1.ReasonNotServing))
 		}, timeout, interval).Should(Succeed())
 
 		By("moving observedGeneration with every spec change")
@@ -154,17 +153,19 @@ var _ = Describe("LicenseTriad reconciler", func() {
 	})
 
 	Describe("dissolving", func() {
-		// stateObjects creates the synced-state objects a running triad owns.
+		// stateObjects waits for the synced-state objects the operator
+		// creates for a triad, owned by it.
 		stateObjects := func(t *licensehav1.LicenseTriad) (*corev1.ConfigMap, *corev1.Secret) {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
-			owner := metav1.OwnerReference{APIVersion: licensehav1.GroupVersion.String(), Kind: "LicenseTriad",
-				Name: t.Name, UID: t.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}
-			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: t.Namespace, Name: t.Name + "-state",
-				OwnerReferences: []metav1.OwnerReference{owner}}, Data: map[string]string{"revision": "7"}}
-			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: t.Namespace, Name: t.Name + "-state",
-				OwnerReferences: []metav1.OwnerReference{owner}}, Data: map[string][]byte{"checkouts": []byte("{}")}}
-			Expect(k8sClient.Create(ctx, cm)).To(Succeed())
-			Expect(k8sClient.Create(ctx, s)).To(Succeed())
+			cm := &corev1.ConfigMap{}
+			s := &corev1.Secret{}
+			key := client.ObjectKey{Namespace: t.Namespace, Name: t.Name + "-state"}
+			Eventually(func(g Gomega) {
+				g.Expect(k8sClient.Get(ctx, key, cm)).To(Succeed())
+				g.Expect(k8sClient.Get(ctx, key, s)).To(Succeed())
+			}, timeout, interval).Should(Succeed())
+			Expect(cm.OwnerReferences).To(ConsistOf(HaveField("UID", t.UID)))
+			Expect(s.OwnerReferences).To(ConsistOf(HaveField("UID", t.UID)))
 			return cm, s
 		}
 		waitGone := func(obj client.Object) {

@@ -26,6 +26,8 @@ import (
 	"github.com/licenseha/licenseha/controllers"
 )
 
+const testImage = "ghcr.io/licenseha/licenseha:test"
+
 // The suite runs the reconcilers against a real kube-apiserver and etcd built
 // by `make envtest-assets`.
 var (
@@ -75,11 +77,12 @@ var _ = BeforeSuite(func() {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
+		Cache:                  controllers.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controllers.Setup(ctx, mgr)).To(Succeed())
+	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: []byte("test keys")})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

@@ -30,6 +30,7 @@ func main() {
 func run() error {
 	var (
 		metricsAddr, probeAddr, leaderElectionNamespace string
+		image, trustedKeysFile                          string
 		leaderElect                                     bool
 		leaseDuration, renewDeadline, retryPeriod       time.Duration
 	)
@@ -40,6 +41,8 @@ func run() error {
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a non-leader replica waits before it may take over the operator's leadership.")
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leadership.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to acquire or renew leadership.")
+	flag.StringVar(&image, "image", envOr("LICENSEHA_IMAGE", "ghcr.io/licenseha/licenseha:dev"), "The licenseha image: member pods take the agent from it, and it is the default server image (env LICENSEHA_IMAGE).")
+	flag.StringVar(&trustedKeysFile, "trusted-keys-file", os.Getenv("LICENSEHA_TRUSTED_KEYS_FILE"), "PEM file with the public keys licences must be signed with; handed to every member (env LICENSEHA_TRUSTED_KEYS_FILE).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -55,8 +58,15 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	var trustedKeys []byte
+	if trustedKeysFile != "" {
+		if trustedKeys, err = os.ReadFile(trustedKeysFile); err != nil {
+			return fmt.Errorf("reading --trusted-keys-file: %w", err)
+		}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
+		Cache:                         controllers.CacheOptions(),
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
@@ -72,7 +82,7 @@ func run() error {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.Setup(ctx, mgr); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Config{Image: image, TrustedKeys: trustedKeys}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -83,4 +93,11 @@ func run() error {
 	}
 	log.Info("Starting operator")
 	return mgr.Start(ctx)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

@@ -1,0 +1,113 @@
+package controllers
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+)
+
+// errStop ends a reconcile's step chain early without an error: the spec
+// was read and the status says what is missing; a watch brings the group
+// back when that changes.
+var errStop = errors.New("stop")
+
+// Event reasons for role changes, part of the documented interface.
+const (
+	EventFormed         = "Formed"
+	EventFailingOver    = "FailingOver"
+	EventFailedOver     = "FailedOver"
+	EventSwitchedOver   = "SwitchedOver"
+	EventFailedBack     = "FailedBack"
+	EventQuorumLost     = "QuorumLost"
+	EventQuorumRestored = "QuorumRestored"
+)
+
+// leaseHolderChanged lets a Lease event through only when the holder or the
+// epoch changed: the agents renew the Lease several times a second, and
+// renewals must not cause reconciles.
+func leaseHolderChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*coordinationv1.Lease)
+			n, ok2 := e.ObjectNew.(*coordinationv1.Lease)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return !reflect.DeepEqual(o.Spec.HolderIdentity, n.Spec.HolderIdentity) ||
+				o.Annotations[group.AnnotationLeaseEpoch] != n.Annotations[group.AnnotationLeaseEpoch]
+		},
+	}
+}
+
+// recordTransitions emits an Event for every change of the active member and
+// of the quorum, and counts failovers.
+func (r *LicenseTriadReconciler) recordTransitions(t *licensehav1.LicenseTriad, before *licensehav1.LicenseTriadStatus) {
+	now := metav1.Now()
+	prev, cur := before.ActiveMember, t.Status.ActiveMember
+	emit := func(typ, reason, action, note string) {
+		if r.Recorder != nil {
+			r.Recorder.Eventf(t, nil, typ, reason, action, "%s", note)
+		}
+	}
+	roleOf := func(name string) licensehav1.MemberRole {
+		for _, m := range t.Spec.Members {
+			if m.Name == name {
+				return m.Role
+			}
+		}
+		return ""
+	}
+	// Every takeover increments the Lease's fencing epoch, so the epoch,
+	// not a count kept in status, says how many failovers happened.
+	if t.Status.Epoch > 1 {
+		t.Status.Failovers = int32(t.Status.Epoch - 1)
+	}
+	if t.Status.Epoch > before.Epoch && before.Epoch > 0 {
+		t.Status.LastFailoverTime = &now
+	}
+	switch {
+	case prev != "" && cur == "":
+		emit(corev1.EventTypeWarning, EventFailingOver, "Fence", fmt.Sprintf("Member %s stopped serving; waiting for another member to take over", prev))
+	case cur != "" && prev != cur:
+		switch {
+		case t.Status.Epoch <= 1:
+			emit(corev1.EventTypeNormal, EventFormed, "Elect", fmt.Sprintf("Member %s serves", cur))
+		case roleOf(cur) == licensehav1.RolePrimary:
+			emit(corev1.EventTypeNormal, EventFailedBack, "Failback", fmt.Sprintf("Primary %s serves again (epoch %d)", cur, t.Status.Epoch))
+		case prev != "" && memberStandingBy(t, prev):
+			emit(corev1.EventTypeNormal, EventSwitchedOver, "Switchover", fmt.Sprintf("Member %s handed over to %s (epoch %d)", prev, cur, t.Status.Epoch))
+		default:
+			emit(corev1.EventTypeWarning, EventFailedOver, "Takeover", fmt.Sprintf("Member %s took over (epoch %d)", cur, t.Status.Epoch))
+		}
+	}
+	wasQuorum := meta.IsStatusConditionTrue(before.Conditions, licensehav1.ConditionQuorumSatisfied)
+	hadQuorumCond := meta.FindStatusCondition(before.Conditions, licensehav1.ConditionQuorumSatisfied) != nil
+	isQuorum := meta.IsStatusConditionTrue(t.Status.Conditions, licensehav1.ConditionQuorumSatisfied)
+	switch {
+	case wasQuorum && !isQuorum:
+		emit(corev1.EventTypeWarning, EventQuorumLost, "Quorum", fmt.Sprintf("Only %d of 3 members are in contact; nobody may serve", t.Status.MembersInQuorum))
+	case !wasQuorum && isQuorum && hadQuorumCond && before.Epoch > 0:
+		emit(corev1.EventTypeNormal, EventQuorumRestored, "Quorum", fmt.Sprintf("%d of 3 members are in contact", t.Status.MembersInQuorum))
+	}
+}
+
+// memberStandingBy is true when the member is up and standing by: it handed
+// the role over on purpose rather than failing.
+func memberStandingBy(t *licensehav1.LicenseTriad, name string) bool {
+	for _, m := range t.Status.Members {
+		if m.Name == name {
+			return m.Ready && m.State == licensehav1.MemberStandby
+		}
+	}
+	return false
+}

@@ -1,0 +1,206 @@
+package controllers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/internal/group"
+)
+
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;patch
+// +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=create;update
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch
+
+// newToken returns a random admin token.
+func newToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func setCondition(conds *[]metav1.Condition, c metav1.Condition) { meta.SetStatusCondition(conds, c) }
+
+// listMemberPods returns a group's pods by member name.
+func listMemberPods(ctx context.Context, c ctrl.Client, g builder.Group) (map[string]*corev1.Pod, error) {
+	pods := &corev1.PodList{}
+	if err := c.List(ctx, pods, ctrl.InNamespace(g.Namespace), ctrl.MatchingLabels(builder.SelectorLabels(g))); err != nil {
+		return nil, fmt.Errorf("listing member pods: %w", err)
+	}
+	byMember := map[string]*corev1.Pod{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if !metav1.IsControlledBy(p, &metav1.ObjectMeta{UID: g.Owner.UID}) {
+			continue
+		}
+		byMember[p.Labels[licensehav1.LabelMember]] = p
+	}
+	return byMember, nil
+}
+
+// reconcileGroupObjects creates or updates every object of a group except
+// its pods: RBAC for the agents, the admin token, the synced state, the
+// Lease, the Services, the PVCs and the agents' configuration.
+func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, cfg group.Config, trustedKeys []byte, services []*corev1.Service) error {
+	for _, obj := range []ctrl.Object{builder.AgentServiceAccount(g), builder.AgentRole(g), builder.AgentRoleBinding(g)} {
+		if err := apply(ctx, c, obj); err != nil {
+			return err
+		}
+	}
+	admin := &corev1.Secret{}
+	err := c.Get(ctx, types.NamespacedName{Namespace: g.Namespace, Name: group.AdminSecretName(g.Name)}, admin)
+	if apierrors.IsNotFound(err) {
+		token, err := newToken()
+		if err != nil {
+			return err
+		}
+		if err := createOnce(ctx, c, builder.AdminSecret(g, token), g.Owner); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	for _, obj := range []ctrl.Object{builder.StateConfigMap(g), builder.StateSecret(g), builder.Lease(g)} {
+		if err := createOnce(ctx, c, obj, g.Owner); err != nil {
+			return err
+		}
+	}
+	for _, m := range g.Members {
+		if pvc := builder.PVC(g, m); pvc != nil {
+			if err := createOnce(ctx, c, pvc, g.Owner); err != nil {
+				return err
+			}
+		}
+	}
+	for _, svc := range services {
+		if err := apply(ctx, c, svc); err != nil {
+			return err
+		}
+	}
+	cm, err := builder.ConfigMap(g, cfg, trustedKeys)
+	if err != nil {
+		return err
+	}
+	return apply(ctx, c, cm)
+}
+
+// reconcileMemberPods creates missing member pods, deletes pods of members
+// that left the spec (a replaced member), and rolls one outdated pod at a
+// time: witness first, then standbys, the active last, and only while every
+// member is ready so the triad never drops below quorum. Deleting the active
+// pod makes its agent hand the role over before the pod goes.
+func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, opts builder.Options, pods map[string]*corev1.Pod, holder string) error {
+	log := logf.FromContext(ctx)
+	for name, p := range pods {
+		if _, ok := g.Member(name); !ok && p.DeletionTimestamp == nil {
+			log.Info("Removing pod of a member that left the spec", "pod", p.Name)
+			if err := c.Delete(ctx, p); ctrl.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+	}
+	allReady := true
+	type outdated struct {
+		pod  *corev1.Pod
+		rank int
+	}
+	var stale []outdated
+	for _, m := range g.Members {
+		desired := builder.Pod(g, m, opts)
+		p, ok := pods[m.Name]
+		if !ok {
+			log.Info("Creating member pod", "pod", desired.Name)
+			if err := c.Create(ctx, desired, ctrl.FieldOwner(FieldManager)); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating pod %s: %w", desired.Name, err)
+			}
+			allReady = false
+			continue
+		}
+		if !podReady(p) {
+			allReady = false
+		}
+		if p.Annotations[builder.AnnotationTemplateHash] != desired.Annotations[builder.AnnotationTemplateHash] && p.DeletionTimestamp == nil {
+			rank := 1
+			switch {
+			case p.Name == holder:
+				rank = 2
+			case m.Role == string(licensehav1.RoleTertiary):
+				rank = 0
+			}
+			stale = append(stale, outdated{p, rank})
+		}
+	}
+	if len(stale) == 0 || !allReady {
+		return nil
+	}
+	sort.Slice(stale, func(i, j int) bool { return stale[i].rank < stale[j].rank || (stale[i].rank == stale[j].rank && stale[i].pod.Name < stale[j].pod.Name) })
+	next := stale[0].pod
+	log.Info("Rolling member pod to the new template", "pod", next.Name)
+	return ctrl.IgnoreNotFound(c.Delete(ctx, next))
+}
+
+// fixRoleLabels is the operator's belt and braces on top of the agents: a
+// pod labelled active that does not hold the Lease loses the label, and a
+// failing active is labelled unhealthy at once, so the Service never sends
+// clients to a member that cannot or must not serve.
+func fixRoleLabels(ctx context.Context, c ctrl.Client, pods map[string]*corev1.Pod, holder string) error {
+	for _, p := range pods {
+		role := p.Labels[licensehav1.LabelRole]
+		want := role
+		switch {
+		case role == licensehav1.RoleLabelActive && podFailing(p):
+			want = licensehav1.RoleLabelUnhealthy
+		case role == licensehav1.RoleLabelActive && p.Name != holder:
+			want = licensehav1.RoleLabelStandby
+		}
+		if want == role {
+			continue
+		}
+		logf.FromContext(ctx).Info("Correcting role label", "pod", p.Name, "from", role, "to", want)
+		base := p.DeepCopy()
+		p.Labels[licensehav1.LabelRole] = want
+		if err := c.Patch(ctx, p, ctrl.MergeFromWithOptions(base, ctrl.MergeFromWithOptimisticLock{}), ctrl.FieldOwner(FieldManager)); err != nil {
+			return ctrl.IgnoreNotFound(err)
+		}
+	}
+	return nil
+}
+
+// getLease returns the group's Lease, or nil when it does not exist yet.
+func getLease(ctx context.Context, c ctrl.Client, g builder.Group) (*coordinationv1.Lease, error) {
+	l := &coordinationv1.Lease{}
+	err := c.Get(ctx, types.NamespacedName{Namespace: g.Namespace, Name: group.LeaseName(g.Name)}, l)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return l, err
+}
+
+// podAddresses maps member name to pod IP.
+func podAddresses(pods map[string]*corev1.Pod) map[string]string {
+	out := map[string]string{}
+	for name, p := range pods {
+		if p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+			out[name] = p.Status.PodIP
+		}
+	}
+	return out
+}

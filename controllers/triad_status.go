@@ -1,0 +1,150 @@
+package controllers
+
+import (
+	"fmt"
+	"strconv"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+)
+
+// observedTriad is what the operator sees of a triad's members.
+type observedTriad struct {
+	// pods by member name; a member without a pod is absent.
+	pods  map[string]*corev1.Pod
+	lease *coordinationv1.Lease
+}
+
+// leaseHolder returns the pod named in the Lease and the fencing epoch.
+func leaseHolder(l *coordinationv1.Lease) (string, int64) {
+	if l == nil {
+		return "", 0
+	}
+	holder := ""
+	if l.Spec.HolderIdentity != nil {
+		holder = *l.Spec.HolderIdentity
+	}
+	epoch, _ := strconv.ParseInt(l.Annotations[group.AnnotationLeaseEpoch], 10, 64)
+	return holder, epoch
+}
+
+func podReady(p *corev1.Pod) bool {
+	if p == nil || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podFailing is true when a pod can no longer serve: it is being deleted, or
+// a container is not running. The operator labels a failing active
+// "unhealthy" at once, so the Service stops sending it clients.
+func podFailing(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		return true
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Running == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// computeTriadStatus derives the member list, the active member, the quorum,
+// the phase and the conditions of a triad from its pods and Lease. It is a
+// pure function of what was observed, so a steady triad yields identical
+// status and nothing is written.
+func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) {
+	st := &t.Status
+	holder, epoch := leaseHolder(obs.lease)
+	st.Epoch = epoch
+	st.Members = st.Members[:0]
+	st.ActiveMember = ""
+	inQuorum := int32(0)
+	var activeRevision int64
+	revisions := map[string]int64{}
+	for _, m := range t.Spec.Members {
+		pod := obs.pods[m.Name]
+		ms := licensehav1.TriadMemberStatus{Name: m.Name, Role: m.Role, Pod: group.PodName(t.Name, m.Name), State: licensehav1.MemberPending}
+		if pod != nil {
+			ms.PodIP = pod.Status.PodIP
+			ms.Ready = podReady(pod)
+			report, ok := group.ParseMemberState(pod.Annotations)
+			switch {
+			case pod.Labels[licensehav1.LabelRole] == licensehav1.RoleLabelUnhealthy || (pod.Status.Phase == corev1.PodRunning && podFailing(pod)):
+				ms.State = licensehav1.MemberUnhealthy
+			case ok && pod.Status.Phase == corev1.PodRunning:
+				ms.State = licensehav1.MemberState(report.State)
+				if len(report.Peers) > 0 {
+					inQuorum++
+				}
+				revisions[m.Name] = report.Revision
+				if report.State == group.StateActive && holder == pod.Name {
+					st.ActiveMember = m.Name
+					activeRevision = report.Revision
+				}
+			}
+		}
+		st.Members = append(st.Members, ms)
+	}
+	st.MembersInQuorum = inQuorum
+	st.Quorum = fmt.Sprintf("%d/3", inQuorum)
+
+	synced := st.ActiveMember != ""
+	for name, rev := range revisions {
+		if name != st.ActiveMember && rev < activeRevision {
+			synced = false
+		}
+	}
+	st.Sync.Revision = activeRevision
+	st.Sync.Synchronized = synced && len(revisions) == len(t.Spec.Members)
+
+	gen := t.Generation
+	cond := func(typ string, ok bool, reasonTrue, reasonFalse, msgTrue, msgFalse string) metav1.Condition {
+		c := metav1.Condition{Type: typ, ObservedGeneration: gen, Status: metav1.ConditionTrue, Reason: reasonTrue, Message: msgTrue}
+		if !ok {
+			c.Status, c.Reason, c.Message = metav1.ConditionFalse, reasonFalse, msgFalse
+		}
+		return c
+	}
+	serving := st.ActiveMember != ""
+	quorum := inQuorum >= 2
+	full := inQuorum == 3 && st.Sync.Synchronized
+	conds := []metav1.Condition{
+		cond(licensehav1.ConditionReady, serving, licensehav1.ReasonServing, licensehav1.ReasonNotServing,
+			fmt.Sprintf("Member %s serves", st.ActiveMember), "No member serves"),
+		cond(licensehav1.ConditionQuorumSatisfied, quorum, licensehav1.ReasonQuorum, licensehav1.ReasonNoQuorum,
+			"At least two members are in contact", "Fewer than two members are in contact; nobody may serve"),
+		cond(licensehav1.ConditionSynchronized, st.Sync.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
+			"Every member holds the latest state", "A member does not hold the latest state yet"),
+	}
+	degraded := cond(licensehav1.ConditionDegraded, serving && !full, licensehav1.ReasonMemberUnavailable, licensehav1.ReasonMembersHealthy,
+		"Serving without full redundancy: a member is down, out of contact or out of sync", "All three members are up, in contact and in sync")
+	conds = append(conds, degraded)
+	for _, c := range conds {
+		setCondition(&st.Conditions, c)
+	}
+
+	switch {
+	case serving && full:
+		st.Phase = licensehav1.TriadActive
+	case serving:
+		st.Phase = licensehav1.TriadDegraded
+	case epoch == 0 && holder == "":
+		// Nobody has ever served: the triad is still forming.
+		st.Phase = licensehav1.TriadForming
+	case !quorum:
+		st.Phase = licensehav1.TriadNoQuorum
+	default:
+		st.Phase = licensehav1.TriadDegraded
+	}
+}

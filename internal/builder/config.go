@@ -1,0 +1,79 @@
+package builder
+
+import (
+	"sort"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+)
+
+// TriadConfig is the configuration the triad's agents run with. addresses
+// maps member name to pod IP (missing until the pod has one).
+func TriadConfig(t *licensehav1.LicenseTriad, addresses map[string]string) group.Config {
+	f := t.Spec.Failover
+	cfg := group.Config{
+		Kind:                    group.KindTriad,
+		Namespace:               t.Namespace,
+		Name:                    t.Name,
+		Generation:              t.Generation,
+		PeerTimeoutMillis:       int64(orDefault(f.PeerTimeoutSeconds, 2)) * 1000,
+		HeartbeatIntervalMillis: int64(orDefault(f.HeartbeatIntervalMilliseconds, 250)),
+		Failback:                string(f.Failback),
+		FailbackDelaySeconds:    int64(f.FailbackDelaySeconds),
+		SyncIntervalSeconds:     int64(orDefault(t.Spec.Sync.IntervalSeconds, 10)),
+		ServerPort:              orDefault(t.Spec.Server.Port, licensehav1.DefaultServerPort),
+	}
+	if cfg.Failback == "" {
+		cfg.Failback = string(licensehav1.FailbackAutomatic)
+	}
+	for _, m := range t.Spec.Members {
+		cfg.Members = append(cfg.Members, group.Member{
+			Name: m.Name, Role: string(m.Role), Pod: group.PodName(t.Name, m.Name), Address: addresses[m.Name],
+		})
+	}
+	// Stable order, so the ConfigMap only changes when the triad does.
+	sort.Slice(cfg.Members, func(i, j int) bool { return cfg.Members[i].Name < cfg.Members[j].Name })
+	return cfg
+}
+
+// PairConfig is the configuration the pair's agents run with.
+func PairConfig(p *licensehav1.LicenseBackupPair, addresses map[string]string) group.Config {
+	roles := p.Spec.Roles
+	if p.Spec.Mode == licensehav1.ActivePassive && roles == "" {
+		roles = licensehav1.RolesFixed
+	}
+	cfg := group.Config{
+		Kind:                    group.KindBackupPair,
+		Namespace:               p.Namespace,
+		Name:                    p.Name,
+		Generation:              p.Generation,
+		PeerTimeoutMillis:       int64(orDefault(p.Spec.Failover.PeerTimeoutSeconds, 3)) * 1000,
+		HeartbeatIntervalMillis: 250,
+		SyncIntervalSeconds:     int64(orDefault(p.Spec.Sync.IntervalSeconds, 30)),
+		ServerPort:              orDefault(p.Spec.Server.Port, licensehav1.DefaultServerPort),
+		Mode:                    string(p.Spec.Mode),
+		Roles:                   string(roles),
+		SyncStrict:              p.Spec.Sync.Strict,
+		PreserveTimestamps:      p.Spec.Sync.PreserveTimestamps == nil || *p.Spec.Sync.PreserveTimestamps,
+	}
+	for _, side := range []licensehav1.PairSide{licensehav1.SideMain, licensehav1.SideBackup} {
+		cfg.Members = append(cfg.Members, group.Member{
+			Name: string(side), Role: string(side), Pod: group.PodName(p.Name, string(side)), Address: addresses[string(side)],
+		})
+	}
+	for _, m := range p.Spec.LicenseMappings {
+		cfg.LicenseMappings = append(cfg.LicenseMappings, group.LicenseMapping{Main: m.Main, Backup: m.Backup})
+	}
+	for _, sp := range p.Spec.Sync.Paths {
+		cfg.SyncPaths = append(cfg.SyncPaths, group.SyncPath{Path: sp.Path, Include: sp.Include, Exclude: sp.Exclude})
+	}
+	return cfg
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,138 @@
+// Package builder turns a LicenseTriad or LicenseBackupPair into the objects
+// the operator owns for it. Every function is pure: it takes the group and
+// returns the desired object, with no client calls, so each is table-tested
+// and the reconcilers stay thin.
+package builder
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+)
+
+// Options are operator-wide settings the builders need.
+type Options struct {
+	// Image is the licenseha image: the agent comes from it, and it is the
+	// default server image.
+	Image string
+}
+
+// Group is the kind-independent view of a triad or a pair that the builders
+// work from, so both kinds share one pod, Service and RBAC design.
+type Group struct {
+	Kind      string
+	Name      string
+	Namespace string
+	Owner     metav1.OwnerReference
+	Server    licensehav1.ServerSpec
+	Storage   *licensehav1.StorageSpec
+	Service   licensehav1.ServiceSpec
+	Members   []Member
+}
+
+// Member is one member of a group.
+type Member struct {
+	Name string
+	// Role is the configured role: Primary/Secondary/Tertiary or main/backup.
+	Role          string
+	Placement     licensehav1.Placement
+	LicenseSecret string
+}
+
+// FromTriad builds the view of a triad.
+func FromTriad(t *licensehav1.LicenseTriad) Group {
+	g := Group{
+		Kind:      group.KindTriad,
+		Name:      t.Name,
+		Namespace: t.Namespace,
+		Owner:     ownerRef(t, group.KindTriad),
+		Server:    t.Spec.Server,
+		Storage:   t.Spec.Storage,
+		Service:   t.Spec.Service,
+	}
+	for _, m := range t.Spec.Members {
+		g.Members = append(g.Members, Member{
+			Name: m.Name, Role: string(m.Role), Placement: m.Placement,
+			LicenseSecret: t.Spec.LicenseSecretRef.Name,
+		})
+	}
+	return g
+}
+
+// FromPair builds the view of a backup pair; its members are "main" and
+// "backup", each with its own licence Secret.
+func FromPair(p *licensehav1.LicenseBackupPair) Group {
+	return Group{
+		Kind:      group.KindBackupPair,
+		Name:      p.Name,
+		Namespace: p.Namespace,
+		Owner:     ownerRef(p, group.KindBackupPair),
+		Server:    p.Spec.Server,
+		Storage:   p.Spec.Storage,
+		Service:   p.Spec.Service,
+		Members: []Member{
+			{Name: string(licensehav1.SideMain), Role: string(licensehav1.SideMain), Placement: p.Spec.Main.Placement,
+				LicenseSecret: p.Spec.Main.LicenseSecretRef.Name},
+			{Name: string(licensehav1.SideBackup), Role: string(licensehav1.SideBackup), Placement: p.Spec.Backup.Placement,
+				LicenseSecret: p.Spec.Backup.LicenseSecretRef.Name},
+		},
+	}
+}
+
+// Member returns the named member, or false.
+func (g Group) Member(name string) (Member, bool) {
+	for _, m := range g.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+func ownerRef(obj metav1.Object, kind string) metav1.OwnerReference {
+	return metav1.OwnerReference{
+		APIVersion:         licensehav1.GroupVersion.String(),
+		Kind:               kind,
+		Name:               obj.GetName(),
+		UID:                obj.GetUID(),
+		Controller:         ptr.To(true),
+		BlockOwnerDeletion: ptr.To(true),
+	}
+}
+
+// kindLabel is the value of LabelGroupKind for a kind.
+func kindLabel(kind string) string {
+	if kind == group.KindBackupPair {
+		return "backuppair"
+	}
+	return "triad"
+}
+
+// SelectorLabels select every pod of a group.
+func SelectorLabels(g Group) map[string]string {
+	return map[string]string{
+		licensehav1.LabelGroup:     g.Name,
+		licensehav1.LabelGroupKind: kindLabel(g.Kind),
+	}
+}
+
+// Labels are set on every object of a group.
+func Labels(g Group) map[string]string {
+	l := SelectorLabels(g)
+	l["app.kubernetes.io/name"] = "licenseha"
+	l["app.kubernetes.io/instance"] = g.Name
+	l["app.kubernetes.io/managed-by"] = "licenseha-operator"
+	return l
+}
+
+// objectMeta is the metadata of a group-owned object.
+func objectMeta(g Group, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:            name,
+		Namespace:       g.Namespace,
+		Labels:          Labels(g),
+		OwnerReferences: []metav1.OwnerReference{g.Owner},
+	}
+}

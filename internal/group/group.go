@@ -1,0 +1,133 @@
+// Package group holds what the operator and the member agents of a group
+// agree on: object names, ports, paths inside a member pod, and the group
+// configuration the operator hands to the agents.
+package group
+
+// Object names derived from a group's name. They are part of the API
+// contract (docs and users rely on them).
+func PodName(group, member string) string { return group + "-" + member }
+
+// ServiceName is the client-facing Service selecting the active member.
+func ServiceName(group string) string { return group }
+
+// MembersServiceName is the headless Service giving members stable DNS names.
+func MembersServiceName(group string) string { return group + "-members" }
+
+// LeaseName is the Lease that records the active member.
+func LeaseName(group string) string { return group + "-active" }
+
+// StateName names the ConfigMap and the Secret that carry synced state.
+func StateName(group string) string { return group + "-state" }
+
+// ConfigName names the ConfigMap the operator writes for the agents.
+func ConfigName(group string) string { return group + "-config" }
+
+// AdminSecretName names the Secret holding the group's generated admin token.
+func AdminSecretName(group string) string { return group + "-admin" }
+
+// AgentName names the ServiceAccount, Role and RoleBinding of the agents.
+func AgentName(group string) string { return group + "-agent" }
+
+// PVCName names a member's data volume claim.
+func PVCName(group, member string) string { return group + "-" + member + "-data" }
+
+// Ports and paths inside a member pod.
+const (
+	// AgentHTTPPort serves the agent's probes, metrics and admin requests.
+	AgentHTTPPort = 5170
+	// AgentPeerPort carries heartbeats between the members' agents.
+	AgentPeerPort = 5171
+	// ServerAdminPort is the license server's local admin endpoint
+	// (bound to 127.0.0.1 inside the pod).
+	ServerAdminPort = 5161
+
+	// AgentDir is the emptyDir the init container copies the agent into.
+	AgentDir = "/licenseha"
+	// AgentPath is the agent binary inside a member's server container.
+	AgentPath = AgentDir + "/agent"
+	// ImageBinDir is where the licenseha image keeps its binaries.
+	ImageBinDir = "/usr/local/bin"
+	// LicenseDir is where the licence Secret is mounted.
+	LicenseDir = "/etc/licenseha/licenses"
+	// ConfigDir is where the group's config ConfigMap is mounted.
+	ConfigDir = "/etc/licenseha/config"
+	// TrustedKeysFile holds the public keys licences must be signed with.
+	TrustedKeysFile = ConfigDir + "/" + TrustedKeysKey
+	// AdminTokenDir is where the admin token Secret is mounted.
+	AdminTokenDir = "/etc/licenseha/admin"
+	// AdminTokenFile is the bearer token of the server's admin API.
+	AdminTokenFile = AdminTokenDir + "/" + AdminTokenKey
+
+	// ConfigKey is the key of the group configuration in ConfigName.
+	ConfigKey = "group.json"
+	// TrustedKeysKey is the key of the trusted public keys in ConfigName.
+	TrustedKeysKey = "trusted-keys.pem"
+	// AdminTokenKey is the key of the admin token in AdminSecretName.
+	AdminTokenKey = "token"
+)
+
+// Kinds of group.
+const (
+	KindTriad      = "LicenseTriad"
+	KindBackupPair = "LicenseBackupPair"
+)
+
+// Config is the group configuration the operator writes as JSON under
+// ConfigKey in ConfigMap ConfigName; the agents watch it, so spec changes
+// (roles, timeouts) reach them without restarting a pod.
+type Config struct {
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	Generation int64  `json:"generation"`
+
+	Members []Member `json:"members"`
+
+	PeerTimeoutMillis       int64  `json:"peerTimeoutMillis"`
+	HeartbeatIntervalMillis int64  `json:"heartbeatIntervalMillis"`
+	Failback                string `json:"failback,omitempty"`
+	FailbackDelaySeconds    int64  `json:"failbackDelaySeconds"`
+	SyncIntervalSeconds     int64  `json:"syncIntervalSeconds"`
+	ServerPort              int32  `json:"serverPort"`
+
+	// Backup pairs only.
+	Mode               string           `json:"mode,omitempty"`
+	Roles              string           `json:"roles,omitempty"`
+	LicenseMappings    []LicenseMapping `json:"licenseMappings,omitempty"`
+	SyncStrict         bool             `json:"syncStrict,omitempty"`
+	PreserveTimestamps bool             `json:"preserveTimestamps,omitempty"`
+	SyncPaths          []SyncPath       `json:"syncPaths,omitempty"`
+}
+
+// Member is one member of a group as the agents see it.
+type Member struct {
+	Name string `json:"name"`
+	// Role is Primary, Secondary or Tertiary (triad), main or backup (pair).
+	Role string `json:"role"`
+	Pod  string `json:"pod"`
+	// Address is the pod IP, empty until the pod has one.
+	Address string `json:"address,omitempty"`
+}
+
+// LicenseMapping maps a main licence to a backup licence.
+type LicenseMapping struct {
+	Main   string `json:"main"`
+	Backup string `json:"backup"`
+}
+
+// SyncPath is an extra folder of a pair's data to sync.
+type SyncPath struct {
+	Path    string   `json:"path"`
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+}
+
+// Member returns the named member, or false.
+func (c *Config) Member(name string) (Member, bool) {
+	for _, m := range c.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
