@@ -151,7 +151,9 @@ func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, op
 	if len(stale) == 0 || !allReady {
 		return nil
 	}
-	sort.Slice(stale, func(i, j int) bool { return stale[i].rank < stale[j].rank || (stale[i].rank == stale[j].rank && stale[i].pod.Name < stale[j].pod.Name) })
+	sort.Slice(stale, func(i, j int) bool {
+		return stale[i].rank < stale[j].rank || (stale[i].rank == stale[j].rank && stale[i].pod.Name < stale[j].pod.Name)
+	})
 	next := stale[0].pod
 	log.Info("Rolling member pod to the new template", "pod", next.Name)
 	return ctrl.IgnoreNotFound(c.Delete(ctx, next))
