@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// cluster is one running local cluster: network, control plane, node agent.
+type cluster struct {
+	opts upOptions
+	l    layout
+	cp   *controlPlane
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// stateEntries are the parts of the state directory a cluster owns; "up"
+// starts from scratch by removing them.
+var stateEntries = []string{"pki", "kubeconfigs", "kubeconfig", "etcd", "pods", "persistent-volumes", "logs", "pids", "ready", "localcluster.pid"}
+
+func (c *cluster) start(ctx context.Context) error {
+	began := time.Now()
+	cleanupLeftovers(c.l)
+	for _, e := range stateEntries {
+		if e == "logs" {
+			continue // "up --detach" is already writing its log there
+		}
+		if err := os.RemoveAll(c.l.dir + "/" + e); err != nil {
+			return err
+		}
+	}
+	if err := mkdirs(c.l.dir, c.l.podsDir(), c.l.volumesDir()); err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.l.pidFile(), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return err
+	}
+	if err := setupBridge(); err != nil {
+		return err
+	}
+	c.cp = &controlPlane{l: c.l, binDir: c.opts.k8sBinDir, apiHost: bridgeIP}
+	if err := c.cp.writePKI(); err != nil {
+		return fmt.Errorf("creating certificates: %w", err)
+	}
+	if _, err := c.cp.start(ctx); err != nil {
+		return err
+	}
+	log.Printf("API server ready at %s after %.1fs", c.cp.apiServerURL(), time.Since(began).Seconds())
+
+	cs, _, err := clientFromKubeconfig(c.l.componentKubeconfig("node-agent"))
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	a := &agent{
+		cs: cs, l: c.l, exe: exe, binDir: c.opts.binDir, backoff: c.opts.backoff, volumeResync: c.opts.resync,
+		nodes: map[string]*node{}, workers: map[types.UID]*podWorker{}, finished: map[types.UID]bool{},
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	for i := 0; i < c.opts.nodes; i++ {
+		n := &node{name: nodeName(i), index: i, ipam: newIPAM(i)}
+		if err := n.register(ctx, cs); err != nil {
+			return err
+		}
+		a.nodes[n.name] = n
+		c.goRun(func() { n.heartbeat(runCtx, cs) })
+	}
+	p := &provisioner{cs: cs, root: c.l.volumesDir()}
+	if err := p.createStorageClass(ctx); err != nil {
+		return fmt.Errorf("creating the default StorageClass: %w", err)
+	}
+	c.goRun(func() { p.run(runCtx) })
+	c.goRun(func() { a.run(runCtx) })
+	proxy := &serviceProxy{cs: cs}
+	c.goRun(func() {
+		if err := proxy.run(runCtx); err != nil {
+			log.Printf("service proxy disabled: %v", err)
+		}
+	})
+	if err := waitDefaultServiceAccount(ctx, cs); err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.l.readyFile(), []byte(time.Now().Format(time.RFC3339)), 0o644); err != nil {
+		return err
+	}
+	log.Printf("local cluster ready after %.1fs: %d node(s); export KUBECONFIG=%s", time.Since(began).Seconds(), c.opts.nodes, c.l.kubeconfig())
+	return nil
+}
+
+func (c *cluster) goRun(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+// stop stops the pods, then the control plane, then removes the network.
+func (c *cluster) stop() {
+	if c.cancel != nil {
+		c.cancel()
+		c.wg.Wait()
+	}
+	if c.cp != nil {
+		c.cp.stop()
+	}
+	cleanupLeftovers(c.l)
+	_ = os.Remove(c.l.readyFile())
+	_ = os.Remove(c.l.pidFile())
+}
+
+// waitDefaultServiceAccount waits for the "default" ServiceAccount, without
+// which the ServiceAccount admission rejects pods in the default namespace.
+func waitDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the default ServiceAccount did not appear (is kube-controller-manager running?): %w", err)
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// containerState is what the agent knows about one container; the pod
+// worker's mutex guards it.
+type containerState struct {
+	spec         *corev1.Container
+	init         bool
+	restartCount int32
+	containerID  string // set when the container first starts
+	state        corev1.ContainerState
+	lastState    corev1.ContainerState
+	ready        bool
+	started      bool
+	proc         *process // nil when not running
+}
+
+// process is one run of a container.
+type process struct {
+	cmd   *exec.Cmd
+	mntNS nsID // the container's own mount namespace
+	env   []string
+	done  chan struct{}
+	exit  exitInfo
+}
+
+type exitInfo struct {
+	code   int32
+	signal string
+}
+
+// createError is a container that could not be started; reason is the
+// kubelet's waiting reason for it.
+type createError struct {
+	reason string
+	err    error
+}
+
+func (e createError) Error() string { return e.err.Error() }
+
+// startContainer launches a container through "localcluster container-init"
+// in new mount and UTS namespaces; container-init joins the pod's network
+// namespace.
+func (w *podWorker) startContainer(ctx context.Context, c *corev1.Container) (*process, error) {
+	if !isProjectImage(c.Image) {
+		return nil, createError{"ErrImagePull", imageError{c.Image}}
+	}
+	pod := w.currentPod()
+	env, err := containerEnv(ctx, w.a.cs, pod, c, w.hostname)
+	if err != nil {
+		return nil, createError{"CreateContainerConfigError", err}
+	}
+	vars := envMap(env)
+	var args []string
+	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
+		args = append(args, expand(a, vars))
+	}
+	if len(c.Command) == 0 {
+		return nil, createError{"CreateContainerError", fmt.Errorf("container %s has no command: the local cluster does not know image entrypoints, set command (e.g. [%s/agent])", c.Name, imageBinDir)}
+	}
+	mounts, err := w.containerMounts(c)
+	if err != nil {
+		return nil, createError{"CreateContainerConfigError", err}
+	}
+	dir := filepath.Join(w.dir, "containers", c.Name)
+	scratch := filepath.Join(dir, "rootfs")
+	if err := mkdirs(scratch, w.a.l.podLogDir(pod.Namespace, pod.Name)); err != nil {
+		return nil, err
+	}
+	spec := containerSpec{
+		Netns: w.sandbox.netnsPath(), Hostname: w.hostname, ScratchDir: scratch,
+		Mounts: mounts, Args: args, Env: env, WorkingDir: c.WorkingDir,
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	specPath := filepath.Join(dir, "spec.json")
+	if err := os.WriteFile(specPath, data, 0o600); err != nil {
+		return nil, err
+	}
+	logFile, err := os.OpenFile(filepath.Join(w.a.l.podLogDir(pod.Namespace, pod.Name), c.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	fmt.Fprintf(logFile, "--- %s localcluster: starting %q\n", time.Now().UTC().Format(time.RFC3339), args)
+	cmd := exec.Command(w.a.exe, containerInitCommand, specPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, createError{"RunContainerError", err}
+	}
+	p := &process{cmd: cmd, env: env, done: make(chan struct{})}
+	p.mntNS, _ = namespaceOf(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
+	go p.wait()
+	return p, nil
+}
+
+// containerMounts lists the bind mounts of a container: the image's
+// binaries, /etc/hosts and /etc/hostname, and the volume mounts.
+func (w *podWorker) containerMounts(c *corev1.Container) ([]bindMount, error) {
+	mounts := []bindMount{
+		{Source: w.a.binDir, Target: imageBinDir, ReadOnly: true},
+		{Source: filepath.Join(w.dir, "etc", "hosts"), Target: "/etc/hosts"},
+		{Source: filepath.Join(w.dir, "etc", "hostname"), Target: "/etc/hostname"},
+	}
+	for _, vm := range c.VolumeMounts {
+		src, ok := w.volumes[vm.Name]
+		if !ok {
+			return nil, fmt.Errorf("volume mount %q: no such volume", vm.Name)
+		}
+		if vm.SubPath != "" {
+			// Like the kubelet, a subPath pins the resolved file: it
+			// does not follow later updates of the volume.
+			resolved, err := filepath.EvalSymlinks(filepath.Join(src, vm.SubPath))
+			if err != nil {
+				if err := os.MkdirAll(filepath.Join(src, vm.SubPath), 0o777); err != nil {
+					return nil, err
+				}
+				resolved = filepath.Join(src, vm.SubPath)
+			}
+			src = resolved
+		}
+		mounts = append(mounts, bindMount{Source: src, Target: vm.MountPath, ReadOnly: vm.ReadOnly || w.readOnlyVolume(vm.Name)})
+	}
+	return mounts, nil
+}
+
+// readOnlyVolume: configMap, secret, downwardAPI and projected volumes are
+// always read-only, as in the kubelet.
+func (w *podWorker) readOnlyVolume(name string) bool {
+	for _, v := range w.currentPod().Spec.Volumes {
+		if v.Name == name {
+			return v.ConfigMap != nil || v.Secret != nil || v.DownwardAPI != nil || v.Projected != nil
+		}
+	}
+	return false
+}
+
+func (p *process) wait() {
+	_ = p.cmd.Wait() // the exit status is all that matters
+	if st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+		p.exit = exitInfo{code: 128 + int32(st.Signal()), signal: st.Signal().String()}
+	} else {
+		p.exit = exitInfo{code: int32(p.cmd.ProcessState.ExitCode())}
+	}
+	// Whatever the container started dies with it, as in a container
+	// runtime that kills the container's cgroup.
+	killNamespace("mnt", p.mntNS)
+	close(p.done)
+}
+
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+// stop sends SIGTERM to the container's main process and SIGKILL to all of
+// its processes once grace has passed; it returns when the container exited.
+func (p *process) stop(grace time.Duration) {
+	_ = syscall.Kill(p.pid(), syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		killNamespace("mnt", p.mntNS)
+		<-p.done
+	}
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+const clusterName = "localcluster"
+
+// writeKubeconfig writes a kubeconfig for server that authenticates with the
+// client certificate <pki>/<cert>.crt. With embed, the certificates are
+// copied into the file so that it stays usable on its own.
+func writeKubeconfig(l layout, path, server, cert string, embed bool) error {
+	cluster := &clientcmdapi.Cluster{Server: server, CertificateAuthority: l.pki("ca.crt")}
+	user := &clientcmdapi.AuthInfo{ClientCertificate: l.pki(cert + ".crt"), ClientKey: l.pki(cert + ".key")}
+	if embed {
+		var err error
+		if cluster.CertificateAuthorityData, err = os.ReadFile(cluster.CertificateAuthority); err != nil {
+			return err
+		}
+		if user.ClientCertificateData, err = os.ReadFile(user.ClientCertificate); err != nil {
+			return err
+		}
+		if user.ClientKeyData, err = os.ReadFile(user.ClientKey); err != nil {
+			return err
+		}
+		cluster.CertificateAuthority, user.ClientCertificate, user.ClientKey = "", "", ""
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[clusterName] = cluster
+	cfg.AuthInfos[cert] = user
+	cfg.Contexts[clusterName] = &clientcmdapi.Context{Cluster: clusterName, AuthInfo: cert}
+	cfg.CurrentContext = clusterName
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// clientFromKubeconfig builds a clientset with a rate limit that suits a
+// node agent serving a handful of pods.
+func clientFromKubeconfig(path string) (*kubernetes.Clientset, *rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(cfg)
+	return cs, cfg, err
+}

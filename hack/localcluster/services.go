@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// servicesChain holds one DNAT rule set per Service port: traffic to
+// ClusterIP:port, from the host or from a pod, goes to a ready endpoint,
+// chosen at random. It is a minimal kube-proxy (iptables mode, ClusterIP
+// only). Replies from a pod are un-NATed by conntrack because the bridge
+// passes its traffic through iptables (bridge-nf-call-iptables).
+const servicesChain = "LOCALCLUSTER-SERVICES"
+
+type serviceProxy struct {
+	cs      kubernetes.Interface
+	trigger chan struct{}
+	applied string
+}
+
+func (p *serviceProxy) run(ctx context.Context) error {
+	if err := p.install(); err != nil {
+		return err
+	}
+	p.trigger = make(chan struct{}, 1)
+	factory := informers.NewSharedInformerFactory(p.cs, 0)
+	services := factory.Core().V1().Services()
+	slices := factory.Discovery().V1().EndpointSlices()
+	poke := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { p.poke() },
+		UpdateFunc: func(any, any) { p.poke() },
+		DeleteFunc: func(any) { p.poke() },
+	}
+	_, _ = services.Informer().AddEventHandler(poke)
+	_, _ = slices.Informer().AddEventHandler(poke)
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	factory.WaitForCacheSync(ctx.Done())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.trigger:
+		}
+		svcs, _ := services.Lister().List(labels.Everything())
+		eps, _ := slices.Lister().List(labels.Everything())
+		if err := p.apply(serviceRules(svcs, eps)); err != nil {
+			log.Printf("service proxy: %v", err)
+			time.AfterFunc(time.Second, p.poke)
+		}
+	}
+}
+
+func (p *serviceProxy) poke() {
+	select {
+	case p.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// install creates the chain and sends the host's and the pods' traffic
+// through it.
+func (p *serviceProxy) install() error {
+	if err := ensureBridgeNetfilter(); err != nil {
+		return err
+	}
+	if err := runTool("iptables", "-t", "nat", "-N", servicesChain); err != nil {
+		return err
+	}
+	for _, hook := range []string{"PREROUTING", "OUTPUT"} {
+		if err := runTool("iptables", "-t", "nat", "-I", hook, "-j", servicesChain); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureBridgeNetfilter makes bridged pod-to-pod traffic visit iptables,
+// without which a pod's replies to a Service client would skip the un-DNAT.
+func ensureBridgeNetfilter() error {
+	const knob = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+	if _, err := os.Stat(knob); err != nil {
+		_ = exec.Command("modprobe", "br_netfilter").Run()
+	}
+	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enabling %s (module br_netfilter): %w", knob, err)
+	}
+	return nil
+}
+
+// apply replaces the chain's rules in one iptables-restore transaction.
+func (p *serviceProxy) apply(rules []string) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "*nat\n:%s - [0:0]\n", servicesChain)
+	for _, r := range rules {
+		fmt.Fprintf(&b, "-A %s %s\n", servicesChain, r)
+	}
+	b.WriteString("COMMIT\n")
+	if b.String() == p.applied {
+		return nil
+	}
+	cmd := exec.Command("iptables-restore", "--noflush")
+	cmd.Stdin = bytes.NewReader(b.Bytes())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore: %v: %s", err, out)
+	}
+	p.applied = b.String()
+	return nil
+}
+
+// serviceRules renders the DNAT rules of every ClusterIP Service port.
+func serviceRules(services []*corev1.Service, slices []*discoveryv1.EndpointSlice) []string {
+	bySvc := map[string][]*discoveryv1.EndpointSlice{}
+	for _, s := range slices {
+		key := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]
+		bySvc[key] = append(bySvc[key], s)
+	}
+	var rules []string
+	for _, svc := range services {
+		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			continue
+		}
+		for _, port := range svc.Spec.Ports {
+			targets := readyEndpoints(bySvc[svc.Namespace+"/"+svc.Name], port.Name, port.Protocol)
+			proto := strings.ToLower(string(port.Protocol))
+			if proto == "" {
+				proto = "tcp"
+			}
+			match := fmt.Sprintf("-d %s/32 -p %s --dport %d -m comment --comment \"%s/%s:%s\"", svc.Spec.ClusterIP, proto, port.Port, svc.Namespace, svc.Name, port.Name)
+			for i, t := range targets {
+				pick := ""
+				if left := len(targets) - i; left > 1 {
+					pick = fmt.Sprintf("-m statistic --mode random --probability %.5f ", 1/float64(left))
+				}
+				rules = append(rules, fmt.Sprintf("%s %s-j DNAT --to-destination %s", match, pick, t))
+			}
+		}
+	}
+	return rules
+}
+
+// readyEndpoints lists ip:port of the ready endpoints for a Service port.
+func readyEndpoints(slices []*discoveryv1.EndpointSlice, portName string, proto corev1.Protocol) []string {
+	var targets []string
+	for _, s := range slices {
+		if s.AddressType != discoveryv1.AddressTypeIPv4 {
+			continue
+		}
+		for _, p := range s.Ports {
+			if p.Port == nil || ptrValue(p.Name) != portName || (p.Protocol != nil && *p.Protocol != proto) {
+				continue
+			}
+			for _, ep := range s.Endpoints {
+				if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+					continue
+				}
+				for _, addr := range ep.Addresses {
+					targets = append(targets, fmt.Sprintf("%s:%d", addr, *p.Port))
+				}
+			}
+		}
+	}
+	sort.Strings(targets)
+	return targets
+}
+
+func ptrValue[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// removeServiceRules undoes install; it is safe to call when nothing is there.
+func removeServiceRules() {
+	for _, hook := range []string{"PREROUTING", "OUTPUT"} {
+		for runTool("iptables", "-t", "nat", "-D", hook, "-j", servicesChain) == nil {
+		}
+	}
+	_ = runTool("iptables", "-t", "nat", "-F", servicesChain)
+	_ = runTool("iptables", "-t", "nat", "-X", servicesChain)
+}

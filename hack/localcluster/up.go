@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// lockFile makes sure one local cluster runs per host: they would share the
+// bridge, the addresses and the ports.
+const lockFile = "/run/localcluster.lock"
+
+type upOptions struct {
+	stateDir  string
+	binDir    string
+	k8sBinDir string
+	nodes     int
+	backoff   backoff
+	resync    time.Duration
+	detach    bool
+}
+
+func parseUpFlags(args []string) (upOptions, error) {
+	var o upOptions
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory: kubeconfig, certificates, etcd data, pod files and logs ($LOCALCLUSTER_STATE_DIR)")
+	fs.StringVar(&o.binDir, "bin-dir", defaultBinDir(), "directory shown as /usr/local/bin of the licenseha image ($LOCALCLUSTER_BIN_DIR)")
+	fs.StringVar(&o.k8sBinDir, "k8s-bin-dir", os.Getenv("LOCALCLUSTER_K8S_BIN_DIR"), "directory with etcd, kube-apiserver, kube-controller-manager and kube-scheduler (default: the output of hack/envtest-assets.sh)")
+	fs.IntVar(&o.nodes, "nodes", 3, "number of nodes (each gets its own zone label and pod CIDR)")
+	fs.DurationVar(&o.backoff.base, "restart-backoff", 10*time.Second, "container restart back-off after the first immediate restart (kubelet: 10s)")
+	fs.DurationVar(&o.backoff.max, "max-restart-backoff", 5*time.Minute, "upper bound of the restart back-off (kubelet: 5m)")
+	fs.DurationVar(&o.resync, "volume-resync", 2*time.Second, "how often configMap, secret and projected volumes are refreshed")
+	fs.BoolVar(&o.detach, "detach", false, "run in the background; return once the API server and the nodes are ready")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.nodes < 1 || o.nodes > 200 {
+		return o, fmt.Errorf("--nodes must be between 1 and 200")
+	}
+	var err error
+	o.stateDir, err = filepath.Abs(o.stateDir)
+	if err != nil {
+		return o, err
+	}
+	o.binDir, err = filepath.Abs(o.binDir)
+	return o, err
+}
+
+func runUp(args []string) error {
+	o, err := parseUpFlags(args)
+	if err != nil {
+		return err
+	}
+	if err := requireRoot(); err != nil {
+		return err
+	}
+	if o.detach {
+		return detach(o, args)
+	}
+	lock, err := takeLock()
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if o.k8sBinDir == "" {
+		if o.k8sBinDir, err = envtestAssets(); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	c := &cluster{opts: o, l: layout{dir: o.stateDir}}
+	err = c.start(ctx)
+	if err == nil {
+		<-ctx.Done()
+		log.Printf("stopping the local cluster")
+	}
+	c.stop()
+	return err
+}
+
+// takeLock fails when another local cluster runs on this host.
+func takeLock() (*os.File, error) {
+	f, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another local cluster is running on this host (lock %s held); stop it with \"localcluster down\"", lockFile)
+	}
+	return f, nil
+}
+
+// envtestAssets builds (when missing) and locates the control-plane binaries.
+func envtestAssets() (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	script := filepath.Join(root, "hack", "envtest-assets.sh")
+	cmd := exec.Command(script)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w (or pass --k8s-bin-dir)", script, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1], nil
+}
+
+// detach starts "up" again in its own session with its output in the state
+// directory, and waits until it is ready or has failed.
+func detach(o upOptions, args []string) error {
+	l := layout{dir: o.stateDir}
+	if err := mkdirs(filepath.Dir(l.logFile("localcluster"))); err != nil {
+		return err
+	}
+	_ = os.Remove(l.readyFile())
+	logFile, err := os.Create(l.logFile("localcluster"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	var rest []string
+	for _, a := range args {
+		if a != "--detach" && a != "-detach" && a != "--detach=true" {
+			rest = append(rest, a)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, append([]string{"up", "--state-dir=" + o.stateDir}, rest...)...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.After(15 * time.Minute) // the first run may build the binaries
+	for {
+		if _, err := os.Stat(l.readyFile()); err == nil {
+			fmt.Printf("local cluster running (pid %d); kubeconfig: %s; log: %s\n", cmd.Process.Pid, l.kubeconfig(), l.logFile("localcluster"))
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the local cluster exited (%v); see %s", err, l.logFile("localcluster"))
+		case <-deadline:
+			return errors.New("the local cluster did not become ready in time; see " + l.logFile("localcluster"))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func readPid(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
