@@ -1,0 +1,458 @@
+// Package client is a Go client for licenseha license servers with failover.
+//
+// A Client knows a list of server endpoints and a home server. It sends every
+// request to its current endpoint and moves to another one when the current
+// one fails to connect, times out or answers 503 (not active), following the
+// "active" hint of a not-active answer when the hint names a known member. It
+// re-asserts every checkout it holds after each move, so no seat is lost, and
+// returns home as soon as the home server serves again. Heartbeats run in the
+// background. A Client is safe for concurrent use; Close stops its goroutines.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/licenseha/licenseha/pkg/server"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Endpoints are the base URLs of the servers, e.g. "http://plant-a:5160",
+	// in the order the client tries them.
+	Endpoints []string
+	// Home is the endpoint the client prefers and returns to; it defaults to
+	// the first endpoint and is added to Endpoints when missing.
+	Home string
+	// Members maps member names to endpoints so that the "active" hint of a
+	// not-active answer leads straight to the active member. A hint that is
+	// itself one of the endpoints needs no entry.
+	Members map[string]string
+	// ClientID identifies this client to the servers (required).
+	ClientID string
+	// HTTPClient sends the requests; nil means a keep-alive client.
+	HTTPClient *http.Client
+	// RequestTimeout bounds each attempt on one endpoint; default 2s.
+	RequestTimeout time.Duration
+	// HeartbeatInterval is how often held checkouts are renewed; default 10s.
+	// It must be well below the servers' checkout TTL. Negative disables
+	// background heartbeats.
+	HeartbeatInterval time.Duration
+	// HomeCheckInterval is how often the client checks, while away, whether
+	// home serves again; default 2s. Negative disables returning home.
+	HomeCheckInterval time.Duration
+	// OnMove, when set, is called after every move to another endpoint.
+	OnMove func(Move)
+	// Logger receives the client's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Move describes a change of the current endpoint.
+type Move struct {
+	From, To string
+	// Reason is why the client moved, e.g. "connection failed" or "home serves again".
+	Reason string
+	At     time.Time
+}
+
+// Checkout is a printer seat held by the client.
+type Checkout struct {
+	server.Checkout
+	// Printer and Requested (the licence id or product asked for) are what
+	// the client re-asserts after a move.
+	Printer   string `json:"printer"`
+	Requested string `json:"requested"`
+}
+
+// ErrUnavailable is returned when no endpoint serves the request.
+var ErrUnavailable = errors.New("no license server is available")
+
+// Client talks to a group of license servers. Create it with New.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	log  *slog.Logger
+
+	mu      sync.Mutex // guards current, gen and held
+	current string
+	gen     uint64 // increases on every move
+	held    map[string]*Checkout
+
+	moveMu sync.Mutex // serialises moves and their re-assertions
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a client and starts its background heartbeats and home checks.
+func New(cfg Config) (*Client, error) {
+	if cfg.ClientID == "" {
+		return nil, errors.New("client id is empty")
+	}
+	eps := make([]string, 0, len(cfg.Endpoints)+1)
+	for _, e := range cfg.Endpoints {
+		if e = strings.TrimRight(e, "/"); e != "" && !slices.Contains(eps, e) {
+			eps = append(eps, e)
+		}
+	}
+	cfg.Home = strings.TrimRight(cfg.Home, "/")
+	if cfg.Home == "" && len(eps) > 0 {
+		cfg.Home = eps[0]
+	}
+	if cfg.Home == "" {
+		return nil, errors.New("no endpoint given")
+	}
+	if !slices.Contains(eps, cfg.Home) {
+		eps = append([]string{cfg.Home}, eps...)
+	}
+	cfg.Endpoints = eps
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 2 * time.Second
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	if cfg.HomeCheckInterval == 0 {
+		cfg.HomeCheckInterval = 2 * time.Second
+	}
+	c := &Client{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger, current: cfg.Home, held: map[string]*Checkout{}}
+	if c.http == nil {
+		c.http = &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: cfg.RequestTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		}}
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	if cfg.HeartbeatInterval > 0 {
+		c.every(ctx, cfg.HeartbeatInterval, c.heartbeatAll)
+	}
+	if cfg.HomeCheckInterval > 0 && len(cfg.Endpoints) > 1 {
+		c.every(ctx, cfg.HomeCheckInterval, c.checkHome)
+	}
+	return c, nil
+}
+
+func (c *Client) every(ctx context.Context, d time.Duration, f func(context.Context)) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				f(ctx)
+			}
+		}
+	}()
+}
+
+// Close stops the background goroutines. Held checkouts are not released;
+// they expire on the server unless released first.
+func (c *Client) Close() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+// Endpoint returns the endpoint requests currently go to.
+func (c *Client) Endpoint() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.current
+}
+
+// Checkouts returns the checkouts the client holds.
+func (c *Client) Checkouts() []Checkout {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Checkout, 0, len(c.held))
+	for _, h := range c.held {
+		out = append(out, *h)
+	}
+	slices.SortFunc(out, func(a, b Checkout) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Checkout asks for a printer seat on a licence (id or product name) and
+// keeps it alive with heartbeats until Release or Close.
+func (c *Client) Checkout(ctx context.Context, printer, license string) (*Checkout, error) {
+	req := server.CheckoutRequest{Client: c.cfg.ClientID, Printer: printer, License: license}
+	var got server.Checkout
+	if err := c.do(ctx, http.MethodPost, "/v1/checkouts", req, &got); err != nil {
+		return nil, err
+	}
+	h := &Checkout{Checkout: got, Printer: printer, Requested: license}
+	out := *h
+	c.mu.Lock()
+	c.held[got.ID] = h
+	c.mu.Unlock()
+	return &out, nil
+}
+
+// Release frees a checkout's seat and stops its heartbeats.
+func (c *Client) Release(ctx context.Context, id string) error {
+	c.mu.Lock()
+	delete(c.held, id)
+	c.mu.Unlock()
+	return c.do(ctx, http.MethodDelete, "/v1/checkouts/"+id, nil, nil)
+}
+
+// ReportUsage adds printed jobs and labels to a checkout's statistics.
+func (c *Client) ReportUsage(ctx context.Context, id string, jobs, labels int64) error {
+	return c.do(ctx, http.MethodPost, "/v1/checkouts/"+id+"/usage", server.UsageReport{Jobs: jobs, Labels: labels}, nil)
+}
+
+// Status returns the status of the current endpoint.
+func (c *Client) Status(ctx context.Context) (*server.Status, error) {
+	var st server.Status
+	if err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Heartbeat renews one held checkout now; the background heartbeats call it
+// for every checkout. The full checkout body is sent, so a server that does
+// not know the checkout (after a failover) re-asserts it.
+func (c *Client) Heartbeat(ctx context.Context, id string) error {
+	c.mu.Lock()
+	h, ok := c.held[id]
+	var req server.CheckoutRequest
+	if ok {
+		req = server.CheckoutRequest{Client: c.cfg.ClientID, Printer: h.Printer, License: h.Requested}
+	}
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("checkout %s is not held by this client", id)
+	}
+	var got server.Checkout
+	err := c.do(ctx, http.MethodPut, "/v1/checkouts/"+id, req, &got)
+	c.renewed(id, got, err)
+	return err
+}
+
+func (c *Client) heartbeatAll(ctx context.Context) {
+	for _, h := range c.Checkouts() {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := c.Heartbeat(ctx, h.ID); err != nil {
+			c.log.Warn("Heartbeat failed", "checkout", h.ID, "err", err)
+		}
+	}
+}
+
+// renewed records the answer to a heartbeat or re-assertion: a new expiry,
+// or the loss of the seat when the server refused it for good.
+func (c *Client) renewed(id string, got server.Checkout, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.held[id]
+	if !ok {
+		return
+	}
+	switch {
+	case err == nil:
+		h.Checkout = got
+		if got.ID != id { // the server already had this seat under another id
+			delete(c.held, id)
+			c.held[got.ID] = h
+		}
+	case server.IsCode(err, server.CodeNoSeat), server.IsCode(err, server.CodeConflict),
+		server.IsCode(err, server.CodeForbidden), server.IsCode(err, server.CodeUnknownLicense),
+		server.IsCode(err, server.CodeLicenseInvalid):
+		delete(c.held, id)
+		c.log.Error("Checkout lost", "checkout", id, "printer", h.Printer, "err", err)
+	}
+}
+
+// do sends a request to the current endpoint, moving to another endpoint on
+// connection failures, timeouts and not-active answers, until one answers or
+// every endpoint was tried once.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	tried := map[string]bool{}
+	var lastErr error
+	for {
+		c.mu.Lock()
+		ep, gen := c.current, c.gen
+		c.mu.Unlock()
+		if tried[ep] {
+			return fmt.Errorf("%w: %w", ErrUnavailable, lastErr)
+		}
+		tried[ep] = true
+		hint, reason, err := c.send(ctx, ep, method, path, body, out)
+		if reason == "" {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		lastErr = err
+		c.failover(ctx, gen, ep, hint, tried, reason)
+	}
+}
+
+// send performs one attempt. A non-empty reason means the endpoint cannot
+// serve and the client should move; hint is the endpoint of the active
+// member when the server named one this client can map.
+func (c *Client) send(ctx context.Context, ep, method, path string, body []byte, out any) (hint, reason string, err error) {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, method, ep+path, r)
+	if err != nil {
+		return "", "", err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", "", ctx.Err()
+		}
+		return "", "connection failed", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e server.Error
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(data, &e) != nil || e.Code == "" {
+			e = server.Error{Code: server.CodeInternal, Message: strings.TrimSpace(string(data))}
+		}
+		err := &server.ResponseError{StatusCode: resp.StatusCode, Body: e}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return c.endpointOf(e.Active), "not active", err
+		}
+		return "", "", err
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return "", "", nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		if actx.Err() != nil {
+			return "", "timeout", err
+		}
+		return "", "", fmt.Errorf("decoding the answer of %s: %w", ep, err)
+	}
+	return "", "", nil
+}
+
+func (c *Client) endpointOf(member string) string {
+	if member == "" {
+		return ""
+	}
+	if ep, ok := c.cfg.Members[member]; ok {
+		return strings.TrimRight(ep, "/")
+	}
+	if slices.Contains(c.cfg.Endpoints, member) {
+		return member
+	}
+	return ""
+}
+
+// failover moves away from ep unless another request already moved since
+// generation gen. The hint wins when it was not tried yet; otherwise the next
+// untried endpoint in the list.
+func (c *Client) failover(ctx context.Context, gen uint64, ep, hint string, tried map[string]bool, reason string) {
+	c.moveMu.Lock()
+	defer c.moveMu.Unlock()
+	c.mu.Lock()
+	moved := c.gen != gen
+	c.mu.Unlock()
+	if moved {
+		return
+	}
+	next := ""
+	if hint != "" && !tried[hint] {
+		next = hint
+	} else {
+		i := slices.Index(c.cfg.Endpoints, ep)
+		for k := 1; k < len(c.cfg.Endpoints); k++ {
+			if cand := c.cfg.Endpoints[(i+k)%len(c.cfg.Endpoints)]; !tried[cand] {
+				next = cand
+				break
+			}
+		}
+	}
+	if next == "" {
+		return
+	}
+	c.moveLocked(ctx, ep, next, reason)
+}
+
+// moveLocked switches to endpoint to and re-asserts every held checkout
+// there. The caller holds moveMu.
+func (c *Client) moveLocked(ctx context.Context, from, to, reason string) {
+	c.mu.Lock()
+	c.current = to
+	c.gen++
+	held := make([]Checkout, 0, len(c.held))
+	for _, h := range c.held {
+		held = append(held, *h)
+	}
+	c.mu.Unlock()
+	c.log.Info("Moved to another license server", "from", from, "to", to, "reason", reason, "checkouts", len(held))
+	for _, h := range held {
+		req := server.CheckoutRequest{Client: c.cfg.ClientID, Printer: h.Printer, License: h.Requested}
+		body, _ := json.Marshal(req)
+		var got server.Checkout
+		_, why, err := c.send(ctx, to, http.MethodPut, "/v1/checkouts/"+h.ID, body, &got)
+		if why != "" {
+			// The new endpoint does not serve either; the next request or
+			// heartbeat moves on and re-asserts there.
+			break
+		}
+		c.renewed(h.ID, got, err)
+	}
+	if c.cfg.OnMove != nil {
+		c.cfg.OnMove(Move{From: from, To: to, Reason: reason, At: time.Now()})
+	}
+}
+
+// checkHome moves back home when the home server serves again.
+func (c *Client) checkHome(ctx context.Context) {
+	home := c.cfg.Home
+	if c.Endpoint() == home {
+		return
+	}
+	var st server.Status
+	if _, why, err := c.send(ctx, home, http.MethodGet, "/v1/status", nil, &st); why != "" || err != nil || st.Role != server.RoleActive {
+		return
+	}
+	c.moveMu.Lock()
+	defer c.moveMu.Unlock()
+	if from := c.Endpoint(); from != home {
+		c.moveLocked(ctx, from, home, "home serves again")
+	}
+}
