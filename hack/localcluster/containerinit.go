@@ -127,7 +127,10 @@ func buildRootfs(spec containerSpec) error {
 // bindInto bind-mounts m.Source at m.Target below root, creating the mount
 // point as a directory or a file to match the source.
 func bindInto(root string, m bindMount) error {
-	target := filepath.Join(root, m.Target)
+	target, err := resolveInRoot(root, m.Target)
+	if err != nil {
+		return err
+	}
 	st, err := os.Stat(m.Source)
 	if err != nil {
 		return fmt.Errorf("volume source for %s: %w", m.Target, err)
@@ -153,6 +156,36 @@ func bindInto(root string, m bindMount) error {
 		}
 	}
 	return nil
+}
+
+// resolveInRoot resolves path below root, following symlinks as if root
+// were "/" (on Debian /var/run is a symlink to /run, and it must not lead
+// out to the host's /run).
+func resolveInRoot(root, path string) (string, error) {
+	resolved := "/"
+	rest := strings.Split(filepath.Clean("/"+path), "/")
+	for hops := 0; len(rest) > 0; {
+		part := rest[0]
+		rest = rest[1:]
+		if part == "" || part == "." {
+			continue
+		}
+		next := filepath.Join(resolved, part)
+		link, err := os.Readlink(filepath.Join(root, next))
+		if err != nil { // not a symlink, or not there yet
+			resolved = next
+			continue
+		}
+		if hops++; hops > 40 {
+			return "", fmt.Errorf("too many symlinks in %s", path)
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(resolved, link)
+		}
+		resolved = "/"
+		rest = append(strings.Split(filepath.Clean(link), "/"), rest...)
+	}
+	return filepath.Join(root, resolved), nil
 }
 
 // execCommand replaces container-init with the container's command, looked
