@@ -1,0 +1,54 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+)
+
+// Options are shared by every subcommand: the standard kubectl flags
+// (--kubeconfig, --context, --namespace, ...) and the I/O streams.
+type Options struct {
+	ConfigFlags *genericclioptions.ConfigFlags
+	genericiooptions.IOStreams
+}
+
+// subcommands build the top-level commands. Add a constructor here to add a
+// command (status, switchover, replace-member, backup export|import, ...).
+var subcommands = []func(*Options) *cobra.Command{
+	newLicenseCmd,
+	newClientCmd,
+}
+
+func newRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{ConfigFlags: genericclioptions.NewConfigFlags(true), IOStreams: streams}
+	root := &cobra.Command{
+		Use:           "kubectl-licenseha",
+		Short:         "Manage licenseha license server groups, licences and clients",
+		SilenceUsage:  true,
+		SilenceErrors: false,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl licenseha"},
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	o.ConfigFlags.AddFlags(root.PersistentFlags())
+	for _, sub := range subcommands {
+		root.AddCommand(sub(o))
+	}
+	return root
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(data))
+	return err
+}
