@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 )
 
@@ -135,10 +136,23 @@ func (s *Server) Import(snap *Snapshot) error {
 			errStaleSnapshot, snap.Epoch, snap.Revision, epoch, rev)
 	}
 	s.checkouts, s.seats, s.inUse, s.perClient = checkouts, seats, inUse, perClient
+	// Write synchronously only what changed and matters for safety (the
+	// epoch) or is rarely written (settings); usage and the revision follow
+	// with the next flush. A steady group's periodic sync then costs no disk
+	// write on the standbys.
+	var w write
+	if !reflect.DeepEqual(s.settings, snap.Settings) {
+		w.settings = &snap.Settings
+	}
+	if snap.Epoch != s.epoch {
+		w.epoch = &snap.Epoch
+	}
 	s.applySettingsLocked(snap.Settings, r)
-	s.usage, s.usageDirty = usage, true
+	s.usage, s.usageDirty, s.metaDirty = usage, true, true
 	s.epoch, s.revision = snap.Epoch, snap.Revision
-	settings, epoch, rev := s.settings, s.epoch, s.revision
 	s.mu.Unlock()
-	return s.store.write(write{settings: &settings, epoch: &epoch, revision: &rev})
+	if w.settings == nil && w.epoch == nil {
+		return nil
+	}
+	return s.store.write(w)
 }
