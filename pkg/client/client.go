@@ -337,8 +337,12 @@ func (c *Client) send(ctx context.Context, ep, method, path string, body []byte,
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		var netErr net.Error
+		switch {
+		case ctx.Err() != nil:
 			return "", "", ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+			return "", "timeout", err
 		}
 		return "", "connection failed", err
 	}

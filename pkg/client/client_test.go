@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -233,28 +234,9 @@ func TestUnavailableWhenNobodyServes(t *testing.T) {
 	c := newClient(t, g, nil, nil)
 	failover(t, g, "nobody", 1)
 	_, err := c.Checkout(context.Background(), "p1", "LIC-1")
-	if !server.IsCode(err, server.CodeNotActive) || !isUnavailable(err) {
+	if !server.IsCode(err, server.CodeNotActive) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("checkout with no active member = %v, want ErrUnavailable wrapping not_active", err)
 	}
-}
-
-func isUnavailable(err error) bool {
-	for err != nil {
-		if err == ErrUnavailable {
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() []error })
-		if !ok {
-			return false
-		}
-		for _, e := range u.Unwrap() {
-			if e == ErrUnavailable {
-				return true
-			}
-		}
-		return false
-	}
-	return false
 }
 
 func TestNoSeatIsNotAFailover(t *testing.T) {
@@ -326,5 +308,30 @@ func TestConcurrentCheckoutsDuringFailover(t *testing.T) {
 	}
 	if got := g["b"].srv.Status().Checkouts; got != 40 {
 		t.Fatalf("b holds %d checkouts, want 40", got)
+	}
+}
+
+func TestMovesOnTimeout(t *testing.T) {
+	g := newGroup(t, 5, "b")
+	if err := g["b"].srv.SetRole(server.RoleRequest{Role: server.RoleActive, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer hung.Close()
+	defer close(release)
+	var mv moves
+	c, err := New(Config{Endpoints: []string{hung.URL, g["b"].http.URL}, ClientID: "station-1",
+		HeartbeatInterval: -1, HomeCheckInterval: -1, RequestTimeout: 200 * time.Millisecond, Logger: quiet, OnMove: mv.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	co, err := c.Checkout(context.Background(), "p1", "LIC-1")
+	if err != nil || co.Member != "b" {
+		t.Fatalf("checkout with a hung home = %+v, %v; want it served by b", co, err)
+	}
+	if m := mv.list(); len(m) != 1 || m[0].Reason != "timeout" {
+		t.Fatalf("moves = %+v, want one move because of a timeout", m)
 	}
 }
