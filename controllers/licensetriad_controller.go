@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +20,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
 // LicenseTriadReconciler reconciles a LicenseTriad.
@@ -32,6 +34,8 @@ type LicenseTriadReconciler struct {
 	// TrustedKeys are the PEM public keys licences must be signed with; the
 	// agents receive them through the group ConfigMap.
 	TrustedKeys []byte
+	// Keys verify the licences (parsed from TrustedKeys).
+	Keys licensing.KeyRing
 }
 
 // triadStep is one named step of a triad's reconcile. Steps run in order; a
@@ -77,20 +81,18 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		{"members", r.reconcileMembers},
 	}
 	for _, step := range steps {
-		res, err := step.fn(ctx, triad)
+		stepRes, err := step.fn(ctx, triad)
 		if errors.Is(err, errStop) {
 			break
 		}
 		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("step %s: %w", step.name, err)
 		}
-		if !res.IsZero() {
-			return res, nil
-		}
+		res = lowestRequeue(res, stepRes)
 	}
 	// Every step has seen this generation of the spec.
 	triad.Status.ObservedGeneration = triad.Generation
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // reconcileReferences checks the licence Secret and the settings ConfigMap.
@@ -106,6 +108,16 @@ func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *lic
 		return ctrl.Result{}, err
 	}
 	licenseCond := referencesCondition(t.Generation, found)
+	var res ctrl.Result
+	if licenseCond.Status == metav1.ConditionTrue {
+		check := checkLicences(found[0].secret, r.Keys, t.Namespace+"/"+t.Name, time.Now())
+		t.Status.Licenses = check.statuses
+		licenseCond = licenceCondition(t.Generation, len(r.Keys.IDs()) > 0, "spec.licenseSecretRef", check, true)
+		if !check.nextChange.IsZero() {
+			// Look again when a licence expires or starts.
+			res.RequeueAfter = time.Until(check.nextChange) + time.Second
+		}
+	}
 	meta.SetStatusCondition(&t.Status.Conditions, licenseCond)
 
 	if licenseCond.Status != metav1.ConditionTrue {
@@ -119,7 +131,7 @@ func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *lic
 		meta.SetStatusCondition(&t.Status.Conditions, notReadyCondition(t.Generation, &licenseCond))
 		return ctrl.Result{}, errStop
 	}
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // reconcileMembers brings up the triad's objects and pods, corrects role

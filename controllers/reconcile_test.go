@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
 const (
@@ -19,10 +21,25 @@ const (
 	interval = 100 * time.Millisecond
 )
 
+// licenceFile issues a licence signed by the key the operator trusts.
+func licenceFile(id, groupKey string, edition licensing.Edition) []byte {
+	now := time.Now()
+	data, err := licensing.Issue(signingKey, licensing.License{
+		ID: id, Product: "LabelDesigner", Edition: edition, Printers: 10, Group: groupKey,
+		IssuedAt: now, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	return data
+}
+
+// licenseSecret holds an Enterprise licence for the group the Secret is
+// named after ("<group>-licenses", "<pair>-main", ...).
 func licenseSecret(ns, name string) *corev1.Secret {
+	groupName := name[:strings.LastIndex(name, "-")]
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Data:       map[string][]byte{"plant.lic": []byte("licence file")},
+		Data: map[string][]byte{"plant.lic": licenceFile("LIC-"+strings.ToUpper(name), ns+"/"+groupName,
+			licensing.EditionEnterprise)},
 	}
 }
 
@@ -104,7 +121,7 @@ var _ = Describe("LicenseTriad reconciler", func() {
 			Should(haveReason(metav1.ConditionFalse, licensehav1.ReasonNoLicenseFiles))
 
 		By("adding a licence file makes it valid: the Secret watch re-reconciles")
-		s.Data["plant.lic"] = []byte("licence file")
+		s.Data["plant.lic"] = licenceFile("LIC-1", ns+"/nosecret", licensing.EditionEnterprise)
 		Expect(k8sClient.Update(ctx, s)).To(Succeed())
 		Eventually(triadCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
 			Should(haveReason(metav1.ConditionTrue, licensehav1.ReasonLicensesPresent))
@@ -151,6 +168,31 @@ var _ = Describe("LicenseTriad reconciler", func() {
 			return got.ResourceVersion
 		}, 2*time.Second, 200*time.Millisecond).Should(Equal(rv))
 	})
+
+	DescribeTable("refuses licences the triad may not use, naming the reason",
+		func(data func(ns string) []byte, reason, fragment string, verifies bool) {
+			t := validTriad(ns, "lic")
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lic-licenses"},
+				Data: map[string][]byte{"site.lic": data(ns)}}
+			Expect(k8sClient.Create(ctx, s)).To(Succeed())
+			Expect(k8sClient.Create(ctx, t)).To(Succeed())
+			Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionLicenseValid), timeout, interval).
+				Should(And(haveReason(metav1.ConditionFalse, reason), HaveField("Message", ContainSubstring(fragment))))
+			got := &licensehav1.LicenseTriad{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(t), got)).To(Succeed())
+			Expect(got.Status.Licenses).To(ConsistOf(HaveField("Valid", verifies)))
+		},
+		Entry("bound to another group", func(ns string) []byte {
+			return licenceFile("LIC-X", ns+"/other", licensing.EditionEnterprise)
+		}, licensehav1.ReasonWrongGroup, "bound to another group", false),
+		Entry("not Enterprise", func(ns string) []byte {
+			return licenceFile("LIC-P", ns+"/lic", licensing.EditionProfessional)
+		}, licensehav1.ReasonEditionNotAllowed, "needs an Enterprise licence", true),
+		Entry("tampered", func(ns string) []byte {
+			f := licenceFile("LIC-T", ns+"/lic", licensing.EditionEnterprise)
+			return []byte(strings.Replace(string(f), `"printers": 10`, `"printers": 99`, 1))
+		}, licensehav1.ReasonLicenseInvalid, "site.lic", false),
+	)
 
 	Describe("dissolving", func() {
 		// stateObjects waits for the synced-state objects the operator

@@ -14,6 +14,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
 // Config is what the reconcilers need from the operator's flags.
@@ -48,12 +49,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		return fmt.Errorf("registering indexes: %w", err)
 	}
 	opts := builder.Options{Image: cfg.Image}
+	var keys licensing.KeyRing
+	if len(cfg.TrustedKeys) > 0 {
+		var err error
+		if keys, err = licensing.ParseTrustedKeys(cfg.TrustedKeys); err != nil {
+			return fmt.Errorf("reading the trusted licence keys: %w", err)
+		}
+	}
 	if err := (&LicenseTriadReconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
 		Recorder:    mgr.GetEventRecorder("licenseha-operator"),
 		Options:     opts,
 		TrustedKeys: cfg.TrustedKeys,
+		Keys:        keys,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LicenseTriad reconciler: %w", err)
 	}

@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/controllers"
+	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
 const testImage = "ghcr.io/licenseha/licenseha:test"
@@ -37,6 +39,11 @@ var (
 	scheme    = runtime.NewScheme()
 	ctx       context.Context
 	cancel    context.CancelFunc
+
+	// signingKey signs the licences of the tests; trustedKeys is the PEM
+	// public key the operator under test trusts.
+	signingKey  ed25519.PrivateKey
+	trustedKeys []byte
 )
 
 func TestControllers(t *testing.T) {
@@ -60,6 +67,12 @@ var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	ctx, cancel = context.WithCancel(context.Background())
 
+	pub, priv, err := licensing.GenerateKey()
+	Expect(err).NotTo(HaveOccurred())
+	signingKey = priv
+	trustedKeys, err = licensing.EncodePublicKey(pub)
+	Expect(err).NotTo(HaveOccurred())
+
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(licensehav1.AddToScheme(scheme)).To(Succeed())
 
@@ -68,7 +81,6 @@ var _ = BeforeSuite(func() {
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assetsDir(),
 	}
-	var err error
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
 
@@ -82,7 +94,7 @@ var _ = BeforeSuite(func() {
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: []byte("test keys")})).To(Succeed())
+	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: trustedKeys})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

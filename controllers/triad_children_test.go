@@ -152,7 +152,7 @@ var _ = Describe("LicenseTriad children", func() {
 		Expect(json.Unmarshal([]byte(cfg.Data[group.ConfigKey]), &gc)).To(Succeed())
 		Expect(gc.PeerTimeoutMillis).To(BeEquivalentTo(2000))
 		Expect(gc.Members).To(HaveLen(3))
-		Expect(cfg.Data[group.TrustedKeysKey]).To(Equal("test keys"))
+		Expect(cfg.Data[group.TrustedKeysKey]).To(Equal(string(trustedKeys)))
 
 		sa := &corev1.ServiceAccount{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "plant-agent"}, sa)).To(Succeed())

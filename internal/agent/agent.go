@@ -1,0 +1,306 @@
+// Package agent is the member agent: it runs as the first process of a
+// member pod, supervises the license server, takes part in choosing the
+// active member, reports its state on its pod, and syncs the server's state
+// through the group's ConfigMap and Secret.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/server"
+)
+
+// Defaults matching the member pods the operator builds.
+var (
+	DefaultConfigFile     = group.ConfigDir + "/" + group.ConfigKey
+	DefaultAdminTokenFile = group.AdminTokenFile
+	DefaultAdminURL       = "http://127.0.0.1:" + strconv.Itoa(group.ServerAdminPort)
+	DefaultHTTPAddr       = ":" + strconv.Itoa(group.AgentHTTPPort)
+	DefaultPeerAddr       = ":" + strconv.Itoa(group.AgentPeerPort)
+)
+
+// Options configure an agent.
+type Options struct {
+	GroupKind, Group, Member, Namespace, Pod string
+	ConfigFile, AdminTokenFile, AdminURL     string
+	HTTPAddr, PeerAddr                       string
+	ServerCommand                            []string
+	Log                                      logr.Logger
+}
+
+// desired is what the role protocol wants of the server.
+type desired struct {
+	role  server.Role
+	epoch uint64
+	// active is the member that serves, when known (a hint for clients).
+	active string
+	label  string
+	// state and peers are reported on the pod.
+	state string
+	peers []string
+}
+
+// Agent is one running member agent.
+type Agent struct {
+	opts  Options
+	log   logr.Logger
+	cs    kubernetes.Interface
+	admin *server.AdminClient
+	sup   *Supervisor
+	sync  *syncer
+	pod   *podReporter
+
+	mu      sync.Mutex
+	cfg     *group.Config
+	cfgCh   chan *group.Config
+	want    desired
+	applied desired
+	srvOK   bool
+	srvRev  uint64
+	srvVer  string
+}
+
+// Run runs the agent until ctx ends (SIGTERM), then hands over and stops
+// the server.
+func Run(ctx context.Context, opts Options) error {
+	log := opts.Log
+	cfg, err := readConfigFile(opts.ConfigFile)
+	if err != nil {
+		return err
+	}
+	token, err := os.ReadFile(opts.AdminTokenFile)
+	if err != nil {
+		return fmt.Errorf("reading the admin token: %w", err)
+	}
+	cs, err := newClientset()
+	if err != nil {
+		return err
+	}
+	if opts.Pod == "" {
+		opts.Pod = group.PodName(opts.Group, opts.Member)
+	}
+	admin := server.NewAdminClient(opts.AdminURL, strings.TrimSpace(string(token)), &http.Client{Timeout: time.Second})
+	a := &Agent{
+		opts:  opts,
+		log:   log,
+		cs:    cs,
+		admin: admin,
+		sup:   &Supervisor{Command: opts.ServerCommand, Log: log.WithName("supervisor")},
+		sync: &syncer{log: log.WithName("sync"), cs: cs, namespace: opts.Namespace, group: opts.Group, admin: admin,
+			debounce: time.Second, settingsOnly: opts.GroupKind == group.KindBackupPair},
+		pod:   &podReporter{cs: cs, namespace: opts.Namespace, pod: opts.Pod},
+		cfg:   cfg,
+		cfgCh: make(chan *group.Config, 1),
+	}
+
+	// The server runs for the whole life of the agent; it outlives ctx so
+	// that the handover on SIGTERM completes before it stops.
+	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		_ = a.sup.Run(srvCtx, 5*time.Second)
+	}()
+	defer func() { stopServer(); <-srvDone }()
+
+	a.watch(ctx)
+	go a.serveHTTP(ctx)
+
+	driver, err := a.newDriver()
+	if err != nil {
+		return err
+	}
+	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoop()
+	go a.loop(loopCtx)
+	log.Info("Agent started", "kind", opts.GroupKind)
+	return driver.Run(ctx)
+}
+
+// roleDriver runs a group kind's active-role protocol and tells the agent
+// what the server must do through setDesired. Run returns after ctx ends
+// and the member has handed over.
+type roleDriver interface {
+	Run(ctx context.Context) error
+}
+
+func (a *Agent) newDriver() (roleDriver, error) {
+	switch a.opts.GroupKind {
+	case group.KindTriad:
+		return newTriadDriver(a)
+	case group.KindBackupPair:
+		return newPairDriver(a)
+	}
+	return nil, fmt.Errorf("unknown --group-kind %q", a.opts.GroupKind)
+}
+
+// setDesired records what the protocol wants; the loop applies it. A fence
+// is applied at once, from the caller's goroutine, because it must reach the
+// server before anything else leaves the member.
+func (a *Agent) setDesired(ctx context.Context, d desired) {
+	a.mu.Lock()
+	a.want = d
+	a.mu.Unlock()
+	if d.role != server.RoleActive {
+		a.applyRole(ctx)
+	}
+}
+
+// applyRole brings the server's role in line with the desired one.
+func (a *Agent) applyRole(ctx context.Context) {
+	a.mu.Lock()
+	want, applied := a.want, a.applied
+	a.mu.Unlock()
+	if want.role == "" || (want.role == applied.role && want.epoch == applied.epoch && want.active == applied.active) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := a.admin.SetRole(ctx, server.RoleRequest{Role: want.role, Epoch: want.epoch, Active: want.active})
+	if err != nil && !server.IsCode(err, server.CodeStaleEpoch) {
+		a.log.Error(err, "Setting the server's role failed", "role", want.role, "epoch", want.epoch)
+		return
+	}
+	a.mu.Lock()
+	a.applied = want
+	a.mu.Unlock()
+	if want.role != applied.role {
+		a.log.Info("Server role set", "role", want.role, "epoch", want.epoch)
+	}
+}
+
+// loop applies the desired role, syncs state and reports on the pod.
+func (a *Agent) loop(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.applyRole(ctx)
+		st, err := a.admin.State(ctx)
+		a.mu.Lock()
+		a.srvOK = err == nil
+		want := a.want
+		if st != nil {
+			a.srvRev, a.srvVer = st.Revision, st.Version
+		}
+		a.mu.Unlock()
+		if err != nil {
+			continue
+		}
+		if a.publishes(want, st) {
+			if err := a.sync.publish(ctx, st, want.epoch); err != nil {
+				a.log.Error(err, "Publishing state failed")
+			}
+		} else if err := a.sync.apply(ctx, st); err != nil {
+			a.log.Error(err, "Applying synced state failed")
+		}
+		// The revision reported is the synced state this member holds: for
+		// a triad its server's (imports carry it), for a pair the main's
+		// published settings revision.
+		rev := a.sync.Revision()
+		if a.opts.GroupKind == group.KindTriad {
+			rev = max(st.Revision, rev)
+		}
+		report := group.MemberState{State: want.state, Epoch: int64(want.epoch), Peers: want.peers,
+			Revision: int64(rev), ServerVersion: st.Version}
+		if want.label != "" {
+			if err := a.pod.Report(ctx, want.label, report); err != nil {
+				a.log.V(1).Info("Reporting on the pod failed; will retry", "error", err.Error())
+			}
+		}
+	}
+}
+
+// publishes says whether this member writes the synced state: the serving
+// member of a triad, the main of a backup pair (whose backup takes only the
+// settings, keeping its own usage statistics and checkouts).
+func (a *Agent) publishes(want desired, st *server.State) bool {
+	if a.opts.GroupKind == group.KindBackupPair {
+		return a.opts.Member == "main"
+	}
+	return want.role == server.RoleActive && st.Role == server.RoleActive
+}
+
+// watch follows the group configuration and the synced state.
+func (a *Agent) watch(ctx context.Context) {
+	rc := a.cs.CoreV1().RESTClient()
+	watchNamed(ctx, rc, "configmaps", a.opts.Namespace, group.ConfigName(a.opts.Group), &corev1.ConfigMap{}, func(cm *corev1.ConfigMap) {
+		cfg, err := configFromConfigMap(cm)
+		if err != nil {
+			a.log.Error(err, "Ignoring an unreadable group configuration")
+			return
+		}
+		a.mu.Lock()
+		a.cfg = cfg
+		a.mu.Unlock()
+		select {
+		case a.cfgCh <- cfg:
+		default:
+			select {
+			case <-a.cfgCh:
+			default:
+			}
+			a.cfgCh <- cfg
+		}
+	})
+	watchNamed(ctx, rc, "configmaps", a.opts.Namespace, group.StateName(a.opts.Group), &corev1.ConfigMap{}, a.sync.observeConfigMap)
+	watchNamed(ctx, rc, "secrets", a.opts.Namespace, group.StateName(a.opts.Group), &corev1.Secret{}, a.sync.observeSecret)
+}
+
+// config returns the latest group configuration.
+func (a *Agent) config() *group.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
+}
+
+// serveHTTP serves the probes: /healthz is the agent itself (the kubelet
+// restarts a stuck agent), /readyz needs the server answering.
+func (a *Agent) serveHTTP(ctx context.Context) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		a.mu.Lock()
+		ok := a.srvOK
+		a.mu.Unlock()
+		if !ok {
+			http.Error(w, "license server not answering", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	srv := &http.Server{Addr: a.opts.HTTPAddr, Handler: mux, ReadHeaderTimeout: 2 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		a.log.Error(err, "Probe endpoint failed")
+	}
+}
+
+func readConfigFile(path string) (*group.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the group configuration: %w", err)
+	}
+	return configFromConfigMap(&corev1.ConfigMap{Data: map[string]string{group.ConfigKey: string(data)}})
+}

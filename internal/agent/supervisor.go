@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// Supervisor runs the license server as a child process: it starts it,
+// restarts it with back-off when it exits, forwards signals, and stops it
+// with SIGTERM then SIGKILL.
+type Supervisor struct {
+	Command []string
+	Log     logr.Logger
+	// MinBackoff and MaxBackoff bound the restart delay; it doubles after
+	// every exit that follows a short run and resets after a long one.
+	MinBackoff, MaxBackoff time.Duration
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	running  bool
+	restarts int
+	lastExit int
+	exited   chan struct{}
+}
+
+// Status is what the supervisor knows about the server process.
+type Status struct {
+	Running  bool
+	Restarts int
+	// LastExitCode is the exit code of the last run, -1 when it was killed
+	// by a signal.
+	LastExitCode int
+}
+
+// Status returns the process status.
+func (s *Supervisor) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Status{Running: s.running, Restarts: s.restarts, LastExitCode: s.lastExit}
+}
+
+// Run starts the server and keeps it running until ctx ends, then stops it
+// within grace.
+func (s *Supervisor) Run(ctx context.Context, grace time.Duration) error {
+	if len(s.Command) == 0 {
+		return errors.New("no server command given after --")
+	}
+	if s.MinBackoff == 0 {
+		s.MinBackoff = 200 * time.Millisecond
+	}
+	if s.MaxBackoff == 0 {
+		s.MaxBackoff = 10 * time.Second
+	}
+	backoff := s.MinBackoff
+	for {
+		started := time.Now()
+		if err := s.start(); err != nil {
+			s.Log.Error(err, "Starting the server failed", "command", s.Command[0])
+		} else {
+			select {
+			case <-ctx.Done():
+				s.stop(grace)
+				return nil
+			case <-s.exited:
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(started) > time.Minute {
+			backoff = s.MinBackoff
+		}
+		st := s.Status()
+		s.Log.Info("Server exited; restarting", "exitCode", st.LastExitCode, "restarts", st.Restarts, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, s.MaxBackoff)
+	}
+}
+
+func (s *Supervisor) start() error {
+	cmd := exec.Command(s.Command[0], s.Command[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = os.Environ()
+	// Its own process group, so a stop reaches the server's children too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	s.mu.Lock()
+	if s.cmd != nil {
+		s.restarts++
+	}
+	s.cmd, s.running, s.exited = cmd, true, exited
+	s.mu.Unlock()
+	s.Log.Info("Server started", "pid", cmd.Process.Pid)
+	go func() {
+		err := cmd.Wait()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		s.mu.Lock()
+		s.running, s.lastExit = false, code
+		s.mu.Unlock()
+		close(exited)
+	}()
+	return nil
+}
+
+// Signal forwards sig to the server's process group.
+func (s *Supervisor) Signal(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd, running := s.cmd, s.running
+	s.mu.Unlock()
+	if cmd != nil && running {
+		_ = syscall.Kill(-cmd.Process.Pid, sig)
+	}
+}
+
+// stop sends SIGTERM and, after grace, SIGKILL.
+func (s *Supervisor) stop(grace time.Duration) {
+	s.mu.Lock()
+	exited := s.exited
+	s.mu.Unlock()
+	s.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(grace):
+		s.Log.Info("Server did not stop in time; killing it", "grace", grace)
+		s.Signal(syscall.SIGKILL)
+		<-exited
+	}
+	st := s.Status()
+	s.Log.Info("Server stopped", "exitCode", st.LastExitCode)
+}
