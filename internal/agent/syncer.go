@@ -145,4 +145,3 @@ func (s *syncer) apply(ctx context.Context, st *server.State) error {
 	s.log.V(1).Info("Applied state", "revision", rev)
 	return nil
 }
-
