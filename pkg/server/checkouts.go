@@ -49,6 +49,11 @@ func (s *Server) Checkout(req CheckoutRequest, id string, addr netip.Addr) (Chec
 	if err != nil {
 		return Checkout{}, err
 	}
+	// The licence directory is re-verified periodically; do not grant a
+	// seat in between on a licence that has just expired.
+	if l := s.licenses[lic]; now.After(l.NotAfter) {
+		return Checkout{}, newAPIError(http.StatusConflict, CodeLicenseInvalid, "licence %s expired at %s", lic, l.NotAfter.Format(time.RFC3339))
+	}
 	if c, ok := s.seats[seatKey{lic, req.Client, req.Printer}]; ok {
 		return s.renewLocked(c, nil, now)
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRefusedLicencesAreReported(t *testing.T) {
@@ -95,5 +96,48 @@ func tamper(t *testing.T, path, old, repl string) {
 	}
 	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRunNoticesChangedLicenceFiles(t *testing.T) {
+	sg := newSigner(t)
+	dir := t.TempDir()
+	ts := newTestServer(t, sg, withLicenseDir(dir), func(o *Options) { o.LicenseCheckInterval = 20 * time.Millisecond })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ts.Run(ctx)
+
+	// Kubernetes swaps a mounted Secret's files in place.
+	sg.write(t, dir, "lic-1.lic", sg.license("LIC-1", "LabelDesigner", 2))
+	waitFor(t, func() bool { l := ts.Licenses(); return len(l) == 1 && l[0].Valid })
+	short := sg.license("LIC-1", "LabelDesigner", 2)
+	short.NotAfter = testStart.Add(time.Minute)
+	sg.write(t, dir, "lic-1.lic", short)
+	ts.clock.Advance(2 * time.Minute)
+	waitFor(t, func() bool { l := ts.Licenses(); return len(l) == 1 && strings.Contains(l[0].Reason, "expired") })
+}
+
+func TestCheckoutRefusedOnceLicenceExpired(t *testing.T) {
+	sg := newSigner(t)
+	dir := t.TempDir()
+	short := sg.license("LIC-1", "LabelDesigner", 2)
+	short.NotAfter = testStart.Add(time.Minute)
+	sg.write(t, dir, "lic-1.lic", short)
+	ts := newTestServer(t, sg, withLicenseDir(dir))
+	ts.clock.Advance(2 * time.Minute) // before the next periodic re-verification
+	code, _, e := ts.checkout(t, "alice", "p1", "LIC-1")
+	if code != http.StatusConflict || e.Code != CodeLicenseInvalid || !strings.Contains(e.Message, "expired") {
+		t.Fatalf("checkout on a licence that just expired = %d %+v, want 409 license_invalid", code, e)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
