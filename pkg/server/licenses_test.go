@@ -104,8 +104,9 @@ func TestRunNoticesChangedLicenceFiles(t *testing.T) {
 	dir := t.TempDir()
 	ts := newTestServer(t, sg, withLicenseDir(dir), func(o *Options) { o.LicenseCheckInterval = 20 * time.Millisecond })
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go ts.Run(ctx)
+	done := make(chan struct{})
+	go func() { ts.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
 
 	// Kubernetes swaps a mounted Secret's files in place.
 	sg.write(t, dir, "lic-1.lic", sg.license("LIC-1", "LabelDesigner", 2))
