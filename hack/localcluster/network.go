@@ -20,13 +20,20 @@ const (
 	vethPrefix       = "lcv"
 )
 
-// setupBridge creates the bridge that every pod's veth is attached to.
+// setupBridge creates the bridge that every pod's veth is attached to. It
+// forwards (only) between its own ports, which the service proxy needs for
+// pod-to-ClusterIP traffic; the host's global forwarding setting is left
+// alone.
 func setupBridge() error {
-	return ipCommands(
+	err := ipCommands(
 		[]string{"link", "add", bridgeName, "type", "bridge"},
 		[]string{"addr", "add", fmt.Sprintf("%s/%d", bridgeIP, clusterPrefixLen), "dev", bridgeName},
 		[]string{"link", "set", bridgeName, "up"},
 	)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile("/proc/sys/net/ipv4/conf/"+bridgeName+"/forwarding", []byte("1"), 0o644)
 }
 
 // podCIDR is node k's range of pod addresses.

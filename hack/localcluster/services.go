@@ -19,12 +19,22 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
+// The service proxy is a minimal kube-proxy (iptables mode, ClusterIP only).
 // servicesChain holds one DNAT rule set per Service port: traffic to
 // ClusterIP:port, from the host or from a pod, goes to a ready endpoint,
-// chosen at random. It is a minimal kube-proxy (iptables mode, ClusterIP
-// only). Replies from a pod are un-NATed by conntrack because the bridge
-// passes its traffic through iptables (bridge-nf-call-iptables).
-const servicesChain = "LOCALCLUSTER-SERVICES"
+// chosen at random. Replies from a pod are un-NATed by conntrack because
+// the bridge passes its traffic through iptables (bridge-nf-call-iptables).
+// hairpinChain masquerades a pod's traffic that its Service sent back to
+// itself, which would otherwise reach it with its own source address.
+const (
+	servicesChain = "LOCALCLUSTER-SERVICES"
+	hairpinChain  = "LOCALCLUSTER-HAIRPIN"
+)
+
+// natHooks are the built-in nat chains that jump to ours.
+var natHooks = []struct{ hook, chain string }{
+	{"PREROUTING", servicesChain}, {"OUTPUT", servicesChain}, {"POSTROUTING", hairpinChain},
+}
 
 type serviceProxy struct {
 	cs      kubernetes.Interface
@@ -78,11 +88,13 @@ func (p *serviceProxy) install() error {
 	if err := ensureBridgeNetfilter(); err != nil {
 		return err
 	}
-	if err := runTool("iptables", "-t", "nat", "-N", servicesChain); err != nil {
-		return err
+	for _, chain := range []string{servicesChain, hairpinChain} {
+		if err := runTool("iptables", "-t", "nat", "-N", chain); err != nil {
+			return err
+		}
 	}
-	for _, hook := range []string{"PREROUTING", "OUTPUT"} {
-		if err := runTool("iptables", "-t", "nat", "-I", hook, "-j", servicesChain); err != nil {
+	for _, h := range natHooks {
+		if err := runTool("iptables", "-t", "nat", "-I", h.hook, "-j", h.chain); err != nil {
 			return err
 		}
 	}
@@ -102,12 +114,15 @@ func ensureBridgeNetfilter() error {
 	return nil
 }
 
-// apply replaces the chain's rules in one iptables-restore transaction.
-func (p *serviceProxy) apply(rules []string) error {
+// apply replaces the chains' rules in one iptables-restore transaction.
+func (p *serviceProxy) apply(rules natRules) error {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "*nat\n:%s - [0:0]\n", servicesChain)
-	for _, r := range rules {
+	fmt.Fprintf(&b, "*nat\n:%s - [0:0]\n:%s - [0:0]\n", servicesChain, hairpinChain)
+	for _, r := range rules.dnat {
 		fmt.Fprintf(&b, "-A %s %s\n", servicesChain, r)
+	}
+	for _, r := range rules.hairpin {
+		fmt.Fprintf(&b, "-A %s %s\n", hairpinChain, r)
 	}
 	b.WriteString("COMMIT\n")
 	if b.String() == p.applied {
@@ -122,14 +137,20 @@ func (p *serviceProxy) apply(rules []string) error {
 	return nil
 }
 
-// serviceRules renders the DNAT rules of every ClusterIP Service port.
-func serviceRules(services []*corev1.Service, slices []*discoveryv1.EndpointSlice) []string {
+type natRules struct {
+	dnat, hairpin []string
+}
+
+// serviceRules renders the DNAT rules of every ClusterIP Service port and
+// the hairpin rule of every endpoint.
+func serviceRules(services []*corev1.Service, slices []*discoveryv1.EndpointSlice) natRules {
 	bySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for _, s := range slices {
 		key := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]
 		bySvc[key] = append(bySvc[key], s)
 	}
-	var rules []string
+	var rules natRules
+	hairpin := map[string]bool{}
 	for _, svc := range services {
 		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
 			continue
@@ -146,10 +167,15 @@ func serviceRules(services []*corev1.Service, slices []*discoveryv1.EndpointSlic
 				if left := len(targets) - i; left > 1 {
 					pick = fmt.Sprintf("-m statistic --mode random --probability %.5f ", 1/float64(left))
 				}
-				rules = append(rules, fmt.Sprintf("%s %s-j DNAT --to-destination %s", match, pick, t))
+				rules.dnat = append(rules.dnat, fmt.Sprintf("%s %s-j DNAT --to-destination %s", match, pick, t))
+				hairpin[strings.Split(t, ":")[0]] = true
 			}
 		}
 	}
+	for ip := range hairpin {
+		rules.hairpin = append(rules.hairpin, fmt.Sprintf("-s %s/32 -d %s/32 -j MASQUERADE", ip, ip))
+	}
+	sort.Strings(rules.hairpin)
 	return rules
 }
 
@@ -188,10 +214,12 @@ func ptrValue[T any](p *T) T {
 
 // removeServiceRules undoes install; it is safe to call when nothing is there.
 func removeServiceRules() {
-	for _, hook := range []string{"PREROUTING", "OUTPUT"} {
-		for runTool("iptables", "-t", "nat", "-D", hook, "-j", servicesChain) == nil {
+	for _, h := range natHooks {
+		for runTool("iptables", "-t", "nat", "-D", h.hook, "-j", h.chain) == nil {
 		}
 	}
-	_ = runTool("iptables", "-t", "nat", "-F", servicesChain)
-	_ = runTool("iptables", "-t", "nat", "-X", servicesChain)
+	for _, chain := range []string{servicesChain, hairpinChain} {
+		_ = runTool("iptables", "-t", "nat", "-F", chain)
+		_ = runTool("iptables", "-t", "nat", "-X", chain)
+	}
 }
