@@ -52,7 +52,9 @@ type Config struct {
 	// HomeCheckInterval is how often the client checks, while away, whether
 	// home serves again; default 2s. Negative disables returning home.
 	HomeCheckInterval time.Duration
-	// OnMove, when set, is called after every move to another endpoint.
+	// OnMove, when set, is called after every move to another endpoint,
+	// once the checkouts are re-asserted. It must return quickly and must not
+	// send requests through the client (moves are serialised).
 	OnMove func(Move)
 	// Logger receives the client's logs; nil means slog.Default().
 	Logger *slog.Logger
