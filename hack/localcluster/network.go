@@ -90,6 +90,9 @@ func (s sandbox) create() error {
 		[]string{"netns", "add", s.Netns},
 		[]string{"link", "add", s.Veth, "type", "veth", "peer", "name", "eth0", "netns", s.Netns},
 		[]string{"link", "set", s.Veth, "master", bridgeName, "up"},
+		// A pod that reaches itself through its Service gets its packets
+		// back through the port they came in by.
+		[]string{"link", "set", s.Veth, "type", "bridge_slave", "hairpin", "on"},
 		[]string{"-n", s.Netns, "addr", "add", fmt.Sprintf("%s/%d", s.IP, clusterPrefixLen), "dev", "eth0"},
 		[]string{"-n", s.Netns, "link", "set", "eth0", "up"},
 		[]string{"-n", s.Netns, "link", "set", "lo", "up"},
