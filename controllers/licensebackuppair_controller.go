@@ -2,19 +2,27 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
+	"strings"
+	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
 // LicenseBackupPairReconciler reconciles a LicenseBackupPair.
@@ -23,6 +31,10 @@ type LicenseBackupPairReconciler struct {
 	// APIReader reads referenced Secrets and ConfigMaps uncached.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	Options   builder.Options
+	// TrustedKeys go to the agents; Keys verify the licences.
+	TrustedKeys []byte
+	Keys        licensing.KeyRing
 }
 
 type pairStep struct {
@@ -60,18 +72,20 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 
 	steps := []pairStep{
 		{"references", r.reconcileReferences},
+		{"members", r.reconcileMembers},
 	}
 	for _, step := range steps {
-		res, err := step.fn(ctx, pair)
+		stepRes, err := step.fn(ctx, pair)
+		if errors.Is(err, errStop) {
+			break
+		}
 		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("step %s: %w", step.name, err)
 		}
-		if !res.IsZero() {
-			return res, nil
-		}
+		res = lowestRequeue(res, stepRes)
 	}
 	pair.Status.ObservedGeneration = pair.Generation
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // reconcileReferences checks both licence Secrets and the settings ConfigMap.
@@ -88,13 +102,120 @@ func (r *LicenseBackupPairReconciler) reconcileReferences(ctx context.Context, p
 		return ctrl.Result{}, err
 	}
 	licenseCond := referencesCondition(p.Generation, found)
-	meta.SetStatusCondition(&p.Status.Conditions, licenseCond)
-
-	if p.Status.Phase == "" || p.Status.Phase == licensehav1.PairForming || licenseCond.Status != metav1.ConditionTrue {
-		p.Status.Phase = licensehav1.PairForming
-		p.Status.SyncState = licensehav1.DisconnectedNotSynchronized
-		meta.SetStatusCondition(&p.Status.Conditions, notReadyCondition(p.Generation, &licenseCond))
+	var res ctrl.Result
+	if licenseCond.Status == metav1.ConditionTrue {
+		licenseCond, res = r.verifyLicences(p, found[0].secret, found[1].secret)
 	}
+	meta.SetStatusCondition(&p.Status.Conditions, licenseCond)
+	if licenseCond.Status != metav1.ConditionTrue {
+		if p.Status.Phase == "" || p.Status.Phase == licensehav1.PairForming {
+			p.Status.Phase = licensehav1.PairForming
+			p.Status.SyncState = licensehav1.DisconnectedNotSynchronized
+		}
+		meta.SetStatusCondition(&p.Status.Conditions, notReadyCondition(p.Generation, &licenseCond))
+		return ctrl.Result{}, errStop
+	}
+	return res, nil
+}
+
+// verifyLicences checks both sides' licences: each must verify for this
+// pair, at least one side must hold an Enterprise licence, and mapped ids
+// must exist. Unmapped licences are listed, since their clients cannot fail
+// over.
+func (r *LicenseBackupPairReconciler) verifyLicences(p *licensehav1.LicenseBackupPair, mainSecret, backupSecret *corev1.Secret) (metav1.Condition, ctrl.Result) {
+	groupKey := p.Namespace + "/" + p.Name
+	now := time.Now()
+	mainCheck := checkLicences(mainSecret, r.Keys, groupKey, now)
+	backupCheck := checkLicences(backupSecret, r.Keys, groupKey, now)
+	p.Status.Main.Licenses, p.Status.Backup.Licenses = mainCheck.statuses, backupCheck.statuses
+	var res ctrl.Result
+	for _, t := range []time.Time{mainCheck.nextChange, backupCheck.nextChange} {
+		if !t.IsZero() {
+			res = lowestRequeue(res, ctrl.Result{RequeueAfter: time.Until(t) + time.Second})
+		}
+	}
+	hasKeys := len(r.Keys.IDs()) > 0
+	for _, side := range []struct {
+		field string
+		check licenceCheck
+	}{{"spec.main.licenseSecretRef", mainCheck}, {"spec.backup.licenseSecretRef", backupCheck}} {
+		if cond := licenceCondition(p.Generation, hasKeys, side.field, side.check, false); cond.Status != metav1.ConditionTrue {
+			return cond, res
+		}
+	}
+	cond := metav1.Condition{Type: licensehav1.ConditionLicenseValid, ObservedGeneration: p.Generation,
+		Status: metav1.ConditionTrue, Reason: licensehav1.ReasonLicensesPresent,
+		Message: fmt.Sprintf("%d main and %d backup licence(s) verified", len(mainCheck.valid), len(backupCheck.valid))}
+	if !mainCheck.hasEnterprise() && !backupCheck.hasEnterprise() {
+		cond.Status, cond.Reason = metav1.ConditionFalse, licensehav1.ReasonEditionNotAllowed
+		cond.Message = "A backup pair needs an Enterprise licence on at least one side; neither holds one that verifies"
+		return cond, res
+	}
+	ids := func(c licenceCheck) map[string]bool {
+		out := map[string]bool{}
+		for _, l := range c.valid {
+			out[l.ID] = true
+		}
+		return out
+	}
+	mainIDs, backupIDs := ids(mainCheck), ids(backupCheck)
+	var missing []string
+	mapped := map[string]bool{}
+	for _, m := range p.Spec.LicenseMappings {
+		if !mainIDs[m.Main] {
+			missing = append(missing, "main "+m.Main)
+		}
+		if !backupIDs[m.Backup] {
+			missing = append(missing, "backup "+m.Backup)
+		}
+		mapped[m.Main], mapped[m.Backup] = true, true
+	}
+	p.Status.UnmappedLicenses = nil
+	for _, set := range []map[string]bool{mainIDs, backupIDs} {
+		for id := range set {
+			if !mapped[id] {
+				p.Status.UnmappedLicenses = append(p.Status.UnmappedLicenses, id)
+			}
+		}
+	}
+	sort.Strings(p.Status.UnmappedLicenses)
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		cond.Status, cond.Reason = metav1.ConditionFalse, licensehav1.ReasonLicenseInvalid
+		cond.Message = fmt.Sprintf("spec.licenseMappings names licences no side holds: %s", strings.Join(missing, ", "))
+	}
+	return cond, res
+}
+
+// reconcileMembers brings up the pair's objects and pods and derives status.
+func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error) {
+	g := builder.FromPair(p)
+	pods, err := listMemberPods(ctx, r.Client, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	cfg := builder.PairConfig(p, podAddresses(pods))
+	services := []*corev1.Service{builder.ActiveService(g),
+		builder.MemberService(g, string(licensehav1.SideMain)), builder.MemberService(g, string(licensehav1.SideBackup))}
+	if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, services); err != nil {
+		return ctrl.Result{}, err
+	}
+	lease, err := getLease(ctx, r.Client, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	holder, _ := leaseHolder(lease)
+	if p.Spec.Mode == licensehav1.ActivePassive {
+		if err := fixRoleLabels(ctx, r.Client, pods, holder); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder); err != nil {
+		return ctrl.Result{}, err
+	}
+	before := p.Status.DeepCopy()
+	computePairStatus(p, pods, holder)
+	r.recordTransitions(p, before)
 	return ctrl.Result{}, nil
 }
 
@@ -104,6 +225,9 @@ func (r *LicenseBackupPairReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&licensehav1.LicenseBackupPair{}).
 		Named("licensebackuppair").
+		Owns(&corev1.Pod{}).
+		Owns(&corev1.Service{}).
+		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
 		WatchesMetadata(&corev1.Secret{},
 			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexSecretRefs, newList))).
 		WatchesMetadata(&corev1.ConfigMap{},

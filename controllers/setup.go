@@ -67,9 +67,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		return fmt.Errorf("setting up the LicenseTriad reconciler: %w", err)
 	}
 	if err := (&LicenseBackupPairReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("licenseha-operator"),
+		Client:      mgr.GetClient(),
+		APIReader:   mgr.GetAPIReader(),
+		Recorder:    mgr.GetEventRecorder("licenseha-operator"),
+		Options:     opts,
+		TrustedKeys: cfg.TrustedKeys,
+		Keys:        keys,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LicenseBackupPair reconciler: %w", err)
 	}

@@ -1,0 +1,144 @@
+package controllers
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+)
+
+// Event reasons of a backup pair.
+const (
+	EventDisconnected   = "Disconnected"
+	EventReconnected    = "Reconnected"
+	EventOutOfSync      = "OutOfSync"
+	EventResynchronized = "Synchronized"
+	EventTookOver       = "TookOver"
+)
+
+// syncStateOf combines the two flags into the pair's four states.
+func syncStateOf(connected, synchronized bool) licensehav1.SyncState {
+	switch {
+	case connected && synchronized:
+		return licensehav1.ConnectedSynchronized
+	case connected:
+		return licensehav1.ConnectedNotSynchronized
+	case synchronized:
+		return licensehav1.DisconnectedSynchronized
+	}
+	return licensehav1.DisconnectedNotSynchronized
+}
+
+// computePairStatus derives a pair's status from its pods and the Lease
+// holder. Connected: both agents report hearing each other. Synchronized:
+// the backup holds the settings revision the main last published.
+func computePairStatus(p *licensehav1.LicenseBackupPair, pods map[string]*corev1.Pod, holder string) {
+	st := &p.Status
+	reports := map[string]group.MemberState{}
+	side := func(name string) licensehav1.PairServerStatus {
+		out := licensehav1.PairServerStatus{Pod: group.PodName(p.Name, name), Licenses: sideLicenses(st, name)}
+		pod := pods[name]
+		if pod == nil {
+			return out
+		}
+		out.PodIP, out.Ready = pod.Status.PodIP, podReady(pod)
+		if r, ok := group.ParseMemberState(pod.Annotations); ok && pod.Status.Phase == corev1.PodRunning && !podFailing(pod) {
+			reports[name] = r
+			out.Serving = r.State == group.StateActive
+			out.Version = r.ServerVersion
+		}
+		return out
+	}
+	st.Main, st.Backup = side(string(licensehav1.SideMain)), side(string(licensehav1.SideBackup))
+
+	mainR, mainOK := reports[string(licensehav1.SideMain)]
+	backR, backOK := reports[string(licensehav1.SideBackup)]
+	st.Connected = mainOK && backOK && len(mainR.Peers) > 0 && len(backR.Peers) > 0
+	st.Synchronized = mainOK && backOK && mainR.Revision > 0 && backR.Revision >= mainR.Revision
+	st.SyncState = syncStateOf(st.Connected, st.Synchronized)
+
+	st.ActiveServer = ""
+	if p.Spec.Mode == licensehav1.ActivePassive {
+		for _, s := range []licensehav1.PairSide{licensehav1.SideMain, licensehav1.SideBackup} {
+			if group.PodName(p.Name, string(s)) == holder && reports[string(s)].State == group.StateActive {
+				st.ActiveServer = s
+			}
+		}
+	}
+	serving := st.Main.Serving || st.Backup.Serving
+	versionMismatch := mainOK && backOK && mainR.ServerVersion != backR.ServerVersion
+
+	gen := p.Generation
+	set := func(typ string, ok bool, rt, rf, mt, mf string) {
+		c := metav1.Condition{Type: typ, ObservedGeneration: gen, Status: metav1.ConditionTrue, Reason: rt, Message: mt}
+		if !ok {
+			c.Status, c.Reason, c.Message = metav1.ConditionFalse, rf, mf
+		}
+		meta.SetStatusCondition(&st.Conditions, c)
+	}
+	set(licensehav1.ConditionReady, serving, licensehav1.ReasonServing, licensehav1.ReasonNotServing,
+		"The pair serves clients", "Neither server serves")
+	set(licensehav1.ConditionConnected, st.Connected, licensehav1.ReasonPeersConnected, licensehav1.ReasonPeersDisconnected,
+		"Main and backup reach each other", "Main and backup do not reach each other")
+	set(licensehav1.ConditionSynchronized, st.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
+		"The backup holds the main's latest settings", "The backup does not hold the main's latest settings")
+	degraded := serving && (!st.Connected || !st.Synchronized || versionMismatch)
+	msg := "Serving without full redundancy: a server is down, disconnected or out of sync"
+	reason := licensehav1.ReasonMemberUnavailable
+	if versionMismatch {
+		reason = licensehav1.ReasonVersionMismatch
+		msg = fmt.Sprintf("Main runs server version %s and backup %s; both must run the same version and edition", mainR.ServerVersion, backR.ServerVersion)
+	}
+	set(licensehav1.ConditionDegraded, degraded, reason, licensehav1.ReasonMembersHealthy,
+		msg, "Both servers are up, connected and in sync")
+
+	switch {
+	case serving && !degraded:
+		st.Phase = licensehav1.PairActive
+	case serving:
+		st.Phase = licensehav1.PairDegraded
+	case st.Phase == "" || st.Phase == licensehav1.PairForming:
+		st.Phase = licensehav1.PairForming
+	default:
+		st.Phase = licensehav1.PairDegraded
+	}
+}
+
+func sideLicenses(st *licensehav1.LicenseBackupPairStatus, side string) []licensehav1.LicenseStatus {
+	if side == string(licensehav1.SideMain) {
+		return st.Main.Licenses
+	}
+	return st.Backup.Licenses
+}
+
+// recordTransitions emits Events when the pair disconnects, reconnects,
+// falls out of sync, or changes the serving server.
+func (r *LicenseBackupPairReconciler) recordTransitions(p *licensehav1.LicenseBackupPair, before *licensehav1.LicenseBackupPairStatus) {
+	emit := func(typ, reason, action, note string) {
+		if r.Recorder != nil {
+			r.Recorder.Eventf(p, nil, typ, reason, action, "%s", note)
+		}
+	}
+	formed := before.Phase != "" && before.Phase != licensehav1.PairForming
+	if formed && before.Connected && !p.Status.Connected {
+		emit(corev1.EventTypeWarning, EventDisconnected, "Connect", "Main and backup no longer reach each other")
+	}
+	if formed && !before.Connected && p.Status.Connected {
+		emit(corev1.EventTypeNormal, EventReconnected, "Connect", "Main and backup reach each other again")
+	}
+	if before.Synchronized && !p.Status.Synchronized {
+		emit(corev1.EventTypeWarning, EventOutOfSync, "Sync", "The backup no longer holds the main's latest settings")
+	}
+	if before.ActiveServer != p.Status.ActiveServer && p.Status.ActiveServer != "" {
+		if p.Status.ActiveServer == licensehav1.SideBackup {
+			p.Status.Failovers++
+			emit(corev1.EventTypeWarning, EventTookOver, "Takeover", "The backup took over while the main is down")
+		} else if before.ActiveServer == licensehav1.SideBackup {
+			emit(corev1.EventTypeNormal, EventFailedBack, "Failback", "The main serves again")
+		}
+	}
+}
