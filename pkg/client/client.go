@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -215,12 +216,12 @@ func (c *Client) Release(ctx context.Context, id string) error {
 	c.mu.Lock()
 	delete(c.held, id)
 	c.mu.Unlock()
-	return c.do(ctx, http.MethodDelete, "/v1/checkouts/"+id, nil, nil)
+	return c.do(ctx, http.MethodDelete, "/v1/checkouts/"+url.PathEscape(id), nil, nil)
 }
 
 // ReportUsage adds printed jobs and labels to a checkout's statistics.
 func (c *Client) ReportUsage(ctx context.Context, id string, jobs, labels int64) error {
-	return c.do(ctx, http.MethodPost, "/v1/checkouts/"+id+"/usage", server.UsageReport{Jobs: jobs, Labels: labels}, nil)
+	return c.do(ctx, http.MethodPost, "/v1/checkouts/"+url.PathEscape(id)+"/usage", server.UsageReport{Jobs: jobs, Labels: labels}, nil)
 }
 
 // Status returns the status of the current endpoint.
@@ -247,7 +248,7 @@ func (c *Client) Heartbeat(ctx context.Context, id string) error {
 		return fmt.Errorf("checkout %s is not held by this client", id)
 	}
 	var got server.Checkout
-	err := c.do(ctx, http.MethodPut, "/v1/checkouts/"+id, req, &got)
+	err := c.do(ctx, http.MethodPut, "/v1/checkouts/"+url.PathEscape(id), req, &got)
 	c.renewed(id, got, err)
 	return err
 }
@@ -433,7 +434,7 @@ func (c *Client) moveLocked(ctx context.Context, from, to, reason string) {
 		req := server.CheckoutRequest{Client: c.cfg.ClientID, Printer: h.Printer, License: h.Requested}
 		body, _ := json.Marshal(req)
 		var got server.Checkout
-		_, why, err := c.send(ctx, to, http.MethodPut, "/v1/checkouts/"+h.ID, body, &got)
+		_, why, err := c.send(ctx, to, http.MethodPut, "/v1/checkouts/"+url.PathEscape(h.ID), body, &got)
 		if why != "" {
 			// The new endpoint does not serve either; the next request or
 			// heartbeat moves on and re-asserts there.

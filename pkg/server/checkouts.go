@@ -33,6 +33,9 @@ func (s *Server) Checkout(req CheckoutRequest, id string, addr netip.Addr) (Chec
 	if err := validateCheckoutRequest(req); err != nil {
 		return Checkout{}, err
 	}
+	if len(id) > 128 {
+		return Checkout{}, fieldErrorf("id", "checkout ids are at most 128 bytes")
+	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
