@@ -17,4 +17,6 @@ var (
 	ErrExpired = errors.New("licence has expired")
 	// ErrWrongGroup: the licence is bound to another redundancy group.
 	ErrWrongGroup = errors.New("licence is bound to another group")
+	// ErrDuplicate: another file already provides a licence with the same id.
+	ErrDuplicate = errors.New("licence id is provided twice")
 )

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -244,4 +245,40 @@ func Verify(data []byte, keys KeyRing, group string, now time.Time) (*License, e
 		return l, fmt.Errorf("%w: licence %q is bound to group %q, this is group %q", ErrWrongGroup, l.ID, l.Group, group)
 	}
 	return l, nil
+}
+
+// FileResult is the verdict on one licence file.
+type FileResult struct {
+	// Name is the file name (or Secret key).
+	Name string
+	// License holds the terms when the signature could be checked, even if
+	// the licence is refused; nil otherwise.
+	License *License
+	// Err is nil when the licence may be used, otherwise the refusal.
+	Err error
+}
+
+// VerifyFiles verifies a set of licence files by name, for example the keys
+// ending in ".lic" of a licence Secret, in name order. A file whose licence
+// id was already accepted from an earlier file is refused with ErrDuplicate.
+func VerifyFiles(files map[string][]byte, keys KeyRing, group string, now time.Time) []FileResult {
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	accepted := map[string]string{}
+	out := make([]FileResult, 0, len(names))
+	for _, name := range names {
+		l, err := Verify(files[name], keys, group, now)
+		if err == nil {
+			if first, dup := accepted[l.ID]; dup {
+				err = fmt.Errorf("%w: licence %q is also in %s", ErrDuplicate, l.ID, first)
+			} else {
+				accepted[l.ID] = name
+			}
+		}
+		out = append(out, FileResult{Name: name, License: l, Err: err})
+	}
+	return out
 }

@@ -158,3 +158,32 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestVerifyFiles(t *testing.T) {
+	ring, _, issue := mustKey(t)
+	good := issue(testLicense())
+	other := testLicense()
+	other.ID = "LIC-0002"
+	other.Group = "printing/plant-b"
+	got := VerifyFiles(map[string][]byte{
+		"b-copy.lic": good, "a.lic": good, "c.lic": issue(other), "d.lic": []byte("{"),
+	}, ring, "printing/plant-a", t0.Add(time.Hour))
+	want := []struct {
+		name string
+		err  error
+	}{{"a.lic", nil}, {"b-copy.lic", ErrDuplicate}, {"c.lic", ErrWrongGroup}, {"d.lic", ErrMalformed}}
+	if len(got) != len(want) {
+		t.Fatalf("VerifyFiles() returned %d results, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if got[i].Name != w.name || !errors.Is(got[i].Err, w.err) {
+			t.Errorf("result %d = %s %v, want %s %v", i, got[i].Name, got[i].Err, w.name, w.err)
+		}
+	}
+	if got[2].License == nil || got[2].License.ID != "LIC-0002" {
+		t.Errorf("a refused licence with a good signature lost its terms: %+v", got[2].License)
+	}
+	if !strings.Contains(got[1].Err.Error(), "also in a.lic") {
+		t.Errorf("duplicate refusal %q does not name the first file", got[1].Err)
+	}
+}

@@ -49,38 +49,39 @@ func (s *Server) readLicenseDir(now time.Time) ([]LicenseStatus, map[string]*lic
 	if s.opts.LicenseDir == "" {
 		return inv, valid
 	}
-	files, err := filepath.Glob(filepath.Join(s.opts.LicenseDir, "*"+LicenseFileSuffix))
+	paths, err := filepath.Glob(filepath.Join(s.opts.LicenseDir, "*"+LicenseFileSuffix))
 	if err != nil {
 		s.log.Error("Failed to list the licence directory", "dir", s.opts.LicenseDir, "err", err)
 		return inv, valid
 	}
-	sort.Strings(files)
-	byID := map[string]string{}
-	for _, path := range files {
-		st := LicenseStatus{File: filepath.Base(path)}
+	files := make(map[string][]byte, len(paths))
+	unreadable := map[string]string{}
+	for _, path := range paths {
+		name := filepath.Base(path)
 		data, err := readLimited(path, licensing.MaxFileSize+1)
 		if err != nil {
-			st.Reason = fmt.Sprintf("cannot read the file: %v", err)
-			inv = append(inv, st)
+			unreadable[name] = fmt.Sprintf("cannot read the file: %v", err)
 			continue
 		}
-		l, err := licensing.Verify(data, s.opts.TrustedKeys, s.opts.Group, now)
-		if l != nil {
+		files[name] = data
+	}
+	for name, reason := range unreadable {
+		inv = append(inv, LicenseStatus{File: name, Reason: reason})
+	}
+	for _, r := range licensing.VerifyFiles(files, s.opts.TrustedKeys, s.opts.Group, now) {
+		st := LicenseStatus{File: r.Name, Valid: r.Err == nil}
+		if l := r.License; l != nil {
 			st.ID, st.Product, st.Edition, st.Printers = l.ID, l.Product, string(l.Edition), l.Printers
 			st.NotBefore, st.NotAfter = l.NotBefore, l.NotAfter
 		}
-		switch {
-		case err != nil:
-			st.Reason = err.Error()
-		case byID[l.ID] != "":
-			st.Reason = fmt.Sprintf("licence id %q is also in file %s", l.ID, byID[l.ID])
-		default:
-			st.Valid = true
-			byID[l.ID] = st.File
-			valid[l.ID] = l
+		if r.Err != nil {
+			st.Reason = r.Err.Error()
+		} else {
+			valid[r.License.ID] = r.License
 		}
 		inv = append(inv, st)
 	}
+	sort.Slice(inv, func(i, j int) bool { return inv[i].File < inv[j].File })
 	return inv, valid
 }
 
