@@ -31,6 +31,7 @@ type LicenseBackupPairReconciler struct {
 	// APIReader reads referenced Secrets and ConfigMaps uncached.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	notifier  *notifier
 	Options   builder.Options
 	// TrustedKeys go to the agents; Keys verify the licences.
 	TrustedKeys []byte
@@ -215,7 +216,7 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 	}
 	before := p.Status.DeepCopy()
 	computePairStatus(p, pods, holder)
-	r.recordTransitions(p, before)
+	r.recordTransitions(ctx, p, before)
 	return ctrl.Result{}, nil
 }
 

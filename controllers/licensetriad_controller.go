@@ -29,6 +29,7 @@ type LicenseTriadReconciler struct {
 	// APIReader reads referenced Secrets and ConfigMaps uncached.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	notifier  *notifier
 	// Options are handed to the builders (the licenseha image).
 	Options builder.Options
 	// TrustedKeys are the PEM public keys licences must be signed with; the
@@ -160,7 +161,8 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 	}
 	before := t.Status.DeepCopy()
 	computeTriadStatus(t, observedTriad{pods: pods, lease: lease})
-	r.recordTransitions(t, before)
+	r.recordTransitions(ctx, t, before)
+	observeTriadMetrics(t)
 	return ctrl.Result{}, nil
 }
 

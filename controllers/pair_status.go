@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -9,6 +10,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/notify"
 )
 
 // Event reasons of a backup pair.
@@ -18,6 +20,7 @@ const (
 	EventOutOfSync      = "OutOfSync"
 	EventResynchronized = "Synchronized"
 	EventTookOver       = "TookOver"
+	EventServiceLost    = "ServiceLost"
 )
 
 // syncStateOf combines the two flags into the pair's four states.
@@ -117,11 +120,20 @@ func sideLicenses(st *licensehav1.LicenseBackupPairStatus, side string) []licens
 
 // recordTransitions emits Events when the pair disconnects, reconnects,
 // falls out of sync, or changes the serving server.
-func (r *LicenseBackupPairReconciler) recordTransitions(p *licensehav1.LicenseBackupPair, before *licensehav1.LicenseBackupPairStatus) {
+func (r *LicenseBackupPairReconciler) recordTransitions(ctx context.Context, p *licensehav1.LicenseBackupPair, before *licensehav1.LicenseBackupPairStatus) {
 	emit := func(typ, reason, action, note string) {
 		if r.Recorder != nil {
 			r.Recorder.Eventf(p, nil, typ, reason, action, "%s", note)
 		}
+		switch reason {
+		case EventTookOver, EventServiceLost:
+			r.notifier.send(ctx, p, p.Spec.Notifications, notify.Event{Kind: "LicenseBackupPair", Namespace: p.Namespace,
+				Name: p.Name, Reason: reason, Member: string(p.Status.ActiveServer), Message: note})
+		}
+	}
+	if meta.IsStatusConditionTrue(before.Conditions, licensehav1.ConditionReady) &&
+		!meta.IsStatusConditionTrue(p.Status.Conditions, licensehav1.ConditionReady) {
+		emit(corev1.EventTypeWarning, EventServiceLost, "Serve", "Neither server serves")
 	}
 	formed := before.Phase != "" && before.Phase != licensehav1.PairForming
 	if formed && before.Connected && !p.Status.Connected {

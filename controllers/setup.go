@@ -56,10 +56,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 			return fmt.Errorf("reading the trusted licence keys: %w", err)
 		}
 	}
+	recorder := mgr.GetEventRecorder("licenseha-operator")
+	n := &notifier{reader: mgr.GetAPIReader(), recorder: recorder}
 	if err := (&LicenseTriadReconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
-		Recorder:    mgr.GetEventRecorder("licenseha-operator"),
+		Recorder:    recorder,
+		notifier:    n,
 		Options:     opts,
 		TrustedKeys: cfg.TrustedKeys,
 		Keys:        keys,
@@ -69,7 +72,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err := (&LicenseBackupPairReconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
-		Recorder:    mgr.GetEventRecorder("licenseha-operator"),
+		Recorder:    recorder,
+		notifier:    n,
 		Options:     opts,
 		TrustedKeys: cfg.TrustedKeys,
 		Keys:        keys,

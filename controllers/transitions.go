@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -15,6 +16,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/notify"
 )
 
 // errStop ends a reconcile's step chain early without an error: the spec
@@ -52,12 +54,18 @@ func leaseHolderChanged() predicate.Predicate {
 
 // recordTransitions emits an Event for every change of the active member and
 // of the quorum, and counts failovers.
-func (r *LicenseTriadReconciler) recordTransitions(t *licensehav1.LicenseTriad, before *licensehav1.LicenseTriadStatus) {
+func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licensehav1.LicenseTriad, before *licensehav1.LicenseTriadStatus) {
 	now := metav1.Now()
 	prev, cur := before.ActiveMember, t.Status.ActiveMember
 	emit := func(typ, reason, action, note string) {
 		if r.Recorder != nil {
 			r.Recorder.Eventf(t, nil, typ, reason, action, "%s", note)
+		}
+		// Takeovers and loss of service are worth waking someone for.
+		switch reason {
+		case EventFailingOver, EventFailedOver, EventQuorumLost:
+			r.notifier.send(ctx, t, t.Spec.Notifications, notify.Event{Kind: "LicenseTriad", Namespace: t.Namespace,
+				Name: t.Name, Reason: reason, Member: cur, Epoch: t.Status.Epoch, Message: note})
 		}
 	}
 	roleOf := func(name string) licensehav1.MemberRole {

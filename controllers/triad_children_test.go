@@ -2,6 +2,8 @@ package controllers_test
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -18,6 +20,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/notify"
 )
 
 // A running member as an agent would report it. No kubelet runs under
@@ -61,6 +64,12 @@ func holdLease(ns, name, holder string, epoch int) {
 		l.Annotations[group.AnnotationLeaseEpoch] = strconv.Itoa(epoch)
 		return k8sClient.Update(ctx, l)
 	})).To(Succeed())
+}
+
+func getTriadStatus(t *licensehav1.LicenseTriad) licensehav1.LicenseTriadStatus {
+	got := &licensehav1.LicenseTriad{}
+	Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(t), got)).To(Succeed())
+	return got.Status
 }
 
 func getPod(ns, name string) *corev1.Pod {
@@ -215,6 +224,36 @@ var _ = Describe("LicenseTriad children", func() {
 			g.Expect(got.Status.LastFailoverTime).NotTo(BeNil())
 			g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, licensehav1.ConditionDegraded)).To(BeTrue())
 		}, timeout, interval).Should(Succeed())
+	})
+
+	It("notifies a webhook with its bearer token when a member takes over", func() {
+		received := make(chan string, 10)
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var e notify.Event
+			_ = json.NewDecoder(r.Body).Decode(&e)
+			received <- r.Header.Get("Authorization") + " " + e.Reason + " " + e.Member
+		}))
+		defer hook.Close()
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hook"},
+			Data: map[string][]byte{"token": []byte("t0ken")}})).To(Succeed())
+		t := validTriad(ns, "notify")
+		t.Spec.Notifications = &licensehav1.NotificationsSpec{Webhook: &licensehav1.WebhookNotification{
+			URL: hook.URL, SecretRef: &licensehav1.LocalObjectReference{Name: "hook"}}}
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "notify-licenses"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		for _, m := range []string{"a", "b", "c"} {
+			Eventually(podUID(ns, "notify-"+m), timeout, interval).ShouldNot(BeEmpty())
+		}
+		holdLease(ns, "notify", "notify-a", 1)
+		runMember(ns, "notify-a", group.StateActive, "active", "b", "c")
+		runMember(ns, "notify-b", group.StateStandby, "standby", "a", "c")
+		runMember(ns, "notify-c", group.StateWitness, "witness", "a", "b")
+		Eventually(func() string { return getTriadStatus(t).ActiveMember }, timeout, interval).Should(Equal("a"))
+
+		runMember(ns, "notify-a", group.StateFenced, "standby")
+		holdLease(ns, "notify", "notify-b", 2)
+		runMember(ns, "notify-b", group.StateActive, "active", "c")
+		Eventually(received, timeout).Should(Receive(Equal("Bearer t0ken FailedOver b")))
 	})
 
 	It("reports NoQuorum when fewer than two members are in contact", func() {

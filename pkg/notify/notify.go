@@ -1,0 +1,173 @@
+// Package notify sends a group's notifications — a member took over, the
+// group lost service — to a webhook (JSON, bearer token) and by e-mail
+// (SMTP with STARTTLS and authentication).
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/smtp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Event is one notification.
+type Event struct {
+	// Kind is LicenseTriad or LicenseBackupPair.
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Reason is the Event reason, e.g. FailedOver or QuorumLost.
+	Reason string `json:"reason"`
+	// Member is the member concerned (the new active), if any.
+	Member string `json:"member,omitempty"`
+	// Epoch is the fencing epoch after the change.
+	Epoch   int64     `json:"epoch,omitempty"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// Subject is a one-line summary for e-mail subjects.
+func (e Event) Subject() string {
+	return fmt.Sprintf("[licenseha] %s %s/%s: %s", e.Kind, e.Namespace, e.Name, e.Reason)
+}
+
+// Webhook posts events as JSON.
+type Webhook struct {
+	URL string
+	// Token, when set, is sent as "Authorization: Bearer <token>".
+	Token  string
+	Client *http.Client
+}
+
+// Send posts one event; any answer but 2xx is an error.
+func (w Webhook) Send(ctx context.Context, e Event) error {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("webhook request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "licenseha-operator")
+	if w.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+w.Token)
+	}
+	c := w.Client
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook answered %s", resp.Status)
+	}
+	return nil
+}
+
+// Email sends events through an SMTP relay.
+type Email struct {
+	Host string
+	Port int
+	From string
+	To   []string
+	// StartTLS upgrades the connection before authenticating; sending is
+	// refused when the relay does not offer it.
+	StartTLS bool
+	// Username and Password authenticate with AUTH PLAIN when set.
+	Username, Password string
+	// TLSConfig overrides the TLS settings (tests trust their own CA).
+	TLSConfig *tls.Config
+	Timeout   time.Duration
+}
+
+// Send delivers one event as a plain-text mail.
+func (m Email) Send(ctx context.Context, e Event) error {
+	timeout := m.Timeout
+	if timeout == 0 {
+		timeout = 15 * time.Second
+	}
+	addr := net.JoinHostPort(m.Host, strconv.Itoa(m.Port))
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	c, err := smtp.NewClient(conn, m.Host)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("smtp: %w", err)
+	}
+	defer c.Close()
+	if m.StartTLS {
+		if ok, _ := c.Extension("STARTTLS"); !ok {
+			return errors.New("smtp: the relay does not offer STARTTLS (spec.notifications.email.startTLS is true)")
+		}
+		cfg := m.TLSConfig
+		if cfg == nil {
+			cfg = &tls.Config{ServerName: m.Host, MinVersion: tls.VersionTLS12}
+		}
+		if err := c.StartTLS(cfg); err != nil {
+			return fmt.Errorf("smtp STARTTLS: %w", err)
+		}
+	}
+	if m.Username != "" {
+		// net/smtp refuses PLAIN over an unencrypted connection to a
+		// remote host, so credentials never travel in clear text.
+		if err := c.Auth(smtp.PlainAuth("", m.Username, m.Password, m.Host)); err != nil {
+			return fmt.Errorf("smtp auth: %w", err)
+		}
+	}
+	if err := c.Mail(m.From); err != nil {
+		return fmt.Errorf("smtp MAIL FROM: %w", err)
+	}
+	for _, to := range m.To {
+		if err := c.Rcpt(to); err != nil {
+			return fmt.Errorf("smtp RCPT TO %s: %w", to, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("smtp DATA: %w", err)
+	}
+	if _, err := w.Write(m.message(e)); err != nil {
+		return fmt.Errorf("smtp DATA: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("smtp DATA: %w", err)
+	}
+	return c.Quit()
+}
+
+func (m Email) message(e Event) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\r\n", m.From)
+	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(m.To, ", "))
+	fmt.Fprintf(&b, "Subject: %s\r\n", e.Subject())
+	fmt.Fprintf(&b, "Date: %s\r\n", e.Time.UTC().Format(time.RFC1123Z))
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+	fmt.Fprintf(&b, "%s\r\n\r\n", e.Message)
+	fmt.Fprintf(&b, "Group:  %s %s/%s\r\n", e.Kind, e.Namespace, e.Name)
+	fmt.Fprintf(&b, "Reason: %s\r\n", e.Reason)
+	if e.Member != "" {
+		fmt.Fprintf(&b, "Member: %s\r\n", e.Member)
+	}
+	if e.Epoch != 0 {
+		fmt.Fprintf(&b, "Epoch:  %d\r\n", e.Epoch)
+	}
+	fmt.Fprintf(&b, "Time:   %s\r\n", e.Time.UTC().Format(time.RFC3339))
+	return []byte(b.String())
+}
