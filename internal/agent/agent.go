@@ -63,6 +63,8 @@ type Agent struct {
 	sup   *Supervisor
 	sync  *syncer
 	pod   *podReporter
+	// peerKey authenticates heartbeats between the members (the admin token).
+	peerKey []byte
 
 	mu      sync.Mutex
 	cfg     *group.Config
@@ -102,9 +104,10 @@ func Run(ctx context.Context, opts Options) error {
 		sup:   &Supervisor{Command: opts.ServerCommand, Log: log.WithName("supervisor")},
 		sync: &syncer{log: log.WithName("sync"), cs: cs, namespace: opts.Namespace, group: opts.Group, admin: admin,
 			debounce: time.Second, settingsOnly: opts.GroupKind == group.KindBackupPair},
-		pod:   &podReporter{cs: cs, namespace: opts.Namespace, pod: opts.Pod},
-		cfg:   cfg,
-		cfgCh: make(chan *group.Config, 1),
+		pod:     &podReporter{cs: cs, namespace: opts.Namespace, pod: opts.Pod},
+		cfg:     cfg,
+		cfgCh:   make(chan *group.Config, 1),
+		peerKey: []byte(strings.TrimSpace(string(token))),
 	}
 
 	// The server runs for the whole life of the agent; it outlives ctx so
