@@ -11,6 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -84,13 +85,25 @@ func (c *cluster) start(ctx context.Context) error {
 		return fmt.Errorf("creating the default StorageClass: %w", err)
 	}
 	c.goRun(func() { p.run(runCtx) })
-	c.goRun(func() { a.run(runCtx) })
-	proxy := &serviceProxy{cs: cs}
+
+	// Services reach pods through the service proxy and the DNS server,
+	// which share one watch of Services and EndpointSlices.
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	services, slices := factory.Core().V1().Services(), factory.Discovery().V1().EndpointSlices()
+	proxy := newServiceProxy(services, slices)
+	dns, err := newDNSServer(services.Lister(), slices.Lister())
+	if err != nil {
+		return err
+	}
+	factory.Start(runCtx.Done())
+	factory.WaitForCacheSync(ctx.Done())
 	c.goRun(func() {
 		if err := proxy.run(runCtx); err != nil {
 			log.Printf("service proxy disabled: %v", err)
 		}
 	})
+	c.goRun(func() { dns.serve(runCtx) })
+	c.goRun(func() { a.run(runCtx) })
 	if err := waitDefaultServiceAccount(ctx, cs); err != nil {
 		return err
 	}

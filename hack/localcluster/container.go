@@ -110,12 +110,16 @@ func (w *podWorker) startContainer(ctx context.Context, c *corev1.Container) (*p
 }
 
 // containerMounts lists the bind mounts of a container: the image's
-// binaries, /etc/hosts and /etc/hostname, and the volume mounts.
+// binaries, /etc/hosts, /etc/hostname, /etc/resolv.conf, and the volume
+// mounts.
 func (w *podWorker) containerMounts(c *corev1.Container) ([]bindMount, error) {
 	mounts := []bindMount{
 		{Source: w.a.binDir, Target: imageBinDir, ReadOnly: true},
 		{Source: filepath.Join(w.dir, "etc", "hosts"), Target: "/etc/hosts"},
 		{Source: filepath.Join(w.dir, "etc", "hostname"), Target: "/etc/hostname"},
+	}
+	if w.bound.Spec.DNSPolicy != corev1.DNSDefault { // Default: the host's resolv.conf
+		mounts = append(mounts, bindMount{Source: filepath.Join(w.dir, "etc", "resolv.conf"), Target: "/etc/resolv.conf"})
 	}
 	for _, vm := range c.VolumeMounts {
 		src, ok := w.volumes[vm.Name]

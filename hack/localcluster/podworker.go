@@ -233,8 +233,8 @@ func (w *podWorker) writeRecord() error {
 	return os.WriteFile(filepath.Join(w.dir, "pod.json"), data, 0o644)
 }
 
-// writeEtcFiles writes the pod's /etc/hosts and /etc/hostname, as the
-// kubelet manages them.
+// writeEtcFiles writes the pod's /etc/hosts, /etc/hostname and
+// /etc/resolv.conf, as the kubelet manages them.
 func (w *podWorker) writeEtcFiles() error {
 	dir := filepath.Join(w.dir, "etc")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -246,6 +246,9 @@ func (w *podWorker) writeEtcFiles() error {
 	}
 	hosts := fmt.Sprintf("# Kubernetes-managed hosts file (localcluster).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n", w.sandbox.IP, names)
 	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(hosts), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(resolvConf(w.bound.Namespace)), 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "hostname"), []byte(w.hostname+"\n"), 0o644)

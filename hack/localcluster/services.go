@@ -14,8 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	corev1informers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -37,19 +37,14 @@ var natHooks = []struct{ hook, chain string }{
 }
 
 type serviceProxy struct {
-	cs      kubernetes.Interface
-	trigger chan struct{}
-	applied string
+	services corev1informers.ServiceInformer
+	slices   discoveryinformers.EndpointSliceInformer
+	trigger  chan struct{}
+	applied  string
 }
 
-func (p *serviceProxy) run(ctx context.Context) error {
-	if err := p.install(); err != nil {
-		return err
-	}
-	p.trigger = make(chan struct{}, 1)
-	factory := informers.NewSharedInformerFactory(p.cs, 0)
-	services := factory.Core().V1().Services()
-	slices := factory.Discovery().V1().EndpointSlices()
+func newServiceProxy(services corev1informers.ServiceInformer, slices discoveryinformers.EndpointSliceInformer) *serviceProxy {
+	p := &serviceProxy{services: services, slices: slices, trigger: make(chan struct{}, 1)}
 	poke := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { p.poke() },
 		UpdateFunc: func(any, any) { p.poke() },
@@ -57,17 +52,22 @@ func (p *serviceProxy) run(ctx context.Context) error {
 	}
 	_, _ = services.Informer().AddEventHandler(poke)
 	_, _ = slices.Informer().AddEventHandler(poke)
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	factory.WaitForCacheSync(ctx.Done())
+	return p
+}
+
+// run keeps the rules in step with Services and EndpointSlices until ctx ends.
+func (p *serviceProxy) run(ctx context.Context) error {
+	if err := p.install(); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-p.trigger:
 		}
-		svcs, _ := services.Lister().List(labels.Everything())
-		eps, _ := slices.Lister().List(labels.Everything())
+		svcs, _ := p.services.Lister().List(labels.Everything())
+		eps, _ := p.slices.Lister().List(labels.Everything())
 		if err := p.apply(serviceRules(svcs, eps)); err != nil {
 			log.Printf("service proxy: %v", err)
 			time.AfterFunc(time.Second, p.poke)

@@ -109,7 +109,7 @@ func TestLocalCluster(t *testing.T) {
 		})
 	})
 
-	t.Run("service ClusterIP", func(t *testing.T) {
+	t.Run("service ClusterIP and DNS", func(t *testing.T) {
 		svc, err := e.cs.CoreV1().Services("default").Create(ctx, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "test"},
 			Spec: corev1.ServiceSpec{
@@ -118,10 +118,26 @@ func TestLocalCluster(t *testing.T) {
 			},
 		}, metav1.CreateOptions{})
 		must(t, err)
+		for _, name := range []string{"test", "test.default.svc.cluster.local"} {
+			eventually(t, 5*time.Second, "DNS resolves "+name, func() bool {
+				return e.get(a, "/lookup?name="+name) == svc.Spec.ClusterIP
+			})
+		}
 		addr := svc.Spec.ClusterIP + ":80"
+		var last string
+		defer func() {
+			if t.Failed() {
+				t.Logf("last answers (host, alpha, beta): %s", last)
+			}
+		}()
 		eventually(t, 15*time.Second, "the ClusterIP answers from the host and from a pod (itself included)", func() bool {
-			body, err := httpGet("http://" + addr + "/healthz")
-			return err == nil && body == "ok" && e.get(a, "/dial?addr="+addr) == "ok" && e.get(b, "/dial?addr="+addr) == "ok"
+			host, err := httpGet("http://" + addr + "/healthz")
+			if err != nil {
+				host = err.Error()
+			}
+			fromA, fromB := e.get(a, "/dial?addr="+addr), e.get(b, "/dial?addr="+addr)
+			last = strings.Join([]string{host, fromA, fromB}, " | ")
+			return host == "ok" && fromA == "ok" && fromB == "ok"
 		})
 	})
 
@@ -314,13 +330,18 @@ func (e *env) fault(args ...string) {
 }
 
 func httpGet(url string) (string, error) {
-	client := &http.Client{Timeout: 3 * time.Second}
+	// A fresh connection each time: a kept-alive one may predate a
+	// Service's rules (or a fault) and would not show their effect.
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Get(url)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, body)
+	}
 	return string(body), err
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -41,6 +42,14 @@ func main() {
 	http.HandleFunc("/hostname", func(w http.ResponseWriter, _ *http.Request) {
 		h, _ := os.Hostname()
 		fmt.Fprint(w, h)
+	})
+	http.HandleFunc("/lookup", func(w http.ResponseWriter, r *http.Request) {
+		addrs, err := net.LookupHost(r.URL.Query().Get("name"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprint(w, strings.Join(addrs, ","))
 	})
 	http.HandleFunc("/dial", func(w http.ResponseWriter, r *http.Request) {
 		conn, err := net.DialTimeout("tcp", r.URL.Query().Get("addr"), time.Second)
