@@ -25,8 +25,10 @@ const dataDirLink = "..data"
 // points at it, and every top-level entry is a symlink through "..data". An
 // update writes a new directory and swaps "..data" with a rename, so readers
 // see either the old or the new set of files, never a mix. It reports
-// whether anything changed.
-func writeAtomic(dir string, p payload) (bool, error) {
+// whether anything changed. With a gid (the pod's fsGroup; -1 for none)
+// the files belong to that group, as the kubelet arranges for non-root
+// containers.
+func writeAtomic(dir string, p payload, gid int) (bool, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, err
 	}
@@ -47,6 +49,9 @@ func writeAtomic(dir string, p payload) (bool, error) {
 			return false, err
 		}
 		if err := os.Chmod(path, f.mode); err != nil { // WriteFile honours the umask
+			return false, err
+		}
+		if err := os.Lchown(path, 0, gid); err != nil {
 			return false, err
 		}
 	}

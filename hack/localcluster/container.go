@@ -83,6 +83,7 @@ func (w *podWorker) startContainer(ctx context.Context, c *corev1.Container) (*p
 		Netns: w.sandbox.netnsPath(), Hostname: w.hostname, ScratchDir: scratch,
 		Mounts: mounts, Args: args, Env: env, WorkingDir: c.WorkingDir,
 	}
+	applySecurityContext(&spec, pod.Spec.SecurityContext, c.SecurityContext)
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
@@ -152,6 +153,32 @@ func (w *podWorker) readOnlyVolume(name string) bool {
 		}
 	}
 	return false
+}
+
+// applySecurityContext takes over the user, groups and read-only root of
+// the container, falling back to the pod's settings. Other fields
+// (capabilities, seccomp, privilege escalation) are not enforced.
+func applySecurityContext(spec *containerSpec, pod *corev1.PodSecurityContext, c *corev1.SecurityContext) {
+	if pod != nil {
+		spec.User, spec.Group = intOr(pod.RunAsUser, 0), intOr(pod.RunAsGroup, 0)
+		for _, g := range pod.SupplementalGroups {
+			spec.Groups = append(spec.Groups, int(g))
+		}
+		if pod.FSGroup != nil {
+			spec.Groups = append(spec.Groups, int(*pod.FSGroup))
+		}
+	}
+	if c != nil {
+		spec.User, spec.Group = intOr(c.RunAsUser, spec.User), intOr(c.RunAsGroup, spec.Group)
+		spec.ReadOnlyRoot = c.ReadOnlyRootFilesystem != nil && *c.ReadOnlyRootFilesystem
+	}
+}
+
+func intOr(v *int64, def int) int {
+	if v == nil {
+		return def
+	}
+	return int(*v)
 }
 
 func (p *process) wait() {

@@ -31,6 +31,12 @@ type containerSpec struct {
 	Args       []string    `json:"args"`
 	Env        []string    `json:"env"`
 	WorkingDir string      `json:"workingDir"`
+	// The identity the command runs as (runAsUser, runAsGroup, the
+	// supplemental groups and fsGroup), and readOnlyRootFilesystem.
+	User         int   `json:"user"`
+	Group        int   `json:"group"`
+	Groups       []int `json:"groups,omitempty"`
+	ReadOnlyRoot bool  `json:"readOnlyRoot,omitempty"`
 }
 
 // bindMount makes a host path visible at Target inside the container.
@@ -109,6 +115,15 @@ func buildRootfs(spec containerSpec) error {
 	for _, m := range spec.Mounts {
 		if err := bindInto(root, m); err != nil {
 			return err
+		}
+	}
+	if spec.ReadOnlyRoot {
+		// Only the root and its scratch directories: volumes stay writable.
+		for _, dir := range []string{"/", "/tmp", "/run"} {
+			flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+			if err := unix.Mount("", filepath.Join(root, dir), "", flags, ""); err != nil {
+				return fmt.Errorf("making %s read-only: %w", dir, err)
+			}
 		}
 	}
 	if err := unix.Chroot(root); err != nil {
@@ -203,8 +218,27 @@ func execCommand(spec containerSpec) error {
 		}
 		path = resolved
 	}
+	if err := dropPrivileges(spec); err != nil {
+		return err
+	}
 	if err := syscall.Exec(path, spec.Args, spec.Env); err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
+}
+
+func dropPrivileges(spec containerSpec) error {
+	if spec.User == 0 && spec.Group == 0 && len(spec.Groups) == 0 {
+		return nil
+	}
+	if err := syscall.Setgroups(spec.Groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(spec.Group); err != nil {
+		return fmt.Errorf("setgid: %w", err)
+	}
+	if err := syscall.Setuid(spec.User); err != nil {
+		return fmt.Errorf("setuid: %w", err)
 	}
 	return nil
 }

@@ -15,13 +15,9 @@ import (
 )
 
 const (
-	etcdClientPort = 12379
-	etcdPeerPort   = 12380
-	apiServerPort  = 6443
-	// kubernetesServiceIP is the first address of serviceCIDR, which the API
-	// server assigns to the "kubernetes" Service.
-	kubernetesServiceIP  = "10.96.0.1"
-	serviceCIDR          = "10.96.0.0/16"
+	// The API server listens on its instance's bridge address, so every
+	// instance can use the standard port.
+	apiServerPort        = 6443
 	serviceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 )
 

@@ -10,15 +10,9 @@ import (
 	"sync"
 )
 
-const (
-	bridgeName = "lc0"
-	// bridgeIP is the pods' gateway and the API server's address.
-	bridgeIP = "10.244.0.1"
-	// clusterCIDR holds every node's pod CIDR: node k gets 10.244.k.0/24.
-	clusterPrefixLen = 16
-	netnsPrefix      = "lc-"
-	vethPrefix       = "lcv"
-)
+// clusterPrefixLen is the size of the pod network (10.244.0.0/16 for
+// instance 0), which holds every node's pod CIDR: node k gets 10.244.k.0/24.
+const clusterPrefixLen = 16
 
 // setupBridge creates the bridge that every pod's veth is attached to. It
 // forwards (only) between its own ports, which the service proxy needs for
@@ -37,7 +31,7 @@ func setupBridge() error {
 }
 
 // podCIDR is node k's range of pod addresses.
-func podCIDR(node int) string { return fmt.Sprintf("10.244.%d.0/24", node) }
+func podCIDR(node int) string { return fmt.Sprintf("%s.%d.0/24", podNetPrefix, node) }
 
 // ipam hands out pod addresses from one node's /24, round-robin so that an
 // address is not reused right after its pod went away.
@@ -54,8 +48,8 @@ func (a *ipam) allocate() (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i := 0; i < 253; i++ {
-		a.cursor = a.cursor%253 + 1 // 2..254: .1 of 10.244.0.0/24 is the bridge
-		ip := fmt.Sprintf("10.244.%d.%d", a.node, a.cursor+1)
+		a.cursor = a.cursor%253 + 1 // 2..254: .1 of node 0's /24 is the bridge
+		ip := fmt.Sprintf("%s.%d.%d", podNetPrefix, a.node, a.cursor+1)
 		if !a.used[ip] {
 			a.used[ip] = true
 			return ip, nil
@@ -80,7 +74,8 @@ type sandbox struct {
 
 func sandboxFor(uid, ip string) sandbox {
 	id := strings.ReplaceAll(uid, "-", "")
-	return sandbox{Netns: netnsPrefix + id[:12], Veth: vethPrefix + id[:12], IP: ip}
+	// Interface names have at most 15 characters.
+	return sandbox{Netns: netnsPrefix + id[:12], Veth: vethPrefix + id[:15-len(vethPrefix)], IP: ip}
 }
 
 func (s sandbox) netnsPath() string { return "/run/netns/" + s.Netns }

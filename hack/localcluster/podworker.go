@@ -64,7 +64,11 @@ func newPodWorker(a *agent, n *node, pod *corev1.Pod) *podWorker {
 		startTime:  metav1.Now(),
 		conditions: map[corev1.PodConditionType]conditionState{},
 	}
-	w.vm = newVolumeManager(a.cs, w.dir, a.l.volumesDir())
+	var fsGroup *int64
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		fsGroup = sc.FSGroup
+	}
+	w.vm = newVolumeManager(a.cs, w.dir, a.l.volumesDir(), fsGroup)
 	for i := range pod.Spec.InitContainers {
 		w.initStates = append(w.initStates, newContainerState(&pod.Spec.InitContainers[i], true))
 	}

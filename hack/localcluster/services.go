@@ -26,11 +26,6 @@ import (
 // the bridge passes its traffic through iptables (bridge-nf-call-iptables).
 // hairpinChain masquerades a pod's traffic that its Service sent back to
 // itself, which would otherwise reach it with its own source address.
-const (
-	servicesChain = "LOCALCLUSTER-SERVICES"
-	hairpinChain  = "LOCALCLUSTER-HAIRPIN"
-)
-
 // natHooks are the built-in nat chains that jump to ours.
 var natHooks = []struct{ hook, chain string }{
 	{"PREROUTING", servicesChain}, {"OUTPUT", servicesChain}, {"POSTROUTING", hairpinChain},

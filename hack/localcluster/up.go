@@ -18,10 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockFile makes sure one local cluster runs per host: they would share the
-// bridge, the addresses and the ports.
-const lockFile = "/run/localcluster.lock"
-
 type upOptions struct {
 	stateDir  string
 	binDir    string
@@ -99,7 +95,7 @@ func takeLock() (*os.File, error) {
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("another local cluster is running on this host (lock %s held); stop it with \"localcluster down\"", lockFile)
+		return nil, fmt.Errorf("local cluster instance %d is running already (lock %s held): stop it with \"localcluster down\" or choose another $LOCALCLUSTER_INSTANCE", instanceIndex, lockFile)
 	}
 	return f, nil
 }

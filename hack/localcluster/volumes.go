@@ -21,6 +21,7 @@ type volumeManager struct {
 	cs     kubernetes.Interface
 	dir    string
 	pvRoot string
+	gid    int                    // the pod's fsGroup, -1 without one
 	tokens map[string]cachedToken // by volume/path
 }
 
@@ -29,8 +30,12 @@ type cachedToken struct {
 	refresh time.Time
 }
 
-func newVolumeManager(cs kubernetes.Interface, podDir, pvRoot string) *volumeManager {
-	return &volumeManager{cs: cs, dir: filepath.Join(podDir, "volumes"), pvRoot: pvRoot, tokens: map[string]cachedToken{}}
+func newVolumeManager(cs kubernetes.Interface, podDir, pvRoot string, fsGroup *int64) *volumeManager {
+	gid := -1
+	if fsGroup != nil {
+		gid = int(*fsGroup)
+	}
+	return &volumeManager{cs: cs, dir: filepath.Join(podDir, "volumes"), pvRoot: pvRoot, gid: gid, tokens: map[string]cachedToken{}}
 }
 
 // setup creates every volume of the pod and returns their host paths.
@@ -94,7 +99,7 @@ func (vm *volumeManager) render(ctx context.Context, pod *corev1.Pod, v corev1.V
 	if err != nil {
 		return false, err
 	}
-	return writeAtomic(filepath.Join(vm.dir, v.Name), p)
+	return writeAtomic(filepath.Join(vm.dir, v.Name), p, vm.gid)
 }
 
 func mode(m *int32) os.FileMode {

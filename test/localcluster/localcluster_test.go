@@ -30,7 +30,13 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-const image = "ghcr.io/licenseha/licenseha:dev"
+const (
+	image = "ghcr.io/licenseha/licenseha:dev"
+	// instance keeps the test's cluster apart from a developer's (instance
+	// 0): its own bridge lc9, pod network 10.253.0.0/16 and netns prefix lc9-.
+	instance = "9"
+	apiHost  = "10.253.0.1"
+)
 
 type env struct {
 	t        *testing.T
@@ -55,12 +61,16 @@ func TestLocalCluster(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"greeting": "hello"},
 	}, metav1.CreateOptions{})
 	must(t, err)
+	_, err = e.cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "licence"}, Data: map[string][]byte{"key": []byte("s3cret")},
+	}, metav1.CreateOptions{})
+	must(t, err)
 	a, b := e.runPod("alpha"), e.runPod("beta")
 
 	t.Run("environment, volumes and downward API", func(t *testing.T) {
 		for name, want := range map[string]string{
 			"POD_NAME": "alpha", "POD_NAMESPACE": "default", "POD_IP": a.Status.PodIP,
-			"GREETING": "hello", "EXPANDED": "alpha-default", "KUBERNETES_SERVICE_HOST": "10.244.0.1",
+			"GREETING": "hello", "EXPANDED": "alpha-default", "KUBERNETES_SERVICE_HOST": apiHost,
 		} {
 			if got := e.get(a, "/env?name="+name); got != want {
 				t.Errorf("%s = %q, want %q", name, got, want)
@@ -77,6 +87,21 @@ func TestLocalCluster(t *testing.T) {
 		}
 		if got := e.get(a, "/file?path=/copied/testserver"); got == "" {
 			t.Errorf("the init container's copy is missing")
+		}
+	})
+
+	t.Run("security context", func(t *testing.T) {
+		if got := e.get(a, "/id"); got != "65532:65532" {
+			t.Errorf("uid:gid = %q, want 65532:65532", got)
+		}
+		if got := e.get(a, "/file?path=/etc/licence/key"); got != "s3cret" {
+			t.Errorf("secret (mode 0440, fsGroup) = %q", got)
+		}
+		if got := e.get(a, "/write?path=/etc/new-file"); got == "ok" {
+			t.Errorf("the root file system is writable despite readOnlyRootFilesystem")
+		}
+		if got := e.get(a, "/write?path=/copied/new-file"); got != "ok" {
+			t.Errorf("an emptyDir is not writable: %q", got)
 		}
 	})
 
@@ -162,14 +187,14 @@ func TestLocalCluster(t *testing.T) {
 			t.Errorf("beta reaches alpha through the partition")
 		}
 		e.fault("isolate-apiserver", "beta")
-		if got := e.get(b, "/dial?addr=10.244.0.1:6443"); got == "ok" {
+		if got := e.get(b, "/dial?addr="+apiHost+":6443"); got == "ok" {
 			t.Errorf("beta reaches the API server while isolated")
 		}
 		e.fault("heal")
 		if got := e.get(a, "/dial?addr="+peer); got != "ok" {
 			t.Errorf("after heal: %q", got)
 		}
-		if got := e.get(b, "/dial?addr=10.244.0.1:6443"); got != "ok" {
+		if got := e.get(b, "/dial?addr="+apiHost+":6443"); got != "ok" {
 			t.Errorf("API server after heal: %q", got)
 		}
 	})
@@ -202,12 +227,15 @@ func start(t *testing.T) *env {
 	tmp := t.TempDir()
 	e := &env{t: t, exe: filepath.Join(tmp, "localcluster"), stateDir: filepath.Join(tmp, "state"), markers: filepath.Join(tmp, "markers")}
 	binDir := filepath.Join(tmp, "image-bin")
+	must(t, os.Mkdir(e.markers, 0o777))
+	must(t, os.Chmod(e.markers, 0o777)) // the pods run as user 65532
 	run(t, root, "go", "build", "-o", e.exe, "./hack/localcluster")
 	run(t, root, "go", "build", "-o", filepath.Join(binDir, "testserver"), "./test/localcluster/testserver")
 	assets := strings.TrimSpace(run(t, root, "hack/envtest-assets.sh"))
 	assets = assets[strings.LastIndex(assets, "\n")+1:]
 
 	began := time.Now()
+	t.Setenv("LOCALCLUSTER_INSTANCE", instance)
 	up := exec.Command(e.exe, "up", "--state-dir", e.stateDir, "--bin-dir", binDir, "--k8s-bin-dir", assets,
 		"--nodes", "2", "--restart-backoff", "1s")
 	logFile, err := os.Create(filepath.Join(tmp, "up.log"))
@@ -257,6 +285,11 @@ func (e *env) runPod(name string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "localcluster-test"}},
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: ptr.To[int64](10),
+			// The operator's member pods run like this (restricted).
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532),
+				FSGroup: ptr.To[int64](65532),
+			},
 			InitContainers: []corev1.Container{{
 				Name: "copy", Image: image,
 				Command:      []string{"/usr/local/bin/testserver", "copy", "/usr/local/bin/testserver", "/copied/testserver"},
@@ -264,7 +297,8 @@ func (e *env) runPod(name string) *corev1.Pod {
 			}},
 			Containers: []corev1.Container{{
 				Name: "server", Image: image,
-				Command: []string{"/copied/testserver"},
+				Command:         []string{"/copied/testserver"},
+				SecurityContext: &corev1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true)},
 				Env: []corev1.EnvVar{
 					{Name: "POD_NAME", ValueFrom: field("metadata.name")},
 					{Name: "POD_NAMESPACE", ValueFrom: field("metadata.namespace")},
@@ -279,7 +313,7 @@ func (e *env) runPod(name string) *corev1.Pod {
 					PeriodSeconds: 1, TimeoutSeconds: 1, FailureThreshold: 1,
 				},
 				LivenessProbe: &corev1.Probe{
-					ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/copied/testserver", "copy", "/etc/hostname", "/tmp/probe"}}},
+					ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/copied/testserver", "copy", "/etc/hostname", "/copied/probe"}}},
 					PeriodSeconds: 5,
 				},
 				VolumeMounts: []corev1.VolumeMount{
@@ -287,6 +321,7 @@ func (e *env) runPod(name string) *corev1.Pod {
 					{Name: "settings", MountPath: "/etc/settings"},
 					{Name: "podinfo", MountPath: "/etc/podinfo"},
 					{Name: "markers", MountPath: "/markers"},
+					{Name: "licence", MountPath: "/etc/licence", ReadOnly: true},
 				},
 			}},
 			Volumes: []corev1.Volume{
@@ -297,6 +332,8 @@ func (e *env) runPod(name string) *corev1.Pod {
 					Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}}}}},
 				{Name: "markers", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 					Path: e.markers, Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}},
+				{Name: "licence", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+					SecretName: "licence", DefaultMode: ptr.To[int32](0o440)}}},
 			},
 		},
 	}
@@ -359,13 +396,13 @@ func isReady(p *corev1.Pod) bool {
 func assertNothingLeft(t *testing.T, binDir string) {
 	if entries, _ := os.ReadDir("/run/netns"); len(entries) > 0 {
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), "lc-") {
+			if strings.HasPrefix(e.Name(), "lc"+instance+"-") {
 				t.Errorf("network namespace %s left", e.Name())
 			}
 		}
 	}
-	if _, err := os.Stat("/sys/class/net/lc0"); err == nil {
-		t.Errorf("bridge lc0 left")
+	if _, err := os.Stat("/sys/class/net/lc" + instance); err == nil {
+		t.Errorf("bridge lc%s left", instance)
 	}
 	exes, _ := filepath.Glob("/proc/[0-9]*/exe")
 	for _, exe := range exes {
@@ -373,7 +410,7 @@ func assertNothingLeft(t *testing.T, binDir string) {
 			t.Errorf("process %s (%s) left", filepath.Dir(exe), target)
 		}
 	}
-	if out, _ := exec.Command("iptables", "-t", "nat", "-S").Output(); strings.Contains(string(out), "LOCALCLUSTER") {
+	if out, _ := exec.Command("iptables", "-t", "nat", "-S").Output(); strings.Contains(string(out), "LOCALCLUSTER"+instance) {
 		t.Errorf("iptables rules left:\n%s", out)
 	}
 }

@@ -43,6 +43,16 @@ func main() {
 		h, _ := os.Hostname()
 		fmt.Fprint(w, h)
 	})
+	http.HandleFunc("/id", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "%d:%d", os.Getuid(), os.Getgid())
+	})
+	http.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
+		if err := os.WriteFile(r.URL.Query().Get("path"), []byte("x"), 0o644); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
 	http.HandleFunc("/lookup", func(w http.ResponseWriter, r *http.Request) {
 		addrs, err := net.LookupHost(r.URL.Query().Get("name"))
 		if err != nil {
