@@ -142,6 +142,11 @@ func (m *Machine) Receive(now time.Duration, hb Heartbeat) Output {
 		p.hb, p.hasHB = hb, true
 	}
 	m.mergeView(hb.View)
+	if m.grantable(now, p) != 0 {
+		// Answer the holder at once: its grant then lasts PeerTimeout minus
+		// a round trip, refreshed every HeartbeatInterval.
+		p.nextSend = now
+	}
 	return m.step(now)
 }
 
@@ -241,7 +246,7 @@ func (m *Machine) reconcile(now time.Duration) {
 	if m.role == Secondary && m.cfg.Failback == FailbackAutomatic && m.holding != 0 &&
 		!m.handingOver && !m.shutdown {
 		p := m.peer(m.cfg.Primary)
-		if m.eligible(now, p.id) && p.inContact && now-p.contactSince >= m.cfg.FailbackDelay {
+		if m.eligible(now, p.id) && p.inContact && p.lastRecv-p.contactSince >= m.cfg.FailbackDelay {
 			m.startHandover(p.id, ReasonFailback)
 		}
 	}
@@ -508,12 +513,20 @@ type Status struct {
 	View     LeaseRecord
 	Grantee  MemberID
 	Shutdown bool
+	// HandoverTo and HandoverReason describe a handover in progress
+	// (HandoverReason is empty when none is).
+	HandoverTo     MemberID
+	HandoverReason Reason
 }
 
 // Status returns a summary of the machine's state.
 func (m *Machine) Status() Status {
-	return Status{Role: m.role, Holding: m.holding, Serving: m.serving, View: m.view,
+	s := Status{Role: m.role, Holding: m.holding, Serving: m.serving, View: m.view,
 		Grantee: m.grantee, Shutdown: m.shutdown}
+	if m.handingOver {
+		s.HandoverTo, s.HandoverReason = m.handoverTo, m.handoverReason
+	}
+	return s
 }
 
 func (s Status) String() string {

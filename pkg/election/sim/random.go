@@ -1,0 +1,216 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand"
+	"slices"
+	"time"
+
+	"github.com/licenseha/licenseha/pkg/election"
+)
+
+// Outcome summarises one randomized run.
+type Outcome struct {
+	Seed     int64
+	Config   election.Config
+	Failures []string
+	Trace    string
+	// Recovery is how long after the faults stopped service returned.
+	Recovery time.Duration
+	Faults   int
+}
+
+// RandomRun runs one seeded scenario: a fault phase with random crashes,
+// restarts, pauses, graceful shutdowns, switchovers, partitions (one- and
+// two-way, between members and between members and the store), message loss
+// and long delays, with every member's clock at its own rate; then a calm
+// phase in which everything is healed and service must return within
+// RecoveryBound and, with automatic failback, end up on the primary.
+//
+// Besides the per-step safety checks of World it checks at every decision to
+// fail back that the policy is Automatic and the primary has been up for
+// FailbackDelay.
+func RandomRun(seed int64, trace bool) Outcome {
+	rng := rand.New(rand.NewSource(seed))
+	cfg := election.Config{PeerTimeout: []time.Duration{time.Second, 2 * time.Second}[rng.Intn(2)]}
+	cfg.HeartbeatInterval = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, cfg.PeerTimeout / 2}[rng.Intn(3)]
+	cfg.Failback = election.FailbackAutomatic
+	if rng.Intn(4) == 0 {
+		cfg.Failback = election.FailbackManual
+	}
+	cfg.FailbackDelay = []time.Duration{0, time.Second, 3 * time.Second, 6 * time.Second}[rng.Intn(4)]
+	net := Network{MinDelay: 100 * time.Microsecond, MaxDelay: 5 * time.Millisecond,
+		LongDelay: 2 * cfg.PeerTimeout}
+	w := New(rng.Int63(), cfg, net, trace)
+	cfg = w.Cfg
+	rho := cfg.MaxClockDrift
+	for _, m := range w.Members {
+		switch rng.Intn(3) {
+		case 0:
+			m.Rate = 1 - rho
+		case 1:
+			m.Rate = 1 + rho
+		default:
+			m.Rate = 1 - rho + 2*rho*rng.Float64()
+		}
+	}
+	out := Outcome{Seed: seed, Config: cfg}
+	w.OnHandover = func(w *World, i int, st election.Status) {
+		if st.HandoverReason != election.ReasonFailback {
+			return
+		}
+		p := w.Members[P]
+		if cfg.Failback == election.FailbackManual {
+			w.fail("failback with policy Manual")
+		}
+		up := w.Now - p.Up
+		if !p.Alive {
+			up = p.Down - p.Up
+		}
+		if float64(up) < float64(cfg.FailbackDelay)/(1+rho) {
+			w.fail("failback when the primary was up only %v (delay %v)", up, cfg.FailbackDelay)
+		}
+	}
+	for i := range w.Members {
+		w.Start(i)
+	}
+
+	// Fault phase.
+	faultEnd := time.Duration(5+rng.Intn(16)) * time.Second
+	out.Faults = 2 + rng.Intn(12)
+	calm := false // set once the fault phase is over: pending restarts are void
+	times := make([]time.Duration, out.Faults)
+	for k := range times {
+		times[k] = time.Second + time.Duration(rng.Int63n(int64(faultEnd-time.Second)))
+	}
+	slices.Sort(times)
+	for _, at := range times {
+		w.RunUntil(at)
+		injectFault(w, rng, &calm)
+	}
+	w.RunUntil(faultEnd)
+
+	// Calm phase: heal everything; maybe one member stays down for good.
+	calm = true
+	w.Net.Loss, w.Net.LongDelayProb = 0, 0
+	w.Heal()
+	down := -1
+	if rng.Intn(3) == 0 {
+		down = rng.Intn(3)
+	}
+	for i, m := range w.Members {
+		switch {
+		case i == down:
+			w.Crash(i)
+		case m.ShuttingDown: // it exits within a second: bring it back then
+			w.After(time.Second+time.Millisecond, func() { w.Start(i) })
+		case m.Paused:
+			w.Resume(i)
+		case !m.Alive:
+			w.Start(i)
+		}
+	}
+	bound := RecoveryBound(cfg)
+	step := 10 * time.Millisecond
+	recovered := false
+	for t := faultEnd; t <= faultEnd+bound; t += step {
+		w.RunUntil(t)
+		if w.ActiveMember() >= 0 {
+			out.Recovery, recovered = t-faultEnd, true
+			break
+		}
+	}
+	if !recovered {
+		w.fail("no member serves %v after the faults stopped", bound)
+	}
+	// Once recovered, without faults, service may only blink for
+	// handovers (failback).
+	end := faultEnd + bound + time.Duration(float64(cfg.FailbackDelay)*(1+rho)) + 3*time.Second
+	var gapStart time.Duration = -1
+	for t := faultEnd + bound; t <= end; t += step {
+		w.RunUntil(t)
+		if w.ActiveMember() >= 0 {
+			gapStart = -1
+		} else if gapStart < 0 {
+			gapStart = t
+		} else if t-gapStart > time.Second {
+			w.fail("service gap of %v without faults", t-gapStart)
+			break
+		}
+	}
+	if a := w.ActiveMember(); cfg.Failback == election.FailbackAutomatic && down != P && a != P {
+		w.fail("automatic failback did not return the role to the primary (active: %d)", a)
+	}
+	out.Failures, out.Trace = w.Failures(), w.Trace()
+	return out
+}
+
+// RecoveryBound is how soon after faults stop service must return: a
+// restarted member's quiet period, a takeover's peer timeout and the
+// grant-hold of the former holder's voters, plus slack for heartbeats and
+// Lease calls.
+func RecoveryBound(cfg election.Config) time.Duration {
+	return 2*cfg.PeerTimeout + cfg.GrantHold() + 4*cfg.HeartbeatInterval + 2*cfg.RenewInterval + time.Second
+}
+
+func injectFault(w *World, rng *rand.Rand, calm *bool) {
+	restart := func(i int) {
+		if !*calm {
+			w.Start(i)
+		}
+	}
+	i := rng.Intn(3)
+	j := (i + 1 + rng.Intn(2)) % 3
+	dur := time.Duration(rng.Int63n(int64(8 * time.Second)))
+	switch k := rng.Intn(10); k {
+	case 0:
+		w.Crash(i)
+		w.After(time.Duration(rng.Int63n(int64(6*time.Second))), func() { restart(i) })
+	case 1:
+		w.Pause(i)
+		w.After(time.Duration(rng.Int63n(int64(5*time.Second))), func() { w.Resume(i) })
+	case 2: // one-way partition
+		w.SetLink(i, j, false)
+		w.After(dur, func() { w.SetLink(i, j, true) })
+	case 3: // two-way partition
+		w.SetLink(i, j, false)
+		w.SetLink(j, i, false)
+		w.After(dur, func() { w.SetLink(i, j, true); w.SetLink(j, i, true) })
+	case 4: // isolate a member from both peers
+		for _, x := range []int{j, 3 - i - j} {
+			w.SetLink(i, x, false)
+			w.SetLink(x, i, false)
+		}
+		w.After(dur, func() {
+			for _, x := range []int{j, 3 - i - j} {
+				w.SetLink(i, x, true)
+				w.SetLink(x, i, true)
+			}
+		})
+	case 5:
+		w.SetStore(i, false)
+		w.After(dur, func() { w.SetStore(i, true) })
+	case 6:
+		w.Net.Loss = []float64{0, 0.01, 0.1, 0.3}[rng.Intn(4)]
+		w.Net.LongDelayProb = []float64{0, 0.01, 0.05}[rng.Intn(3)]
+	case 7:
+		w.Shutdown(i)
+		w.After(time.Second+time.Duration(rng.Int63n(int64(4*time.Second))), func() { restart(i) })
+	case 8:
+		w.Switchover(rng.Intn(2))
+	default: // the store is unreachable for everyone
+		for x := range 3 {
+			w.SetStore(x, false)
+		}
+		w.After(dur, func() {
+			for x := range 3 {
+				w.SetStore(x, true)
+			}
+		})
+	}
+}
+
+// Repro is the command that replays a seed with a trace.
+func Repro(seed int64) string {
+	return fmt.Sprintf("go test ./pkg/election/sim -run 'TestSimulation$' -seed=%d -v", seed)
+}

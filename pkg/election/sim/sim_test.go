@@ -1,0 +1,48 @@
+package sim
+
+import (
+	"flag"
+	"slices"
+	"testing"
+	"time"
+)
+
+var (
+	seedFlag  = flag.Int64("seed", -1, "run only this simulation seed, with a trace")
+	seedsFlag = flag.Int("seeds", 10000, "number of simulation seeds (-short: a tenth)")
+)
+
+// TestSimulation runs thousands of seeded fault scenarios and checks on every
+// step that no two members serve at once and the tertiary never serves, that
+// service returns once the faults stop, and that failback respects its
+// policy and delay.
+func TestSimulation(t *testing.T) {
+	if *seedFlag >= 0 {
+		o := RandomRun(*seedFlag, true)
+		t.Logf("config: %+v\ntrace:\n%s", o.Config, o.Trace)
+		for _, f := range o.Failures {
+			t.Error(f)
+		}
+		return
+	}
+	n := *seedsFlag
+	if testing.Short() {
+		n /= 10
+	}
+	var recoveries []time.Duration
+	failed := 0
+	for seed := range int64(n) {
+		o := RandomRun(seed, false)
+		recoveries = append(recoveries, o.Recovery)
+		if len(o.Failures) > 0 {
+			failed++
+			t.Errorf("seed %d: %s\n  reproduce: %s", seed, o.Failures[0], Repro(seed))
+			if failed >= 10 {
+				t.Fatal("stopping after 10 failing seeds")
+			}
+		}
+	}
+	slices.Sort(recoveries)
+	t.Logf("%d seeds; recovery after faults: median %v, p99 %v, max %v", n,
+		recoveries[len(recoveries)/2], recoveries[len(recoveries)*99/100], recoveries[len(recoveries)-1])
+}
