@@ -22,6 +22,10 @@ type Options struct {
 var subcommands = []func(*Options) *cobra.Command{
 	newLicenseCmd,
 	newClientCmd,
+	newStatusCmd,
+	newSwitchoverCmd,
+	newReplaceMemberCmd,
+	newBackupCmd,
 }
 
 func newRootCmd(streams genericiooptions.IOStreams) *cobra.Command {

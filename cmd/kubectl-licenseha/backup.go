@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/bundle"
+	"github.com/licenseha/licenseha/pkg/licensing"
+	"github.com/licenseha/licenseha/pkg/server"
+)
+
+// Keys of the synced-state objects <pair>-state, as the members' agents
+// write and read them (internal/agent/statesync.go).
+const (
+	stateKeyRevision  = "revision"
+	stateKeyEpoch     = "epoch"
+	stateKeyMember    = "member"
+	stateKeyTakenAt   = "takenAt"
+	stateKeyFormat    = "formatVersion"
+	stateKeySettings  = "settings.json.gz"
+	stateKeyUsage     = "usage.json.gz"
+	stateKeyCheckouts = "checkouts.json.gz"
+)
+
+// Annotations `backup import` records on the target pair's <pair>-state
+// ConfigMap.
+const (
+	// AnnotationImportedRevision is the revision of the last imported
+	// bundle; an import of a bundle with a revision at or below it is refused.
+	AnnotationImportedRevision = "licenseha.io/imported-bundle-revision"
+	// AnnotationImportedFrom is the pair (<namespace>/<name>) the last
+	// imported bundle was exported from.
+	AnnotationImportedFrom = "licenseha.io/imported-bundle-source"
+	// AnnotationImportedCreatedAt is when the last imported bundle was made.
+	AnnotationImportedCreatedAt = "licenseha.io/imported-bundle-created-at"
+	// AnnotationImportedKeyID names the key the last imported bundle was
+	// signed with.
+	AnnotationImportedKeyID = "licenseha.io/imported-bundle-key-id"
+	// AnnotationImportedAt is when the last bundle was imported.
+	AnnotationImportedAt = "licenseha.io/imported-at"
+)
+
+const fieldManager = "kubectl-licenseha"
+
+func newBackupCmd(o *Options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Carry a backup pair's settings from the main to a disconnected backup as a signed bundle",
+		Long: `For backup pairs whose main and backup run in clusters that cannot reach each other:
+"export" writes the main's published settings into a signed, versioned bundle file; "import" verifies
+the bundle and applies it to the backup, refusing tampered or outdated bundles; "keygen" creates the
+ed25519 key pair that signs and verifies bundles.`,
+	}
+	cmd.AddCommand(newBackupKeygenCmd(o), newBackupExportCmd(o), newBackupImportCmd(o))
+	return cmd
+}
+
+func newBackupKeygenCmd(o *Options) *cobra.Command {
+	var privPath, pubPath string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "keygen",
+		Short: "Create an ed25519 key pair for signing (export) and verifying (import) settings bundles",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pub, priv, err := licensing.GenerateKey()
+			if err != nil {
+				return err
+			}
+			privPEM, err := licensing.EncodePrivateKey(priv)
+			if err != nil {
+				return err
+			}
+			pubPEM, err := licensing.EncodePublicKey(pub)
+			if err != nil {
+				return err
+			}
+			if err := writeNew(privPath, privPEM, 0o600, force); err != nil {
+				return err
+			}
+			if err := writeNew(pubPath, pubPEM, 0o644, force); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "Bundle key %s: signing key in %s (for export, keep it secret), public key in %s (for import)\n",
+				licensing.KeyID(pub), privPath, pubPath)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&privPath, "private-key", "bundle-signing.key", "file to write the signing key to (mode 0600)")
+	cmd.Flags().StringVar(&pubPath, "public-key", "bundle-signing.pub", "file to write the public key to")
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
+	return cmd
+}
+
+func newBackupExportCmd(o *Options) *cobra.Command {
+	var out, keyPath string
+	cmd := &cobra.Command{
+		Use:   "export PAIR -o FILE --signing-key KEY.pem",
+		Short: "Write the main's published settings of a backup pair into a signed bundle",
+		Example: `  kubectl licenseha backup export plant-b -o plant-b-settings.json --signing-key bundle-signing.key
+  kubectl licenseha backup export plant-b -o - --signing-key bundle-signing.key > bundle.json`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeGroups(o, false, true),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			keyPEM, err := os.ReadFile(keyPath)
+			if err != nil {
+				return fmt.Errorf("--signing-key: %w", err)
+			}
+			priv, err := licensing.ParsePrivateKey(keyPEM)
+			if err != nil {
+				return fmt.Errorf("--signing-key %s: %w", keyPath, err)
+			}
+			k, err := o.kube()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			name := args[0]
+			if _, err := k.pair(ctx, name); err != nil {
+				return err
+			}
+			b, err := k.exportBundle(ctx, name, time.Now())
+			if err != nil {
+				return err
+			}
+			if err := b.Sign(priv); err != nil {
+				return err
+			}
+			data, err := b.Marshal()
+			if err != nil {
+				return err
+			}
+			if out == "-" {
+				_, err = o.Out.Write(data)
+				return err
+			}
+			if err := os.WriteFile(out, data, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.ErrOut, "Exported settings revision %d of %s (signed with key %s) to %s\n", b.Revision, b.Pair, b.Signature.KeyID, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", `bundle file to write ("-" for standard output) (required)`)
+	cmd.Flags().StringVar(&keyPath, "signing-key", "", "PEM file with the ed25519 signing key, from backup keygen (required)")
+	_ = cmd.MarkFlagRequired("output")
+	_ = cmd.MarkFlagRequired("signing-key")
+	_ = cmd.MarkFlagFilename("signing-key", "key", "pem")
+	return cmd
+}
+
+// exportBundle builds an unsigned bundle from the pair's state ConfigMap.
+func (k *kube) exportBundle(ctx context.Context, name string, now time.Time) (*bundle.Bundle, error) {
+	var cm corev1.ConfigMap
+	cmName := group.StateName(name)
+	if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: cmName}, &cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("ConfigMap %s/%s not found: the operator creates it and the main publishes its settings there; is the pair's main running in this cluster?", k.ns, cmName)
+		}
+		return nil, err
+	}
+	rev, _ := strconv.ParseUint(cm.Data[stateKeyRevision], 10, 64)
+	if rev == 0 {
+		return nil, fmt.Errorf("the main of %s/%s has not published its settings yet (ConfigMap %s has no revision); wait until it runs and try again", k.ns, name, cmName)
+	}
+	if member := cm.Data[stateKeyMember]; member != "" && member != "main" {
+		return nil, fmt.Errorf("ConfigMap %s/%s holds settings published by %q, not by the main; export from the main's cluster", k.ns, cmName, member)
+	}
+	epoch, _ := strconv.ParseUint(cm.Data[stateKeyEpoch], 10, 64)
+	takenAt, _ := time.Parse(time.RFC3339Nano, cm.Data[stateKeyTakenAt])
+	settings, err := gunzip(cm.BinaryData[stateKeySettings])
+	if err != nil {
+		return nil, fmt.Errorf("reading %s of ConfigMap %s/%s: %w", stateKeySettings, k.ns, cmName, err)
+	}
+	return bundle.New(k.ns+"/"+name, rev, epoch, takenAt, settings, now)
+}
+
+func newBackupImportCmd(o *Options) *cobra.Command {
+	var in, keysPath string
+	var anyPair bool
+	cmd := &cobra.Command{
+		Use:   "import PAIR -f FILE --trusted-key PUB.pem",
+		Short: "Verify a signed settings bundle and apply it to a backup pair's backup",
+		Long: `Verify the bundle's signature against the trusted public key(s), refuse a tampered bundle, one
+exported for another pair, or one not newer than what the backup already applied, then write the
+settings into the pair's ConfigMap <pair>-state (and its Secret's revision) the way the main's agent
+publishes them, so the backup's agent applies them. The imported revision is recorded in the
+annotation licenseha.io/imported-bundle-revision of the ConfigMap.`,
+		Example: `  kubectl licenseha backup import plant-b -f plant-b-settings.json --trusted-key bundle-signing.pub`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeGroups(o, false, true),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var data []byte
+			var err error
+			if in == "-" {
+				data, err = io.ReadAll(io.LimitReader(o.In, bundle.MaxSize+1))
+			} else {
+				data, err = os.ReadFile(in)
+			}
+			if err != nil {
+				return fmt.Errorf("reading the bundle: %w", err)
+			}
+			keyPEM, err := os.ReadFile(keysPath)
+			if err != nil {
+				return fmt.Errorf("--trusted-key: %w", err)
+			}
+			ring, err := licensing.ParseTrustedKeys(keyPEM)
+			if err != nil {
+				return fmt.Errorf("--trusted-key %s: %w", keysPath, err)
+			}
+			b, err := bundle.ParseAndVerify(data, ring)
+			if err != nil {
+				return fmt.Errorf("refusing %s: %w", in, err)
+			}
+			k, err := o.kube()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			name := args[0]
+			if _, err := k.pair(ctx, name); err != nil {
+				return err
+			}
+			if !anyPair {
+				if err := b.CheckPair(k.ns + "/" + name); err != nil {
+					return fmt.Errorf("refusing %s: %w (pass --allow-other-pair if that is intended)", in, err)
+				}
+			}
+			prev, err := k.importBundle(ctx, name, b, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "Imported settings revision %d of %s (created %s, key %s) into %s/%s (previous revision %d); the backup's agent applies them\n",
+				b.Revision, b.Pair, b.CreatedAt.Format(time.RFC3339), b.Signature.KeyID, k.ns, group.StateName(name), prev)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&in, "filename", "f", "", `bundle file to import ("-" for standard input) (required)`)
+	cmd.Flags().StringVar(&keysPath, "trusted-key", "", "PEM file with the trusted public key(s), from backup keygen (required)")
+	cmd.Flags().BoolVar(&anyPair, "allow-other-pair", false, "accept a bundle exported from a pair of another namespace or name")
+	_ = cmd.MarkFlagRequired("filename")
+	_ = cmd.MarkFlagRequired("trusted-key")
+	_ = cmd.MarkFlagFilename("filename", "json")
+	_ = cmd.MarkFlagFilename("trusted-key", "pub", "pem")
+	return cmd
+}
+
+// appliedRevision is the newest settings revision the backup holds: the
+// last imported bundle's or the state ConfigMap's, whichever is higher.
+func appliedRevision(cm *corev1.ConfigMap) uint64 {
+	imported, _ := strconv.ParseUint(cm.Annotations[AnnotationImportedRevision], 10, 64)
+	published, _ := strconv.ParseUint(cm.Data[stateKeyRevision], 10, 64)
+	return max(imported, published)
+}
+
+// importBundle writes a verified bundle into the pair's state objects, the
+// Secret first (the agents decode only when both carry the same revision),
+// and returns the revision it replaced.
+func (k *kube) importBundle(ctx context.Context, name string, b *bundle.Bundle, now time.Time) (uint64, error) {
+	var settings server.Settings
+	if err := json.Unmarshal(b.Settings, &settings); err != nil {
+		return 0, fmt.Errorf("the bundle's settings are not license server settings: %w", err)
+	}
+	stateName := group.StateName(name)
+	var cm corev1.ConfigMap
+	var sec corev1.Secret
+	for kind, obj := range map[string]client.Object{"ConfigMap": &cm, "Secret": &sec} {
+		if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: stateName}, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				return 0, fmt.Errorf("%s %s/%s not found: the operator creates it when it reconciles the pair; check kubectl get lbackup -n %s", kind, k.ns, stateName, k.ns)
+			}
+			return 0, err
+		}
+	}
+	prev := appliedRevision(&cm)
+	if err := b.CheckNewer(prev); err != nil {
+		return prev, fmt.Errorf("refusing the bundle: %w (imported: %s); export a fresh bundle from the main",
+			err, orDash(cm.Annotations[AnnotationImportedCreatedAt]))
+	}
+	settingsGz, err := gzipBytes(append(append([]byte{}, b.Settings...), '\n'))
+	if err != nil {
+		return prev, err
+	}
+	empty, err := gzipBytes([]byte("[]\n"))
+	if err != nil {
+		return prev, err
+	}
+	rev := strconv.FormatUint(b.Revision, 10)
+
+	origSec := sec.DeepCopy()
+	if sec.Data == nil {
+		sec.Data = map[string][]byte{}
+	}
+	sec.Data[stateKeyRevision] = []byte(rev)
+	if _, err := gunzip(sec.Data[stateKeyCheckouts]); err != nil {
+		sec.Data[stateKeyCheckouts] = empty // a backup keeps its own checkouts
+	}
+	if err := k.c.Patch(ctx, &sec, client.MergeFromWithOptions(origSec, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager)); err != nil {
+		return prev, fmt.Errorf("writing Secret %s/%s: %w", k.ns, stateName, err)
+	}
+
+	origCM := cm.DeepCopy()
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	if cm.BinaryData == nil {
+		cm.BinaryData = map[string][]byte{}
+	}
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	takenAt := b.TakenAt
+	if takenAt.IsZero() {
+		takenAt = b.CreatedAt
+	}
+	cm.Data[stateKeyRevision] = rev
+	cm.Data[stateKeyEpoch] = strconv.FormatUint(b.Epoch, 10)
+	cm.Data[stateKeyMember] = "main"
+	cm.Data[stateKeyTakenAt] = takenAt.UTC().Format(time.RFC3339Nano)
+	cm.Data[stateKeyFormat] = strconv.Itoa(server.SnapshotFormatVersion)
+	cm.BinaryData[stateKeySettings] = settingsGz
+	if _, err := gunzip(cm.BinaryData[stateKeyUsage]); err != nil {
+		cm.BinaryData[stateKeyUsage] = empty // a backup keeps its own usage statistics
+	}
+	cm.Annotations[AnnotationImportedRevision] = rev
+	cm.Annotations[AnnotationImportedFrom] = b.Pair
+	cm.Annotations[AnnotationImportedCreatedAt] = b.CreatedAt.UTC().Format(time.RFC3339)
+	cm.Annotations[AnnotationImportedKeyID] = b.Signature.KeyID
+	cm.Annotations[AnnotationImportedAt] = now.UTC().Format(time.RFC3339)
+	if err := k.c.Patch(ctx, &cm, client.MergeFromWithOptions(origCM, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager)); err != nil {
+		return prev, fmt.Errorf("writing ConfigMap %s/%s (its Secret already carries revision %s; run the import again): %w", k.ns, stateName, rev, err)
+	}
+	return prev, nil
+}
+
+func gzipBytes(data []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	if _, err := w.Write(data); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func gunzip(data []byte) ([]byte, error) {
+	if len(data) == 0 {
+		return nil, errors.New("empty")
+	}
+	r, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	out, err := io.ReadAll(io.LimitReader(r, bundle.MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > bundle.MaxSize {
+		return nil, fmt.Errorf("larger than %d MiB uncompressed", bundle.MaxSize>>20)
+	}
+	return out, nil
+}

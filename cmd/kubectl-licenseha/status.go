@@ -1,0 +1,535 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+)
+
+// GroupStatus is what `status` reports about one group; -o json|yaml print
+// it as is, so its field names are a stable interface for scripts.
+type GroupStatus struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Phase     string `json:"phase"`
+	// Active is the serving member (triad) or server (ActivePassive pair).
+	Active string `json:"active"`
+	// Ready is the status of the Ready condition.
+	Ready string `json:"ready"`
+	// Triads.
+	Quorum    string `json:"quorum,omitempty"`
+	Epoch     int64  `json:"epoch,omitempty"`
+	Failovers int32  `json:"failovers"`
+	// Pairs.
+	Mode             string   `json:"mode,omitempty"`
+	Roles            string   `json:"roles,omitempty"`
+	SyncState        string   `json:"syncState,omitempty"`
+	Connected        *bool    `json:"connected,omitempty"`
+	UnmappedLicenses []string `json:"unmappedLicenses,omitempty"`
+
+	Sync       SyncSummary        `json:"sync"`
+	Members    []MemberSummary    `json:"members"`
+	Licenses   []LicenseSummary   `json:"licenses"`
+	Conditions []metav1.Condition `json:"conditions"`
+	Events     []EventSummary     `json:"events"`
+}
+
+// SyncSummary reports state sync.
+type SyncSummary struct {
+	Revision     int64        `json:"revision,omitempty"`
+	Synchronized bool         `json:"synchronized"`
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+}
+
+// MemberSummary is one member of a triad or one server of a pair.
+type MemberSummary struct {
+	Name   string `json:"name"`
+	Role   string `json:"role"`
+	State  string `json:"state"`
+	Ready  bool   `json:"ready"`
+	Active bool   `json:"active"`
+	Pod    string `json:"pod,omitempty"`
+	PodIP  string `json:"podIP,omitempty"`
+}
+
+// LicenseSummary is one licence; Server names the pair side holding it.
+type LicenseSummary struct {
+	Server   string       `json:"server,omitempty"`
+	ID       string       `json:"id"`
+	Product  string       `json:"product,omitempty"`
+	Edition  string       `json:"edition,omitempty"`
+	Printers int32        `json:"printers"`
+	Expires  *metav1.Time `json:"expires,omitempty"`
+	Valid    bool         `json:"valid"`
+	Message  string       `json:"message,omitempty"`
+}
+
+// EventSummary is one Event about the group.
+type EventSummary struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Reason  string    `json:"reason"`
+	Count   int32     `json:"count"`
+	Message string    `json:"message"`
+}
+
+func newStatusCmd(o *Options) *cobra.Command {
+	var (
+		output        string
+		allNamespaces bool
+		events        int
+	)
+	cmd := &cobra.Command{
+		Use:   "status [NAME]",
+		Short: "Show the members, roles, sync state, licences, conditions and recent events of groups",
+		Long: `Show LicenseTriads and LicenseBackupPairs: members (triad) or servers (pair), their roles,
+states, readiness and pod IPs, which one serves, quorum, sync revision, licences, conditions and the
+group's recent Events. With NAME, the group of that name in the current namespace; without, every
+group of the namespace (or of all namespaces with -A).`,
+		Example: `  kubectl licenseha status plant-a
+  kubectl licenseha status -A
+  kubectl licenseha status plant-a -o json | jq .active`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeGroups(o, true, true),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "" && output != "json" && output != "yaml" {
+				return fmt.Errorf("--output %q: use json, yaml, or nothing for a table", output)
+			}
+			if len(args) == 1 && allNamespaces {
+				return fmt.Errorf("give a NAME or -A, not both")
+			}
+			k, err := o.kube()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			var groups []GroupStatus
+			if len(args) == 1 {
+				g, err := k.groupStatus(ctx, args[0], events)
+				if err != nil {
+					return err
+				}
+				groups = []GroupStatus{*g}
+			} else {
+				ns := k.ns
+				if allNamespaces {
+					ns = ""
+				}
+				if groups, err = k.allGroupStatus(ctx, ns, events); err != nil {
+					return err
+				}
+				if len(groups) == 0 && output == "" {
+					if allNamespaces {
+						fmt.Fprintln(o.ErrOut, "No licenseha groups found in any namespace.")
+					} else {
+						fmt.Fprintf(o.ErrOut, "No licenseha groups found in namespace %q; try -A.\n", k.ns)
+					}
+					return nil
+				}
+			}
+			switch {
+			case output != "" && len(args) == 1:
+				return printAs(o.Out, output, groups[0])
+			case output != "":
+				return printAs(o.Out, output, map[string]any{"items": groups})
+			}
+			return renderStatus(o.Out, groups, time.Now())
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default: readable text)")
+	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "show the groups of all namespaces")
+	cmd.Flags().IntVar(&events, "events", 10, "number of recent events to show per group (0: none)")
+	return cmd
+}
+
+func printAs(w io.Writer, format string, v any) error {
+	if format == "json" {
+		return printJSON(w, v)
+	}
+	out, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+// groupStatus finds NAME among triads and pairs of the namespace.
+func (k *kube) groupStatus(ctx context.Context, name string, events int) (*GroupStatus, error) {
+	var t licensehav1.LicenseTriad
+	err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t)
+	if err == nil {
+		g := triadStatus(&t)
+		return g, k.addEvents(ctx, []*GroupStatus{g}, events)
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	var p licensehav1.LicenseBackupPair
+	err = k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p)
+	if err == nil {
+		g := pairStatus(&p)
+		return g, k.addEvents(ctx, []*GroupStatus{g}, events)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, notFound("no LicenseTriad or LicenseBackupPair", name, k.ns)
+	}
+	return nil, err
+}
+
+// allGroupStatus lists the groups of a namespace ("" for all).
+func (k *kube) allGroupStatus(ctx context.Context, ns string, events int) ([]GroupStatus, error) {
+	var triads licensehav1.LicenseTriadList
+	if err := k.c.List(ctx, &triads, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	var pairs licensehav1.LicenseBackupPairList
+	if err := k.c.List(ctx, &pairs, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	var gs []*GroupStatus
+	for i := range triads.Items {
+		gs = append(gs, triadStatus(&triads.Items[i]))
+	}
+	for i := range pairs.Items {
+		gs = append(gs, pairStatus(&pairs.Items[i]))
+	}
+	sort.Slice(gs, func(i, j int) bool {
+		if gs[i].Namespace != gs[j].Namespace {
+			return gs[i].Namespace < gs[j].Namespace
+		}
+		if gs[i].Name != gs[j].Name {
+			return gs[i].Name < gs[j].Name
+		}
+		return gs[i].Kind < gs[j].Kind
+	})
+	if err := k.addEvents(ctx, gs, events); err != nil {
+		return nil, err
+	}
+	out := make([]GroupStatus, len(gs))
+	for i, g := range gs {
+		out[i] = *g
+	}
+	return out, nil
+}
+
+// addEvents attaches the most recent events (events.k8s.io/v1) whose
+// regarding object is the group, listing each namespace once.
+func (k *kube) addEvents(ctx context.Context, gs []*GroupStatus, limit int) error {
+	if limit <= 0 {
+		return nil
+	}
+	byNS := map[string][]*GroupStatus{}
+	for _, g := range gs {
+		byNS[g.Namespace] = append(byNS[g.Namespace], g)
+	}
+	for ns, groups := range byNS {
+		var list eventsv1.EventList
+		if err := k.c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			if apierrors.IsForbidden(err) {
+				continue // events are a courtesy: show the rest
+			}
+			return fmt.Errorf("listing events in %s: %w", ns, err)
+		}
+		for _, g := range groups {
+			g.Events = groupEvents(list.Items, g.Kind, g.Name, limit)
+		}
+	}
+	return nil
+}
+
+// groupEvents picks the events regarding kind/name, newest last.
+func groupEvents(items []eventsv1.Event, kind, name string, limit int) []EventSummary {
+	var out []EventSummary
+	for _, e := range items {
+		if e.Regarding.Kind != kind || e.Regarding.Name != name {
+			continue
+		}
+		s := EventSummary{Type: e.Type, Reason: e.Reason, Message: e.Note, Count: 1}
+		s.Time = e.EventTime.Time
+		if e.Series != nil {
+			s.Count = e.Series.Count
+			s.Time = e.Series.LastObservedTime.Time
+		} else if e.DeprecatedCount > 1 {
+			s.Count = e.DeprecatedCount
+		}
+		if !e.DeprecatedLastTimestamp.IsZero() && e.DeprecatedLastTimestamp.After(s.Time) {
+			s.Time = e.DeprecatedLastTimestamp.Time
+		}
+		if s.Time.IsZero() {
+			s.Time = e.CreationTimestamp.Time
+		}
+		out = append(out, s)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	if len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out
+}
+
+func readyStatus(conds []metav1.Condition) string {
+	for _, c := range conds {
+		if c.Type == licensehav1.ConditionReady {
+			return string(c.Status)
+		}
+	}
+	return "Unknown"
+}
+
+func triadStatus(t *licensehav1.LicenseTriad) *GroupStatus {
+	st := &t.Status
+	g := &GroupStatus{Kind: group.KindTriad, Namespace: t.Namespace, Name: t.Name, Phase: string(st.Phase),
+		Active: st.ActiveMember, Ready: readyStatus(st.Conditions), Quorum: st.Quorum, Epoch: st.Epoch,
+		Failovers: st.Failovers, Conditions: st.Conditions,
+		Sync: SyncSummary{Revision: st.Sync.Revision, Synchronized: st.Sync.Synchronized, LastSyncTime: st.Sync.LastSyncTime}}
+	if g.Quorum == "" {
+		g.Quorum = fmt.Sprintf("%d/3", st.MembersInQuorum)
+	}
+	reported := map[string]licensehav1.TriadMemberStatus{}
+	for _, m := range st.Members {
+		reported[m.Name] = m
+	}
+	// Spec order, with the spec's (desired) role; members only in status
+	// (being removed) follow.
+	seen := map[string]bool{}
+	for _, m := range t.Spec.Members {
+		seen[m.Name] = true
+		r, ok := reported[m.Name]
+		ms := MemberSummary{Name: m.Name, Role: string(m.Role), State: string(r.State), Ready: r.Ready,
+			Pod: r.Pod, PodIP: r.PodIP, Active: m.Name == st.ActiveMember}
+		if !ok {
+			ms.State = string(licensehav1.MemberPending)
+			ms.Pod = group.PodName(t.Name, m.Name)
+		}
+		g.Members = append(g.Members, ms)
+	}
+	for _, r := range st.Members {
+		if !seen[r.Name] {
+			g.Members = append(g.Members, MemberSummary{Name: r.Name, Role: string(r.Role), State: string(r.State),
+				Ready: r.Ready, Pod: r.Pod, PodIP: r.PodIP, Active: r.Name == st.ActiveMember})
+		}
+	}
+	for _, l := range st.Licenses {
+		g.Licenses = append(g.Licenses, licenseSummary("", l))
+	}
+	return g
+}
+
+func licenseSummary(server string, l licensehav1.LicenseStatus) LicenseSummary {
+	return LicenseSummary{Server: server, ID: l.ID, Product: l.Product, Edition: l.Edition, Printers: l.Printers,
+		Expires: l.Expires, Valid: l.Valid, Message: l.Message}
+}
+
+func pairStatus(p *licensehav1.LicenseBackupPair) *GroupStatus {
+	st := &p.Status
+	mode := p.Spec.Mode
+	if mode == "" {
+		mode = licensehav1.ActiveActive
+	}
+	roles := string(p.Spec.Roles)
+	if roles == "" && mode == licensehav1.ActivePassive {
+		roles = string(licensehav1.RolesFixed)
+	}
+	connected := st.Connected
+	g := &GroupStatus{Kind: group.KindBackupPair, Namespace: p.Namespace, Name: p.Name, Phase: string(st.Phase),
+		Active: string(st.ActiveServer), Ready: readyStatus(st.Conditions), Failovers: st.Failovers,
+		Mode: string(mode), Roles: roles, SyncState: string(st.SyncState), Connected: &connected,
+		UnmappedLicenses: st.UnmappedLicenses, Conditions: st.Conditions,
+		Sync: SyncSummary{Synchronized: st.Synchronized, LastSyncTime: st.LastSyncTime}}
+	if mode == licensehav1.ActiveActive {
+		g.Active = ""
+	}
+	for _, side := range []struct {
+		side licensehav1.PairSide
+		s    licensehav1.PairServerStatus
+	}{{licensehav1.SideMain, st.Main}, {licensehav1.SideBackup, st.Backup}} {
+		state := "Standby"
+		switch {
+		case side.s.Serving:
+			state = "Serving"
+		case !side.s.Ready:
+			state = "NotReady"
+		}
+		active := side.s.Serving
+		if mode == licensehav1.ActivePassive {
+			active = st.ActiveServer == side.side
+		}
+		pod := side.s.Pod
+		if pod == "" {
+			pod = group.PodName(p.Name, string(side.side))
+		}
+		g.Members = append(g.Members, MemberSummary{Name: string(side.side), Role: string(side.side), State: state,
+			Ready: side.s.Ready, Active: active, Pod: pod, PodIP: side.s.PodIP})
+		for _, l := range side.s.Licenses {
+			g.Licenses = append(g.Licenses, licenseSummary(string(side.side), l))
+		}
+	}
+	return g
+}
+
+// renderStatus writes the readable form of groups.
+func renderStatus(w io.Writer, groups []GroupStatus, now time.Time) error {
+	for i := range groups {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if err := renderGroup(w, &groups[i], now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func age(t time.Time, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return duration.HumanDuration(now.Sub(t))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func renderGroup(w io.Writer, g *GroupStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "%s %s/%s\n", g.Kind, g.Namespace, g.Name)
+	fmt.Fprintf(tw, "  Phase:\t%s\n", orDash(g.Phase))
+	fmt.Fprintf(tw, "  Ready:\t%s\n", g.Ready)
+	if g.Kind == group.KindTriad {
+		fmt.Fprintf(tw, "  Active member:\t%s\n", orDash(g.Active))
+		fmt.Fprintf(tw, "  Quorum:\t%s\n", g.Quorum)
+		fmt.Fprintf(tw, "  Epoch:\t%d\n", g.Epoch)
+		last := ""
+		if g.Sync.LastSyncTime != nil {
+			last = fmt.Sprintf(", last sync %s ago", age(g.Sync.LastSyncTime.Time, now))
+		}
+		fmt.Fprintf(tw, "  Sync:\trevision %d, synchronized: %s%s\n", g.Sync.Revision, yesNo(g.Sync.Synchronized), last)
+	} else {
+		fmt.Fprintf(tw, "  Mode:\t%s\n", g.Mode)
+		if g.Roles != "" {
+			fmt.Fprintf(tw, "  Roles:\t%s\n", g.Roles)
+		}
+		if g.Mode == string(licensehav1.ActivePassive) {
+			fmt.Fprintf(tw, "  Active server:\t%s\n", orDash(g.Active))
+		}
+		last := ""
+		if g.Sync.LastSyncTime != nil {
+			last = fmt.Sprintf(" (last sync %s ago)", age(g.Sync.LastSyncTime.Time, now))
+		}
+		fmt.Fprintf(tw, "  Sync state:\t%s%s\n", orDash(g.SyncState), last)
+	}
+	fmt.Fprintf(tw, "  Failovers:\t%d\n", g.Failovers)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if g.Kind == group.KindTriad {
+		fmt.Fprintln(tw, "  MEMBER\tROLE\tSTATE\tREADY\tPOD\tPOD IP\tACTIVE")
+	} else {
+		fmt.Fprintln(tw, "  SERVER\tROLE\tSTATE\tREADY\tPOD\tPOD IP\tACTIVE")
+	}
+	for _, m := range g.Members {
+		active := ""
+		if m.Active {
+			active = "*"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%t\t%s\t%s\t%s\n", m.Name, orDash(m.Role), orDash(m.State), m.Ready,
+			orDash(m.Pod), orDash(m.PodIP), active)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w)
+	if len(g.Licenses) == 0 {
+		fmt.Fprintln(w, "  Licences: none reported")
+	} else {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		head := "  LICENCE\tPRODUCT\tEDITION\tPRINTERS\tEXPIRES\tVALID"
+		if g.Kind == group.KindBackupPair {
+			head = "  SERVER\tLICENCE\tPRODUCT\tEDITION\tPRINTERS\tEXPIRES\tVALID"
+		}
+		fmt.Fprintln(tw, head)
+		for _, l := range g.Licenses {
+			expires := "-"
+			if l.Expires != nil {
+				expires = l.Expires.UTC().Format(time.DateOnly)
+			}
+			valid := yesNo(l.Valid)
+			if !l.Valid && l.Message != "" {
+				valid = "no: " + l.Message
+			}
+			prefix := "  "
+			if g.Kind == group.KindBackupPair {
+				prefix = "  " + l.Server + "\t"
+			}
+			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", prefix, l.ID, orDash(l.Product), orDash(l.Edition), l.Printers, expires, valid)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(g.UnmappedLicenses) > 0 {
+		fmt.Fprintf(w, "  Unmapped licences (their clients cannot fail over): %s\n", strings.Join(g.UnmappedLicenses, ", "))
+	}
+
+	fmt.Fprintln(w)
+	if len(g.Conditions) == 0 {
+		fmt.Fprintln(w, "  Conditions: none reported yet")
+	} else {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  CONDITION\tSTATUS\tREASON\tSINCE\tMESSAGE")
+		for _, c := range g.Conditions {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, orDash(c.Reason), age(c.LastTransitionTime.Time, now), c.Message)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintln(w)
+	if len(g.Events) == 0 {
+		fmt.Fprintln(w, "  Events: none")
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  AGE\tTYPE\tREASON\tMESSAGE")
+	for _, e := range g.Events {
+		a := age(e.Time, now)
+		if e.Count > 1 {
+			a = fmt.Sprintf("%s (x%d)", a, e.Count)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a, e.Type, e.Reason, e.Message)
+	}
+	return tw.Flush()
+}
