@@ -200,7 +200,7 @@ exported for another pair, or one not newer than what the backup already applied
 settings into the pair's ConfigMap <pair>-state (and its Secret's revision) the way the main's agent
 publishes them, so the backup's agent applies them. The imported revision is recorded in the
 annotation licenseha.io/imported-bundle-revision of the ConfigMap.`,
-		Example: `  kubectl licenseha backup import plant-b -f plant-b-settings.json --trusted-key bundle-signing.pub`,
+		Example:           `  kubectl licenseha backup import plant-b -f plant-b-settings.json --trusted-key bundle-signing.pub`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeGroups(o, false, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
