@@ -6,8 +6,11 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func runDown(args []string) error {
@@ -18,7 +21,7 @@ func runDown(args []string) error {
 		return err
 	}
 	l := layout{dir: defaultStateDir()}
-	if pid, err := readPid(l.pidFile()); err == nil {
+	if pid, err := readPid(l.pidFile()); err == nil && isComponent(pid, "localcluster") {
 		if err := syscall.Kill(pid, syscall.SIGTERM); err == nil {
 			fmt.Printf("stopping the local cluster (pid %d)\n", pid)
 			waitExit(pid, 60*time.Second)
@@ -62,11 +65,17 @@ func cleanupLeftovers(l layout) {
 		_ = runTool("ip", "link", "del", link)
 	}
 	removeServiceRules()
+	// "ip netns add" bind-mounts /run/netns onto itself on first use; undo
+	// that when no namespace of any instance is left.
+	if entries, err := os.ReadDir("/run/netns"); err == nil && len(entries) == 0 {
+		_ = unix.Unmount("/run/netns", unix.MNT_DETACH)
+	}
 }
 
-// isComponent checks that pid still runs the component it was recorded for,
-// so that a reused pid is left alone.
+// isComponent checks that pid still runs the program it was recorded for,
+// so that a reused pid is left alone. The binary may have been rebuilt
+// since it started ("make local-down" rebuilds bin/localcluster).
 func isComponent(pid int, name string) bool {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	return err == nil && filepath.Base(exe) == name
+	return err == nil && filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == name
 }

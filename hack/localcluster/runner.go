@@ -38,6 +38,9 @@ func (w *podWorker) runContainer(st *containerState) (code int32, stopped bool) 
 	var crashDelay, errDelay time.Duration
 	restarting := false
 	for {
+		if w.runCtx.Err() != nil {
+			return 0, true
+		}
 		p, err := w.startContainer(w.runCtx, st.spec)
 		if err != nil {
 			reason := "RunContainerError"
