@@ -19,9 +19,12 @@ type peer struct {
 	// starts at the machine's start: a member that just started assumes
 	// it heard everyone, which only delays takeovers.
 	lastRecv time.Duration
-	// contactSince is when the current unbroken contact began.
-	contactSince time.Duration
-	inContact    bool
+	// contactSince is when the current unbroken contact began, on our clock
+	// and (contactSentAt) on the peer's: failback needs both to have lasted
+	// FailbackDelay, so delayed packets cannot fake a long contact.
+	contactSince  time.Duration
+	contactSentAt time.Duration
+	inContact     bool
 	// grantSentAt and grantEpoch: the newest grant the peer gave us.
 	grantSentAt time.Duration
 	grantEpoch  int64
@@ -131,7 +134,7 @@ func (m *Machine) Receive(now time.Duration, hb Heartbeat) Output {
 		p.inc, p.hasHB, p.inContact = hb.Incarnation, false, false
 	}
 	if !p.inContact || now-p.lastRecv >= m.cfg.PeerTimeout {
-		p.inContact, p.contactSince = true, now
+		p.inContact, p.contactSince, p.contactSentAt = true, now, hb.SentAt
 	}
 	p.lastRecv = now
 	if g := hb.Grant; g != nil && g.Incarnation == m.cfg.Incarnation && g.SentAt >= p.grantSentAt {
@@ -246,7 +249,8 @@ func (m *Machine) reconcile(now time.Duration) {
 	if m.role == Secondary && m.cfg.Failback == FailbackAutomatic && m.holding != 0 &&
 		!m.handingOver && !m.shutdown {
 		p := m.peer(m.cfg.Primary)
-		if m.eligible(now, p.id) && p.inContact && p.lastRecv-p.contactSince >= m.cfg.FailbackDelay {
+		if m.eligible(now, p.id) && p.inContact && p.lastRecv-p.contactSince >= m.cfg.FailbackDelay &&
+			p.hb.SentAt-p.contactSentAt >= m.cfg.FailbackDelay {
 			m.startHandover(p.id, ReasonFailback)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 var (
 	seedFlag  = flag.Int64("seed", -1, "run only this simulation seed, with a trace")
 	seedsFlag = flag.Int("seeds", 10000, "number of simulation seeds (-short: a tenth)")
+	baseFlag  = flag.Int64("seedbase", 0, "first simulation seed")
 )
 
 // TestSimulation runs thousands of seeded fault scenarios and checks on every
@@ -31,7 +32,7 @@ func TestSimulation(t *testing.T) {
 	}
 	var recoveries []time.Duration
 	failed := 0
-	for seed := range int64(n) {
+	for seed := *baseFlag; seed < *baseFlag+int64(n); seed++ {
 		o := RandomRun(seed, false)
 		recoveries = append(recoveries, o.Recovery)
 		if len(o.Failures) > 0 {
