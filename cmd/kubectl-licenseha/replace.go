@@ -105,7 +105,7 @@ func (k *kube) waitReplaced(ctx context.Context, podName string, oldUID types.UI
 			report("old pod gone; waiting for the new one")
 			return false, nil
 		case err != nil:
-			return false, err
+			return false, nil // transient: keep trying until the timeout
 		case pod.UID == oldUID:
 			if pod.DeletionTimestamp != nil {
 				report("old pod terminating")

@@ -168,10 +168,14 @@ func (k *kube) waitActive(ctx context.Context, name, target string, generation i
 	last := "\x00"
 	var t *licensehav1.LicenseTriad
 	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
-		var err error
-		if t, err = k.triad(ctx, name); err != nil {
-			return false, err
+		var cur licensehav1.LicenseTriad
+		if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &cur); err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("%s/%s was deleted while waiting", k.ns, name)
+			}
+			return false, nil // transient: keep trying until the timeout
 		}
+		t = &cur
 		if a := t.Status.ActiveMember; a != last {
 			if last != "\x00" || a != target {
 				onChange(a)
