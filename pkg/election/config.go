@@ -33,7 +33,8 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// Failback and FailbackDelay: with Automatic, an active secondary hands
 	// the role back once the primary has been in contact and able to reach
-	// the Lease store for FailbackDelay.
+	// the Lease store for FailbackDelay. Zero means at once; WithDefaults
+	// leaves it alone (the API default is DefaultFailbackDelay).
 	Failback      FailbackPolicy
 	FailbackDelay time.Duration
 	// RenewInterval is how often the holder renews the Lease and standbys

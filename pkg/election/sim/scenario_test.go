@@ -1,0 +1,314 @@
+package sim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/licenseha/licenseha/pkg/election"
+)
+
+// Targeted scenarios, one per protocol rule, at default settings unless
+// stated. Each runs with clocks skewed to the configured bound (primary
+// fast, secondary slow, tertiary fast: the worst case for a takeover) and
+// fails on any safety violation.
+
+// defaults are the API defaults (a zero FailbackDelay means "at once").
+var defaults = election.Config{FailbackDelay: election.DefaultFailbackDelay}
+
+var lan = Network{MinDelay: 200 * time.Microsecond, MaxDelay: 2 * time.Millisecond}
+
+func newTriad(t *testing.T, cfg election.Config) *World {
+	t.Helper()
+	w := New(1, cfg, lan, testing.Verbose())
+	rho := w.Cfg.MaxClockDrift
+	w.Members[P].Rate, w.Members[S].Rate, w.Members[T].Rate = 1+rho, 1-rho, 1+rho
+	for i := range w.Members {
+		w.Start(i)
+	}
+	t.Cleanup(func() {
+		for _, f := range w.Failures() {
+			t.Error(f)
+		}
+		if t.Failed() && testing.Verbose() {
+			t.Log(w.Trace())
+		}
+	})
+	return w
+}
+
+// waitActive runs until a member other than not is active and returns it
+// and the time it took.
+func waitActive(t *testing.T, w *World, not int, within time.Duration) (int, time.Duration) {
+	t.Helper()
+	start := w.Now
+	for w.Now-start <= within {
+		if a := w.ActiveMember(); a >= 0 && a != not {
+			return a, w.Now - start
+		}
+		w.RunUntil(w.Now + time.Millisecond)
+	}
+	t.Fatalf("no member other than %d active within %v", not, within)
+	return -1, 0
+}
+
+// steady runs until the primary serves.
+func steady(t *testing.T, w *World) {
+	t.Helper()
+	if a, _ := waitActive(t, w, -1, 10*time.Second); a != P {
+		t.Fatalf("the primary should serve first, got %d", a)
+	}
+	w.RunUntil(w.Now + 5*time.Second)
+}
+
+// neverActive runs for d and fails if anybody (who < 0) or member who is
+// active meanwhile.
+func neverActive(t *testing.T, w *World, who int, d time.Duration) {
+	t.Helper()
+	end := w.Now + d
+	for w.Now < end {
+		w.RunUntil(w.Now + time.Millisecond)
+		if a := w.ActiveMember(); a >= 0 && (who < 0 || a == who) {
+			t.Fatalf("member %d is active at %v", a, w.Now)
+		}
+	}
+}
+
+func TestCrashOfActiveFailsOverAfterPeerTimeoutPlusMargin(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	epoch := w.Members[P].Epoch()
+	w.Crash(P)
+	a, took := waitActive(t, w, P, 10*time.Second)
+	cfg := w.Cfg
+	t.Logf("secondary serves %v after the crash (peer timeout %v, grant hold %v)", took, cfg.PeerTimeout, cfg.GrantHold())
+	if a != S || w.Members[S].Epoch() <= epoch {
+		t.Fatalf("want the secondary with a newer epoch, got member %d epoch %d", a, w.Members[S].Epoch())
+	}
+	// The grant the secondary itself gave binds it for GrantHold of its
+	// (slow) clock; a heartbeat round and a Lease call come on top.
+	lo := time.Duration(float64(cfg.GrantHold()) / (1 + cfg.MaxClockDrift))
+	hi := time.Duration(float64(cfg.GrantHold())/(1-cfg.MaxClockDrift)) + 2*cfg.HeartbeatInterval
+	if took < lo || took > hi {
+		t.Fatalf("failover took %v, want within [%v, %v]", took, lo, hi)
+	}
+}
+
+func TestTertiaryNeverServesAndServiceReturnsWithACandidate(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.Crash(P)
+	w.Crash(S)
+	neverActive(t, w, -1, 30*time.Second)
+	if l := w.Members[T].Label(); l != election.LabelWitness {
+		t.Fatalf("tertiary label %q", l)
+	}
+	w.Start(S)
+	a, took := waitActive(t, w, -1, 10*time.Second)
+	t.Logf("secondary serves %v after it came back to the tertiary", took)
+	if a != S {
+		t.Fatalf("want the secondary to serve with the tertiary, got %d", a)
+	}
+}
+
+func TestActiveCutOffFromBothPeersStopsWithinPeerTimeout(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	cut := w.Now
+	for _, x := range []int{S, T} {
+		w.SetLink(P, x, false)
+		w.SetLink(x, P, false)
+	}
+	for w.Members[P].Active(w.Now) {
+		w.RunUntil(w.Now + time.Millisecond)
+	}
+	stopped := w.Now - cut
+	// Its last grant echoed a heartbeat sent before the cut: it ends
+	// PeerTimeout later on the primary's (fast) clock.
+	if bound := w.Cfg.PeerTimeout; stopped > bound {
+		t.Fatalf("isolated active served %v after the cut, want at most %v", stopped, bound)
+	}
+	a, took := waitActive(t, w, P, 10*time.Second)
+	t.Logf("isolated primary stopped after %v; member %d serves %v after the cut", stopped, a, stopped+took)
+	if a != S {
+		t.Fatalf("want the secondary, got %d", a)
+	}
+}
+
+func TestActiveCutOffFromLeaseStoreKeepsServingWithItsQuorum(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.SetStore(P, false)
+	neverActive(t, w, S, 60*time.Second)
+	if !w.Members[P].Active(w.Now) {
+		t.Fatal("the primary stopped serving although both peers confirm it")
+	}
+	// The whole API server goes away: still serving; and now a crash of
+	// the active cannot be taken over, because nobody can take the Lease.
+	for i := range 3 {
+		w.SetStore(i, false)
+	}
+	w.RunUntil(w.Now + 30*time.Second)
+	if !w.Members[P].Active(w.Now) {
+		t.Fatal("the primary stopped serving in failsafe mode")
+	}
+	w.Crash(P)
+	neverActive(t, w, -1, 30*time.Second)
+	w.SetStore(S, true)
+	if a, _ := waitActive(t, w, P, 10*time.Second); a != S {
+		t.Fatalf("want the secondary once it reaches the store, got %d", a)
+	}
+}
+
+func TestSecondaryDoesNotTakeOverAPrimaryTheTertiaryReaches(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.SetLink(P, S, false)
+	w.SetLink(S, P, false)
+	neverActive(t, w, S, 60*time.Second)
+	if !w.Members[P].Active(w.Now) {
+		t.Fatal("the primary stopped serving although the tertiary confirms it")
+	}
+}
+
+func TestMuteActiveIsReplaced(t *testing.T) {
+	// One-way: the primary still hears its peers but nobody hears it.
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.SetLink(P, S, false)
+	w.SetLink(P, T, false)
+	if a, _ := waitActive(t, w, P, 10*time.Second); a != S {
+		t.Fatalf("want the secondary, got %d", a)
+	}
+}
+
+func TestPausedActiveDoesNotServeAfterResumeUntilConfirmed(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	old := w.Members[P].Epoch()
+	w.Pause(P)
+	if a, _ := waitActive(t, w, P, 10*time.Second); a != S {
+		t.Fatalf("want the secondary to take over from a paused primary, got %d", a)
+	}
+	w.RunUntil(w.Now + time.Second)
+	served := false
+	w.OnServeStart = func(w *World, i int, epoch int64) {
+		if i == P {
+			served = true
+			if epoch <= old {
+				w.fail("resumed primary serves its stale epoch %d", epoch)
+			}
+		}
+	}
+	w.Resume(P)
+	if out := w.Members[P].lastOut; out.Server.Mode == election.Serve {
+		t.Fatal("the primary serves right after resuming")
+	}
+	// Failback (30 s by default) is the only way back for it.
+	w.RunUntil(w.Now + 20*time.Second)
+	if served || w.ActiveMember() != S {
+		t.Fatalf("want the secondary to keep serving, active %d, primary served %v", w.ActiveMember(), served)
+	}
+}
+
+func TestShortPauseOfActiveIsRidden(t *testing.T) {
+	// A pause shorter than the peer timeout: the primary's own deadline
+	// passes or not, but nobody else may serve meanwhile.
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.Pause(P)
+	w.RunUntil(w.Now + 1500*time.Millisecond)
+	w.Resume(P)
+	neverActive(t, w, S, 10*time.Second)
+	if a, _ := waitActive(t, w, -1, 5*time.Second); a != P {
+		t.Fatalf("want the primary back, got %d", a)
+	}
+}
+
+func TestSwitchoverIsSubSecond(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.Switchover(S)
+	a, took := waitActive(t, w, P, time.Second)
+	t.Logf("secondary serves %v after the request", took)
+	if a != S {
+		t.Fatalf("want the secondary, got %d", a)
+	}
+	// And back: a switchover to the primary is honoured at once, failback
+	// delay or not.
+	w.RunUntil(w.Now + time.Second)
+	w.Switchover(P)
+	if a, _ := waitActive(t, w, S, time.Second); a != P {
+		t.Fatalf("want the primary, got %d", a)
+	}
+}
+
+func TestSwitchoverToTertiaryIsIgnored(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.Switchover(T)
+	neverActive(t, w, S, 5*time.Second)
+	if w.ActiveMember() != P {
+		t.Fatal("the primary should keep serving")
+	}
+}
+
+func TestGracefulShutdownHandsOverWithinASecond(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.Shutdown(P)
+	start := w.Now
+	a, took := waitActive(t, w, P, time.Second)
+	if a != S {
+		t.Fatalf("want the secondary, got %d", a)
+	}
+	for w.Members[P].Alive {
+		w.RunUntil(w.Now + time.Millisecond)
+	}
+	t.Logf("secondary serves %v after SIGTERM; the primary exited after %v", took, w.Now-start)
+	if w.Now-start >= time.Second {
+		t.Fatalf("the primary took %v to exit", w.Now-start)
+	}
+}
+
+func TestFailbackWaitsForTheDelay(t *testing.T) {
+	w := newTriad(t, election.Config{FailbackDelay: 10 * time.Second})
+	steady(t, w)
+	w.Crash(P)
+	waitActive(t, w, P, 10*time.Second)
+	w.RunUntil(w.Now + 5*time.Second)
+	w.Start(P)
+	a, took := waitActive(t, w, S, 30*time.Second)
+	t.Logf("primary serves again %v after it came back (delay %v)", took, w.Cfg.FailbackDelay)
+	lo := time.Duration(float64(w.Cfg.FailbackDelay) / (1 + w.Cfg.MaxClockDrift))
+	if a != P || took < lo || took > w.Cfg.FailbackDelay+2*time.Second {
+		t.Fatalf("failback to %d after %v, want the primary within [%v, %v]", a, took, lo, w.Cfg.FailbackDelay+2*time.Second)
+	}
+}
+
+func TestFailbackDelayRestartsWhenPrimaryFlaps(t *testing.T) {
+	w := newTriad(t, election.Config{FailbackDelay: 10 * time.Second})
+	steady(t, w)
+	w.Crash(P)
+	waitActive(t, w, P, 10*time.Second)
+	w.Start(P)
+	w.RunUntil(w.Now + 8*time.Second)
+	w.Crash(P) // down before the delay elapsed
+	w.RunUntil(w.Now + time.Second)
+	w.Start(P)
+	neverActive(t, w, P, 9*time.Second)
+	if a, _ := waitActive(t, w, S, 5*time.Second); a != P {
+		t.Fatalf("want failback to the primary, got %d", a)
+	}
+}
+
+func TestManualFailbackLeavesSecondaryActive(t *testing.T) {
+	w := newTriad(t, election.Config{Failback: election.FailbackManual, FailbackDelay: time.Second})
+	steady(t, w)
+	w.Crash(P)
+	waitActive(t, w, P, 10*time.Second)
+	w.Start(P)
+	neverActive(t, w, P, 60*time.Second)
+	if w.ActiveMember() != S {
+		t.Fatal("the secondary should keep serving")
+	}
+}
