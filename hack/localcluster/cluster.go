@@ -103,6 +103,9 @@ func (c *cluster) start(ctx context.Context) error {
 		}
 	})
 	c.goRun(func() { dns.serve(runCtx) })
+	if err := serveKubeletAPI(runCtx, c.l); err != nil {
+		return err
+	}
 	c.goRun(func() { a.run(runCtx) })
 	if err := waitDefaultServiceAccount(ctx, cs); err != nil {
 		return err

@@ -97,7 +97,7 @@ func (w *podWorker) startContainer(ctx context.Context, c *corev1.Container) (*p
 		return nil, err
 	}
 	defer logFile.Close()
-	fmt.Fprintf(logFile, "--- %s localcluster: starting %q\n", time.Now().UTC().Format(time.RFC3339), args)
+	fmt.Fprintf(logFile, "%s%q at %s\n", runStartMarker, args, time.Now().UTC().Format(time.RFC3339))
 	cmd := exec.Command(w.a.exe, containerInitCommand, specPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS, Setpgid: true}

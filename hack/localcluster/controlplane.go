@@ -61,6 +61,13 @@ func (cp *controlPlane) writePKI() error {
 	if err := ca.issue(cp.l.pki("apiserver"), serving); err != nil {
 		return err
 	}
+	kubelet := certRequest{commonName: "localcluster-kubelet", server: true, ips: []net.IP{net.ParseIP(cp.apiHost)}}
+	if err := ca.issue(cp.l.pki("kubelet"), kubelet); err != nil {
+		return err
+	}
+	if err := ca.issue(cp.l.pki("apiserver-kubelet-client"), certRequest{commonName: "kube-apiserver-kubelet-client"}); err != nil {
+		return err
+	}
 	for name, req := range clients {
 		if err := ca.issue(cp.l.pki(name), req); err != nil {
 			return err
@@ -106,6 +113,9 @@ func (cp *controlPlane) start(ctx context.Context) (*kubernetes.Clientset, error
 		"--service-account-signing-key-file="+pki("sa.key"),
 		"--service-cluster-ip-range="+serviceCIDR,
 		"--authorization-mode=Node,RBAC",
+		"--kubelet-client-certificate="+pki("apiserver-kubelet-client.crt"),
+		"--kubelet-client-key="+pki("apiserver-kubelet-client.key"),
+		"--kubelet-preferred-address-types=InternalIP",
 		"--enable-admission-plugins=NodeRestriction,PodSecurity,ServiceAccount,DefaultStorageClass",
 		"--allow-privileged=true",
 		"--profiling=false",

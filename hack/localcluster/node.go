@@ -73,6 +73,7 @@ func (n *node) reportStatus(ctx context.Context, cs kubernetes.Interface) error 
 			{Type: corev1.NodeInternalIP, Address: bridgeIP},
 			{Type: corev1.NodeHostName, Address: n.name},
 		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: kubeletPort}},
 		NodeInfo: corev1.NodeSystemInfo{
 			KubeletVersion:          kubeletVersion,
 			OperatingSystem:         "linux",
