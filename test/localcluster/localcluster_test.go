@@ -172,6 +172,12 @@ func TestLocalCluster(t *testing.T) {
 			p := e.pod("alpha")
 			return p.Status.ContainerStatuses[0].RestartCount >= 1 && isReady(p)
 		})
+		for _, previous := range []bool{false, true} {
+			logs, err := e.cs.CoreV1().Pods("default").GetLogs("alpha", &corev1.PodLogOptions{Container: "server", Previous: previous}).DoRaw(ctx)
+			if err != nil || string(logs) != "listening on :8080\n" {
+				t.Errorf("kubectl logs (previous: %v) = %q, %v", previous, logs, err)
+			}
+		}
 	})
 
 	t.Run("partition and heal", func(t *testing.T) {

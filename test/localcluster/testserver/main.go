@@ -83,6 +83,7 @@ func main() {
 	if addr == ":" {
 		addr = ":8080"
 	}
+	fmt.Fprintln(os.Stderr, "listening on", addr)
 	if err := http.ListenAndServe(addr, nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
