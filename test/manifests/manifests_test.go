@@ -1,0 +1,559 @@
+// Package manifests_test checks the two ways of installing the operator: the
+// Helm chart (charts/licenseha) and kustomize (config/default).
+//
+//   - TestChartMatchesKustomize renders both and requires the same operator
+//     objects: kinds, names (modulo the release prefix), RBAC rules, security
+//     contexts, args, probes and CRDs.
+//   - TestChartServerSideDryRun applies the rendered chart, with default and
+//     non-default values, to a real kube-apiserver (envtest) with server-side
+//     dry-run and strict field validation, in namespaces that enforce the
+//     "restricted" Pod Security Standard.
+//
+// They need bin/helm-<version> (`make helm`) and the control-plane binaries
+// (hack/envtest-assets.sh); `make test-manifests` provides both. HELM and
+// KUBEBUILDER_ASSETS override where they are looked up.
+package manifests_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	root      = "../.."
+	chartDir  = root + "/charts/licenseha"
+	namespace = "licenseha-system"
+	// kustomizeTag is the image tag config/manager names; the chart is
+	// rendered with the same tag for the comparison.
+	kustomizeTag = "dev"
+)
+
+var (
+	assetsOnce sync.Once
+	assets     string
+	assetsErr  error
+)
+
+// assetsDir finds the control-plane binaries: KUBEBUILDER_ASSETS when set,
+// otherwise the last line hack/envtest-assets.sh prints (it builds them when
+// missing).
+func assetsDir(t *testing.T) string {
+	t.Helper()
+	assetsOnce.Do(func() {
+		if assets = os.Getenv("KUBEBUILDER_ASSETS"); assets != "" {
+			return
+		}
+		var out []byte
+		out, assetsErr = exec.Command(filepath.Join(root, "hack", "envtest-assets.sh")).Output()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		assets = lines[len(lines)-1]
+	})
+	if assetsErr != nil {
+		t.Fatalf("building the control-plane binaries: %v", assetsErr)
+	}
+	return assets
+}
+
+func helmBin(t *testing.T) string {
+	t.Helper()
+	h := os.Getenv("HELM")
+	if h == "" {
+		h = filepath.Join(root, "bin", "helm")
+	}
+	if _, err := os.Stat(h); err != nil {
+		t.Fatalf("no helm at %s (run 'make helm' or set HELM): %v", h, err)
+	}
+	return h
+}
+
+func kubectlBin(t *testing.T) string {
+	t.Helper()
+	if k := os.Getenv("KUBECTL"); k != "" {
+		return k
+	}
+	if k, err := exec.LookPath("kubectl"); err == nil {
+		return k
+	}
+	return filepath.Join(assetsDir(t), "kubectl")
+}
+
+func run(t *testing.T, name string, args ...string) []byte {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+// renderChart runs helm template with the given release name and extra flags.
+func renderChart(t *testing.T, release, ns string, flags ...string) []*unstructured.Unstructured {
+	t.Helper()
+	args := append([]string{"template", release, chartDir, "--namespace", ns}, flags...)
+	return decode(t, run(t, helmBin(t), args...))
+}
+
+func renderKustomize(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	return decode(t, run(t, kubectlBin(t), "kustomize", filepath.Join(root, "config", "default")))
+}
+
+func decode(t *testing.T, manifests []byte) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifests), 4096)
+	for {
+		var m map[string]any
+		if err := d.Decode(&m); err != nil {
+			if err.Error() == "EOF" {
+				break
+			}
+			t.Fatalf("decoding manifests: %v", err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+	return objs
+}
+
+func key(u *unstructured.Unstructured) string {
+	return fmt.Sprintf("%s/%s %s", u.GetKind(), u.GetNamespace(), u.GetName())
+}
+
+// Labels only Helm sets (release bookkeeping); kustomize has no release.
+var helmOnlyLabels = []string{
+	"helm.sh/chart",
+	"app.kubernetes.io/managed-by",
+	"app.kubernetes.io/instance",
+	"app.kubernetes.io/version",
+}
+
+// normalise removes what legitimately differs between the two renderings and
+// maps the chart's name prefix onto the kustomize one ("licenseha").
+func normalise(u *unstructured.Unstructured, prefix string) *unstructured.Unstructured {
+	u = u.DeepCopy()
+	if prefix != "licenseha" {
+		u.Object = renamePrefix(u.Object, prefix+"-", "licenseha-").(map[string]any)
+	}
+	for _, path := range [][]string{
+		{"metadata", "labels"},
+		{"spec", "selector"},
+		{"spec", "selector", "matchLabels"},
+		{"spec", "template", "metadata", "labels"},
+	} {
+		m, found, _ := unstructured.NestedMap(u.Object, path...)
+		if !found {
+			continue
+		}
+		for _, l := range helmOnlyLabels {
+			delete(m, l)
+		}
+		_ = unstructured.SetNestedMap(u.Object, m, path...)
+	}
+	ann := u.GetAnnotations()
+	delete(ann, "helm.sh/resource-policy")
+	if len(ann) == 0 {
+		unstructured.RemoveNestedField(u.Object, "metadata", "annotations")
+	} else {
+		u.SetAnnotations(ann)
+	}
+	return u
+}
+
+func renamePrefix(v any, from, to string) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = renamePrefix(e, from, to)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = renamePrefix(e, from, to)
+		}
+		return x
+	case string:
+		if strings.HasPrefix(x, from) {
+			return to + strings.TrimPrefix(x, from)
+		}
+		return x
+	default:
+		return v
+	}
+}
+
+// diff lists the paths where a and b differ.
+func diff(path string, a, b any, out *[]string) {
+	if reflect.DeepEqual(a, b) {
+		return
+	}
+	am, aok := a.(map[string]any)
+	bm, bok := b.(map[string]any)
+	if aok && bok {
+		keys := map[string]bool{}
+		for k := range am {
+			keys[k] = true
+		}
+		for k := range bm {
+			keys[k] = true
+		}
+		sorted := make([]string, 0, len(keys))
+		for k := range keys {
+			sorted = append(sorted, k)
+		}
+		sort.Strings(sorted)
+		for _, k := range sorted {
+			diff(path+"."+k, am[k], bm[k], out)
+		}
+		return
+	}
+	al, aok := a.([]any)
+	bl, bok := b.([]any)
+	if aok && bok && len(al) == len(bl) {
+		for i := range al {
+			diff(fmt.Sprintf("%s[%d]", path, i), al[i], bl[i], out)
+		}
+		return
+	}
+	ay, _ := yaml.Marshal(a)
+	by, _ := yaml.Marshal(b)
+	*out = append(*out, fmt.Sprintf("%s:\n  kustomize: %s\n  chart:     %s", path,
+		strings.ReplaceAll(strings.TrimSpace(string(ay)), "\n", "\n             "),
+		strings.ReplaceAll(strings.TrimSpace(string(by)), "\n", "\n             ")))
+}
+
+func TestChartMatchesKustomize(t *testing.T) {
+	kust := map[string]*unstructured.Unstructured{}
+	for _, u := range renderKustomize(t) {
+		// The chart leaves the namespace to `helm install --create-namespace`
+		// (or to whoever manages namespaces); kustomize creates it, labelled
+		// to enforce the restricted Pod Security Standard.
+		if u.GetKind() == "Namespace" {
+			if u.GetName() != namespace || u.GetLabels()["pod-security.kubernetes.io/enforce"] != "restricted" {
+				t.Errorf("kustomize Namespace %s: want %s enforcing the restricted Pod Security Standard", u.GetName(), namespace)
+			}
+			continue
+		}
+		kust[key(u)] = normalise(u, "licenseha")
+	}
+	for _, k := range []string{
+		"CustomResourceDefinition/ licensetriads.licenseha.io",
+		"CustomResourceDefinition/ licensebackuppairs.licenseha.io",
+		"ClusterRole/ licenseha-manager",
+		"ClusterRoleBinding/ licenseha-manager",
+		"Role/licenseha-system licenseha-leader-election",
+		"RoleBinding/licenseha-system licenseha-leader-election",
+		"ServiceAccount/licenseha-system licenseha-operator",
+		"Deployment/licenseha-system licenseha-operator",
+		"Service/licenseha-system licenseha-operator-metrics",
+	} {
+		if kust[k] == nil {
+			t.Errorf("kustomize output lacks %s", k)
+		}
+	}
+
+	// Release "licenseha" gives the same names; release "prod" gives the
+	// prefix "prod-licenseha", which normalise maps back.
+	for _, rel := range []struct{ release, prefix string }{{"licenseha", "licenseha"}, {"prod", "prod-licenseha"}} {
+		t.Run("release="+rel.release, func(t *testing.T) {
+			chart := map[string]*unstructured.Unstructured{}
+			for _, u := range renderChart(t, rel.release, namespace, "--set", "image.tag="+kustomizeTag) {
+				n := normalise(u, rel.prefix)
+				chart[key(n)] = n
+			}
+			var keys []string
+			for k := range kust {
+				keys = append(keys, k)
+			}
+			for k := range chart {
+				if kust[k] == nil {
+					keys = append(keys, k)
+				}
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				a, b := kust[k], chart[k]
+				switch {
+				case a == nil:
+					t.Errorf("%s: only in the chart", k)
+				case b == nil:
+					t.Errorf("%s: only in kustomize", k)
+				default:
+					var d []string
+					diff("", a.Object, b.Object, &d)
+					if len(d) > 0 {
+						t.Errorf("%s differs:\n%s", k, strings.Join(d, "\n"))
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestChartDefaultsAreLeastPrivilege pins properties of the rendered chart
+// that a diff against kustomize would not catch if both drifted together.
+func TestChartDefaultsAreLeastPrivilege(t *testing.T) {
+	for _, vf := range []string{"", chartDir + "/ci/all-features-values.yaml", chartDir + "/ci/existing-configmap-values.yaml"} {
+		flags := []string{}
+		if vf != "" {
+			flags = append(flags, "-f", vf)
+		}
+		name := filepath.Base(vf)
+		if vf == "" {
+			name = "defaults"
+		}
+		t.Run(name, func(t *testing.T) {
+			objs := renderChart(t, "licenseha", namespace, flags...)
+			kinds := map[string]int{}
+			for _, u := range objs {
+				kinds[u.GetKind()]++
+				switch u.GetKind() {
+				case "ClusterRole":
+					rules, _, _ := unstructured.NestedSlice(u.Object, "rules")
+					for _, r := range rules {
+						s := fmt.Sprint(r)
+						if strings.Contains(s, "*") {
+							t.Errorf("ClusterRole rule with a wildcard: %s", s)
+						}
+					}
+				case "Role":
+					if u.GetNamespace() != namespace {
+						t.Errorf("Role %s outside the release namespace", u.GetName())
+					}
+				case "Deployment":
+					var d struct {
+						Spec struct {
+							Template corev1.PodTemplateSpec `json:"template"`
+						} `json:"spec"`
+					}
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
+						t.Fatal(err)
+					}
+					ps := d.Spec.Template.Spec
+					if ps.SecurityContext == nil || ps.SecurityContext.RunAsNonRoot == nil || !*ps.SecurityContext.RunAsNonRoot ||
+						ps.SecurityContext.SeccompProfile == nil || ps.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+						t.Errorf("pod security context %+v: want runAsNonRoot and seccomp RuntimeDefault", ps.SecurityContext)
+					}
+					for _, c := range ps.Containers {
+						sc := c.SecurityContext
+						if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+							sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+							sc.Capabilities == nil || !reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+							t.Errorf("container %s security context %+v: want no privilege escalation, read-only root, drop ALL", c.Name, sc)
+						}
+						if !containsPrefix(c.Args, "--image="+c.Image) {
+							t.Errorf("container %s args %v: want --image=%s", c.Name, c.Args, c.Image)
+						}
+					}
+				}
+			}
+			want := map[string]int{"CustomResourceDefinition": 2, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+				"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1}
+			switch filepath.Base(vf) {
+			case "all-features-values.yaml":
+				want["ConfigMap"], want["ServiceMonitor"], want["PodDisruptionBudget"] = 1, 1, 1
+			case "existing-configmap-values.yaml":
+				want["PodDisruptionBudget"] = 1
+				delete(want, "CustomResourceDefinition")
+			}
+			if !reflect.DeepEqual(kinds, want) {
+				t.Errorf("kinds rendered: %v, want %v", kinds, want)
+			}
+		})
+	}
+}
+
+func containsPrefix(args []string, s string) bool {
+	for _, a := range args {
+		if a == s {
+			return true
+		}
+	}
+	return false
+}
+
+// warnings collects the API server's warnings (Pod Security "warn" mode
+// reports violations of a Deployment's pod template this way).
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) HandleWarningHeaderWithContext(_ context.Context, code int, _ string, msg string) {
+	if code != 299 || msg == "" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, msg)
+}
+
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.msgs
+	w.msgs = nil
+	return m
+}
+
+// serviceMonitorCRD stands in for the Prometheus Operator's CRD so that the
+// ServiceMonitor of the chart can be dry-run applied.
+const serviceMonitorCRD = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+
+func TestChartServerSideDryRun(t *testing.T) {
+	helmBin(t) // fail early, before starting the API server
+	env := &envtest.Environment{BinaryAssetsDirectory: assetsDir(t)}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting envtest: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+
+	w := &warnings{}
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandlerWithContext = w
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	installServiceMonitorCRD(ctx, t, c)
+
+	cases := []struct {
+		name   string
+		ns     string
+		values string
+	}{
+		{"defaults", "chart-defaults", ""},
+		{"all-features", "chart-all-features", chartDir + "/ci/all-features-values.yaml"},
+		{"existing-configmap", "chart-existing-cm", chartDir + "/ci/existing-configmap-values.yaml"},
+		{"kustomize", namespace, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// Enforce the restricted Pod Security Standard, and warn, so
+			// that both Pods (rejected) and Deployments (warned) are checked.
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tc.ns, Labels: map[string]string{
+				"pod-security.kubernetes.io/enforce": "restricted",
+				"pod-security.kubernetes.io/warn":    "restricted",
+			}}}
+			if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+			var objs []*unstructured.Unstructured
+			if tc.name == "kustomize" {
+				objs = renderKustomize(t)
+			} else {
+				var flags []string
+				if tc.values != "" {
+					flags = []string{"-f", tc.values}
+				}
+				objs = renderChart(t, "licenseha", tc.ns, flags...)
+			}
+			w.take()
+			for _, u := range objs {
+				err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+					client.DryRunAll, client.FieldOwner("licenseha-test"), client.ForceOwnership)
+				if err != nil {
+					t.Errorf("server-side dry-run apply of %s: %v", key(u), err)
+				}
+				if u.GetKind() == "Deployment" {
+					dryRunPod(ctx, t, c, u)
+				}
+			}
+			if msgs := w.take(); len(msgs) > 0 {
+				t.Errorf("API server warnings:\n%s", strings.Join(msgs, "\n"))
+			}
+		})
+	}
+}
+
+// dryRunPod creates the Deployment's pod template as a Pod with dry-run in a
+// namespace that enforces the restricted Pod Security Standard.
+func dryRunPod(ctx context.Context, t *testing.T, c client.Client, u *unstructured.Unstructured) {
+	t.Helper()
+	var d struct {
+		Spec struct {
+			Template corev1.PodTemplateSpec `json:"template"`
+		} `json:"spec"`
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: d.Spec.Template.ObjectMeta,
+		Spec:       d.Spec.Template.Spec,
+	}
+	pod.Namespace, pod.Name = u.GetNamespace(), u.GetName()+"-dry-run"
+	if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
+		t.Errorf("the operator pod is refused in a namespace enforcing the restricted Pod Security Standard: %v", err)
+	}
+}
+
+// installServiceMonitorCRD creates the stand-in ServiceMonitor CRD and waits
+// until a ServiceMonitor can be dry-run applied.
+func installServiceMonitorCRD(ctx context.Context, t *testing.T, c client.Client) {
+	t.Helper()
+	crd := decode(t, []byte(serviceMonitorCRD))[0]
+	if err := c.Create(ctx, crd); err != nil {
+		t.Fatalf("creating the ServiceMonitor CRD: %v", err)
+	}
+	probe := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+		"metadata": map[string]any{"name": "probe", "namespace": "default"},
+	}}
+	var err error
+	for ctx.Err() == nil {
+		if err = c.Apply(ctx, client.ApplyConfigurationFromUnstructured(probe), client.DryRunAll, client.FieldOwner("licenseha-test")); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the ServiceMonitor CRD never became usable: %v", err)
+}
