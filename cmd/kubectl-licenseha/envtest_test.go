@@ -231,6 +231,18 @@ func TestEnvStatus(t *testing.T) {
 		t.Fatalf("status -A -o yaml: %v\n%s", err, out)
 	}
 
+	out, err = kubectl(t, ns, "__complete", "status", "")
+	if err != nil || !strings.Contains(out, "plant-a\n") || !strings.Contains(out, "plant-b\n") {
+		t.Errorf("completion of group names = %v\n%s", err, out)
+	}
+	out, err = kubectl(t, ns, "__complete", "switchover", "plant-a", "--to", "")
+	if err != nil || !strings.Contains(out, "b\tSecondary") || !strings.Contains(out, "c\tTertiary") {
+		t.Errorf("completion of members = %v\n%s", err, out)
+	}
+	if out, err = kubectl(t, ns, "completion", "bash"); err != nil || !strings.Contains(out, "bash completion") {
+		t.Errorf("completion bash = %v", err)
+	}
+
 	_, err = kubectl(t, ns, "status", "nope")
 	if err == nil || !strings.Contains(err.Error(), `namespace "`+ns+`"`) || !strings.Contains(err.Error(), "kubectl get licenseha -A") {
 		t.Fatalf("status of a missing group = %v, want the namespace searched and a hint", err)
