@@ -312,3 +312,32 @@ func TestManualFailbackLeavesSecondaryActive(t *testing.T) {
 		t.Fatal("the secondary should keep serving")
 	}
 }
+
+func TestRestartedVoterHonoursTheGrantOfItsFormerIncarnation(t *testing.T) {
+	// The primary serves on the tertiary's grant alone (cut off from the
+	// secondary). The tertiary restarts at the moment the primary is cut
+	// off from it too: the new incarnation does not know what it granted,
+	// so it must not grant the secondary before that grant has run out.
+	// Clocks: the primary slow (its grant lasts longest in true time), the
+	// others fast (they wait least).
+	w := New(1, defaults, lan, testing.Verbose())
+	rho := w.Cfg.MaxClockDrift
+	w.Members[P].Rate, w.Members[S].Rate, w.Members[T].Rate = 1-rho, 1+rho, 1+rho
+	for i := range w.Members {
+		w.Start(i)
+	}
+	steady(t, w)
+	w.SetLink(P, S, false)
+	w.SetLink(S, P, false)
+	w.RunUntil(w.Now + 3*time.Second)
+	w.SetLink(P, T, false)
+	w.SetLink(T, P, false)
+	w.Crash(T)
+	w.Start(T)
+	if a, _ := waitActive(t, w, P, 10*time.Second); a != S {
+		t.Fatalf("want the secondary, got %d", a)
+	}
+	for _, f := range w.Failures() {
+		t.Error(f)
+	}
+}
