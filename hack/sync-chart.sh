@@ -3,7 +3,9 @@
 # - CRDs go into templates/crds/ behind the crds.enabled switch and with
 #   helm.sh/resource-policy: keep (crds.keep), so uninstalling the chart never
 #   deletes the CRDs and with them every user's triads and pairs. Helm's crds/
-#   folder is not used because Helm never upgrades CRDs placed there.
+#   folder is not used because Helm never upgrades CRDs placed there. Argo CD
+#   renders charts with `helm template` and ignores Helm's resource policy, so
+#   crds.keep also sets the Argo CD sync options Delete=false,Prune=false.
 # - The operator's ClusterRole rules come from config/rbac/role.yaml, which
 #   controller-gen derives from the reconcilers' RBAC markers.
 set -euo pipefail
@@ -19,6 +21,7 @@ for f in config/crd/bases/*.yaml; do
         print
         print "    {{- if .Values.crds.keep }}"
         print "    helm.sh/resource-policy: keep"
+        print "    argocd.argoproj.io/sync-options: Delete=false,Prune=false"
         print "    {{- end }}"
         done = 1
         next

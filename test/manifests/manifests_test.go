@@ -177,7 +177,9 @@ func normalise(u *unstructured.Unstructured, prefix string) *unstructured.Unstru
 		_ = unstructured.SetNestedMap(u.Object, m, path...)
 	}
 	ann := u.GetAnnotations()
+	// Only the chart keeps its CRDs on uninstall (crds.keep).
 	delete(ann, "helm.sh/resource-policy")
+	delete(ann, "argocd.argoproj.io/sync-options")
 	if len(ann) == 0 {
 		unstructured.RemoveNestedField(u.Object, "metadata", "annotations")
 	} else {
