@@ -51,7 +51,7 @@ func writeAtomic(dir string, p payload, gid int) (bool, error) {
 		if err := os.Chmod(path, f.mode); err != nil { // WriteFile honours the umask
 			return false, err
 		}
-		if err := os.Lchown(path, 0, gid); err != nil {
+		if err := os.Lchown(path, -1, gid); err != nil {
 			return false, err
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -102,6 +103,16 @@ func TestLocalCluster(t *testing.T) {
 		}
 		if got := e.get(a, "/write?path=/copied/new-file"); got != "ok" {
 			t.Errorf("an emptyDir is not writable: %q", got)
+		}
+	})
+
+	t.Run("persistent volume claim", func(t *testing.T) {
+		if got := e.get(a, "/write?path=/data/file"); got != "ok" {
+			t.Fatalf("writing to the claim: %q", got)
+		}
+		files, _ := filepath.Glob(filepath.Join(e.stateDir, "persistent-volumes", "*", "file"))
+		if len(files) != 1 {
+			t.Errorf("the file is not on a provisioned volume: %v", files)
 		}
 	})
 
@@ -328,6 +339,7 @@ func (e *env) runPod(name string) *corev1.Pod {
 					{Name: "podinfo", MountPath: "/etc/podinfo"},
 					{Name: "markers", MountPath: "/markers"},
 					{Name: "licence", MountPath: "/etc/licence", ReadOnly: true},
+					{Name: "data", MountPath: "/data"},
 				},
 			}},
 			Volumes: []corev1.Volume{
@@ -340,10 +352,21 @@ func (e *env) runPod(name string) *corev1.Pod {
 					Path: e.markers, Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}},
 				{Name: "licence", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 					SecretName: "licence", DefaultMode: ptr.To[int32](0o440)}}},
+				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
+					ClaimName: "data-" + name}}},
 			},
 		},
 	}
-	_, err := e.cs.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{})
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "data-" + name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	_, err := e.cs.CoreV1().PersistentVolumeClaims("default").Create(context.Background(), claim, metav1.CreateOptions{})
+	must(e.t, err)
+	_, err = e.cs.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{})
 	must(e.t, err)
 	eventually(e.t, 30*time.Second, name+" ready", func() bool { return isReady(e.pod(name)) })
 	return e.pod(name)
