@@ -1,9 +1,6 @@
 package election
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // peer is what a machine knows about one of the other two members.
 type peer struct {
@@ -117,9 +114,6 @@ func New(cfg Config, now time.Duration) (*Machine, error) {
 	m.lastOpEnd = now - cfg.RenewInterval
 	return m, nil
 }
-
-// Config returns the machine's configuration with defaults applied.
-func (m *Machine) Config() Config { return m.cfg }
 
 // Tick lets time pass; call it at Output.NextWake (earlier is harmless).
 func (m *Machine) Tick(now time.Duration) Output { return m.step(now) }
@@ -531,8 +525,4 @@ func (m *Machine) Status() Status {
 		s.HandoverTo, s.HandoverReason = m.handoverTo, m.handoverReason
 	}
 	return s
-}
-
-func (s Status) String() string {
-	return fmt.Sprintf("%s holding=%d serving=%v view=%s grantee=%s", s.Role, s.Holding, s.Serving, s.View, s.Grantee)
 }

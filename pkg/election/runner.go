@@ -207,26 +207,35 @@ type MemoryLeaseStore struct {
 
 // Get implements LeaseStore.
 func (s *MemoryLeaseStore) Get(ctx context.Context) (LeaseRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return LeaseRecord{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.exists {
 		return LeaseRecord{}, ErrNotFound
 	}
-	return s.rec, ctx.Err()
+	return s.rec, nil
 }
 
 // Create implements LeaseStore.
 func (s *MemoryLeaseStore) Create(ctx context.Context, rec LeaseRecord) (LeaseRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return LeaseRecord{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.exists {
 		return LeaseRecord{}, ErrConflict
 	}
-	return s.store(rec), ctx.Err()
+	return s.store(rec), nil
 }
 
 // Update implements LeaseStore.
 func (s *MemoryLeaseStore) Update(ctx context.Context, rec LeaseRecord) (LeaseRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return LeaseRecord{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -235,7 +244,7 @@ func (s *MemoryLeaseStore) Update(ctx context.Context, rec LeaseRecord) (LeaseRe
 	case rec.Version != s.rec.Version:
 		return LeaseRecord{}, ErrConflict
 	}
-	return s.store(rec), ctx.Err()
+	return s.store(rec), nil
 }
 
 func (s *MemoryLeaseStore) store(rec LeaseRecord) LeaseRecord {

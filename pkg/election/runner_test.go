@@ -161,3 +161,18 @@ func TestRunnersOnLoopbackHandOverOnShutdown(t *testing.T) {
 		t.Fatalf("want the secondary to take over, got %q", next)
 	}
 }
+
+func TestRunnersOnLoopbackSwitchOver(t *testing.T) {
+	members, srv := startTriad(t)
+	if id, _, _ := srv.waitActive(t, "", 10*time.Second); id != "a" {
+		t.Fatalf("the primary should serve first, got %q", id)
+	}
+	for _, m := range members {
+		m.runner.Switchover("b")
+	}
+	next, _, took := srv.waitActive(t, "a", time.Second)
+	t.Logf("%s serves %v after the switchover request", next, took)
+	if next != "b" {
+		t.Fatalf("want the secondary, got %q", next)
+	}
+}

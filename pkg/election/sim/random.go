@@ -17,7 +17,6 @@ type Outcome struct {
 	Trace    string
 	// Recovery is how long after the faults stopped service returned.
 	Recovery time.Duration
-	Faults   int
 }
 
 // RandomRun runs one seeded scenario: a fault phase with random crashes,
@@ -77,9 +76,8 @@ func RandomRun(seed int64, trace bool) Outcome {
 
 	// Fault phase.
 	faultEnd := time.Duration(5+rng.Intn(16)) * time.Second
-	out.Faults = 2 + rng.Intn(12)
 	calm := false // set once the fault phase is over: pending restarts are void
-	times := make([]time.Duration, out.Faults)
+	times := make([]time.Duration, 2+rng.Intn(12))
 	for k := range times {
 		times[k] = time.Second + time.Duration(rng.Int63n(int64(faultEnd-time.Second)))
 	}

@@ -66,9 +66,6 @@ type World struct {
 	// stalled stops the run after a livelock.
 	stalled bool
 
-	// OnStoreWrite, when set, observes every successful Lease write at its
-	// linearization point.
-	OnStoreWrite func(w *World, from int, rec election.LeaseRecord)
 	// OnHandover observes a member's decision to hand over.
 	OnHandover func(w *World, i int, st election.Status)
 	// OnServeStart observes the start of a serving interval.
@@ -88,7 +85,6 @@ type Member struct {
 	// time the last one stopped.
 	Up, Down time.Duration
 	Rate     float64 // local clock rate against true time
-	Restarts int
 	// ShuttingDown: Shutdown was called; the process exits on Done.
 	ShuttingDown bool
 
@@ -110,7 +106,6 @@ type Store struct {
 	Exists  bool
 	Rec     election.LeaseRecord
 	version int64
-	Writes  int
 }
 
 // New returns a world with all members up and connected.
@@ -220,7 +215,6 @@ func (w *World) Crash(i int) {
 	}
 	w.logf("%s crash", ids[i])
 	m.Alive, m.Paused, m.held, m.cmdOpen = false, false, nil, 0
-	m.Restarts++
 	m.Down = w.Now
 	if m.serveEnd > w.Now {
 		m.serveEnd = w.Now
@@ -530,13 +524,10 @@ func (w *World) storeApply(e event) {
 		res.Outcome = election.LeaseConflict
 	default:
 		st.version++
-		st.Exists, st.Rec, st.Writes = true, c.Record, st.Writes+1
+		st.Exists, st.Rec = true, c.Record
 		st.Rec.Version = fmt.Sprint(st.version)
 		res.Outcome, res.Record = election.LeaseOK, st.Rec
 		w.logf("store <- %s: %s", ids[e.to], st.Rec)
-		if w.OnStoreWrite != nil {
-			w.OnStoreWrite(w, e.to, st.Rec)
-		}
 	}
 	if w.store[e.to] && !w.lost() {
 		w.push(event{at: w.Now + w.delay(), kind: evStoreResp, to: e.to, inc: e.inc, res: res})
