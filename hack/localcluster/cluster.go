@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -26,17 +27,16 @@ type cluster struct {
 }
 
 // stateEntries are the parts of the state directory a cluster owns; "up"
-// starts from scratch by removing them.
-var stateEntries = []string{"pki", "kubeconfigs", "kubeconfig", "etcd", "pods", "persistent-volumes", "logs", "pids", "ready", "localcluster.pid"}
+// starts from scratch by removing them. The component logs are truncated
+// when the components start; logs/localcluster.log is being written by
+// "up --detach" already.
+var stateEntries = []string{"pki", "kubeconfigs", "kubeconfig", "etcd", "pods", "persistent-volumes", "logs/pods", "pids", "ready", "localcluster.pid"}
 
 func (c *cluster) start(ctx context.Context) error {
 	began := time.Now()
 	cleanupLeftovers(c.l)
 	for _, e := range stateEntries {
-		if e == "logs" {
-			continue // "up --detach" is already writing its log there
-		}
-		if err := os.RemoveAll(c.l.dir + "/" + e); err != nil {
+		if err := os.RemoveAll(filepath.Join(c.l.dir, e)); err != nil {
 			return err
 		}
 	}
@@ -53,7 +53,7 @@ func (c *cluster) start(ctx context.Context) error {
 	if err := c.cp.writePKI(); err != nil {
 		return fmt.Errorf("creating certificates: %w", err)
 	}
-	if _, err := c.cp.start(ctx); err != nil {
+	if err := c.cp.start(ctx); err != nil {
 		return err
 	}
 	log.Printf("API server ready at %s after %.1fs", c.cp.apiServerURL(), time.Since(began).Seconds())

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -112,14 +113,26 @@ func buildRootfs(spec containerSpec) error {
 			return fmt.Errorf("mounting %s: %w", dir, err)
 		}
 	}
+	// Parents before children, as container runtimes mount them, so that
+	// a volume can be mounted inside another.
+	sort.SliceStable(spec.Mounts, func(i, j int) bool {
+		return strings.Count(filepath.Clean(spec.Mounts[i].Target), "/") < strings.Count(filepath.Clean(spec.Mounts[j].Target), "/")
+	})
+	covered := map[string]bool{}
 	for _, m := range spec.Mounts {
-		if err := bindInto(root, m); err != nil {
+		target, err := bindInto(root, m)
+		if err != nil {
 			return err
 		}
+		covered[target] = true
 	}
 	if spec.ReadOnlyRoot {
-		// Only the root and its scratch directories: volumes stay writable.
+		// The root and its scratch directories, unless a volume covers
+		// them: volumes keep their own mode.
 		for _, dir := range []string{"/", "/tmp", "/run"} {
+			if covered[filepath.Join(root, dir)] {
+				continue
+			}
 			flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
 			if err := unix.Mount("", filepath.Join(root, dir), "", flags, ""); err != nil {
 				return fmt.Errorf("making %s read-only: %w", dir, err)
@@ -140,15 +153,16 @@ func buildRootfs(spec containerSpec) error {
 }
 
 // bindInto bind-mounts m.Source at m.Target below root, creating the mount
-// point as a directory or a file to match the source.
-func bindInto(root string, m bindMount) error {
+// point as a directory or a file to match the source, and returns the
+// mount point's path on the host.
+func bindInto(root string, m bindMount) (string, error) {
 	target, err := resolveInRoot(root, m.Target)
 	if err != nil {
-		return err
+		return "", err
 	}
 	st, err := os.Stat(m.Source)
 	if err != nil {
-		return fmt.Errorf("volume source for %s: %w", m.Target, err)
+		return "", fmt.Errorf("volume source for %s: %w", m.Target, err)
 	}
 	if st.IsDir() {
 		err = os.MkdirAll(target, 0o755)
@@ -159,18 +173,18 @@ func bindInto(root string, m bindMount) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("creating mount point %s: %w", m.Target, err)
+		return "", fmt.Errorf("creating mount point %s: %w", m.Target, err)
 	}
 	if err := unix.Mount(m.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("mounting %s at %s: %w", m.Source, m.Target, err)
+		return "", fmt.Errorf("mounting %s at %s: %w", m.Source, m.Target, err)
 	}
 	if m.ReadOnly {
 		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_REC)
 		if err := unix.Mount("", target, "", flags, ""); err != nil {
-			return fmt.Errorf("making %s read-only: %w", m.Target, err)
+			return "", fmt.Errorf("making %s read-only: %w", m.Target, err)
 		}
 	}
-	return nil
+	return target, nil
 }
 
 // resolveInRoot resolves path below root, following symlinks as if root

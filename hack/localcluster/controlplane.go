@@ -84,7 +84,7 @@ func (cp *controlPlane) writePKI() error {
 
 // start launches etcd and the API server, waits until the API server is
 // ready, then launches the controller manager and the scheduler.
-func (cp *controlPlane) start(ctx context.Context) (*kubernetes.Clientset, error) {
+func (cp *controlPlane) start(ctx context.Context) error {
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdClientPort)
 	if err := cp.run("etcd",
 		"--name=localcluster",
@@ -97,7 +97,7 @@ func (cp *controlPlane) start(ctx context.Context) (*kubernetes.Clientset, error
 		"--unsafe-no-fsync", // a throw-away development cluster
 		"--log-level=warn",
 	); err != nil {
-		return nil, err
+		return err
 	}
 	pki := cp.l.pki
 	if err := cp.run("kube-apiserver",
@@ -120,14 +120,14 @@ func (cp *controlPlane) start(ctx context.Context) (*kubernetes.Clientset, error
 		"--allow-privileged=true",
 		"--profiling=false",
 	); err != nil {
-		return nil, err
+		return err
 	}
 	admin, _, err := clientFromKubeconfig(cp.l.componentKubeconfig("admin"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := waitAPIServerReady(ctx, admin, 60*time.Second); err != nil {
-		return nil, fmt.Errorf("%w (see %s)", err, cp.l.logFile("kube-apiserver"))
+		return fmt.Errorf("%w (see %s)", err, cp.l.logFile("kube-apiserver"))
 	}
 	if err := cp.run("kube-controller-manager",
 		"--kubeconfig="+cp.l.componentKubeconfig("kube-controller-manager"),
@@ -139,16 +139,16 @@ func (cp *controlPlane) start(ctx context.Context) (*kubernetes.Clientset, error
 		"--secure-port=0",
 		"--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
 	); err != nil {
-		return nil, err
+		return err
 	}
 	if err := cp.run("kube-scheduler",
 		"--kubeconfig="+cp.l.componentKubeconfig("kube-scheduler"),
 		"--leader-elect=false",
 		"--secure-port=0",
 	); err != nil {
-		return nil, err
+		return err
 	}
-	return admin, nil
+	return nil
 }
 
 // run starts one component with its log in <state>/logs.

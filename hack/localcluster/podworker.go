@@ -68,7 +68,7 @@ func newPodWorker(a *agent, n *node, pod *corev1.Pod) *podWorker {
 	if sc := pod.Spec.SecurityContext; sc != nil {
 		fsGroup = sc.FSGroup
 	}
-	w.vm = newVolumeManager(a.cs, w.dir, a.l.volumesDir(), fsGroup)
+	w.vm = newVolumeManager(a.cs, w.dir, fsGroup)
 	for i := range pod.Spec.InitContainers {
 		w.initStates = append(w.initStates, newContainerState(&pod.Spec.InitContainers[i], true))
 	}

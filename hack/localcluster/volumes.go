@@ -20,7 +20,6 @@ import (
 type volumeManager struct {
 	cs     kubernetes.Interface
 	dir    string
-	pvRoot string
 	gid    int                    // the pod's fsGroup, -1 without one
 	tokens map[string]cachedToken // by volume/path
 }
@@ -30,12 +29,12 @@ type cachedToken struct {
 	refresh time.Time
 }
 
-func newVolumeManager(cs kubernetes.Interface, podDir, pvRoot string, fsGroup *int64) *volumeManager {
+func newVolumeManager(cs kubernetes.Interface, podDir string, fsGroup *int64) *volumeManager {
 	gid := -1
 	if fsGroup != nil {
 		gid = int(*fsGroup)
 	}
-	return &volumeManager{cs: cs, dir: filepath.Join(podDir, "volumes"), pvRoot: pvRoot, gid: gid, tokens: map[string]cachedToken{}}
+	return &volumeManager{cs: cs, dir: filepath.Join(podDir, "volumes"), gid: gid, tokens: map[string]cachedToken{}}
 }
 
 // setup creates every volume of the pod and returns their host paths.

@@ -104,6 +104,9 @@ func TestLocalCluster(t *testing.T) {
 		if got := e.get(a, "/write?path=/copied/new-file"); got != "ok" {
 			t.Errorf("an emptyDir is not writable: %q", got)
 		}
+		if got := e.get(a, "/write?path=/tmp/new-file"); got != "ok" {
+			t.Errorf("an emptyDir on /tmp is not writable under readOnlyRootFilesystem: %q", got)
+		}
 	})
 
 	t.Run("persistent volume claim", func(t *testing.T) {
@@ -340,10 +343,12 @@ func (e *env) runPod(name string) *corev1.Pod {
 					{Name: "markers", MountPath: "/markers"},
 					{Name: "licence", MountPath: "/etc/licence", ReadOnly: true},
 					{Name: "data", MountPath: "/data"},
+					{Name: "tmp", MountPath: "/tmp"},
 				},
 			}},
 			Volumes: []corev1.Volume{
 				{Name: "copied", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 				{Name: "settings", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 					LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}},
 				{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
