@@ -115,6 +115,9 @@ func New(cfg Config, now time.Duration) (*Machine, error) {
 	return m, nil
 }
 
+// Config returns the machine's configuration with defaults applied.
+func (m *Machine) Config() Config { return m.cfg }
+
 // Tick lets time pass; call it at Output.NextWake (earlier is harmless).
 func (m *Machine) Tick(now time.Duration) Output { return m.step(now) }
 
