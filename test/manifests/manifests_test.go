@@ -463,7 +463,7 @@ func TestChartServerSideDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	installServiceMonitorCRD(ctx, t, c)
 
@@ -477,6 +477,7 @@ func TestChartServerSideDryRun(t *testing.T) {
 		{"existing-configmap", "chart-existing-cm", chartDir + "/ci/existing-configmap-values.yaml"},
 		{"kustomize", namespace, ""},
 	}
+	t.Run("idempotent", func(t *testing.T) { applyTwice(ctx, t, c) })
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			// Enforce the restricted Pod Security Standard, and warn, so
@@ -535,6 +536,50 @@ func dryRunPod(ctx context.Context, t *testing.T, c client.Client, u *unstructur
 	pod.Namespace, pod.Name = u.GetNamespace(), u.GetName()+"-dry-run"
 	if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
 		t.Errorf("the operator pod is refused in a namespace enforcing the restricted Pod Security Standard: %v", err)
+	}
+}
+
+// applyTwice really applies the chart (non-default values, so every object
+// is there) with server-side apply, as Flux and Argo CD do, then applies the
+// same manifests again: nothing may change. A server-defaulted or
+// normalised field that the manifests set differently would show up here as
+// a new resourceVersion (or, for CRDs, whose status the API server updates
+// on its own, a new generation).
+func applyTwice(ctx context.Context, t *testing.T, c client.Client) {
+	t.Helper()
+	const ns = "chart-idempotent"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	objs := renderChart(t, "idem", ns, "-f", chartDir+"/ci/all-features-values.yaml", "--set", "fullnameOverride=idem")
+	apply := func() map[string]string {
+		versions := map[string]string{}
+		for _, u := range objs {
+			if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u.DeepCopy()),
+				client.FieldOwner("gitops"), client.ForceOwnership); err != nil {
+				t.Fatalf("server-side apply of %s: %v", key(u), err)
+			}
+		}
+		for _, u := range objs {
+			got := &unstructured.Unstructured{}
+			got.SetGroupVersionKind(u.GroupVersionKind())
+			if err := c.Get(ctx, client.ObjectKeyFromObject(u), got); err != nil {
+				t.Fatalf("reading %s back: %v", key(u), err)
+			}
+			v := got.GetResourceVersion()
+			if u.GetKind() == "CustomResourceDefinition" {
+				v = fmt.Sprint(got.GetGeneration())
+			}
+			versions[key(u)] = v
+		}
+		return versions
+	}
+	first := apply()
+	second := apply()
+	for k, v := range first {
+		if second[k] != v {
+			t.Errorf("%s changed when the same manifests were applied again (%s -> %s)", k, v, second[k])
+		}
 	}
 }
 
