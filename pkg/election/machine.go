@@ -380,13 +380,19 @@ func (m *Machine) mayAcquire(now time.Duration) bool {
 	switch {
 	case m.absent || v.Holder == "":
 		// Free: the named handoff target, else the primary, goes first;
-		// the other candidate only once it cannot hear that one.
+		// the other candidate only once that one is silent, or has been
+		// failing to reach the Lease store for a peer timeout.
 		first := m.cfg.Primary
 		if !m.absent && v.HandoffTo != "" && m.cfg.roleOf(v.HandoffTo) != Tertiary &&
 			m.cfg.roleOf(v.HandoffTo) != "" {
 			first = v.HandoffTo
 		}
-		return first == m.cfg.Self || !m.hears(now, m.peer(first))
+		if first == m.cfg.Self {
+			return true
+		}
+		p := m.peer(first)
+		stuck := p.hasHB && !p.hb.LeaseOK && p.inContact && now-p.contactSince >= m.cfg.PeerTimeout
+		return !m.hears(now, p) || stuck
 	case v.Holder == m.cfg.Self:
 		// Held by a former incarnation of ours (dead), or by a write of
 		// ours whose answer was lost: a read settles which.

@@ -341,3 +341,15 @@ func TestRestartedVoterHonoursTheGrantOfItsFormerIncarnation(t *testing.T) {
 		t.Error(f)
 	}
 }
+
+func TestHandoverTargetThatCannotReachTheStoreIsPassedOver(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.Switchover(S)
+	w.SetStore(S, false) // the target loses the API server as the request lands
+	a, took := waitActive(t, w, -1, 5*time.Second)
+	t.Logf("member %d serves %v after the switchover to a target without the store", a, took)
+	if a != P {
+		t.Fatalf("want the primary to take the released Lease back, got %d", a)
+	}
+}
