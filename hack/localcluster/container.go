@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,15 +100,29 @@ func (w *podWorker) startContainer(ctx context.Context, c *corev1.Container) (*p
 	}
 	defer logFile.Close()
 	fmt.Fprintf(logFile, "%s%q at %s\n", runStartMarker, args, time.Now().UTC().Format(time.RFC3339))
+	reportR, reportW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer reportR.Close()
 	cmd := exec.Command(w.a.exe, containerInitCommand, specPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.ExtraFiles = []*os.File{reportW} // startReportFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	reportW.Close()
+	if err != nil {
 		return nil, createError{"RunContainerError", err}
 	}
 	p := &process{cmd: cmd, env: env, done: make(chan struct{})}
 	p.mntNS, _ = namespaceOf(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
 	go p.wait()
+	// The pipe closes when the command replaced container-init: only then
+	// is the container's file system in place for hooks and probes.
+	if msg, _ := io.ReadAll(reportR); len(msg) > 0 {
+		<-p.done
+		return nil, createError{"StartError", errors.New(string(msg))}
+	}
 	return p, nil
 }
 

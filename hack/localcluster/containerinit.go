@@ -47,17 +47,31 @@ type bindMount struct {
 	ReadOnly bool   `json:"readOnly"`
 }
 
+// startReportFD is the pipe on which container-init reports to the agent:
+// an error message when it fails, or nothing when the exec closes it.
+const startReportFD = 3
+
 func runContainerInit(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("usage: %s SPEC.json (started by the node agent)", containerInitCommand)
 	}
-	data, err := os.ReadFile(args[0])
+	unix.CloseOnExec(startReportFD)
+	report := os.NewFile(startReportFD, "start-report")
+	err := initAndExec(args[0]) // returns only when it failed
+	if report != nil {
+		fmt.Fprint(report, err)
+	}
+	return err
+}
+
+func initAndExec(specPath string) error {
+	data, err := os.ReadFile(specPath)
 	if err != nil {
 		return err
 	}
 	var spec containerSpec
 	if err := json.Unmarshal(data, &spec); err != nil {
-		return fmt.Errorf("reading %s: %w", args[0], err)
+		return fmt.Errorf("reading %s: %w", specPath, err)
 	}
 	// setns and exec must happen on the same OS thread.
 	runtime.LockOSThread()

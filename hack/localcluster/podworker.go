@@ -125,7 +125,7 @@ func (w *podWorker) terminate(grace time.Duration) {
 	w.cancelRun()
 	for _, st := range append(append([]*containerState{}, w.initStates...), w.states...) {
 		if st.proc != nil {
-			go st.proc.stop(grace)
+			go w.stopContainer(st.spec, st.proc, grace)
 		}
 	}
 }

@@ -77,18 +77,22 @@ func orDefault(v, def int32) int32 {
 
 // runProbe runs one attempt of a probe.
 func runProbe(ctx context.Context, p *corev1.Probe, t probeTarget) (bool, string) {
-	timeout := seconds(p.TimeoutSeconds, 1)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, seconds(p.TimeoutSeconds, 1))
 	defer cancel()
+	return runHandler(ctx, p.ProbeHandler, t)
+}
+
+// runHandler runs a probe's or a lifecycle hook's action until ctx ends.
+func runHandler(ctx context.Context, h corev1.ProbeHandler, t probeTarget) (bool, string) {
 	switch {
-	case p.HTTPGet != nil:
-		return httpProbe(ctx, p.HTTPGet, t)
-	case p.TCPSocket != nil:
-		port, err := resolvePort(p.TCPSocket.Port, t.container)
+	case h.HTTPGet != nil:
+		return httpProbe(ctx, h.HTTPGet, t)
+	case h.TCPSocket != nil:
+		port, err := resolvePort(h.TCPSocket.Port, t.container)
 		if err != nil {
 			return false, err.Error()
 		}
-		host := p.TCPSocket.Host
+		host := h.TCPSocket.Host
 		if host == "" {
 			host = t.podIP
 		}
@@ -98,19 +102,19 @@ func runProbe(ctx context.Context, p *corev1.Probe, t probeTarget) (bool, string
 		}
 		conn.Close()
 		return true, ""
-	case p.Exec != nil:
+	case h.Exec != nil:
 		// Run the command in the container's namespaces and root, as
 		// the container runtime does.
-		args := append([]string{"-t", strconv.Itoa(t.pid), "-m", "-u", "-n", "-r", "-w", "--"}, p.Exec.Command...)
+		args := append([]string{"-t", strconv.Itoa(t.pid), "-m", "-u", "-n", "-r", "-w", "--"}, h.Exec.Command...)
 		cmd := exec.CommandContext(ctx, "nsenter", args...)
 		cmd.Env = t.env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return false, fmt.Sprintf("exec probe failed: %v: %s", err, out)
+			return false, fmt.Sprintf("exec %q failed: %v: %s", h.Exec.Command, err, out)
 		}
 		return true, ""
 	}
-	return false, "unsupported probe (the local cluster supports httpGet, tcpSocket and exec)"
+	return false, "unsupported action (the local cluster supports httpGet, tcpSocket and exec)"
 }
 
 func httpProbe(ctx context.Context, g *corev1.HTTPGetAction, t probeTarget) (bool, string) {

@@ -67,10 +67,11 @@ func (w *podWorker) runContainer(st *containerState) (code int32, stopped bool) 
 		st.started = st.spec.StartupProbe == nil
 		st.ready = st.started && st.spec.ReadinessProbe == nil && !st.init
 		if w.terminating { // deleted while starting
-			go p.stop(w.grace)
+			go w.stopContainer(st.spec, p, w.grace)
 		}
 		w.mu.Unlock()
 		w.changed()
+		w.postStart(st.spec, p)
 
 		probeCtx, cancelProbes := context.WithCancel(w.runCtx)
 		if !st.init {
@@ -141,15 +142,13 @@ func terminated(e exitInfo, started time.Time) *corev1.ContainerStateTerminated 
 // run of the container (ctx ends when the process exits).
 func (w *podWorker) probe(ctx context.Context, st *containerState, p *process) {
 	c := st.spec
-	target := func() probeTarget {
-		return probeTarget{podIP: w.sandbox.IP, container: c, pid: p.pid(), env: p.env}
-	}
+	target := func() probeTarget { return w.probeTarget(c, p) }
 	if c.StartupProbe != nil {
 		result := make(chan bool, 1)
 		startupCtx, stopStartup := context.WithCancel(ctx)
 		go probeLoop(startupCtx, c.StartupProbe, target, func(ok bool, msg string) {
 			if !ok {
-				w.killForProbe(p, c.StartupProbe, "startup", msg)
+				w.killForProbe(c, p, c.StartupProbe, "startup", msg)
 			}
 			result <- ok
 			stopStartup()
@@ -173,7 +172,7 @@ func (w *podWorker) probe(ctx context.Context, st *containerState, p *process) {
 	if c.LivenessProbe != nil {
 		go probeLoop(ctx, c.LivenessProbe, target, func(ok bool, msg string) {
 			if !ok {
-				w.killForProbe(p, c.LivenessProbe, "liveness", msg)
+				w.killForProbe(c, p, c.LivenessProbe, "liveness", msg)
 			}
 		})
 	}
@@ -181,14 +180,19 @@ func (w *podWorker) probe(ctx context.Context, st *containerState, p *process) {
 
 // killForProbe restarts a container whose liveness or startup probe failed,
 // giving it the pod's (or the probe's) termination grace period.
-func (w *podWorker) killForProbe(p *process, probe *corev1.Probe, kind, msg string) {
-	grace := int64(30)
-	if g := w.bound.Spec.TerminationGracePeriodSeconds; g != nil {
-		grace = *g
-	}
+func (w *podWorker) killForProbe(c *corev1.Container, p *process, probe *corev1.Probe, kind, msg string) {
+	grace := w.podGrace()
 	if probe.TerminationGracePeriodSeconds != nil {
-		grace = *probe.TerminationGracePeriodSeconds
+		grace = time.Duration(*probe.TerminationGracePeriodSeconds) * time.Second
 	}
-	log.Printf("pod %s/%s: %s probe failed, restarting the container: %s", w.bound.Namespace, w.bound.Name, kind, msg)
-	go p.stop(time.Duration(grace) * time.Second)
+	log.Printf("pod %s/%s: %s probe failed, restarting container %s: %s", w.bound.Namespace, w.bound.Name, kind, c.Name, msg)
+	go w.stopContainer(c, p, grace)
+}
+
+// podGrace is the pod's termination grace period (the kubelet's default 30s).
+func (w *podWorker) podGrace() time.Duration {
+	if g := w.bound.Spec.TerminationGracePeriodSeconds; g != nil {
+		return time.Duration(*g) * time.Second
+	}
+	return 30 * time.Second
 }

@@ -89,6 +89,9 @@ func TestLocalCluster(t *testing.T) {
 		if got := e.get(a, "/file?path=/copied/testserver"); got == "" {
 			t.Errorf("the init container's copy is missing")
 		}
+		if got := e.get(a, "/file?path=/copied/post-start"); got != "alpha\n" {
+			t.Errorf("the postStart hook did not run: %q", got)
+		}
 	})
 
 	t.Run("security context", func(t *testing.T) {
@@ -236,6 +239,9 @@ func TestLocalCluster(t *testing.T) {
 		if err != nil || string(data) != "SIGTERM" {
 			t.Errorf("the container did not record SIGTERM: %q, %v", data, err)
 		}
+		if _, err := os.Stat(filepath.Join(e.markers, "alpha-pre-stop")); err != nil {
+			t.Errorf("the preStop hook did not run: %v", err)
+		}
 	})
 }
 
@@ -319,6 +325,12 @@ func (e *env) runPod(name string) *corev1.Pod {
 				Name: "server", Image: image,
 				Command:         []string{"/copied/testserver"},
 				SecurityContext: &corev1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true)},
+				Lifecycle: &corev1.Lifecycle{
+					PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+						Command: []string{"/copied/testserver", "copy", "/etc/hostname", "/copied/post-start"}}},
+					PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+						Command: []string{"/copied/testserver", "copy", "/etc/hostname", "/markers/" + name + "-pre-stop"}}},
+				},
 				Env: []corev1.EnvVar{
 					{Name: "POD_NAME", ValueFrom: field("metadata.name")},
 					{Name: "POD_NAMESPACE", ValueFrom: field("metadata.namespace")},
