@@ -85,11 +85,15 @@ func (w *podWorker) podStatus() corev1.PodStatus {
 		st.InitContainerStatuses = append(st.InitContainerStatuses, containerStatus(cs))
 	}
 	ready := allReady && st.Phase == corev1.PodRunning
+	notReady := "ContainersNotReady"
+	if w.finalPhase != "" {
+		notReady = "PodCompleted"
+	}
 	st.Conditions = []corev1.PodCondition{
 		w.condition(corev1.PodReadyToStartContainers, w.networkUp, ""),
 		w.condition(corev1.PodInitialized, w.initDone, "ContainersNotInitialized"),
-		w.condition(corev1.ContainersReady, ready, "ContainersNotReady"),
-		w.condition(corev1.PodReady, ready, "ContainersNotReady"),
+		w.condition(corev1.ContainersReady, ready, notReady),
+		w.condition(corev1.PodReady, ready, notReady),
 		w.condition(corev1.PodScheduled, true, ""),
 	}
 	return st
