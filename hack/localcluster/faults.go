@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 const faultUsage = `usage: localcluster fault kill|pause|resume POD
@@ -133,7 +135,7 @@ func signalPod(p podRecord, sig syscall.Signal) error {
 	if len(pids) == 0 {
 		return fmt.Errorf("pod %s/%s has no running process", p.Namespace, p.Name)
 	}
-	fmt.Printf("sent %s to %d process(es) of %s/%s: %v\n", sig, len(pids), p.Namespace, p.Name, pids)
+	fmt.Printf("sent %s to %d process(es) of %s/%s: %v\n", unix.SignalName(sig), len(pids), p.Namespace, p.Name, pids)
 	return nil
 }
 
