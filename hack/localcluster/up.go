@@ -62,12 +62,13 @@ func runUp(args []string) error {
 	if err := requireRoot(); err != nil {
 		return err
 	}
-	if o.detach {
-		return detach(o, args)
-	}
 	lock, err := takeLock()
 	if err != nil {
 		return err
+	}
+	if o.detach {
+		lock.Close() // the background process takes it
+		return detach(o, args)
 	}
 	defer lock.Close()
 	if o.k8sBinDir == "" {
