@@ -80,15 +80,13 @@ func (c *cluster) start(ctx context.Context) error {
 		a.nodes[n.name] = n
 		c.goRun(func() { n.heartbeat(runCtx, cs) })
 	}
-	p := &provisioner{cs: cs, root: c.l.volumesDir()}
+	// The provisioner, the service proxy and the DNS server share one
+	// watch per kind.
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	p := newProvisioner(cs, c.l.volumesDir(), factory)
 	if err := p.createStorageClass(ctx); err != nil {
 		return fmt.Errorf("creating the default StorageClass: %w", err)
 	}
-	c.goRun(func() { p.run(runCtx) })
-
-	// Services reach pods through the service proxy and the DNS server,
-	// which share one watch of Services and EndpointSlices.
-	factory := informers.NewSharedInformerFactory(cs, 0)
 	services, slices := factory.Core().V1().Services(), factory.Discovery().V1().EndpointSlices()
 	proxy := newServiceProxy(services, slices)
 	dns, err := newDNSServer(services.Lister(), slices.Lister())
@@ -103,6 +101,7 @@ func (c *cluster) start(ctx context.Context) error {
 		}
 	})
 	c.goRun(func() { dns.serve(runCtx) })
+	c.goRun(func() { p.run(runCtx) })
 	if err := serveKubeletAPI(runCtx, c.l); err != nil {
 		return err
 	}

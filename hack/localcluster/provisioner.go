@@ -12,7 +12,11 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 const (
@@ -25,8 +29,32 @@ const (
 // directory, pre-bound to the claim (kube-controller-manager's PV controller
 // completes the binding), and released volumes are deleted with their data.
 type provisioner struct {
-	cs   kubernetes.Interface
-	root string
+	cs      kubernetes.Interface
+	root    string
+	claims  corev1listers.PersistentVolumeClaimLister
+	volumes corev1listers.PersistentVolumeLister
+	trigger chan struct{}
+}
+
+func newProvisioner(cs kubernetes.Interface, root string, factory informers.SharedInformerFactory) *provisioner {
+	p := &provisioner{cs: cs, root: root, trigger: make(chan struct{}, 1)}
+	poke := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { p.poke() },
+		UpdateFunc: func(any, any) { p.poke() },
+		DeleteFunc: func(any) { p.poke() },
+	}
+	claims, volumes := factory.Core().V1().PersistentVolumeClaims(), factory.Core().V1().PersistentVolumes()
+	_, _ = claims.Informer().AddEventHandler(poke)
+	_, _ = volumes.Informer().AddEventHandler(poke)
+	p.claims, p.volumes = claims.Lister(), volumes.Lister()
+	return p
+}
+
+func (p *provisioner) poke() {
+	select {
+	case p.trigger <- struct{}{}:
+	default:
+	}
 }
 
 func (p *provisioner) createStorageClass(ctx context.Context) error {
@@ -48,26 +76,27 @@ func (p *provisioner) createStorageClass(ctx context.Context) error {
 	return err
 }
 
+// run provisions and deletes volumes as claims and volumes change.
 func (p *provisioner) run(ctx context.Context) {
 	for {
-		if err := p.sync(ctx); err != nil && ctx.Err() == nil {
-			log.Printf("provisioner: %v", err)
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Second):
+		case <-p.trigger:
+		}
+		if err := p.sync(ctx); err != nil && ctx.Err() == nil {
+			log.Printf("provisioner: %v", err)
+			time.AfterFunc(time.Second, p.poke)
 		}
 	}
 }
 
 func (p *provisioner) sync(ctx context.Context) error {
-	claims, err := p.cs.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
+	claims, err := p.claims.List(labels.Everything())
 	if err != nil {
 		return err
 	}
-	for i := range claims.Items {
-		c := &claims.Items[i]
+	for _, c := range claims {
 		if c.Spec.VolumeName == "" && c.Status.Phase == corev1.ClaimPending && c.DeletionTimestamp == nil &&
 			c.Spec.StorageClassName != nil && *c.Spec.StorageClassName == storageClassName {
 			if err := p.provision(ctx, c); err != nil {
@@ -75,12 +104,11 @@ func (p *provisioner) sync(ctx context.Context) error {
 			}
 		}
 	}
-	volumes, err := p.cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+	volumes, err := p.volumes.List(labels.Everything())
 	if err != nil {
 		return err
 	}
-	for i := range volumes.Items {
-		v := &volumes.Items[i]
+	for _, v := range volumes {
 		if v.Annotations["pv.kubernetes.io/provisioned-by"] == provisionerName &&
 			v.Status.Phase == corev1.VolumeReleased && v.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete {
 			if err := os.RemoveAll(v.Spec.HostPath.Path); err != nil {
