@@ -54,38 +54,17 @@ func (e createError) Error() string { return e.err.Error() }
 
 // startContainer launches a container through "localcluster container-init"
 // in new mount and UTS namespaces; container-init joins the pod's network
-// namespace.
+// namespace. It returns once the container's command runs.
 func (w *podWorker) startContainer(ctx context.Context, c *corev1.Container) (*process, error) {
-	if !isProjectImage(c.Image) {
-		return nil, createError{"ErrImagePull", imageError{c.Image}}
-	}
-	pod := w.currentPod()
-	env, err := containerEnv(ctx, w.a.cs, pod, c, w.hostname)
+	spec, err := w.containerSpec(ctx, c)
 	if err != nil {
-		return nil, createError{"CreateContainerConfigError", err}
-	}
-	vars := envMap(env)
-	var args []string
-	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
-		args = append(args, expand(a, vars))
-	}
-	if len(c.Command) == 0 {
-		return nil, createError{"CreateContainerError", fmt.Errorf("container %s has no command: the local cluster does not know image entrypoints, set command (e.g. [%s/agent])", c.Name, imageBinDir)}
-	}
-	mounts, err := w.containerMounts(c)
-	if err != nil {
-		return nil, createError{"CreateContainerConfigError", err}
-	}
-	dir := filepath.Join(w.dir, "containers", c.Name)
-	scratch := filepath.Join(dir, "rootfs")
-	if err := mkdirs(scratch, w.a.l.podLogDir(pod.Namespace, pod.Name)); err != nil {
 		return nil, err
 	}
-	spec := containerSpec{
-		Netns: w.sandbox.netnsPath(), Hostname: w.hostname, ScratchDir: scratch,
-		Mounts: mounts, Args: args, Env: env, WorkingDir: c.WorkingDir,
+	dir := filepath.Join(w.dir, "containers", c.Name)
+	logDir := w.a.l.podLogDir(w.bound.Namespace, w.bound.Name)
+	if err := mkdirs(spec.ScratchDir, logDir); err != nil {
+		return nil, err
 	}
-	applySecurityContext(&spec, pod.Spec.SecurityContext, c.SecurityContext)
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
@@ -94,12 +73,50 @@ func (w *podWorker) startContainer(ctx context.Context, c *corev1.Container) (*p
 	if err := os.WriteFile(specPath, data, 0o600); err != nil {
 		return nil, err
 	}
-	logFile, err := os.OpenFile(filepath.Join(w.a.l.podLogDir(pod.Namespace, pod.Name), c.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(filepath.Join(logDir, c.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logFile.Close()
-	fmt.Fprintf(logFile, "%s%q at %s\n", runStartMarker, args, time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(logFile, "%s%q at %s\n", runStartMarker, spec.Args, time.Now().UTC().Format(time.RFC3339))
+	return w.launch(specPath, logFile, spec.Env)
+}
+
+// containerSpec resolves what container-init needs: image, environment,
+// command line, mounts and identity.
+func (w *podWorker) containerSpec(ctx context.Context, c *corev1.Container) (containerSpec, error) {
+	if !isProjectImage(c.Image) {
+		return containerSpec{}, createError{"ErrImagePull", imageError{c.Image}}
+	}
+	if len(c.Command) == 0 {
+		return containerSpec{}, createError{"CreateContainerError", fmt.Errorf("container %s has no command: the local cluster does not know image entrypoints, set command (e.g. [%s/agent])", c.Name, imageBinDir)}
+	}
+	pod := w.currentPod()
+	env, err := containerEnv(ctx, w.a.cs, pod, c, w.hostname)
+	if err != nil {
+		return containerSpec{}, createError{"CreateContainerConfigError", err}
+	}
+	vars := envMap(env)
+	var args []string
+	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
+		args = append(args, expand(a, vars))
+	}
+	mounts, err := w.containerMounts(c)
+	if err != nil {
+		return containerSpec{}, createError{"CreateContainerConfigError", err}
+	}
+	spec := containerSpec{
+		Netns: w.sandbox.netnsPath(), Hostname: w.hostname,
+		ScratchDir: filepath.Join(w.dir, "containers", c.Name, "rootfs"),
+		Mounts:     mounts, Args: args, Env: env, WorkingDir: c.WorkingDir,
+	}
+	applySecurityContext(&spec, pod.Spec.SecurityContext, c.SecurityContext)
+	return spec, nil
+}
+
+// launch starts container-init and waits until it either replaced itself
+// with the command (the report pipe closes empty) or failed (it reports why).
+func (w *podWorker) launch(specPath string, logFile *os.File, env []string) (*process, error) {
 	reportR, reportW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -117,8 +134,6 @@ func (w *podWorker) startContainer(ctx context.Context, c *corev1.Container) (*p
 	p := &process{cmd: cmd, env: env, done: make(chan struct{})}
 	p.mntNS, _ = namespaceOf(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
 	go p.wait()
-	// The pipe closes when the command replaced container-init: only then
-	// is the container's file system in place for hooks and probes.
 	if msg, _ := io.ReadAll(reportR); len(msg) > 0 {
 		<-p.done
 		return nil, createError{"StartError", errors.New(string(msg))}
