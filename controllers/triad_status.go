@@ -72,6 +72,16 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) {
 	inQuorum := int32(0)
 	var activeRevision int64
 	revisions := map[string]int64{}
+	// A member counts in the quorum when another member reports hearing
+	// it: a frozen member's own last report would otherwise still count.
+	heardBy := map[string]bool{}
+	for _, pod := range obs.pods {
+		if r, ok := group.ParseMemberState(pod.Annotations); ok && pod.Status.Phase == corev1.PodRunning && !podFailing(pod) {
+			for _, p := range r.Peers {
+				heardBy[p] = true
+			}
+		}
+	}
 	for _, m := range t.Spec.Members {
 		pod := obs.pods[m.Name]
 		ms := licensehav1.TriadMemberStatus{Name: m.Name, Role: m.Role, Pod: group.PodName(t.Name, m.Name), State: licensehav1.MemberPending}
@@ -84,7 +94,7 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) {
 				ms.State = licensehav1.MemberUnhealthy
 			case ok && pod.Status.Phase == corev1.PodRunning:
 				ms.State = licensehav1.MemberState(report.State)
-				if len(report.Peers) > 0 {
+				if len(report.Peers) > 0 && heardBy[m.Name] {
 					inQuorum++
 				}
 				revisions[m.Name] = report.Revision

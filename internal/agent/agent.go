@@ -52,6 +52,9 @@ type desired struct {
 	// state and peers are reported on the pod.
 	state string
 	peers []string
+	// until bounds an active role: the server fences itself then unless
+	// renewed (zero: no bound, e.g. an ActiveActive pair member).
+	until time.Time
 }
 
 // Agent is one running member agent.
@@ -168,12 +171,21 @@ func (a *Agent) applyRole(ctx context.Context) {
 	a.mu.Lock()
 	want, applied := a.want, a.applied
 	a.mu.Unlock()
-	if want.role == "" || (want.role == applied.role && want.epoch == applied.epoch && want.active == applied.active) {
+	renew := want.role == server.RoleActive && want.until.After(applied.until.Add(50*time.Millisecond))
+	if want.role == "" || (want.role == applied.role && want.epoch == applied.epoch && want.active == applied.active && !renew) {
 		return
+	}
+	req := server.RoleRequest{Role: want.role, Epoch: want.epoch, Active: want.active}
+	if want.role == server.RoleActive && !want.until.IsZero() {
+		left := time.Until(want.until)
+		if left <= 0 {
+			return // the bound has passed: serving now would be unsafe
+		}
+		req.ServeForMillis = max(left.Milliseconds(), 1)
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	_, err := a.admin.SetRole(ctx, server.RoleRequest{Role: want.role, Epoch: want.epoch, Active: want.active})
+	_, err := a.admin.SetRole(ctx, req)
 	if err != nil && !server.IsCode(err, server.CodeStaleEpoch) {
 		a.log.Error(err, "Setting the server's role failed", "role", want.role, "epoch", want.epoch)
 		return

@@ -173,7 +173,12 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 							stop()
 							return
 						}
-						d.a.setDesired(ctx, d.state(server.RoleActive, epoch.Load(), d.a.opts.Member))
+						// Bounded like the Lease: a frozen holder fences
+						// itself before the other side may take over.
+						want := d.state(server.RoleActive, epoch.Load(), d.a.opts.Member)
+						want.until = time.Now().Add(peerTimeout * 2 / 3)
+						d.a.setDesired(ctx, want)
+						d.a.applyRole(ctx)
 						sleep(lctx, 200*time.Millisecond)
 					}
 				},

@@ -181,6 +181,7 @@ func (d *triadDriver) apply(ctx context.Context, m *election.Machine, out electi
 	switch out.Server.Mode {
 	case election.Serve:
 		want.role, want.state = server.RoleActive, group.StateActive
+		want.until = time.Now().Add(out.Server.Until - d.now())
 	case election.Witness:
 		want.role, want.state = server.RoleWitness, group.StateWitness
 	default:

@@ -39,7 +39,7 @@ func (s *Server) Checkout(req CheckoutRequest, id string, addr netip.Addr) (Chec
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.role != RoleActive {
+	if s.effectiveRoleLocked() != RoleActive {
 		return Checkout{}, s.notActiveLocked()
 	}
 	if c, ok := s.checkouts[id]; ok {
@@ -209,7 +209,7 @@ func (s *Server) Heartbeat(id string) (Checkout, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.role != RoleActive {
+	if s.effectiveRoleLocked() != RoleActive {
 		return Checkout{}, s.notActiveLocked()
 	}
 	c, ok := s.checkouts[id]
@@ -223,7 +223,7 @@ func (s *Server) Heartbeat(id string) (Checkout, error) {
 func (s *Server) Release(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.role != RoleActive {
+	if s.effectiveRoleLocked() != RoleActive {
 		return s.notActiveLocked()
 	}
 	c, ok := s.checkouts[id]
@@ -247,7 +247,7 @@ func (s *Server) ReportUsage(id string, r UsageReport) error {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.role != RoleActive {
+	if s.effectiveRoleLocked() != RoleActive {
 		return s.notActiveLocked()
 	}
 	c, ok := s.checkouts[id]
@@ -300,7 +300,7 @@ func (s *Server) usageRecordsLocked() []UsageRecord {
 func (s *Server) ExpireCheckouts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.role != RoleActive {
+	if s.effectiveRoleLocked() != RoleActive {
 		return 0
 	}
 	return s.expireLocked(s.now())

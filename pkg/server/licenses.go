@@ -144,7 +144,7 @@ func (s *Server) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Status{
-		Role: s.role, Member: s.opts.Member, Group: s.opts.Group, Active: s.active, Epoch: s.epoch,
+		Role: s.effectiveRoleLocked(), Member: s.opts.Member, Group: s.opts.Group, Active: s.active, Epoch: s.epoch,
 		Licenses: s.licenseStatusLocked(), Checkouts: len(s.checkouts),
 	}
 	if len(s.aliases) > 0 {

@@ -61,12 +61,14 @@ type Server struct {
 	reloadMu sync.Mutex // serialises licence reloads
 	mu       sync.Mutex // guards the fields below
 	role     Role
-	epoch    uint64
-	revision uint64
-	active   string // member name of the active member, when known
-	settings Settings
-	rules    *rules
-	aliases  map[string]string
+	// serveUntil ends an active role that is not renewed (zero: no end).
+	serveUntil time.Time
+	epoch      uint64
+	revision   uint64
+	active     string // member name of the active member, when known
+	settings   Settings
+	rules      *rules
+	aliases    map[string]string
 
 	licenses    map[string]*licensing.License // valid licences by id
 	inventory   []LicenseStatus               // every file found, valid or not
@@ -229,9 +231,18 @@ func (s *Server) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return State{
-		Role: s.role, Epoch: s.epoch, Revision: s.revision,
+		Role: s.effectiveRoleLocked(), Epoch: s.epoch, Revision: s.revision,
 		Member: s.opts.Member, Group: s.opts.Group, Active: s.active, Version: s.opts.Version,
 	}
+}
+
+// effectiveRoleLocked is the role the server acts on: an active role whose
+// bound has passed without renewal is a standby.
+func (s *Server) effectiveRoleLocked() Role {
+	if s.role == RoleActive && !s.serveUntil.IsZero() && !s.now().Before(s.serveUntil) {
+		return RoleStandby
+	}
+	return s.role
 }
 
 // errStaleEpoch refuses a role change from an older epoch.
@@ -252,8 +263,16 @@ func (s *Server) SetRole(req RoleRequest) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: role change carries epoch %d, the server is at epoch %d", errStaleEpoch, req.Epoch, cur)
 	}
-	old, oldEpoch := s.role, s.epoch
+	if req.ServeForMillis < 0 {
+		s.mu.Unlock()
+		return fieldErrorf("serveForMillis", "must not be negative")
+	}
+	old, oldEpoch := s.effectiveRoleLocked(), s.epoch
 	s.role, s.epoch = req.Role, req.Epoch
+	s.serveUntil = time.Time{}
+	if req.Role == RoleActive && req.ServeForMillis > 0 {
+		s.serveUntil = s.now().Add(time.Duration(req.ServeForMillis) * time.Millisecond)
+	}
 	s.active = req.Active
 	if req.Role == RoleActive {
 		s.active = s.opts.Member

@@ -413,3 +413,35 @@ func TestAliasesServeForeignLicenceIDs(t *testing.T) {
 		t.Fatalf("aliased checkout beyond the local printer count = %d, want 409", code)
 	}
 }
+
+func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
+	ts := newTestServer(t, newSigner(t), withRole(RoleStandby), withMember("a"))
+	ac := ts.adminClient()
+	ctx := context.Background()
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeForMillis: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := ts.checkout(t, "alice", "p1", "LIC-1"); code != http.StatusCreated {
+		t.Fatalf("checkout within the bound = %d, want 201", code)
+	}
+	// A frozen supervisor never renews: past the bound the server fences
+	// itself, whatever its role was set to.
+	ts.clock.Advance(1001 * time.Millisecond)
+	if code, _, e := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable || e.Code != CodeNotActive {
+		t.Fatalf("checkout after the bound = %d %+v, want 503 not_active", code, e)
+	}
+	if ts.State().Role != RoleStandby {
+		t.Fatalf("state after the bound = %s, want standby", ts.State().Role)
+	}
+	// A renewal at the same epoch serves again.
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeForMillis: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusCreated {
+		t.Fatalf("checkout after renewal = %d, want 201", code)
+	}
+	var be Error
+	if code := call(t, http.MethodPut, ts.admin.URL+"/admin/v1/role", `{"role":"active","epoch":3,"serveForMillis":-5}`, &be); code != http.StatusBadRequest || be.Field != "serveForMillis" {
+		t.Fatalf("negative bound = %d %+v, want 400 naming serveForMillis", code, be)
+	}
+}
