@@ -94,7 +94,7 @@ envtest-assets: ## Build etcd, kube-apiserver, kube-controller-manager when miss
 	@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh
 
 .PHONY: test
-test: verify-generate verify-fmt vet test-unit test-integration ## Generation checks, vet, and all tests.
+test: verify-generate verify-fmt vet verify-chart test-unit test-integration test-manifests ## Generation checks, vet, and all tests.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (no API server).
