@@ -36,7 +36,7 @@ type digest struct {
 	viewRank   int64
 	holding    int64
 	serving    bool
-	leaseOK    bool
+	eligible   bool
 	hears      RoleSet
 	grantEpoch int64
 }
@@ -380,8 +380,9 @@ func (m *Machine) mayAcquire(now time.Duration) bool {
 	switch {
 	case m.absent || v.Holder == "":
 		// Free: the named handoff target, else the primary, goes first;
-		// the other candidate only once that one is silent, or has been
-		// failing to reach the Lease store for a peer timeout.
+		// the other candidate only once that one is silent, or has said
+		// for a peer timeout that it cannot take the role (no Lease store,
+		// shutting down).
 		first := m.cfg.Primary
 		if !m.absent && v.HandoffTo != "" && m.cfg.roleOf(v.HandoffTo) != Tertiary &&
 			m.cfg.roleOf(v.HandoffTo) != "" {
@@ -391,7 +392,7 @@ func (m *Machine) mayAcquire(now time.Duration) bool {
 			return true
 		}
 		p := m.peer(first)
-		stuck := p.hasHB && !p.hb.LeaseOK && p.inContact && now-p.contactSince >= m.cfg.PeerTimeout
+		stuck := p.hasHB && !p.hb.Eligible && p.inContact && now-p.contactSince >= m.cfg.PeerTimeout
 		return !m.hears(now, p) || stuck
 	case v.Holder == m.cfg.Self:
 		// Held by a former incarnation of ours (dead), or by a write of
@@ -405,12 +406,12 @@ func (m *Machine) mayAcquire(now time.Duration) bool {
 	}
 }
 
-// eligible: id is the other candidate, heard, able to use the Lease store,
+// eligible: id is the other candidate, heard, saying it can take the role,
 // and hearing us.
 func (m *Machine) eligible(now time.Duration, id MemberID) bool {
 	p := m.peer(id)
 	return p != nil && p.role != Tertiary && m.hears(now, p) && p.hasHB &&
-		p.hb.LeaseOK && p.hb.Hears.Has(m.role)
+		p.hb.Eligible && p.hb.Hears.Has(m.role)
 }
 
 func (m *Machine) heartbeats(now time.Duration) []Envelope {
@@ -418,12 +419,12 @@ func (m *Machine) heartbeats(now time.Duration) []Envelope {
 	for _, p := range m.peers {
 		g := m.grantable(now, p)
 		d := digest{viewRank: m.view.rank(), holding: m.holding, serving: m.serving,
-			leaseOK: m.leaseOKNow(now), hears: m.hearsSet(now), grantEpoch: g}
+			eligible: m.eligibleNow(now), hears: m.hearsSet(now), grantEpoch: g}
 		if now < p.nextSend && d == p.sent {
 			continue
 		}
 		hb := Heartbeat{From: m.cfg.Self, Incarnation: m.cfg.Incarnation, SentAt: now, View: m.view,
-			Holding: m.holding, Serving: m.serving, LeaseOK: d.leaseOK, Hears: d.hears}
+			Holding: m.holding, Serving: m.serving, Eligible: d.eligible, Hears: d.hears}
 		hb.View.Version = ""
 		if g != 0 {
 			if m.grantee != p.id {
@@ -499,8 +500,9 @@ func (m *Machine) hearsSet(now time.Duration) RoleSet {
 	return s
 }
 
-func (m *Machine) leaseOKNow(now time.Duration) bool {
-	return m.leaseOK && now-m.leaseOKAt < 2*m.cfg.RenewInterval
+// eligibleNow: we could take the role if it were handed to us.
+func (m *Machine) eligibleNow(now time.Duration) bool {
+	return m.role != Tertiary && !m.shutdown && m.leaseOK && now-m.leaseOKAt < 2*m.cfg.RenewInterval
 }
 
 func (m *Machine) peer(id MemberID) *peer {

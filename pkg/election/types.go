@@ -132,9 +132,10 @@ type Heartbeat struct {
 	Holding int64
 	// Serving is true while the sender serves (informational).
 	Serving bool
-	// LeaseOK is true when the sender's Lease operations succeed: it can
-	// take the role if handed to it.
-	LeaseOK bool
+	// Eligible is true when the sender can take the active role if handed
+	// to it: it is the primary or the secondary, is not shutting down, and
+	// its Lease calls succeed.
+	Eligible bool
 	// Hears lists the peers the sender heard from within PeerTimeout: the
 	// tertiary's vote on a takeover.
 	Hears RoleSet

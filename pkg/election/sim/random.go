@@ -58,16 +58,25 @@ func RandomRun(seed int64, trace bool) Outcome {
 		if st.HandoverReason != election.ReasonFailback {
 			return
 		}
-		p := w.Members[P]
 		if cfg.Failback == election.FailbackManual {
 			w.fail("failback with policy Manual")
 		}
-		up := w.Now - p.Up
-		if !p.Alive {
-			up = p.Down - p.Up
+		// The secondary may be hearing an incarnation of the primary that
+		// has just died (its heartbeats can arrive up to 2·PT late): one
+		// that lived for the delay must have stopped recently at most.
+		p := w.Members[P]
+		lives := p.Lives
+		if p.Alive {
+			lives = append(lives, [2]time.Duration{p.Up, w.Now})
 		}
-		if float64(up) < float64(cfg.FailbackDelay)/(1+rho) {
-			w.fail("failback when the primary was up only %v (delay %v)", up, cfg.FailbackDelay)
+		longest := time.Duration(0)
+		for _, l := range lives {
+			if l[1] >= w.Now-4*cfg.PeerTimeout {
+				longest = max(longest, l[1]-l[0])
+			}
+		}
+		if float64(longest) < float64(cfg.FailbackDelay)/(1+rho) {
+			w.fail("failback when the primary had been up only %v (delay %v)", longest, cfg.FailbackDelay)
 		}
 	}
 	for i := range w.Members {

@@ -81,10 +81,11 @@ type Member struct {
 	Inc     uint64
 	// Start is the true time at which the member's clock read zero.
 	Start time.Duration
-	// Up is the true time the current incarnation started, Down the true
-	// time the last one stopped.
-	Up, Down time.Duration
-	Rate     float64 // local clock rate against true time
+	// Up is the true time the current incarnation started; Lives lists
+	// the [start, stop) true times of the former ones.
+	Up    time.Duration
+	Lives [][2]time.Duration
+	Rate  float64 // local clock rate against true time
 	// ShuttingDown: Shutdown was called; the process exits on Done.
 	ShuttingDown bool
 
@@ -215,7 +216,7 @@ func (w *World) Crash(i int) {
 	}
 	w.logf("%s crash", ids[i])
 	m.Alive, m.Paused, m.held, m.cmdOpen = false, false, nil, 0
-	m.Down = w.Now
+	m.Lives = append(m.Lives, [2]time.Duration{m.Up, w.Now})
 	if m.serveEnd > w.Now {
 		m.serveEnd = w.Now
 	}
