@@ -1,0 +1,303 @@
+// Package harness runs licenseha for real on the local cluster
+// (hack/localcluster): a control plane, nodes that run pods as processes in
+// their own network namespaces, the operator, and licences signed by a key
+// of the harness. The end-to-end suite, the demo and the failover benchmark
+// build on it. It needs root (network namespaces) and the binaries in bin/
+// (make build localcluster).
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/licensing"
+	"github.com/licenseha/licenseha/test/probe"
+)
+
+// Options configure an environment.
+type Options struct {
+	// Instance is the local cluster instance (0-9), so a test cluster never
+	// touches a developer's (instance 0).
+	Instance int
+	// StateDir holds the cluster's files; a temporary directory when empty.
+	StateDir string
+	// RestartBackoff is the kubelet-like back-off after the first restart.
+	RestartBackoff time.Duration
+	// Log receives progress lines; nil discards them.
+	Log func(format string, args ...any)
+}
+
+// Env is a running local cluster with the operator.
+type Env struct {
+	Root       string
+	StateDir   string
+	Kubeconfig string
+	K8sBin     string
+	Client     client.Client
+
+	opts     Options
+	key      ed25519.PrivateKey
+	trusted  string
+	operator *exec.Cmd
+}
+
+// RepoRoot finds the checkout from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "PROJECT")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("not inside the licenseha checkout")
+		}
+		dir = parent
+	}
+}
+
+func (e *Env) logf(format string, args ...any) {
+	if e.opts.Log != nil {
+		e.opts.Log(format, args...)
+	}
+}
+
+// Start brings up the cluster and the operator.
+func Start(ctx context.Context, opts Options) (*Env, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("the local cluster needs root (network namespaces)")
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Root: root, opts: opts}
+	for _, b := range []string{"manager", "agent", "license-server", "localcluster"} {
+		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
+			return nil, fmt.Errorf("bin/%s is missing: run make build localcluster", b)
+		}
+	}
+	out, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh")).Output()
+	if err != nil {
+		return nil, fmt.Errorf("control-plane binaries: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	e.K8sBin = lines[len(lines)-1]
+	e.StateDir = opts.StateDir
+	if e.StateDir == "" {
+		if e.StateDir, err = os.MkdirTemp("", "licenseha-e2e-"); err != nil {
+			return nil, err
+		}
+	}
+	e.Kubeconfig = filepath.Join(e.StateDir, "kubeconfig")
+	backoff := opts.RestartBackoff
+	if backoff == 0 {
+		backoff = 10 * time.Second
+	}
+	e.logf("Starting the local cluster (instance %d) in %s", opts.Instance, e.StateDir)
+	if _, err := e.localcluster(ctx, "up", "--detach", "--k8s-bin-dir", e.K8sBin, "--state-dir", e.StateDir,
+		"--restart-backoff", backoff.String()); err != nil {
+		return nil, err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = licensehav1.AddToScheme(scheme)
+	if e.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+	if _, err := e.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
+		return nil, err
+	}
+	pub, priv, err := licensing.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	e.key = priv
+	pem, err := licensing.EncodePublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	e.trusted = filepath.Join(e.StateDir, "trusted-keys.pem")
+	if err := os.WriteFile(e.trusted, pem, 0o644); err != nil {
+		return nil, err
+	}
+	if err := e.StartOperator(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// StartOperator runs the operator beside the cluster, logging to
+// <state>/manager.log.
+func (e *Env) StartOperator() error {
+	logFile, err := os.OpenFile(filepath.Join(e.StateDir, "manager.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(e.Root, "bin", "manager"), "--leader-elect=false",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--image=ghcr.io/licenseha/licenseha:e2e", "--trusted-keys-file="+e.trusted)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the operator: %w", err)
+	}
+	e.operator = cmd
+	go func() { _ = cmd.Wait(); logFile.Close() }()
+	return nil
+}
+
+// Stop stops the operator and tears the cluster down.
+func (e *Env) Stop() {
+	if e.operator != nil && e.operator.Process != nil {
+		_ = e.operator.Process.Kill()
+	}
+	if _, err := e.localcluster(context.Background(), "down"); err != nil {
+		e.logf("Stopping the local cluster: %v", err)
+	}
+}
+
+func (e *Env) localcluster(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(e.Root, "bin", "localcluster"), args...)
+	cmd.Env = append(os.Environ(), "LOCALCLUSTER_STATE_DIR="+e.StateDir, "LOCALCLUSTER_INSTANCE="+strconv.Itoa(e.opts.Instance),
+		"LOCALCLUSTER_K8S_BIN_DIR="+e.K8sBin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("localcluster %s: %w: %s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String(), nil
+}
+
+// Fault runs `localcluster fault ARGS...` (kill, pause, resume, partition,
+// heal, isolate-apiserver).
+func (e *Env) Fault(ctx context.Context, args ...string) error {
+	_, err := e.localcluster(ctx, append([]string{"fault"}, args...)...)
+	return err
+}
+
+// Kubectl runs the cluster's kubectl.
+func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(e.K8sBin, "kubectl"), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// LicenceSecret returns a Secret with an Enterprise licence for the group.
+func (e *Env) LicenceSecret(ns, name, groupName, id string, printers int) (*corev1.Secret, error) {
+	now := time.Now()
+	data, err := licensing.Issue(e.key, licensing.License{ID: id, Product: "LabelDesigner", Edition: licensing.EditionEnterprise,
+		Printers: printers, Group: ns + "/" + groupName, IssuedAt: now, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)})
+	if err != nil {
+		return nil, err
+	}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Data: map[string][]byte{id + ".lic": data}}, nil
+}
+
+// Namespace creates a namespace for a test.
+func (e *Env) Namespace(ctx context.Context, prefix string) (string, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := e.Client.Create(ctx, ns); err != nil {
+		return "", err
+	}
+	return ns.Name, nil
+}
+
+// CreateTriad creates a triad with members a (Primary), b (Secondary), c
+// (Tertiary) and its licence Secret.
+func (e *Env) CreateTriad(ctx context.Context, ns, name string, mutate func(*licensehav1.LicenseTriad)) (*licensehav1.LicenseTriad, error) {
+	s, err := e.LicenceSecret(ns, name+"-licenses", name, "LIC-"+strings.ToUpper(name), 100)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Client.Create(ctx, s); err != nil {
+		return nil, err
+	}
+	t := &licensehav1.LicenseTriad{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: licensehav1.LicenseTriadSpec{
+			LicenseSecretRef: licensehav1.LocalObjectReference{Name: s.Name},
+			Members: []licensehav1.TriadMember{
+				{Name: "a", Role: licensehav1.RolePrimary},
+				{Name: "b", Role: licensehav1.RoleSecondary},
+				{Name: "c", Role: licensehav1.RoleTertiary},
+			},
+		},
+	}
+	if mutate != nil {
+		mutate(t)
+	}
+	return t, e.Client.Create(ctx, t)
+}
+
+// WaitTriad waits until pred holds for the triad and returns it.
+func (e *Env) WaitTriad(ctx context.Context, ns, name string, timeout time.Duration, pred func(*licensehav1.LicenseTriad) bool) (*licensehav1.LicenseTriad, error) {
+	deadline := time.Now().Add(timeout)
+	t := &licensehav1.LicenseTriad{}
+	for {
+		err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, t)
+		if err == nil && pred(t) {
+			return t, nil
+		}
+		if time.Now().After(deadline) {
+			return t, fmt.Errorf("triad %s/%s: condition not met within %s (phase %s, active %q, quorum %s)",
+				ns, name, timeout, t.Status.Phase, t.Status.ActiveMember, t.Status.Quorum)
+		}
+		select {
+		case <-ctx.Done():
+			return t, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Targets returns the members' license-server URLs (pod IPs), once every
+// member has a pod IP.
+func (e *Env) Targets(ctx context.Context, ns, groupName string, members ...string) ([]probe.Target, error) {
+	var out []probe.Target
+	for _, m := range members {
+		p := &corev1.Pod{}
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(groupName, m)}, p); err != nil {
+			return nil, err
+		}
+		if p.Status.PodIP == "" {
+			return nil, fmt.Errorf("pod %s has no IP yet", p.Name)
+		}
+		out = append(out, probe.Target{Name: m, URL: "http://" + p.Status.PodIP + ":" + strconv.Itoa(licensehav1.DefaultServerPort)})
+	}
+	return out, nil
+}
+
+// PodName is the member's pod, as "namespace/name" for Fault.
+func PodName(ns, groupName, member string) string {
+	return ns + "/" + group.PodName(groupName, member)
+}

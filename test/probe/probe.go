@@ -1,0 +1,276 @@
+// Package probe observes a licenseha group from the outside, the way its
+// users do: a Watcher asks every member every few milliseconds whether it
+// serves, and a Load holds printer seats through the failover client and
+// heartbeats them continuously. The end-to-end suite, the demo and the
+// failover benchmark measure with them.
+package probe
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/licenseha/licenseha/pkg/client"
+	"github.com/licenseha/licenseha/pkg/server"
+)
+
+// Target is one member: its name and the base URL of its license server.
+type Target struct {
+	Name, URL string
+}
+
+// Change is a moment the set of serving members changed.
+type Change struct {
+	At      time.Time
+	Serving []string
+}
+
+// Watcher samples which members serve.
+type Watcher struct {
+	targets  []Target
+	interval time.Duration
+	http     *http.Client
+
+	mu      sync.Mutex
+	serving []string
+	history []Change
+	// overlap is the time two or more members were seen serving at once.
+	overlap time.Duration
+	lastAt  time.Time
+}
+
+// NewWatcher watches targets every interval (50 ms in the suite).
+func NewWatcher(targets []Target, interval time.Duration) *Watcher {
+	return &Watcher{targets: targets, interval: interval,
+		http: &http.Client{Timeout: interval * 2, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}}
+}
+
+// Run samples until ctx ends.
+func (w *Watcher) Run(ctx context.Context) {
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		w.sample(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Watcher) sample(ctx context.Context) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var serving []string
+	for _, tg := range w.targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if w.serves(ctx, tg.URL) {
+				mu.Lock()
+				serving = append(serving, tg.Name)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Strings(serving)
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(serving) > 1 && !w.lastAt.IsZero() {
+		w.overlap += now.Sub(w.lastAt)
+	}
+	w.lastAt = now
+	if strings.Join(serving, ",") != strings.Join(w.serving, ",") || len(w.history) == 0 {
+		w.history = append(w.history, Change{At: now, Serving: serving})
+	}
+	w.serving = serving
+}
+
+// serves asks one member whether it is the active one.
+func (w *Watcher) serves(ctx context.Context, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/status", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := w.http.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var st server.Status
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil && st.Role == server.RoleActive
+}
+
+// Serving returns the members serving at the last sample.
+func (w *Watcher) Serving() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.serving...)
+}
+
+// Overlap returns how long two or more members were seen serving at once.
+func (w *Watcher) Overlap() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.overlap
+}
+
+// History returns the changes of the serving set.
+func (w *Watcher) History() []Change {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Change(nil), w.history...)
+}
+
+// MaxServing returns the largest number of members seen serving at once.
+func (w *Watcher) MaxServing() int {
+	most := 0
+	for _, c := range w.History() {
+		most = max(most, len(c.Serving))
+	}
+	return most
+}
+
+// WaitFor waits until exactly the given member serves (or, with member
+// "", until nobody does) and returns when that was first seen.
+func (w *Watcher) WaitFor(ctx context.Context, member string, timeout time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		for _, c := range w.History() {
+			if (member == "" && len(c.Serving) == 0) || (len(c.Serving) == 1 && c.Serving[0] == member) {
+				if s := w.Serving(); (member == "" && len(s) == 0) || (len(s) == 1 && s[0] == member) {
+					return w.lastChangeTo(member), nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("waiting for %q to serve alone: %w (serving now: %v)", member, ctx.Err(), w.Serving())
+		case <-time.After(w.interval):
+		}
+	}
+}
+
+func (w *Watcher) lastChangeTo(member string) time.Time {
+	h := w.History()
+	for i := len(h) - 1; i >= 0; i-- {
+		if (member == "" && len(h[i].Serving) == 0) || (len(h[i].Serving) == 1 && h[i].Serving[0] == member) {
+			return h[i].At
+		}
+	}
+	return time.Time{}
+}
+
+// Load holds printer seats through the failover client and sends a
+// heartbeat for one of them every Interval, recording when requests
+// succeed: the longest gap between two successes is the unavailability a
+// client saw.
+type Load struct {
+	Client   *client.Client
+	Interval time.Duration
+
+	mu       sync.Mutex
+	want     int
+	lastOK   time.Time
+	gaps     []Gap
+	failures int
+}
+
+// Gap is a time no request succeeded.
+type Gap struct {
+	From, To time.Time
+}
+
+// Duration of the gap.
+func (g Gap) Duration() time.Duration { return g.To.Sub(g.From) }
+
+// StartLoad checks out seats printers p1..pN and keeps them alive.
+func StartLoad(ctx context.Context, cfg client.Config, license string, seats int, interval time.Duration) (*Load, error) {
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = -1 // the Load heartbeats itself, continuously
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 500 * time.Millisecond
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	l := &Load{Client: c, Interval: interval, want: seats}
+	for i := 1; i <= seats; i++ {
+		if _, err := c.Checkout(ctx, fmt.Sprintf("p%d", i), license); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("checking out seat %d: %w", i, err)
+		}
+	}
+	l.lastOK = time.Now()
+	go l.run(ctx)
+	return l, nil
+}
+
+func (l *Load) run(ctx context.Context) {
+	defer l.Client.Close()
+	t := time.NewTicker(l.Interval)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		held := l.Client.Checkouts()
+		if len(held) == 0 {
+			continue
+		}
+		err := l.Client.Heartbeat(ctx, held[i%len(held)].ID)
+		now := time.Now()
+		l.mu.Lock()
+		if err == nil {
+			if gap := now.Sub(l.lastOK); gap > 3*l.Interval {
+				l.gaps = append(l.gaps, Gap{From: l.lastOK, To: now})
+			}
+			l.lastOK = now
+		} else if ctx.Err() == nil {
+			l.failures++
+		}
+		l.mu.Unlock()
+	}
+}
+
+// Lost is the number of seats the client no longer holds.
+func (l *Load) Lost() int {
+	return l.want - len(l.Client.Checkouts())
+}
+
+// LongestGapSince returns the longest time without a successful request
+// that ended after since (including one still open).
+func (l *Load) LongestGapSince(since time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var longest time.Duration
+	for _, g := range l.gaps {
+		if g.To.After(since) {
+			longest = max(longest, g.Duration())
+		}
+	}
+	if open := time.Since(l.lastOK); open > 3*l.Interval && l.lastOK.After(since.Add(-time.Minute)) {
+		longest = max(longest, open)
+	}
+	return longest
+}
+
+// LastSuccess is when a request last succeeded.
+func (l *Load) LastSuccess() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastOK
+}
