@@ -64,11 +64,21 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
+// SetTargets replaces the members to watch (a recreated pod has a new IP).
+func (w *Watcher) SetTargets(targets []Target) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.targets = append([]Target(nil), targets...)
+}
+
 func (w *Watcher) sample(ctx context.Context) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var serving []string
-	for _, tg := range w.targets {
+	w.mu.Lock()
+	targets := w.targets
+	w.mu.Unlock()
+	for _, tg := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

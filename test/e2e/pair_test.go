@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+	lhclient "github.com/licenseha/licenseha/pkg/client"
+	"github.com/licenseha/licenseha/test/probe"
+)
+
+const (
+	mainLicence   = "LIC-MAIN"
+	backupLicence = "LIC-BACKUP"
+)
+
+// createPair creates two licence Secrets (main and backup, mapped
+// main→backup) and a backup pair.
+func createPair(ctx context.Context, ns, name string, mode licensehav1.PairMode, roles licensehav1.PairRoles) *licensehav1.LicenseBackupPair {
+	GinkgoHelper()
+	for side, id := range map[string]string{"main": mainLicence, "backup": backupLicence} {
+		s, err := env.LicenceSecret(ns, name+"-"+side+"-licenses", name, id, 50)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(env.Client.Create(ctx, s)).To(Succeed())
+		rememberLicenceSecret(ctx, ns, s.Name)
+	}
+	p := &licensehav1.LicenseBackupPair{}
+	p.Namespace, p.Name = ns, name
+	p.Spec.Mode = mode
+	if mode == licensehav1.ActivePassive {
+		p.Spec.Roles = roles
+	}
+	p.Spec.Main.LicenseSecretRef.Name = name + "-main-licenses"
+	p.Spec.Backup.LicenseSecretRef.Name = name + "-backup-licenses"
+	p.Spec.LicenseMappings = []licensehav1.LicenseMapping{{Main: mainLicence, Backup: backupLicence}}
+	Expect(env.Client.Create(ctx, p)).To(Succeed())
+	return p
+}
+
+// pairTargets waits until both pods have IPs.
+func pairTargets(ctx context.Context, ns, name string) []probe.Target {
+	GinkgoHelper()
+	var ts []probe.Target
+	Eventually(func() error {
+		var err error
+		ts, err = env.Targets(ctx, ns, name, "main", "backup")
+		return err
+	}).WithTimeout(60 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+	return ts
+}
+
+func waitServingSet(ctx context.Context, w *probe.Watcher, timeout time.Duration, want ...string) time.Time {
+	GinkgoHelper()
+	Eventually(w.Serving).WithTimeout(timeout).WithPolling(50 * time.Millisecond).Should(ConsistOf(want))
+	h := w.History()
+	return h[len(h)-1].At
+}
+
+func pauseResumeCleanup(ns, pod string) {
+	DeferCleanup(func(ctx SpecContext) { _ = env.Fault(ctx, "resume", ns+"/"+pod) })
+}
+
+var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
+	It("ActiveActive: both serve; a client moves to the backup with the mapped licence and comes home", func(ctx SpecContext) {
+		ns, err := env.Namespace(ctx, "pair-aa")
+		Expect(err).NotTo(HaveOccurred())
+		createPair(ctx, ns, "pair", licensehav1.ActiveActive, "")
+		ts := pairTargets(ctx, ns, "pair")
+		bctx, _ := bg()
+		w := probe.NewWatcher(ts, 50*time.Millisecond)
+		go w.Run(bctx)
+		waitServingSet(ctx, w, 90*time.Second, "main", "backup")
+		urls := map[string]string{ts[0].Name: ts[0].URL, ts[1].Name: ts[1].URL}
+		// The backup answers for the main's licence once it has the aliases.
+		Eventually(func() error {
+			c, err := lhclient.New(lhclient.Config{Endpoints: []string{urls["backup"]}, ClientID: "e2e-alias", HeartbeatInterval: -1})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			co, err := c.Checkout(ctx, "alias-check", mainLicence)
+			if err != nil {
+				return err
+			}
+			return c.Release(ctx, co.ID)
+		}).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
+
+		load, err := probe.StartLoad(ctx, lhclient.Config{Endpoints: []string{urls["main"], urls["backup"]}, Home: urls["main"],
+			ClientID: "e2e-pair", HomeCheckInterval: time.Second}, mainLicence, seats, 50*time.Millisecond)
+		Expect(err).NotTo(HaveOccurred())
+		pauseResumeCleanup(ns, group.PodName("pair", "main"))
+
+		paused := time.Now()
+		Expect(env.Fault(ctx, "pause", ns+"/"+group.PodName("pair", "main"))).To(Succeed())
+		Eventually(load.Client.Endpoint).WithTimeout(serviceBound).Should(Equal(urls["backup"]))
+		Eventually(func() bool { return load.LastSuccess().After(paused.Add(time.Second)) }).WithTimeout(serviceBound).Should(BeTrue())
+		figure("pair AA: main paused → client served by backup", load.LastSuccess().Sub(paused))
+		time.Sleep(3 * time.Second)
+		Expect(load.Lost()).To(BeZero())
+		for _, c := range load.Client.Checkouts() {
+			GinkgoWriter.Printf("on the backup: checkout %s licence %s\n", c.ID, c.License)
+		}
+
+		resumed := time.Now()
+		Expect(env.Fault(ctx, "resume", ns+"/"+group.PodName("pair", "main"))).To(Succeed())
+		Eventually(load.Client.Endpoint).WithTimeout(30 * time.Second).Should(Equal(urls["main"]))
+		figure("pair AA: main resumed → client home", time.Since(resumed))
+		time.Sleep(2 * time.Second)
+		Expect(load.Lost()).To(BeZero())
+		Expect(load.LongestGapSince(paused)).To(BeNumerically("<", serviceBound))
+		figure("pair AA: longest client gap", load.LongestGapSince(paused))
+	})
+
+	It("ActivePassive Fixed: one serves; the backup covers a paused main, which takes the role back", func(ctx SpecContext) {
+		ns, err := env.Namespace(ctx, "pair-ap")
+		Expect(err).NotTo(HaveOccurred())
+		createPair(ctx, ns, "pair", licensehav1.ActivePassive, licensehav1.RolesFixed)
+		ts := pairTargets(ctx, ns, "pair")
+		bctx, _ := bg()
+		w := probe.NewWatcher(ts, 50*time.Millisecond)
+		go w.Run(bctx)
+		waitServingSet(ctx, w, 90*time.Second, "main")
+		pauseResumeCleanup(ns, group.PodName("pair", "main"))
+
+		paused := time.Now()
+		Expect(env.Fault(ctx, "pause", ns+"/"+group.PodName("pair", "main"))).To(Succeed())
+		at := waitServingSet(ctx, w, 60*time.Second, "backup")
+		figure("pair AP: main paused → backup serves", at.Sub(paused))
+		Expect(w.MaxServing()).To(BeNumerically("<=", 1))
+
+		resumed := time.Now()
+		Expect(env.Fault(ctx, "resume", ns+"/"+group.PodName("pair", "main"))).To(Succeed())
+		at = waitServingSet(ctx, w, 60*time.Second, "main")
+		figure("pair AP: main resumed → main serves", at.Sub(resumed))
+		time.Sleep(2 * time.Second)
+		Expect(w.MaxServing()).To(BeNumerically("<=", 1), "both served: %v", w.History())
+		Expect(w.Overlap()).To(BeZero())
+	})
+
+	It("ActivePassive: started at once, never both serve", func(ctx SpecContext) {
+		for i := range 3 {
+			ns, err := env.Namespace(ctx, fmt.Sprintf("pair-start%d", i))
+			Expect(err).NotTo(HaveOccurred())
+			p := createPair(ctx, ns, "pair", licensehav1.ActivePassive, licensehav1.RolesFixed)
+			ts := pairTargets(ctx, ns, "pair")
+			wctx, cancel := context.WithCancel(ctx)
+			w := probe.NewWatcher(ts, 50*time.Millisecond)
+			go w.Run(wctx)
+			waitServingSet(ctx, w, 60*time.Second, "main")
+			time.Sleep(5 * time.Second)
+			cancel()
+			Expect(w.MaxServing()).To(BeNumerically("<=", 1), "both served at start (round %d): %v", i, w.History())
+			Expect(w.Overlap()).To(BeZero())
+			Expect(env.Client.Delete(ctx, p)).To(Succeed())
+			Expect(env.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metaName(ns)})).To(Succeed())
+		}
+	})
+})
