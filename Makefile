@@ -79,6 +79,10 @@ docker-build: ## Build the container image (needs a Docker engine).
 
 ##@ Cluster
 
+.PHONY: demo
+demo: build localcluster ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root).
+	$(GO) run ./hack/demo
+
 .PHONY: install
 install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
 	$(KUBECTL) apply --server-side -f config/crd/bases

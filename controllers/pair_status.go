@@ -61,7 +61,7 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, pods map[string]*corev1
 	mainR, mainOK := reports[string(licensehav1.SideMain)]
 	backR, backOK := reports[string(licensehav1.SideBackup)]
 	st.Connected = mainOK && backOK && len(mainR.Peers) > 0 && len(backR.Peers) > 0
-	st.Synchronized = mainOK && backOK && mainR.Revision > 0 && backR.Revision >= mainR.Revision
+	st.Synchronized = mainOK && backOK && backR.Revision >= mainR.Revision
 	st.SyncState = syncStateOf(st.Connected, st.Synchronized)
 
 	st.ActiveServer = ""

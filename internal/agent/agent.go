@@ -166,6 +166,13 @@ func (a *Agent) setDesired(ctx context.Context, d desired) {
 	}
 }
 
+// setPeers updates the peers reported on the pod.
+func (a *Agent) setPeers(peers []string) {
+	a.mu.Lock()
+	a.want.peers = peers
+	a.mu.Unlock()
+}
+
 // applyRole brings the server's role in line with the desired one.
 func (a *Agent) applyRole(ctx context.Context) {
 	a.mu.Lock()
@@ -277,6 +284,7 @@ func (a *Agent) watch(ctx context.Context) {
 		}
 	})
 	watchNamed(ctx, rc, "configmaps", a.opts.Namespace, group.StateName(a.opts.Group), &corev1.ConfigMap{}, a.sync.observeConfigMap)
+	watchNamed(ctx, rc, "pods", a.opts.Namespace, a.opts.Pod, &corev1.Pod{}, a.pod.observe)
 	watchNamed(ctx, rc, "secrets", a.opts.Namespace, group.StateName(a.opts.Group), &corev1.Secret{}, a.sync.observeSecret)
 }
 

@@ -69,6 +69,22 @@ type podReporter struct {
 	lastState *group.MemberState
 }
 
+// observe compares the pod as it is with what was last written: when
+// someone else changed the role label or the report (the operator corrects
+// labels from a possibly older view of the Lease), the next Report writes
+// again.
+func (r *podReporter) observe(p *corev1.Pod) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lastState == nil {
+		return
+	}
+	raw, _ := json.Marshal(*r.lastState)
+	if p.Labels[licensehav1.LabelRole] != r.lastLabel || p.Annotations[group.AnnotationMemberState] != string(raw) {
+		r.lastLabel, r.lastState = "", nil
+	}
+}
+
 // Report patches the pod when label or state differ from what was last
 // written successfully. A failed write is retried on the next report.
 func (r *podReporter) Report(ctx context.Context, roleLabel string, state group.MemberState) error {

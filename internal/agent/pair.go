@@ -73,11 +73,14 @@ func (d *pairDriver) state(role server.Role, epoch uint64, active string) desire
 	if role == server.RoleActive {
 		st, label = group.StateActive, licensehav1.RoleLabelActive
 	}
-	var peers []string
+	return desired{role: role, epoch: epoch, active: active, label: label, state: st, peers: d.peers()}
+}
+
+func (d *pairDriver) peers() []string {
 	if d.peerUp.Load() {
-		peers = []string{d.other()}
+		return []string{d.other()}
 	}
-	return desired{role: role, epoch: epoch, active: active, label: label, state: st, peers: peers}
+	return nil
 }
 
 // probePeer asks the other member's agent whether it is up, every second.
@@ -101,6 +104,7 @@ func (d *pairDriver) probePeer(ctx context.Context) {
 		}
 		// Up while heard within the peer timeout.
 		d.peerUp.Store(time.Since(lastOK) < time.Duration(cfg.PeerTimeoutMillis)*time.Millisecond)
+		d.a.setPeers(d.peers())
 		select {
 		case <-ctx.Done():
 			return

@@ -1,0 +1,331 @@
+// Command demo shows licenseha on the local cluster: it starts the cluster
+// and the operator, applies config/samples (a triad and a backup pair),
+// watches the triad form, crashes and freezes the active member while a
+// client holds printer seats, and reports the measured failover and
+// failback. Everything keeps running afterwards. Run it with `make demo`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	lhclient "github.com/licenseha/licenseha/pkg/client"
+	"github.com/licenseha/licenseha/test/probe"
+)
+
+var (
+	root, state, kubeconfig, k8sBin string
+	kube                            crclient.Client
+	start                           = time.Now()
+)
+
+func step(format string, args ...any) {
+	fmt.Printf("\n\033[1m==> "+format+"\033[0m\n", args...)
+}
+
+func info(format string, args ...any) {
+	fmt.Printf("    [%5.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "\nError:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var err error
+	if root, err = os.Getwd(); err != nil {
+		return err
+	}
+	state = filepath.Join(root, ".local")
+	kubeconfig = filepath.Join(state, "kubeconfig")
+	out, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh")).Output()
+	if err != nil {
+		return fmt.Errorf("control-plane binaries: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	k8sBin = lines[len(lines)-1]
+
+	step("Local cluster")
+	if _, err := kubectl(ctx, "get", "--raw", "/readyz"); err != nil {
+		info("Starting it (real etcd, kube-apiserver, controller-manager, scheduler; pods run as processes)")
+		if err := localcluster(ctx, "up", "--detach", "--k8s-bin-dir", k8sBin); err != nil {
+			return err
+		}
+	} else {
+		info("Already running")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = licensehav1.AddToScheme(scheme)
+	if kube, err = crclient.New(cfg, crclient.Options{Scheme: scheme}); err != nil {
+		return err
+	}
+
+	step("CRDs and operator")
+	if _, err := kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
+		return err
+	}
+	info("CRDs installed: licensetriads.licenseha.io, licensebackuppairs.licenseha.io")
+	if err := startOperator(); err != nil {
+		return err
+	}
+
+	step("Samples: a triad (plant-a) and a backup pair (plant-b), with their licence Secrets")
+	out2, err := kubectl(ctx, "apply", "-k", filepath.Join(root, "config", "samples"))
+	if err != nil {
+		return err
+	}
+	fmt.Print(indent(out2))
+
+	step("Waiting for the triad to form")
+	t, err := waitTriad(ctx, 90*time.Second, func(t *licensehav1.LicenseTriad) bool {
+		return t.Status.Phase == licensehav1.TriadActive
+	})
+	if err != nil {
+		return err
+	}
+	info("Triad plant-a is Active: member %s serves, quorum %s", t.Status.ActiveMember, t.Status.Quorum)
+	table(ctx)
+
+	targets, err := memberTargets(ctx)
+	if err != nil {
+		return err
+	}
+	w := probe.NewWatcher(targets, 50*time.Millisecond)
+	go w.Run(ctx)
+	members := map[string]string{}
+	var endpoints []string
+	for _, tg := range targets {
+		members[tg.Name] = tg.URL
+		endpoints = append(endpoints, tg.URL)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	load, err := probe.StartLoad(ctx, lhclient.Config{Endpoints: endpoints, Home: members["a"], Members: members, ClientID: "demo-client", Logger: quiet},
+		"LabelDesigner", 5, 50*time.Millisecond)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	info("A client holds 5 printer seats and sends a heartbeat every 50 ms; a probe asks every member every 50 ms whether it serves")
+
+	step("Crash: SIGKILL every process of the active member's pod")
+	active := t.Status.ActiveMember
+	if err := crash(ctx, w, load, active, "kill"); err != nil {
+		return err
+	}
+
+	step("Freeze: SIGSTOP the active member (a hung server: no restart to the rescue)")
+	now := w.Serving()
+	if len(now) != 1 {
+		return fmt.Errorf("expected one member serving, saw %v", now)
+	}
+	frozen := now[0]
+	if err := crash(ctx, w, load, frozen, "pause"); err != nil {
+		return err
+	}
+
+	step("Failback: resume %s; the primary takes the role back after failbackDelaySeconds (20 s in the sample)", frozen)
+	resumed := time.Now()
+	if err := localcluster(ctx, "fault", "resume", "plant-a-"+frozen); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	info("Right after resuming, %s serves: %v (its serve bound lapsed while frozen, so it fenced itself)", frozen, contains(w.Serving(), frozen))
+	back, err := w.WaitFor(ctx, "a", 90*time.Second)
+	if err != nil {
+		return err
+	}
+	info("Primary a serves again %.1f s after the resume; client's longest gap during failback: %d ms",
+		back.Sub(resumed).Seconds(), load.LongestGapSince(back.Add(-5*time.Second)).Milliseconds())
+	time.Sleep(2 * time.Second)
+	table(ctx)
+
+	step("Summary")
+	info("Seats lost: %d of 5; moments with two members serving: %d ms", load.Lost(), w.Overlap().Milliseconds())
+	fmt.Printf(`
+Everything keeps running. Try:
+    export KUBECONFIG=%s
+    kubectl get licenseha                         # (kubectl is %s/kubectl)
+    bin/kubectl-licenseha status plant-a
+    bin/localcluster fault pause plant-a-a        # more faults: docs/local-cluster.md
+Stop it all with: make local-down
+`, kubeconfig, k8sBin)
+	return nil
+}
+
+// crash applies a fault to a member and reports how service came back.
+func crash(ctx context.Context, w *probe.Watcher, load *probe.Load, member, fault string) error {
+	before := w.Overlap()
+	at := time.Now()
+	if err := localcluster(ctx, "fault", fault, "plant-a-"+member); err != nil {
+		return err
+	}
+	info("%s %s", map[string]string{"kill": "Killed", "pause": "Froze"}[fault], member)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		// Service is back when, after the fault, a moment without the old
+		// active serving was seen and exactly one member serves now.
+		s := w.Serving()
+		h := w.History()
+		gone := false
+		for _, c := range h {
+			if c.At.After(at) && !contains(c.Serving, member) {
+				gone = true
+			}
+		}
+		if gone && len(s) == 1 {
+			served := h[len(h)-1].At
+			time.Sleep(time.Second)
+			info("Member %s serves %.2f s after the fault; the client's longest gap was %d ms; seats lost: %d; overlap: %d ms",
+				s[0], served.Sub(at).Seconds(), load.LongestGapSince(at).Milliseconds(), load.Lost(), (w.Overlap() - before).Milliseconds())
+			table(ctx)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nobody serves 60 s after the fault (serving: %v)", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func waitTriad(ctx context.Context, timeout time.Duration, pred func(*licensehav1.LicenseTriad) bool) (*licensehav1.LicenseTriad, error) {
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		t := &licensehav1.LicenseTriad{}
+		if err := kube.Get(ctx, crclient.ObjectKey{Namespace: "default", Name: "plant-a"}, t); err == nil {
+			line := fmt.Sprintf("phase %s, quorum %s, active %q", t.Status.Phase, t.Status.Quorum, t.Status.ActiveMember)
+			if line != last {
+				info("%s", line)
+				last = line
+			}
+			if pred(t) {
+				return t, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the triad did not form within %s; see .local/manager.log and kubectl describe ltriad plant-a", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func memberTargets(ctx context.Context) ([]probe.Target, error) {
+	var out []probe.Target
+	for _, m := range []string{"a", "b", "c"} {
+		p := &corev1.Pod{}
+		if err := kube.Get(ctx, crclient.ObjectKey{Namespace: "default", Name: "plant-a-" + m}, p); err != nil {
+			return nil, err
+		}
+		out = append(out, probe.Target{Name: m, URL: "http://" + p.Status.PodIP + ":" + strconv.Itoa(licensehav1.DefaultServerPort)})
+	}
+	return out, nil
+}
+
+func table(ctx context.Context) {
+	out, err := kubectl(ctx, "get", "licenseha", "-o", "wide")
+	if err == nil {
+		fmt.Print(indent(out))
+	}
+	if out, err := kubectl(ctx, "get", "pods", "-l", "licenseha.io/group=plant-a", "-L", "licenseha.io/role"); err == nil {
+		fmt.Print(indent(out))
+	}
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("      " + l + "\n")
+	}
+	return b.String()
+}
+
+// startOperator runs the operator beside the cluster, detached, unless one
+// is running already (pid in .local/manager.pid).
+func startOperator() error {
+	pidFile := filepath.Join(state, "manager.pid")
+	if data, err := os.ReadFile(pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && syscall.Kill(pid, 0) == nil {
+			info("Operator already running (pid %d, log .local/manager.log)", pid)
+			return nil
+		}
+	}
+	logFile, err := os.OpenFile(filepath.Join(state, "manager.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(filepath.Join(root, "bin", "manager"), "--leader-elect=false",
+		"--metrics-bind-address=:18080", "--health-probe-bind-address=:18081",
+		"--image=ghcr.io/licenseha/licenseha:dev",
+		"--trusted-keys-file="+filepath.Join(root, "config", "samples", "dev-trusted-keys.pem"))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the operator: %w", err)
+	}
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		return err
+	}
+	info("Operator started beside the cluster (pid %d, log .local/manager.log, metrics :18080)", cmd.Process.Pid)
+	return cmd.Process.Release()
+}
+
+func kubectl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(k8sBin, "kubectl"), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func localcluster(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "localcluster"), args...)
+	cmd.Env = append(os.Environ(), "LOCALCLUSTER_STATE_DIR="+state)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("localcluster %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
