@@ -79,6 +79,10 @@ docker-build: ## Build the container image (needs a Docker engine).
 
 ##@ Cluster
 
+.PHONY: bench-failover
+bench-failover: build localcluster ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20).
+	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20)
+
 .PHONY: demo
 demo: build localcluster ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root).
 	$(GO) run ./hack/demo

@@ -1,0 +1,283 @@
+// Command bench-failover measures what a client sees when a triad's active
+// member goes away: crash (SIGKILL), graceful deletion of its pod, planned
+// switchover (roles edited), and failback. For each kind it runs N trials on
+// the local cluster with a client holding seats and heartbeating every 50 ms
+// and a probe asking every member every 50 ms whether it serves, and prints
+// the median and maximum client-observed unavailability, the seats lost and
+// the time two members served at once. Run it with `make bench-failover`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	lhclient "github.com/licenseha/licenseha/pkg/client"
+	"github.com/licenseha/licenseha/test/harness"
+	"github.com/licenseha/licenseha/test/probe"
+)
+
+const (
+	ns    = "bench"
+	triad = "bench"
+	seats = 5
+)
+
+type result struct {
+	gap     time.Duration
+	lost    int
+	overlap time.Duration
+	err     error
+}
+
+type bench struct {
+	env      *harness.Env
+	w        *probe.Watcher
+	load     *probe.Load
+	stopLoad context.CancelFunc
+	ips      string
+}
+
+func main() {
+	trials := flag.Int("trials", 20, "trials per kind of fault")
+	kinds := flag.String("kinds", "crash,graceful,switchover,failback", "kinds of fault to measure")
+	instance := flag.Int("instance", 6, "local cluster instance to use")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *instance, *trials, strings.Split(*kinds, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+func run(ctx context.Context, instance, trials int, kinds []string) error {
+	env, err := harness.Start(ctx, harness.Options{Instance: instance, Log: logf})
+	if err != nil {
+		return err
+	}
+	defer env.Stop()
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: objectMeta(ns)}); err != nil {
+		return err
+	}
+	if _, err := env.CreateTriad(ctx, ns, triad, func(t *licensehav1.LicenseTriad) {
+		t.Spec.Failover.FailbackDelaySeconds = 3
+	}); err != nil {
+		return err
+	}
+	b := &bench{env: env}
+	if err := b.settle(ctx); err != nil {
+		return err
+	}
+	targets, err := env.Targets(ctx, ns, triad, "a", "b", "c")
+	if err != nil {
+		return err
+	}
+	b.w = probe.NewWatcher(targets, 50*time.Millisecond)
+	go b.w.Run(ctx)
+	if err := b.startLoad(ctx, targets); err != nil {
+		return err
+	}
+
+	results := map[string][]result{}
+	for _, kind := range kinds {
+		for i := 1; i <= trials; i++ {
+			r := b.trial(ctx, kind)
+			if r.err != nil {
+				logf("%s trial %d: %v", kind, i, r.err)
+			} else {
+				logf("%s trial %d: client gap %d ms, lost %d, overlap %d ms", kind, i, r.gap.Milliseconds(), r.lost, r.overlap.Milliseconds())
+			}
+			results[kind] = append(results[kind], r)
+			if err := b.settle(ctx); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+	report(kinds, results)
+	return nil
+}
+
+// settle waits until the triad is back to normal: a serving, all three in
+// contact and in sync.
+func (b *bench) settle(ctx context.Context) error {
+	_, err := b.env.WaitTriad(ctx, ns, triad, 3*time.Minute, func(t *licensehav1.LicenseTriad) bool {
+		return t.Status.Phase == licensehav1.TriadActive && t.Status.ActiveMember == "a"
+	})
+	if err == nil && b.w != nil {
+		if err = b.refreshTargets(ctx); err == nil {
+			_, err = b.w.WaitFor(ctx, "a", time.Minute)
+		}
+	}
+	return err
+}
+
+// refreshTargets points the watcher at the members' current pod IPs, and
+// gives the client a fresh endpoint list when a pod was recreated with a new
+// IP (a client of a real cluster uses the Service or DNS names instead).
+func (b *bench) refreshTargets(ctx context.Context) error {
+	targets, err := b.env.Targets(ctx, ns, triad, "a", "b", "c")
+	if err != nil {
+		return err
+	}
+	b.w.SetTargets(targets)
+	if b.load != nil && fmt.Sprint(targets) != b.ips {
+		return b.startLoad(ctx, targets)
+	}
+	return nil
+}
+
+// startLoad (re)starts the client holding seats.
+func (b *bench) startLoad(ctx context.Context, targets []probe.Target) error {
+	if b.stopLoad != nil {
+		b.stopLoad()
+	}
+	members := map[string]string{}
+	var endpoints []string
+	for _, t := range targets {
+		members[t.Name], endpoints = t.URL, append(endpoints, t.URL)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	load, err := probe.StartLoad(lctx, lhclient.Config{Endpoints: endpoints, Home: members["a"], Members: members,
+		ClientID: "bench", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, "LabelDesigner", seats, 50*time.Millisecond)
+	if err != nil {
+		cancel()
+		return err
+	}
+	b.load, b.stopLoad, b.ips = load, cancel, fmt.Sprint(targets)
+	return nil
+}
+
+func (b *bench) trial(ctx context.Context, kind string) result {
+	overlap0 := b.w.Overlap()
+	lost0 := b.load.Lost()
+	at := time.Now()
+	var err error
+	switch kind {
+	case "crash":
+		err = b.env.Fault(ctx, "kill", harness.PodName(ns, triad, "a"))
+	case "graceful":
+		err = b.env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: objectMetaNS(ns, triad+"-a")})
+	case "switchover":
+		err = b.swapRoles(ctx, "b")
+	case "failback":
+		// Freeze the primary, let the secondary take over, then resume it:
+		// the measured gap is the failback's alone.
+		if err = b.env.Fault(ctx, "pause", harness.PodName(ns, triad, "a")); err == nil {
+			if _, err = b.w.WaitFor(ctx, "b", time.Minute); err == nil {
+				err = b.env.Fault(ctx, "resume", harness.PodName(ns, triad, "a"))
+				at = time.Now()
+			}
+		}
+	default:
+		err = fmt.Errorf("unknown kind %q", kind)
+	}
+	if err != nil {
+		return result{err: err}
+	}
+	want := "a"
+	if kind == "switchover" {
+		want = "b"
+	}
+	// Service is back when the expected member serves alone again after a
+	// moment where a did not (for failback: a serves again).
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if kind == "graceful" {
+			if targets, err := b.env.Targets(ctx, ns, triad, "a", "b", "c"); err == nil {
+				b.w.SetTargets(targets)
+			}
+		}
+		s := b.w.Serving()
+		if len(s) == 1 && (s[0] == want || (kind != "switchover" && kind != "failback")) && b.sawGap(at, kind) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	r := result{gap: b.load.LongestGapSince(at), lost: b.load.Lost() - lost0, overlap: b.w.Overlap() - overlap0}
+	if kind == "switchover" {
+		if err := b.swapRoles(ctx, "a"); err != nil {
+			r.err = err
+		}
+	}
+	return r
+}
+
+// sawGap is true once, after at, a moment without a serving was seen (the
+// fault took effect), except for switchover and failback where the serving
+// member simply changes.
+func (b *bench) sawGap(at time.Time, kind string) bool {
+	for _, c := range b.w.History() {
+		if c.At.After(at) && (len(c.Serving) != 1 || c.Serving[0] != "a" || kind == "failback") {
+			return true
+		}
+	}
+	return false
+}
+
+// swapRoles makes primary the Primary and the other of a/b the Secondary.
+func (b *bench) swapRoles(ctx context.Context, primary string) error {
+	t := &licensehav1.LicenseTriad{}
+	if err := b.env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: triad}, t); err != nil {
+		return err
+	}
+	for i := range t.Spec.Members {
+		switch t.Spec.Members[i].Name {
+		case primary:
+			t.Spec.Members[i].Role = licensehav1.RolePrimary
+		case "a", "b":
+			t.Spec.Members[i].Role = licensehav1.RoleSecondary
+		}
+	}
+	return b.env.Client.Update(ctx, t)
+}
+
+func report(kinds []string, results map[string][]result) {
+	fmt.Println("| fault | trials | unavailability median | unavailability max | seats lost | overlap (two serving) | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, kind := range kinds {
+		var gaps []time.Duration
+		lost, errs := 0, 0
+		var overlap time.Duration
+		for _, r := range results[kind] {
+			if r.err != nil {
+				errs++
+				continue
+			}
+			gaps = append(gaps, r.gap)
+			lost += r.lost
+			overlap += r.overlap
+		}
+		sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+		med, most := time.Duration(0), time.Duration(0)
+		if len(gaps) > 0 {
+			med, most = gaps[len(gaps)/2], gaps[len(gaps)-1]
+		}
+		fmt.Printf("| %s | %d | %.2f s | %.2f s | %d | %d ms | %d |\n", kind, len(results[kind]), med.Seconds(), most.Seconds(), lost, overlap.Milliseconds(), errs)
+	}
+}
+
+func objectMeta(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }
+
+func objectMetaNS(namespace, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: namespace, Name: name}
+}
