@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -82,7 +83,7 @@ func startTriad(ctx context.Context, prefix string, mutate func(*licensehav1.Lic
 	_, err = r.watcher.WaitFor(ctx, "a", 20*time.Second)
 	Expect(err).NotTo(HaveOccurred(), "the primary serves once the triad is Active")
 	r.load, err = probe.StartLoad(ctx, lhclient.Config{Endpoints: endpoints, Home: r.urls["a"], Members: r.urls,
-		ClientID: "e2e-" + prefix}, r.licence, seats, 50*time.Millisecond)
+		ClientID: "e2e-" + prefix, Logger: clientLogger()}, r.licence, seats, 50*time.Millisecond)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { r.report() })
 	return r
@@ -162,6 +163,34 @@ func (r *triadRun) waitServing(ctx context.Context, timeout time.Duration, want 
 	}
 	Fail(fmt.Sprintf("nobody of %v served alone within %s: %s", want, timeout, r.history()))
 	return "", time.Time{}
+}
+
+// outage waits for the first time nobody served after t (a fault seen by
+// the watcher) and then for service to return; it returns when service
+// stopped and when it returned. When the watcher never saw a moment without
+// service within a few seconds, both are t.
+func (r *triadRun) outage(ctx context.Context, t time.Time, timeout time.Duration) (time.Time, time.Time, string) {
+	GinkgoHelper()
+	deadline := time.Now().Add(timeout)
+	var from time.Time
+	for time.Now().Before(deadline) {
+		for _, c := range r.watcher.History() {
+			if c.At.Before(t) {
+				continue
+			}
+			if from.IsZero() && len(c.Serving) == 0 {
+				from = c.At
+			} else if !from.IsZero() && c.At.After(from) && len(c.Serving) == 1 {
+				return from, c.At, c.Serving[0]
+			}
+		}
+		if from.IsZero() && time.Since(t) > 5*time.Second {
+			return t, t, ""
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	Fail(fmt.Sprintf("service did not return within %s: %s", timeout, r.history()))
+	return time.Time{}, time.Time{}, ""
 }
 
 // servedSince reports whether member was seen serving after t.
@@ -269,3 +298,8 @@ func exists(ctx context.Context, obj client.Object, ns, name string) bool {
 }
 
 var _ = metav1.Now
+
+// clientLogger sends the failover client's logs to the spec's output.
+func clientLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

@@ -79,7 +79,7 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 		urls := map[string]string{ts[0].Name: ts[0].URL, ts[1].Name: ts[1].URL}
 		// The backup answers for the main's licence once it has the aliases.
 		Eventually(func() error {
-			c, err := lhclient.New(lhclient.Config{Endpoints: []string{urls["backup"]}, ClientID: "e2e-alias", HeartbeatInterval: -1})
+			c, err := lhclient.New(lhclient.Config{Endpoints: []string{urls["backup"]}, ClientID: "e2e-alias", HeartbeatInterval: -1, Logger: clientLogger()})
 			if err != nil {
 				return err
 			}
@@ -92,7 +92,7 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 		}).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
 
 		load, err := probe.StartLoad(ctx, lhclient.Config{Endpoints: []string{urls["main"], urls["backup"]}, Home: urls["main"],
-			ClientID: "e2e-pair", HomeCheckInterval: time.Second}, mainLicence, seats, 50*time.Millisecond)
+			ClientID: "e2e-pair", HomeCheckInterval: time.Second, Logger: clientLogger()}, mainLicence, seats, 50*time.Millisecond)
 		Expect(err).NotTo(HaveOccurred())
 		pauseResumeCleanup(ns, group.PodName("pair", "main"))
 

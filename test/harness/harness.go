@@ -119,6 +119,13 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		"--restart-backoff", backoff.String()); err != nil {
 		return nil, err
 	}
+	if _, err := e.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
+		return nil, err
+	}
+	// The client discovers the API when created: the CRDs must be served by then.
+	if _, err := e.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
+		return nil, err
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
 	if err != nil {
 		return nil, err
@@ -127,9 +134,6 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = licensehav1.AddToScheme(scheme)
 	if e.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		return nil, err
-	}
-	if _, err := e.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
 		return nil, err
 	}
 	pub, priv, err := licensing.GenerateKey()
