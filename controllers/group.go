@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -83,6 +84,11 @@ func dissolve(ctx context.Context, c client.Client, group client.Object, policy 
 			}
 		}
 	default:
+		// The Lease stays with the state: it carries the fencing epoch, and
+		// the synced state was written under it. A group of the same name
+		// continues from both, so its epochs stay above everything its
+		// servers and synced state have seen.
+		state = append(state, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.GetName() + "-active"}})
 		for _, obj := range state {
 			if err := orphan(ctx, c, obj, group.GetUID()); err != nil {
 				return err

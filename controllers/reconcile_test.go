@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -230,6 +231,9 @@ var _ = Describe("LicenseTriad reconciler", func() {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), s)).To(Succeed())
 			Expect(s.OwnerReferences).To(BeEmpty())
 			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "retain-licenses"}, &corev1.Secret{})).To(Succeed())
+			lease := &coordinationv1.Lease{}
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "retain-active"}, lease)).To(Succeed())
+			Expect(lease.OwnerReferences).To(BeEmpty(), "the Lease keeps the fencing epoch for a group of the same name")
 		})
 
 		It("Delete removes the licence Secret and the synced state", func() {

@@ -193,7 +193,14 @@ func (a *Agent) applyRole(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_, err := a.admin.SetRole(ctx, req)
-	if err != nil && !server.IsCode(err, server.CodeStaleEpoch) {
+	if server.IsCode(err, server.CodeStaleEpoch) && want.role != server.RoleActive {
+		// A fence is always safe: repeat it under the server's own epoch.
+		if st, serr := a.admin.State(ctx); serr == nil {
+			req.Epoch = st.Epoch
+			_, err = a.admin.SetRole(ctx, req)
+		}
+	}
+	if err != nil {
 		a.log.Error(err, "Setting the server's role failed", "role", want.role, "epoch", want.epoch)
 		return
 	}

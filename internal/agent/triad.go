@@ -107,6 +107,7 @@ func (d *triadDriver) Run(ctx context.Context) error {
 	defer timer.Stop()
 	var shutdownBy time.Time
 	var pending *election.Config
+	var pendingSince time.Time
 	done := ctx.Done()
 	for {
 		d.apply(ctx, m, out, leaseCmds)
@@ -121,7 +122,11 @@ func (d *triadDriver) Run(ctx context.Context) error {
 				a.log.Info("Roles changed; switching over", "to", pending.Primary)
 				out = m.RequestSwitchover(d.now(), pending.Primary)
 				continue
-			case !st.Serving || pending.Primary == ec.Self:
+			// Wait for the handover to finish (the Lease released to the
+			// new primary) before dropping the old machine; give up waiting
+			// after a few peer timeouts, as a restart would.
+			case (!st.Serving && st.Holding == 0 && st.HandoverReason == "") || pending.Primary == ec.Self ||
+				time.Since(pendingSince) > 3*ec.PeerTimeout:
 				a.log.Info("Applying the triad's new configuration", "primary", pending.Primary, "secondary", pending.Secondary, "tertiary", pending.Tertiary)
 				ec = *pending
 				pending = nil
@@ -160,7 +165,7 @@ func (d *triadDriver) Run(ctx context.Context) error {
 			} else if next.Primary != ec.Primary || next.Secondary != ec.Secondary || next.Tertiary != ec.Tertiary ||
 				next.PeerTimeout != ec.PeerTimeout || next.HeartbeatInterval != ec.HeartbeatInterval ||
 				next.Failback != ec.Failback || next.FailbackDelay != ec.FailbackDelay {
-				pending = &next
+				pending, pendingSince = &next, time.Now()
 			}
 			out = m.Tick(d.now())
 		case <-timer.C:
