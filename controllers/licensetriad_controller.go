@@ -156,6 +156,9 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 	if err := fixRoleLabels(ctx, r.Client, pods, holder); err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.replaceMember(ctx, t, g, pods); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -164,6 +167,39 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 	r.recordTransitions(ctx, t, before)
 	observeTriadMetrics(t)
 	return ctrl.Result{}, nil
+}
+
+// replaceMember carries out the licenseha.io/replace-member annotation: the
+// member's pod (and volume claim) is deleted, the pod comes back from the
+// synced state on the next reconcile, and the annotation is removed so the
+// request runs once. Licences are bound to the triad, so nothing is
+// relicensed. Deleting an active member's pod hands the role over first.
+func (r *LicenseTriadReconciler) replaceMember(ctx context.Context, t *licensehav1.LicenseTriad, g builder.Group, pods map[string]*corev1.Pod) error {
+	name, ok := t.Annotations[licensehav1.AnnotationReplaceMember]
+	if !ok {
+		return nil
+	}
+	log := logf.FromContext(ctx)
+	if _, member := g.Member(name); member {
+		if p := pods[name]; p != nil && p.DeletionTimestamp == nil {
+			log.Info("Replacing member", "member", name, "pod", p.Name)
+			if err := r.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+			delete(pods, name)
+		}
+		if pvc := builder.PVC(g, builder.Member{Name: name}); pvc != nil {
+			if err := r.Delete(ctx, pvc); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "ReplacingMember", "Replace", "Member %s is replaced; it starts again from the synced state", name)
+	} else {
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, "UnknownMember", "Replace", "%s names no member of the triad; ignored", licensehav1.AnnotationReplaceMember)
+	}
+	base := t.DeepCopy()
+	delete(t.Annotations, licensehav1.AnnotationReplaceMember)
+	return r.Patch(ctx, t, client.MergeFrom(base), client.FieldOwner(FieldManager))
 }
 
 // SetupWithManager registers the triad reconciler and its watches.

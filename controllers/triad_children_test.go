@@ -183,6 +183,23 @@ var _ = Describe("LicenseTriad children", func() {
 		Eventually(podUID(ns, "recreate-b"), timeout, interval).ShouldNot(SatisfyAny(BeEmpty(), Equal(old)))
 	})
 
+	It("replaces a member on request, once, without relicensing", func() {
+		t := startTriad(ns, "swap")
+		old := podUID(ns, "swap-b")()
+		Expect(update(t, func(t *licensehav1.LicenseTriad) {
+			t.Annotations = map[string]string{licensehav1.AnnotationReplaceMember: "b"}
+		})).To(Succeed())
+		Eventually(podUID(ns, "swap-b"), timeout, interval).ShouldNot(SatisfyAny(BeEmpty(), Equal(old)))
+		Eventually(func() map[string]string {
+			got := &licensehav1.LicenseTriad{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(t), got)).To(Succeed())
+			return got.Annotations
+		}, timeout, interval).ShouldNot(HaveKey(licensehav1.AnnotationReplaceMember))
+		replaced := podUID(ns, "swap-b")()
+		Consistently(podUID(ns, "swap-b"), "1s", interval).Should(Equal(replaced), "the request runs once")
+		Expect(getPod(ns, "swap-b").Spec.Volumes).To(ContainElement(HaveField("Secret.SecretName", "swap-licenses")))
+	})
+
 	It("reports an active triad from its members, and removes a stale active label", func() {
 		t := startTriad(ns, "run")
 		holdLease(ns, "run", "run-a", 1)
