@@ -254,6 +254,20 @@ func (r *triadRun) leaseHolder(ctx context.Context) string {
 	return h
 }
 
+// serviceLoad holds seats through the triad's Service alone.
+func (r *triadRun) serviceLoad(ctx context.Context) *probe.Load {
+	GinkgoHelper()
+	url := serviceURL(ctx, r.ns, r.name)
+	var l *probe.Load
+	Eventually(func() error {
+		var err error
+		l, err = probe.StartLoad(r.ctx, lhclient.Config{Endpoints: []string{url}, ClientID: "e2e-svc-" + r.ns, Logger: clientLogger()},
+			r.licence, seats, 50*time.Millisecond)
+		return err
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	return l
+}
+
 // backToNormal waits until the primary serves again and the triad is 3/3.
 func (r *triadRun) backToNormal(ctx context.Context) {
 	GinkgoHelper()
