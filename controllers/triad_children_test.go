@@ -176,6 +176,13 @@ var _ = Describe("LicenseTriad children", func() {
 		Expect(rb.Subjects).To(ConsistOf(HaveField("Name", "plant-agent")))
 	})
 
+	It("creates member pods a namespace enforcing the restricted Pod Security Standard admits", func() {
+		restricted := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "restricted-",
+			Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}
+		Expect(k8sClient.Create(ctx, restricted)).To(Succeed())
+		startTriad(restricted.Name, "pss")
+	})
+
 	It("recreates a deleted member pod", func() {
 		startTriad(ns, "recreate")
 		old := podUID(ns, "recreate-b")()

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/internal/monoclock"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
@@ -52,9 +53,10 @@ type desired struct {
 	// state and peers are reported on the pod.
 	state string
 	peers []string
-	// until bounds an active role: the server fences itself then unless
-	// renewed (zero: no bound, e.g. an ActiveActive pair member).
-	until time.Time
+	// until bounds an active role, on the node's CLOCK_MONOTONIC in
+	// nanoseconds: the server fences itself then unless renewed (zero: no
+	// bound, e.g. an ActiveActive pair member).
+	until int64
 }
 
 // Agent is one running member agent.
@@ -178,17 +180,16 @@ func (a *Agent) applyRole(ctx context.Context) {
 	a.mu.Lock()
 	want, applied := a.want, a.applied
 	a.mu.Unlock()
-	renew := want.role == server.RoleActive && want.until.After(applied.until.Add(50*time.Millisecond))
+	renew := want.role == server.RoleActive && want.until > applied.until+int64(50*time.Millisecond)
 	if want.role == "" || (want.role == applied.role && want.epoch == applied.epoch && want.active == applied.active && !renew) {
 		return
 	}
 	req := server.RoleRequest{Role: want.role, Epoch: want.epoch, Active: want.active}
-	if want.role == server.RoleActive && !want.until.IsZero() {
-		left := time.Until(want.until)
-		if left <= 0 {
+	if want.role == server.RoleActive && want.until != 0 {
+		if want.until <= monoclock.Now() {
 			return // the bound has passed: serving now would be unsafe
 		}
-		req.ServeForMillis = max(left.Milliseconds(), 1)
+		req.ServeUntilMonotonic = want.until
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

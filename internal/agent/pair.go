@@ -14,6 +14,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/internal/monoclock"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
@@ -180,7 +181,7 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 						// Bounded like the Lease: a frozen holder fences
 						// itself before the other side may take over.
 						want := d.state(server.RoleActive, epoch.Load(), d.a.opts.Member)
-						want.until = time.Now().Add(peerTimeout * 2 / 3)
+						want.until = monoclock.Now() + int64(peerTimeout*2/3)
 						d.a.setDesired(ctx, want)
 						d.a.applyRole(ctx)
 						sleep(lctx, 200*time.Millisecond)

@@ -13,6 +13,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/internal/monoclock"
 	"github.com/licenseha/licenseha/pkg/election"
 	"github.com/licenseha/licenseha/pkg/server"
 )
@@ -25,16 +26,19 @@ const shutdownLimit = 3 * time.Second
 // with the real clock, UDP heartbeats between the members' agents, and the
 // Kubernetes Lease.
 type triadDriver struct {
-	a      *Agent
-	start  time.Time
-	leases *kubeLeases
-	conn   *net.UDPConn
+	a     *Agent
+	start time.Time
+	// startMono is CLOCK_MONOTONIC at start: the machine's clock readings
+	// plus startMono are instants the server understands.
+	startMono int64
+	leases    *kubeLeases
+	conn      *net.UDPConn
 	// heard is when each peer was last heard, for the pod report.
 	heard map[election.MemberID]time.Time
 }
 
 func newTriadDriver(a *Agent) (roleDriver, error) {
-	return &triadDriver{a: a, start: time.Now(), heard: map[election.MemberID]time.Time{}}, nil
+	return &triadDriver{a: a, start: time.Now(), startMono: monoclock.Now(), heard: map[election.MemberID]time.Time{}}, nil
 }
 
 // now is the monotonic clock the machine runs on.
@@ -186,7 +190,9 @@ func (d *triadDriver) apply(ctx context.Context, m *election.Machine, out electi
 	switch out.Server.Mode {
 	case election.Serve:
 		want.role, want.state = server.RoleActive, group.StateActive
-		want.until = time.Now().Add(out.Server.Until - d.now())
+		// An absolute instant: it does not move if this goroutine is
+		// delayed between here and the server.
+		want.until = d.startMono + int64(out.Server.Until)
 	case election.Witness:
 		want.role, want.state = server.RoleWitness, group.StateWitness
 	default:

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/licenseha/licenseha/internal/monoclock"
 )
 
 func TestSeatsRunOutAndComeBackOnExpiry(t *testing.T) {
@@ -418,7 +420,8 @@ func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
 	ts := newTestServer(t, newSigner(t), withRole(RoleStandby), withMember("a"))
 	ac := ts.adminClient()
 	ctx := context.Background()
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeForMillis: 1000}); err != nil {
+	deadline := monoclock.Now() + int64(300*time.Millisecond)
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilMonotonic: deadline}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := ts.checkout(t, "alice", "p1", "LIC-1"); code != http.StatusCreated {
@@ -426,7 +429,7 @@ func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
 	}
 	// A frozen supervisor never renews: past the bound the server fences
 	// itself, whatever its role was set to.
-	ts.clock.Advance(1001 * time.Millisecond)
+	time.Sleep(time.Duration(deadline-monoclock.Now()) + 10*time.Millisecond)
 	if code, _, e := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable || e.Code != CodeNotActive {
 		t.Fatalf("checkout after the bound = %d %+v, want 503 not_active", code, e)
 	}
@@ -434,14 +437,14 @@ func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
 		t.Fatalf("state after the bound = %s, want standby", ts.State().Role)
 	}
 	// A renewal at the same epoch serves again.
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeForMillis: 1000}); err != nil {
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilMonotonic: monoclock.Now() + int64(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusCreated {
 		t.Fatalf("checkout after renewal = %d, want 201", code)
 	}
 	var be Error
-	if code := call(t, http.MethodPut, ts.admin.URL+"/admin/v1/role", `{"role":"active","epoch":3,"serveForMillis":-5}`, &be); code != http.StatusBadRequest || be.Field != "serveForMillis" {
-		t.Fatalf("negative bound = %d %+v, want 400 naming serveForMillis", code, be)
+	if code := call(t, http.MethodPut, ts.admin.URL+"/admin/v1/role", `{"role":"active","epoch":3,"serveUntilMonotonic":-5}`, &be); code != http.StatusBadRequest || be.Field != "serveUntilMonotonic" {
+		t.Fatalf("negative bound = %d %+v, want 400 naming serveUntilMonotonic", code, be)
 	}
 }

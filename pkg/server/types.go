@@ -136,11 +136,13 @@ type RoleRequest struct {
 	// Active is the member name of the active member, a hint the server
 	// passes on to clients in not_active answers.
 	Active string `json:"active,omitempty"`
-	// ServeForMillis, for role active, bounds how long the server serves
-	// unless a later request extends it: the server fences itself when it
-	// is not renewed in time, even if its supervisor is stuck or the whole
-	// pod was frozen and resumed. 0 serves without a bound.
-	ServeForMillis int64 `json:"serveForMillis,omitempty"`
+	// ServeUntilMonotonic, for role active, is the instant (CLOCK_MONOTONIC
+	// of the node, in nanoseconds) at which the server stops serving unless
+	// a later request extends it. The server fences itself then even if its
+	// supervisor is stuck or the whole pod was frozen and resumed; being an
+	// absolute instant on a clock both processes share, it does not move
+	// when the request itself is delayed. 0 serves without a bound.
+	ServeUntilMonotonic int64 `json:"serveUntilMonotonic,omitempty"`
 }
 
 // Settings are the administrator's rules, synchronised across a group.
