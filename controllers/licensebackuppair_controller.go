@@ -57,6 +57,7 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 
 	if !pair.DeletionTimestamp.IsZero() {
 		log.Info("Dissolving backup pair", "dissolvePolicy", pair.Spec.DissolvePolicy)
+		forgetGroup(pair.Namespace, pair.Name)
 		return ctrl.Result{}, dissolve(ctx, r.Client, pair, pair.Spec.DissolvePolicy,
 			[]string{pair.Spec.Main.LicenseSecretRef.Name, pair.Spec.Backup.LicenseSecretRef.Name})
 	}
@@ -217,6 +218,7 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 	before := p.Status.DeepCopy()
 	computePairStatus(p, pods, holder)
 	r.recordTransitions(ctx, p, before)
+	observePairMetrics(p)
 	return ctrl.Result{}, nil
 }
 

@@ -64,6 +64,7 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 	if !triad.DeletionTimestamp.IsZero() {
 		log.Info("Dissolving triad", "dissolvePolicy", triad.Spec.DissolvePolicy)
+		forgetGroup(triad.Namespace, triad.Name)
 		return ctrl.Result{}, dissolve(ctx, r.Client, triad, triad.Spec.DissolvePolicy, []string{triad.Spec.LicenseSecretRef.Name})
 	}
 	if err := ensureFinalizer(ctx, r.Client, triad); err != nil {
