@@ -70,6 +70,7 @@ type Agent struct {
 	pod   *podReporter
 	// peerKey authenticates heartbeats between the members (the admin token).
 	peerKey []byte
+	metrics *agentMetrics
 
 	mu      sync.Mutex
 	cfg     *group.Config
@@ -113,6 +114,7 @@ func Run(ctx context.Context, opts Options) error {
 		cfg:     cfg,
 		cfgCh:   make(chan *group.Config, 1),
 		peerKey: []byte(strings.TrimSpace(string(token))),
+		metrics: newAgentMetrics(),
 	}
 
 	// The server runs for the whole life of the agent; it outlives ctx so
@@ -127,6 +129,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	a.watch(ctx)
 	go a.serveHTTP(ctx)
+	go a.collectLicences(ctx)
 
 	driver, err := a.newDriver()
 	if err != nil {
@@ -202,9 +205,11 @@ func (a *Agent) applyRole(ctx context.Context) {
 		}
 	}
 	if err != nil {
+		a.metrics.roleFailures.Inc()
 		a.log.Error(err, "Setting the server's role failed", "role", want.role, "epoch", want.epoch)
 		return
 	}
+	a.metrics.epoch.Set(float64(want.epoch))
 	a.mu.Lock()
 	a.applied = want
 	a.mu.Unlock()
@@ -251,7 +256,14 @@ func (a *Agent) loop(ctx context.Context) {
 		}
 		report := group.MemberState{State: want.state, Epoch: int64(want.epoch), Peers: want.peers,
 			Revision: int64(rev), ServerVersion: st.Version}
+		pub, app := a.sync.revisions()
+		a.metrics.revision.WithLabelValues("published").Set(float64(pub))
+		a.metrics.revision.WithLabelValues("applied").Set(float64(app))
+		if at := a.sync.lastChange(); !at.IsZero() {
+			a.metrics.syncAge.Set(time.Since(at).Seconds())
+		}
 		if want.label != "" {
+			a.metrics.setRole(want.label)
 			if err := a.pod.Report(ctx, want.label, report); err != nil {
 				a.log.V(1).Info("Reporting on the pod failed; will retry", "error", err.Error())
 			}
@@ -310,6 +322,7 @@ func (a *Agent) serveHTTP(ctx context.Context) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	})
+	mux.Handle("/metrics", a.metrics.handler())
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		a.mu.Lock()
 		ok := a.srvOK

@@ -37,6 +37,24 @@ type syncer struct {
 	published uint64
 	lastPub   time.Time
 	applied   uint64
+	lastApply time.Time
+}
+
+// revisions returns the revisions last published and applied.
+func (s *syncer) revisions() (published, applied uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.published, s.applied
+}
+
+// lastChange is when state was last published or applied.
+func (s *syncer) lastChange() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastApply.After(s.lastPub) {
+		return s.lastApply
+	}
+	return s.lastPub
 }
 
 // observe records the latest state objects from the watches.
@@ -140,7 +158,7 @@ func (s *syncer) apply(ctx context.Context, st *server.State) error {
 		return fmt.Errorf("applying synced state revision %d: %w", rev, err)
 	}
 	s.mu.Lock()
-	s.applied = rev
+	s.applied, s.lastApply = rev, time.Now()
 	s.mu.Unlock()
 	s.log.V(1).Info("Applied state", "revision", rev)
 	return nil

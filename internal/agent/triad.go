@@ -35,6 +35,10 @@ type triadDriver struct {
 	conn      *net.UDPConn
 	// heard is when each peer was last heard, for the pod report.
 	heard map[election.MemberID]time.Time
+	// lastServingPeer is when a peer last said it served; serving
+	// after that measures this member's takeover.
+	lastServingPeer time.Time
+	serving         bool
 }
 
 func newTriadDriver(a *Agent) (roleDriver, error) {
@@ -159,6 +163,9 @@ func (d *triadDriver) Run(ctx context.Context) error {
 			out = m.Shutdown(d.now())
 		case hb := <-heartbeats:
 			d.heard[hb.From] = time.Now()
+			if hb.Serving {
+				d.lastServingPeer = time.Now()
+			}
 			out = m.Receive(d.now(), hb)
 		case res := <-leaseResults:
 			out = m.LeaseResult(d.now(), res)
@@ -201,6 +208,10 @@ func (d *triadDriver) apply(ctx context.Context, m *election.Machine, out electi
 			want.state = group.StateFenced
 		}
 	}
+	if out.Server.Mode == election.Serve && !d.serving && !d.lastServingPeer.IsZero() {
+		d.a.metrics.takeover.Set(time.Since(d.lastServingPeer).Seconds())
+	}
+	d.serving = out.Server.Mode == election.Serve
 	d.a.setDesired(ctx, want)
 	if out.Server.Mode == election.Serve {
 		// Serving needs the server to know it now, not at the next loop.

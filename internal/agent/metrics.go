@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// agentMetrics are served on the agent's HTTP port at /metrics: what only a
+// member itself knows, beside the operator's view of the whole group.
+type agentMetrics struct {
+	reg          *prometheus.Registry
+	role         *prometheus.GaugeVec
+	epoch        prometheus.Gauge
+	takeover     prometheus.Gauge
+	revision     *prometheus.GaugeVec
+	syncAge      prometheus.Gauge
+	inUse        *prometheus.GaugeVec
+	capacity     *prometheus.GaugeVec
+	restarts     prometheus.Gauge
+	roleFailures prometheus.Counter
+}
+
+func newAgentMetrics() *agentMetrics {
+	m := &agentMetrics{
+		reg: prometheus.NewRegistry(),
+		role: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "licenseha_agent_role",
+			Help: "1 for this member's current role label (active, standby, witness, unhealthy)."}, []string{"role"}),
+		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "licenseha_agent_epoch",
+			Help: "Fencing epoch this member knows."}),
+		takeover: prometheus.NewGauge(prometheus.GaugeOpts{Name: "licenseha_agent_last_takeover_seconds",
+			Help: "How long this member's last takeover took, from the last heartbeat of a serving peer to serving itself."}),
+		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "licenseha_agent_sync_revision",
+			Help: "Synced-state revision this member published (active) or applied (others)."}, []string{"direction"}),
+		syncAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "licenseha_agent_sync_age_seconds",
+			Help: "Seconds since this member last published or applied synced state."}),
+		inUse: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "licenseha_license_checkouts_in_use",
+			Help: "Printer seats in use per licence on this member's server."}, []string{"license"}),
+		capacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "licenseha_license_capacity",
+			Help: "Printer seats per licence on this member's server."}, []string{"license"}),
+		restarts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "licenseha_agent_server_restarts",
+			Help: "Times the agent restarted its license server."}),
+		roleFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "licenseha_agent_role_change_failures_total",
+			Help: "Role changes the license server did not accept."}),
+	}
+	m.reg.MustRegister(m.role, m.epoch, m.takeover, m.revision, m.syncAge, m.inUse, m.capacity, m.restarts, m.roleFailures)
+	return m
+}
+
+func (m *agentMetrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// setRole marks the current role label.
+func (m *agentMetrics) setRole(label string) {
+	for _, r := range []string{"active", "standby", "witness", "unhealthy"} {
+		v := 0.0
+		if r == label {
+			v = 1
+		}
+		m.role.WithLabelValues(r).Set(v)
+	}
+}
+
+// collectLicences refreshes the seat gauges from the server, every few
+// seconds, until ctx ends.
+func (a *Agent) collectLicences(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if lics, err := a.admin.Licenses(ctx); err == nil {
+			for _, l := range lics {
+				if l.Valid {
+					a.metrics.inUse.WithLabelValues(l.ID).Set(float64(l.InUse))
+					a.metrics.capacity.WithLabelValues(l.ID).Set(float64(l.Printers))
+				}
+			}
+		}
+		a.metrics.restarts.Set(float64(a.sup.Status().Restarts))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
