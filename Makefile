@@ -22,7 +22,8 @@ LICENSEHA_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/licenseha
 ENVTEST_ASSETS_DIR := $(LICENSEHA_CACHE)/k8s-$(K8S_VERSION)
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(ENVTEST_ASSETS_DIR)/kubectl)
 
-GINKGO_FLAGS ?=
+# The envtest suites skip the "benchmark" label unless asked (make bench-reconcile).
+GINKGO_FLAGS ?= -ginkgo.label-filter=!benchmark
 TEST_TIMEOUT ?= 30m
 
 ##@ General
@@ -115,6 +116,10 @@ test-integration: ## envtest suites against a real kube-apiserver and etcd.
 
 # Further targets, one file per area (local cluster, e2e, chart, ...).
 -include hack/make/*.mk
+
+.PHONY: bench-reconcile
+bench-reconcile: ## Reconcile 200 triads on envtest and print the time and the operator's memory.
+	$(MAKE) test-integration GINKGO_FLAGS="-ginkgo.label-filter=benchmark -ginkgo.v" TEST_TIMEOUT=20m
 
 ##@ Tools
 
