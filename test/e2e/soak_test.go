@@ -52,7 +52,7 @@ var _ = Describe("Soak", Label("e2e", "soak"), func() {
 				o := triadMembers[(slices_index(m)+1+rng.IntN(2))%3]
 				r.fault(ctx, "partition", m, o)
 				time.Sleep(hold)
-				r.fault(ctx, "heal", r.pod(m))
+				r.fault(ctx, "heal", m)
 			}
 			counts[kind]++
 			r.invariants()

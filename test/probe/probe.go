@@ -193,6 +193,7 @@ type Load struct {
 	lastOK   time.Time
 	gaps     []Gap
 	failures int
+	lastErr  error
 }
 
 // Gap is a time no request succeeded.
@@ -251,6 +252,7 @@ func (l *Load) run(ctx context.Context) {
 			l.lastOK = now
 		} else if ctx.Err() == nil {
 			l.failures++
+			l.lastErr = err
 		}
 		l.mu.Unlock()
 	}
@@ -276,6 +278,13 @@ func (l *Load) LongestGapSince(since time.Time) time.Duration {
 		longest = max(longest, open)
 	}
 	return longest
+}
+
+// Failures counts failed requests; LastError is the latest failure.
+func (l *Load) Failures() (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failures, l.lastErr
 }
 
 // LastSuccess is when a request last succeeded.
