@@ -3,6 +3,7 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -10,8 +11,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 )
@@ -135,4 +139,53 @@ func patchStatus(ctx context.Context, c client.Client, before, obj client.Object
 		return nil
 	}
 	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, patch, client.FieldOwner(FieldManager)))
+}
+
+// step is one named step of a group's reconcile. Steps run in order; the
+// soonest requeue of all steps wins; an error ends the chain, and errStop
+// ends it without one.
+type step[T client.Object] struct {
+	name string
+	fn   func(ctx context.Context, obj T) (ctrl.Result, error)
+}
+
+// groupFrame is what differs between the kinds in the shared reconcile.
+type groupFrame[T client.Object] struct {
+	dissolvePolicy licensehav1.DissolvePolicy
+	licenseSecrets []string
+	steps          []step[T]
+	// observed records that every step has seen the current generation.
+	observed func()
+}
+
+// reconcileGroup is the reconcile of both kinds: dissolve on deletion,
+// finalizer, the named steps, and one status patch at the end, written only
+// when status changed; observedGeneration moves only when the chain ran.
+func reconcileGroup[T client.Object](ctx context.Context, c client.Client, obj T, f groupFrame[T]) (res ctrl.Result, retErr error) {
+	if !obj.GetDeletionTimestamp().IsZero() {
+		logf.FromContext(ctx).Info("Dissolving group", "dissolvePolicy", f.dissolvePolicy)
+		forgetGroup(obj.GetNamespace(), obj.GetName())
+		return ctrl.Result{}, dissolve(ctx, c, obj, f.dissolvePolicy, f.licenseSecrets)
+	}
+	if err := ensureFinalizer(ctx, c, obj); err != nil {
+		return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+	}
+	before := obj.DeepCopyObject().(client.Object)
+	defer func() {
+		if err := patchStatus(ctx, c, before, obj); err != nil {
+			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		}
+	}()
+	for _, st := range f.steps {
+		stepRes, err := st.fn(ctx, obj)
+		if errors.Is(err, errStop) {
+			break
+		}
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("step %s: %w", st.name, err)
+		}
+		res = lowestRequeue(res, stepRes)
+	}
+	f.observed()
+	return res, nil
 }

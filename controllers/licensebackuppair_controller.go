@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,13 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
@@ -38,56 +35,25 @@ type LicenseBackupPairReconciler struct {
 	Keys        licensing.KeyRing
 }
 
-type pairStep struct {
-	name string
-	fn   func(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error)
-}
-
 // +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs/finalizers,verbs=update
 
 // Reconcile moves a LicenseBackupPair towards its spec.
-func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
-	log := logf.FromContext(ctx)
+func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pair := &licensehav1.LicenseBackupPair{}
 	if err := r.Get(ctx, req.NamespacedName, pair); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-
-	if !pair.DeletionTimestamp.IsZero() {
-		log.Info("Dissolving backup pair", "dissolvePolicy", pair.Spec.DissolvePolicy)
-		forgetGroup(pair.Namespace, pair.Name)
-		return ctrl.Result{}, dissolve(ctx, r.Client, pair, pair.Spec.DissolvePolicy,
-			[]string{pair.Spec.Main.LicenseSecretRef.Name, pair.Spec.Backup.LicenseSecretRef.Name})
-	}
-	if err := ensureFinalizer(ctx, r.Client, pair); err != nil {
-		return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
-	}
-
-	before := pair.DeepCopy()
-	defer func() {
-		if err := patchStatus(ctx, r.Client, before, pair); err != nil {
-			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
-		}
-	}()
-
-	steps := []pairStep{
-		{"references", r.reconcileReferences},
-		{"members", r.reconcileMembers},
-	}
-	for _, step := range steps {
-		stepRes, err := step.fn(ctx, pair)
-		if errors.Is(err, errStop) {
-			break
-		}
-		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("step %s: %w", step.name, err)
-		}
-		res = lowestRequeue(res, stepRes)
-	}
-	pair.Status.ObservedGeneration = pair.Generation
-	return res, nil
+	return reconcileGroup(ctx, r.Client, pair, groupFrame[*licensehav1.LicenseBackupPair]{
+		dissolvePolicy: pair.Spec.DissolvePolicy,
+		licenseSecrets: []string{pair.Spec.Main.LicenseSecretRef.Name, pair.Spec.Backup.LicenseSecretRef.Name},
+		steps: []step[*licensehav1.LicenseBackupPair]{
+			{"references", r.reconcileReferences},
+			{"members", r.reconcileMembers},
+		},
+		observed: func() { pair.Status.ObservedGeneration = pair.Generation },
+	})
 }
 
 // reconcileReferences checks both licence Secrets and the settings ConfigMap.

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
@@ -39,14 +37,6 @@ type LicenseTriadReconciler struct {
 	Keys licensing.KeyRing
 }
 
-// triadStep is one named step of a triad's reconcile. Steps run in order; a
-// step that cannot go on returns a non-zero result or an error and the chain
-// stops there.
-type triadStep struct {
-	name string
-	fn   func(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error)
-}
-
 // +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads/finalizers,verbs=update
@@ -55,46 +45,20 @@ type triadStep struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile moves a LicenseTriad towards its spec.
-func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
-	log := logf.FromContext(ctx)
+func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	triad := &licensehav1.LicenseTriad{}
 	if err := r.Get(ctx, req.NamespacedName, triad); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-
-	if !triad.DeletionTimestamp.IsZero() {
-		log.Info("Dissolving triad", "dissolvePolicy", triad.Spec.DissolvePolicy)
-		forgetGroup(triad.Namespace, triad.Name)
-		return ctrl.Result{}, dissolve(ctx, r.Client, triad, triad.Spec.DissolvePolicy, []string{triad.Spec.LicenseSecretRef.Name})
-	}
-	if err := ensureFinalizer(ctx, r.Client, triad); err != nil {
-		return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
-	}
-
-	before := triad.DeepCopy()
-	defer func() {
-		if err := patchStatus(ctx, r.Client, before, triad); err != nil {
-			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
-		}
-	}()
-
-	steps := []triadStep{
-		{"references", r.reconcileReferences},
-		{"members", r.reconcileMembers},
-	}
-	for _, step := range steps {
-		stepRes, err := step.fn(ctx, triad)
-		if errors.Is(err, errStop) {
-			break
-		}
-		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("step %s: %w", step.name, err)
-		}
-		res = lowestRequeue(res, stepRes)
-	}
-	// Every step has seen this generation of the spec.
-	triad.Status.ObservedGeneration = triad.Generation
-	return res, nil
+	return reconcileGroup(ctx, r.Client, triad, groupFrame[*licensehav1.LicenseTriad]{
+		dissolvePolicy: triad.Spec.DissolvePolicy,
+		licenseSecrets: []string{triad.Spec.LicenseSecretRef.Name},
+		steps: []step[*licensehav1.LicenseTriad]{
+			{"references", r.reconcileReferences},
+			{"members", r.reconcileMembers},
+		},
+		observed: func() { triad.Status.ObservedGeneration = triad.Generation },
+	})
 }
 
 // reconcileReferences checks the licence Secret and the settings ConfigMap.
