@@ -151,10 +151,19 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 			continue
 		}
 		electCtx, stop := context.WithCancel(ctx)
-		lock := &resourcelock.LeaseLock{
+		lock := &renewClock{Interface: &resourcelock.LeaseLock{
 			LeaseMeta:  metaOf(d.a.opts.Namespace, group.LeaseName(d.a.opts.Group)),
 			Client:     d.a.cs.CoordinationV1(),
 			LockConfig: resourcelock.ResourceLockConfig{Identity: d.a.opts.Pod},
+		}}
+		// The holder serves only until RenewDeadline after its last
+		// successful write of the Lease, never longer: the other side may
+		// take the Lease LeaseDuration after it last saw it renewed, so a
+		// holder that froze and resumed has stopped serving by then.
+		serving := func(e uint64) desired {
+			want := d.state(server.RoleActive, e, d.a.opts.Member)
+			want.until = lock.last.Load() + int64(peerTimeout*2/3)
+			return want
 		}
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
@@ -169,7 +178,8 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 					// acquisition time in milliseconds does.
 					e := max(epoch.Load()+1, uint64(time.Now().UnixMilli()))
 					epoch.Store(e)
-					d.a.setDesired(ctx, d.state(server.RoleActive, e, d.a.opts.Member))
+					d.a.setDesired(ctx, serving(e))
+					d.a.applyRole(ctx)
 					d.a.log.Info("Took the active role", "epoch", e)
 					// The backup hands back as soon as the main answers again.
 					for lctx.Err() == nil {
@@ -178,11 +188,7 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 							stop()
 							return
 						}
-						// Bounded like the Lease: a frozen holder fences
-						// itself before the other side may take over.
-						want := d.state(server.RoleActive, epoch.Load(), d.a.opts.Member)
-						want.until = monoclock.Now() + int64(peerTimeout*2/3)
-						d.a.setDesired(ctx, want)
+						d.a.setDesired(ctx, serving(epoch.Load()))
 						d.a.applyRole(ctx)
 						sleep(lctx, 200*time.Millisecond)
 					}
@@ -202,6 +208,31 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 	}
 	d.a.setDesired(context.WithoutCancel(ctx), d.state(server.RoleStandby, epoch.Load(), ""))
 	return nil
+}
+
+// renewClock records when this member last wrote the Lease successfully,
+// on the node's monotonic clock, taking the time before the write is sent.
+type renewClock struct {
+	resourcelock.Interface
+	last atomic.Int64
+}
+
+func (r *renewClock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	at := monoclock.Now()
+	err := r.Interface.Create(ctx, rec)
+	if err == nil {
+		r.last.Store(at)
+	}
+	return err
+}
+
+func (r *renewClock) Update(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	at := monoclock.Now()
+	err := r.Interface.Update(ctx, rec)
+	if err == nil {
+		r.last.Store(at)
+	}
+	return err
 }
 
 func metaOf(namespace, name string) metav1.ObjectMeta {
