@@ -214,10 +214,17 @@ func (b *bench) trial(ctx context.Context, kind string) result {
 	}
 	time.Sleep(time.Second)
 	r := result{gap: b.load.LongestGapSince(at), lost: b.load.Lost() - lost0, overlap: b.w.Overlap() - overlap0}
-	if kind == "switchover" {
+	switch kind {
+	case "switchover":
 		if err := b.swapRoles(ctx, "a"); err != nil {
 			r.err = err
 		}
+	case "crash":
+		// A crashed container restarts with a growing back-off, as under a
+		// kubelet; a fresh pod brings the primary back for the next trial.
+		zero := int64(0)
+		_ = b.env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: objectMetaNS(ns, triad+"-a")},
+			&client.DeleteOptions{GracePeriodSeconds: &zero})
 	}
 	return r
 }
