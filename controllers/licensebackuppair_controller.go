@@ -178,11 +178,16 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 			return ctrl.Result{}, err
 		}
 	}
-	if err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder); err != nil {
+	conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	before := p.Status.DeepCopy()
 	computePairStatus(p, pods, holder)
+	if len(conflicts) > 0 {
+		meta.SetStatusCondition(&p.Status.Conditions, memberConflictCondition(p.Generation, conflicts))
+		p.Status.Phase = licensehav1.PairFailed
+	}
 	r.recordTransitions(ctx, p, before)
 	observePairMetrics(p)
 	return ctrl.Result{}, nil

@@ -124,11 +124,16 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 	if err := r.replaceMember(ctx, t, g, pods); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder); err != nil {
+	conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	before := t.Status.DeepCopy()
 	computeTriadStatus(t, observedTriad{pods: pods, lease: lease})
+	if len(conflicts) > 0 {
+		meta.SetStatusCondition(&t.Status.Conditions, memberConflictCondition(t.Generation, conflicts))
+		t.Status.Phase = licensehav1.TriadFailed
+	}
 	r.recordTransitions(ctx, t, before)
 	observeTriadMetrics(t)
 	return ctrl.Result{}, nil

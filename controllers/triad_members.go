@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"strings"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -107,13 +108,13 @@ func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, 
 // time: witness first, then standbys, the active last, and only while every
 // member is ready so the triad never drops below quorum. Deleting the active
 // pod makes its agent hand the role over before the pod goes.
-func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, opts builder.Options, pods map[string]*corev1.Pod, holder string) error {
+func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, opts builder.Options, pods map[string]*corev1.Pod, holder string) (conflicts []string, err error) {
 	log := logf.FromContext(ctx)
 	for name, p := range pods {
 		if _, ok := g.Member(name); !ok && p.DeletionTimestamp == nil {
 			log.Info("Removing pod of a member that left the spec", "pod", p.Name)
 			if err := c.Delete(ctx, p); ctrl.IgnoreNotFound(err) != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
@@ -128,8 +129,15 @@ func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, op
 		p, ok := pods[m.Name]
 		if !ok {
 			log.Info("Creating member pod", "pod", desired.Name)
-			if err := c.Create(ctx, desired, ctrl.FieldOwner(FieldManager)); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("creating pod %s: %w", desired.Name, err)
+			err := c.Create(ctx, desired, ctrl.FieldOwner(FieldManager))
+			if apierrors.IsAlreadyExists(err) {
+				// A pod of that name that is not ours: the member would
+				// belong to two groups. It is reported, never taken over.
+				conflicts = append(conflicts, desired.Name)
+				err = nil
+			}
+			if err != nil {
+				return nil, fmt.Errorf("creating pod %s: %w", desired.Name, err)
 			}
 			allReady = false
 			continue
@@ -149,14 +157,14 @@ func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, op
 		}
 	}
 	if len(stale) == 0 || !allReady {
-		return nil
+		return conflicts, nil
 	}
 	sort.Slice(stale, func(i, j int) bool {
 		return stale[i].rank < stale[j].rank || (stale[i].rank == stale[j].rank && stale[i].pod.Name < stale[j].pod.Name)
 	})
 	next := stale[0].pod
 	log.Info("Rolling member pod to the new template", "pod", next.Name)
-	return ctrl.IgnoreNotFound(c.Delete(ctx, next))
+	return conflicts, ctrl.IgnoreNotFound(c.Delete(ctx, next))
 }
 
 // fixRoleLabels is the operator's belt and braces on top of the agents: a
@@ -205,4 +213,12 @@ func podAddresses(pods map[string]*corev1.Pod) map[string]string {
 		}
 	}
 	return out
+}
+
+// memberConflictCondition reports member pods that exist but belong to
+// something else: such a member would be in two groups.
+func memberConflictCondition(generation int64, conflicts []string) metav1.Condition {
+	return metav1.Condition{Type: licensehav1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: generation,
+		Reason:  licensehav1.ReasonMemberInOtherGroup,
+		Message: fmt.Sprintf("Pods %s exist but do not belong to this group; a member may not belong to another group. Rename the members or remove those pods", strings.Join(conflicts, ", "))}
 }
