@@ -122,10 +122,18 @@ func (b *bench) settle(ctx context.Context) error {
 	_, err := b.env.WaitTriad(ctx, ns, triad, 3*time.Minute, func(t *licensehav1.LicenseTriad) bool {
 		return t.Status.Phase == licensehav1.TriadActive && t.Status.ActiveMember == "a"
 	})
-	if err == nil && b.w != nil {
-		if err = b.refreshTargets(ctx); err == nil {
-			_, err = b.w.WaitFor(ctx, "a", time.Minute)
+	if err != nil || b.w == nil {
+		return err
+	}
+	// Pods may be being recreated: wait until every member has a pod IP.
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		if err = b.refreshTargets(ctx); err == nil || time.Now().After(deadline) {
+			break
 		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err == nil {
+		_, err = b.w.WaitFor(ctx, "a", 2*time.Minute)
 	}
 	return err
 }
