@@ -38,7 +38,8 @@ func syncStateOf(connected, synchronized bool) licensehav1.SyncState {
 
 // computePairStatus derives a pair's status from its pods and the Lease
 // holder. Connected: both agents report hearing each other. Synchronized:
-// the backup holds the settings revision the main last published.
+// the backup holds the settings revision the main last published and, with
+// spec.sync.paths, the files revision too.
 func computePairStatus(p *licensehav1.LicenseBackupPair, pods map[string]*corev1.Pod, holder string) {
 	st := &p.Status
 	reports := map[string]group.MemberState{}
@@ -61,7 +62,8 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, pods map[string]*corev1
 	mainR, mainOK := reports[string(licensehav1.SideMain)]
 	backR, backOK := reports[string(licensehav1.SideBackup)]
 	st.Connected = mainOK && backOK && len(mainR.Peers) > 0 && len(backR.Peers) > 0
-	st.Synchronized = mainOK && backOK && backR.Revision >= mainR.Revision
+	st.Synchronized = mainOK && backOK && backR.Revision >= mainR.Revision &&
+		(len(p.Spec.Sync.Paths) == 0 || backR.FilesRevision >= mainR.FilesRevision)
 	st.SyncState = syncStateOf(st.Connected, st.Synchronized)
 
 	st.ActiveServer = ""

@@ -41,6 +41,9 @@ type Options struct {
 	HTTPAddr, PeerAddr                       string
 	ServerCommand                            []string
 	Log                                      logr.Logger
+
+	// DataDir is the server's data folder (a pair's synced extra folders).
+	DataDir string
 }
 
 // desired is what the role protocol wants of the server.
@@ -68,6 +71,7 @@ type Agent struct {
 	sup   *Supervisor
 	sync  *syncer
 	pod   *podReporter
+	files *fileSync
 	// peerKey authenticates heartbeats between the members (the admin token).
 	peerKey []byte
 	metrics *agentMetrics
@@ -116,6 +120,7 @@ func Run(ctx context.Context, opts Options) error {
 		peerKey: []byte(strings.TrimSpace(string(token))),
 		metrics: newAgentMetrics(),
 	}
+	a.files = newFileSync(a)
 
 	// The server runs for the whole life of the agent; it outlives ctx so
 	// that the handover on SIGTERM completes before it stops.
@@ -255,7 +260,7 @@ func (a *Agent) loop(ctx context.Context) {
 			rev = max(st.Revision, rev)
 		}
 		report := group.MemberState{State: want.state, Epoch: int64(want.epoch), Peers: want.peers,
-			Revision: int64(rev), ServerVersion: st.Version}
+			Revision: int64(rev), ServerVersion: st.Version, FilesRevision: a.files.revision()}
 		pub, app := a.sync.revisions()
 		a.metrics.revision.WithLabelValues("published").Set(float64(pub))
 		a.metrics.revision.WithLabelValues("applied").Set(float64(app))
@@ -305,7 +310,7 @@ func (a *Agent) watch(ctx context.Context) {
 	})
 	watchNamed(ctx, rc, "configmaps", a.opts.Namespace, group.StateName(a.opts.Group), &corev1.ConfigMap{}, a.sync.observeConfigMap)
 	watchNamed(ctx, rc, "pods", a.opts.Namespace, a.opts.Pod, &corev1.Pod{}, a.pod.observe)
-	watchNamed(ctx, rc, "secrets", a.opts.Namespace, group.StateName(a.opts.Group), &corev1.Secret{}, a.sync.observeSecret)
+	watchNamed(ctx, rc, "secrets", a.opts.Namespace, group.StateName(a.opts.Group), &corev1.Secret{}, func(s *corev1.Secret) { a.sync.observeSecret(s); a.files.observe(s) })
 }
 
 // config returns the latest group configuration.

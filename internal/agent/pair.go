@@ -59,6 +59,7 @@ func (d *pairDriver) aliases(cfg *group.Config) map[string]string {
 
 func (d *pairDriver) Run(ctx context.Context) error {
 	cfg := d.a.config()
+	defer d.a.files.start(ctx)() // extra data folders; the main syncs once more on a deliberate stop
 	go d.probePeer(ctx)
 	go d.keepAliases(ctx)
 	if cfg.Mode != string(licensehav1.ActivePassive) {

@@ -103,6 +103,7 @@ func Pod(g Group, m Member, opts Options) *corev1.Pod {
 		"--group-kind=" + g.Kind,
 		"--group=" + g.Name,
 		"--member=" + m.Name,
+		"--data-dir=" + dataPath(g),
 		"--",
 	}
 

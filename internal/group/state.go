@@ -33,6 +33,10 @@ type MemberState struct {
 	ServerVersion string `json:"serverVersion,omitempty"`
 	// Edition is the best licence edition its server holds.
 	Edition string `json:"edition,omitempty"`
+	// FilesRevision is, for a backup pair with sync paths, the revision of
+	// the extra data folders the main last published, or the one the
+	// backup fully holds.
+	FilesRevision int64 `json:"filesRevision,omitempty"`
 }
 
 // ParseMemberState reads a member's report from its pod annotations; ok is

@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	gosync "sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+	lsync "github.com/licenseha/licenseha/pkg/sync"
+)
+
+// Keys of the extra-folder file sync of a backup pair, in the Secret
+// <pair>-state next to the server's synced state. Written with merge
+// patches, so they never touch the syncer's keys.
+const (
+	// keyFiles holds the main's latest change set (pkg/sync, tar+gzip).
+	keyFiles = "files.tar.gz"
+	// keyFilesRevision is the revision of that change set.
+	keyFilesRevision = "files-revision"
+	// keyFilesResync is written by the backup: the revision it could not
+	// complete (it missed a cycle, or its files were changed); the main
+	// answers with a full cycle.
+	keyFilesResync = "files-resync"
+
+	// secretLimit is what a Secret holds; the change set gets what the
+	// other keys leave, less a margin for metadata.
+	secretLimit  = 1 << 20
+	secretMargin = 64 << 10
+	// finalSyncTimeout bounds the cycle on a deliberate stop.
+	finalSyncTimeout = 5 * time.Second
+)
+
+// fileSync syncs spec.sync.paths of a backup pair's data folder: the main
+// scans every SyncIntervalSeconds (and once more on SIGTERM) and publishes
+// what changed; the backup applies each new revision. Only for pairs with
+// sync paths; inert otherwise.
+type fileSync struct {
+	log       logr.Logger
+	cs        kubernetes.Interface
+	namespace string
+	secret    string
+	main      bool
+	dataDir   string
+	config    func() *group.Config
+	enabled   bool
+
+	mu gosync.Mutex
+	// Main: the manifest last published (nil: the next cycle sends all),
+	// its change set and revision, when the last cycle ran, and resync
+	// requests from the backup.
+	last      lsync.Manifest
+	lastBlob  []byte
+	lastRev   int64
+	lastCycle time.Time
+	resync    int64
+	answered  int64
+	// Both: what the Secret holds now; its other keys' size.
+	secretRev  int64
+	otherBytes int
+	// Backup: the newest change set seen (latched from the watch, since the
+	// syncer's writes drop these keys), the revision last processed, the
+	// one that failed, the one fully held, and the last resync request sent.
+	pending     []byte
+	pendingRev  int64
+	seen        int64
+	failed      int64
+	applied     int64
+	requested   int64
+	lastAttempt time.Time
+}
+
+func newFileSync(a *Agent) *fileSync {
+	return &fileSync{
+		log: a.log.WithName("files"), cs: a.cs, namespace: a.opts.Namespace, secret: group.StateName(a.opts.Group),
+		main: a.opts.Member == string(licensehav1.SideMain), dataDir: a.opts.DataDir, config: a.config,
+		enabled: a.opts.GroupKind == group.KindBackupPair && a.opts.DataDir != "",
+	}
+}
+
+// active says whether there is anything to sync under the current config.
+func (f *fileSync) active() (*group.Config, bool) {
+	if f == nil || !f.enabled {
+		return nil, false
+	}
+	cfg := f.config()
+	return cfg, cfg != nil && len(cfg.SyncPaths) > 0
+}
+
+func syncPaths(cfg *group.Config) []lsync.Path {
+	out := make([]lsync.Path, 0, len(cfg.SyncPaths))
+	for _, p := range cfg.SyncPaths {
+		out = append(out, lsync.Path{Path: p.Path, Include: p.Include, Exclude: p.Exclude})
+	}
+	return out
+}
+
+// revision is what the member reports: the main the revision it last
+// published, the backup the one whose files it fully holds.
+func (f *fileSync) revision() int64 {
+	if f == nil {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.main {
+		return f.lastRev
+	}
+	return f.applied
+}
+
+// observe is called with every version of the state Secret the watch
+// delivers; it latches what this side needs before another write drops it.
+func (f *fileSync) observe(sec *corev1.Secret) {
+	if f == nil || !f.enabled {
+		return
+	}
+	rev, _ := strconv.ParseInt(string(sec.Data[keyFilesRevision]), 10, 64)
+	resync, _ := strconv.ParseInt(string(sec.Data[keyFilesResync]), 10, 64)
+	other := 0
+	for k, v := range sec.Data {
+		if k != keyFiles && k != keyFilesRevision && k != keyFilesResync {
+			other += len(k) + len(v)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.secretRev, f.otherBytes = rev, other
+	if f.main {
+		if resync > f.answered {
+			f.resync = resync
+		}
+		return
+	}
+	if rev != 0 && rev != f.pendingRev && len(sec.Data[keyFiles]) > 0 {
+		f.pending, f.pendingRev = sec.Data[keyFiles], rev
+	}
+}
+
+// start runs the sync until ctx ends (the main then syncs once more) and
+// returns a function that waits for it to finish.
+func (f *fileSync) start(ctx context.Context) (wait func()) {
+	done := make(chan struct{})
+	if f == nil || !f.enabled {
+		close(done)
+		return func() { <-done }
+	}
+	go func() {
+		defer close(done)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				if f.main {
+					fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSyncTimeout)
+					f.mainCycle(fctx, true)
+					cancel()
+				}
+				return
+			case <-t.C:
+			}
+			if f.main {
+				f.mainCycle(ctx, false)
+			} else {
+				f.backupCycle(ctx)
+			}
+		}
+	}()
+	return func() { <-done }
+}
+
+// mainCycle scans and publishes when the interval has passed, when forced
+// (a deliberate stop) or when the backup asked for a full cycle.
+func (f *fileSync) mainCycle(ctx context.Context, force bool) {
+	cfg, ok := f.active()
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	interval := time.Duration(max(cfg.SyncIntervalSeconds, 1)) * time.Second
+	resync, want := f.resync > f.answered, f.resync
+	due := force || resync || time.Since(f.lastCycle) >= interval
+	last := f.last
+	if resync {
+		last = nil
+	}
+	f.mu.Unlock()
+	if !due {
+		return
+	}
+	err := f.publish(ctx, cfg, last)
+	f.mu.Lock()
+	f.lastCycle = time.Now()
+	if resync && err == nil {
+		f.answered = max(f.answered, want)
+	}
+	f.mu.Unlock()
+	if err != nil {
+		f.log.Error(err, "Syncing files to the backup failed")
+	}
+}
+
+// publish scans the data folder and, when anything changed since last
+// (nil: send everything), writes the change set with the full manifest.
+// When nothing changed but another write of the Secret dropped the last
+// change set (the server state's writer replaces the whole Secret), it
+// writes that one again.
+func (f *fileSync) publish(ctx context.Context, cfg *group.Config, last lsync.Manifest) error {
+	start := time.Now()
+	paths := syncPaths(cfg)
+	cur, err := lsync.Scan(f.dataDir, paths, last)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	blob, rev, held := f.lastBlob, f.lastRev, f.secretRev == f.lastRev
+	budget := min(lsync.MaxObjectBytes, secretLimit-secretMargin-f.otherBytes)
+	next := max(f.lastRev+1, f.secretRev+1, time.Now().UnixMilli())
+	f.mu.Unlock()
+	if last != nil && blob != nil && lsync.Compare(last, cur).Empty() {
+		if held {
+			return nil
+		}
+		return f.patch(ctx, map[string][]byte{keyFiles: blob, keyFilesRevision: []byte(strconv.FormatInt(rev, 10))})
+	}
+	cs, err := lsync.Build(f.dataDir, last, cur, next)
+	if err != nil {
+		return err
+	}
+	blob, err = lsync.Encode(cs, budget)
+	if err != nil {
+		return err
+	}
+	if err := f.patch(ctx, map[string][]byte{keyFiles: blob, keyFilesRevision: []byte(strconv.FormatInt(next, 10))}); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.last, f.lastBlob, f.lastRev, f.secretRev = cs.Manifest, blob, next, next
+	f.mu.Unlock()
+	f.log.V(1).Info("Published files", "revision", next, "full", cs.Full, "files", len(cs.Manifest),
+		"sent", len(cs.Files), "removed", len(cs.Removed), "bytes", len(blob), "took", time.Since(start).String())
+	return nil
+}
+
+// backupCycle applies the newest change set seen, when it is new; a failed
+// one is retried at the sync interval.
+func (f *fileSync) backupCycle(ctx context.Context) {
+	cfg, ok := f.active()
+	if !ok {
+		return
+	}
+	interval := time.Duration(max(cfg.SyncIntervalSeconds, 1)) * time.Second
+	f.mu.Lock()
+	blob, rev := f.pending, f.pendingRev
+	if rev == 0 || rev == f.seen || (rev == f.failed && time.Since(f.lastAttempt) < interval) {
+		f.mu.Unlock()
+		return
+	}
+	f.lastAttempt = time.Now()
+	f.mu.Unlock()
+	start := time.Now()
+	cs, err := lsync.Decode(blob)
+	var rep lsync.Report
+	if err == nil {
+		rep, err = lsync.Apply(f.dataDir, cs, lsync.ApplyOptions{Paths: syncPaths(cfg), Strict: cfg.SyncStrict, PreserveTimestamps: cfg.PreserveTimestamps})
+	}
+	if err != nil {
+		f.mu.Lock()
+		f.failed = rev // retried at the interval: a config change may fix it
+		f.mu.Unlock()
+		f.log.Error(err, "Applying synced files failed", "revision", rev)
+		return
+	}
+	f.mu.Lock()
+	f.seen = rev
+	if rep.Complete() {
+		f.applied = rev
+	}
+	ask := !rep.Complete() && !cs.Full && f.requested != rev
+	if ask {
+		f.requested = rev
+	}
+	f.mu.Unlock()
+	f.log.V(1).Info("Applied synced files", "revision", rev, "full", cs.Full, "written", len(rep.Written),
+		"touched", len(rep.Touched), "removed", len(rep.Removed), "stale", len(rep.Stale), "took", time.Since(start).String())
+	if ask {
+		// Missed a cycle, or files changed here: ask the main for all.
+		if err := f.patch(ctx, map[string][]byte{keyFilesResync: []byte(strconv.FormatInt(rev, 10))}); err != nil {
+			f.mu.Lock()
+			f.requested = 0
+			f.mu.Unlock()
+			f.log.Error(err, "Asking the main for a full file sync failed")
+		}
+	} else if !rep.Complete() {
+		f.log.Error(fmt.Errorf("%d files still differ from the main's after a full cycle", len(rep.Stale)), "Synced files incomplete", "first", rep.Stale[0])
+	}
+}
+
+// patch merges keys into the state Secret without touching the others and
+// without a resourceVersion precondition, so it never conflicts with the
+// server state's writer.
+func (f *fileSync) patch(ctx context.Context, data map[string][]byte) error {
+	body, err := json.Marshal(map[string]any{"data": data})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	_, err = f.cs.CoreV1().Secrets(f.namespace).Patch(ctx, f.secret, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "licenseha-agent"})
+	if err != nil {
+		return fmt.Errorf("writing synced files to Secret %s: %w", f.secret, err)
+	}
+	return nil
+}
