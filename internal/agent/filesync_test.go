@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/server"
+)
+
+const testNS, testPair = "printing", "plant-b"
+
+func newTestFileSync(t *testing.T, cs *fake.Clientset, member string, cfg *group.Config) *fileSync {
+	a := &Agent{opts: Options{GroupKind: group.KindBackupPair, Group: testPair, Member: member, Namespace: testNS, DataDir: t.TempDir()},
+		log: logr.Discard(), cs: cs, cfg: cfg}
+	return newFileSync(a)
+}
+
+func writeFile(t *testing.T, dir, rel, content string) {
+	t.Helper()
+	p := filepath.Join(dir, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, dir, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, rel))
+	if err != nil {
+		return "<missing>"
+	}
+	return string(b)
+}
+
+// TestFileSyncThroughStateSecret drives the main's publish and the
+// backup's apply through the state Secret (a fake API server), next to the
+// server state the syncer writes there, as the watches would deliver it.
+func TestFileSyncThroughStateSecret(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: group.StateName(testPair)}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: group.StateName(testPair)}})
+	cfg := &group.Config{Kind: group.KindBackupPair, SyncIntervalSeconds: 30, SyncStrict: true, PreserveTimestamps: true,
+		SyncPaths: []group.SyncPath{{Path: "settings", Include: []string{"*.xml"}}}}
+	main := newTestFileSync(t, cs, "main", cfg)
+	backup := newTestFileSync(t, cs, "backup", cfg)
+	secrets := cs.CoreV1().Secrets(testNS)
+	get := func() *corev1.Secret {
+		t.Helper()
+		s, err := secrets.Get(ctx, group.StateName(testPair), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// The server state's writer replaces the whole Secret, as syncer.publish does.
+	writeServerState := func(rev uint64) {
+		t.Helper()
+		enc, err := encodeState(&server.Snapshot{Revision: rev, Epoch: 1, Member: "main", TakenAt: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := get()
+		s.Data = enc.SecretData
+		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cm, _ := cs.CoreV1().ConfigMaps(testNS).Get(ctx, group.StateName(testPair), metav1.GetOptions{})
+		cm.Data, cm.BinaryData = enc.Data, enc.BinaryData
+		if _, err := cs.CoreV1().ConfigMaps(testNS).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver := func() { s := get(); main.observe(s); backup.observe(s) }
+	cycle := func() {
+		t.Helper()
+		main.mainCycle(ctx, true)
+		deliver()
+		backup.backupCycle(ctx)
+		deliver()
+	}
+
+	writeServerState(5)
+	writeFile(t, main.dataDir, "settings/a.xml", "a1")
+	writeFile(t, main.dataDir, "settings/skip.txt", "not included")
+	writeFile(t, backup.dataDir, "settings/backup-only.xml", "made on the backup")
+	cycle()
+	if got := readFile(t, backup.dataDir, "settings/a.xml"); got != "a1" {
+		t.Fatalf("first cycle: a.xml = %q", got)
+	}
+	if readFile(t, backup.dataDir, "settings/backup-only.xml") != "<missing>" || readFile(t, backup.dataDir, "settings/skip.txt") != "<missing>" {
+		t.Fatal("strict kept a backup-only file, or an excluded file was synced")
+	}
+	if main.revision() == 0 || backup.revision() != main.revision() {
+		t.Fatalf("revisions: main %d, backup %d", main.revision(), backup.revision())
+	}
+	// The server's own state is still readable beside the files.
+	cm, _ := cs.CoreV1().ConfigMaps(testNS).Get(ctx, group.StateName(testPair), metav1.GetOptions{})
+	if snap, err := decodeState(testNS+"/"+testPair, cm, get()); err != nil || snap.Revision != 5 {
+		t.Fatalf("server state after the file sync: %v, %v", snap, err)
+	}
+
+	// The server state's writer drops the files keys; the main restores
+	// them at its next cycle without a new revision.
+	rev := main.revision()
+	writeServerState(6)
+	deliver()
+	cycle()
+	if s := get(); string(s.Data[keyFilesRevision]) == "" || main.revision() != rev {
+		t.Fatalf("files not restored under the same revision: %q, %d (was %d)", s.Data[keyFilesRevision], main.revision(), rev)
+	}
+
+	// Only changes travel.
+	writeFile(t, main.dataDir, "settings/b.xml", "b1")
+	cycle()
+	if got := readFile(t, backup.dataDir, "settings/b.xml"); got != "b1" || backup.revision() != main.revision() || main.revision() <= rev {
+		t.Fatalf("second cycle: b.xml %q, revisions main %d backup %d", got, main.revision(), backup.revision())
+	}
+
+	// The backup misses a cycle: it asks for a full one and gets it.
+	writeFile(t, main.dataDir, "settings/c.xml", "c1")
+	main.mainCycle(ctx, true)
+	writeFile(t, main.dataDir, "settings/d.xml", "d1")
+	main.mainCycle(ctx, true)
+	deliver()
+	backup.backupCycle(ctx)
+	if backup.revision() == main.revision() {
+		t.Fatal("the backup claims the main's revision without c.xml")
+	}
+	deliver() // the main sees the request
+	cycle()
+	if readFile(t, backup.dataDir, "settings/c.xml") != "c1" || readFile(t, backup.dataDir, "settings/d.xml") != "d1" || backup.revision() != main.revision() {
+		t.Fatalf("after the full cycle: c=%q d=%q, revisions main %d backup %d", readFile(t, backup.dataDir, "settings/c.xml"),
+			readFile(t, backup.dataDir, "settings/d.xml"), main.revision(), backup.revision())
+	}
+
+	// Changes made on the backup are overwritten when the main returns
+	// (a restarted main's first cycle sends everything).
+	writeFile(t, backup.dataDir, "settings/a.xml", "changed during the failover")
+	main = newTestFileSync(t, cs, "main", cfg)
+	main.dataDir = t.TempDir()
+	for rel, c := range map[string]string{"settings/a.xml": "a1", "settings/b.xml": "b1", "settings/c.xml": "c1", "settings/d.xml": "d1"} {
+		writeFile(t, main.dataDir, rel, c)
+	}
+	deliver()
+	cycle()
+	if got := readFile(t, backup.dataDir, "settings/a.xml"); got != "a1" || backup.revision() != main.revision() {
+		t.Fatalf("after the main's return: a.xml %q", got)
+	}
+}
+
+// TestFileSyncInert: triads, and pairs without sync paths, never write.
+func TestFileSyncInert(t *testing.T) {
+	cs := fake.NewClientset()
+	cfg := &group.Config{Kind: group.KindBackupPair}
+	f := newTestFileSync(t, cs, "main", cfg)
+	f.mainCycle(context.Background(), true)
+	var nilSync *fileSync
+	nilSync.observe(&corev1.Secret{})
+	if f.revision() != 0 || nilSync.revision() != 0 || len(cs.Actions()) != 0 {
+		t.Fatalf("inert file sync acted: %v", cs.Actions())
+	}
+	nilSync.start(context.Background())()
+}
