@@ -115,14 +115,23 @@ func (d *triadDriver) Run(ctx context.Context) error {
 	defer timer.Stop()
 	var shutdownBy time.Time
 	var pending *election.Config
-	var pendingSince time.Time
+	var pendingSince, switchUntil, lastAsk time.Time
 	done := ctx.Done()
 	for {
 		d.apply(ctx, m, out, leaseCmds)
-		// A changed spec (roles, timeouts) takes effect through a fresh
-		// machine with a new incarnation, which the protocol treats like a
-		// restarted member. An active member first hands the role to the
-		// new primary, so a role change is a planned switchover.
+		// After a role edit the serving member hands over to the new
+		// primary; it asks until the new primary's heartbeats carry the new
+		// roles and the handover starts.
+		if st := m.Status(); time.Now().Before(switchUntil) && st.Serving && ec.Primary != ec.Self &&
+			st.HandoverReason == "" && time.Since(lastAsk) >= ec.HeartbeatInterval/2 && shutdownBy.IsZero() {
+			lastAsk = time.Now()
+			out = m.RequestSwitchover(d.now(), ec.Primary)
+			continue
+		}
+		// Other spec changes (timeouts, renamed members) take effect through
+		// a fresh machine with a new incarnation, which the protocol treats
+		// like a restarted member. An active member first hands the role to
+		// the new primary.
 		if pending != nil && shutdownBy.IsZero() {
 			st := m.Status()
 			switch {
@@ -176,6 +185,15 @@ func (d *triadDriver) Run(ctx context.Context) error {
 			} else if next.Primary != ec.Primary || next.Secondary != ec.Secondary || next.Tertiary != ec.Tertiary ||
 				next.PeerTimeout != ec.PeerTimeout || next.HeartbeatInterval != ec.HeartbeatInterval ||
 				next.Failback != ec.Failback || next.FailbackDelay != ec.FailbackDelay {
+				// Roles and failback change in place: the member keeps its
+				// incarnation, grants and Lease, so a role edit is a
+				// sub-second switchover rather than a restart.
+				if o, err := m.Reconfigure(d.now(), next); err == nil {
+					a.log.Info("Roles changed", "primary", next.Primary, "secondary", next.Secondary, "tertiary", next.Tertiary)
+					ec = m.Config()
+					out, switchUntil = o, time.Now().Add(5*time.Second)
+					continue
+				}
 				pending, pendingSince = &next, time.Now()
 			}
 			out = m.Tick(d.now())

@@ -1,6 +1,9 @@
 package election
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // peer is what a machine knows about one of the other two members.
 type peer struct {
@@ -536,4 +539,47 @@ func (m *Machine) Status() Status {
 		s.HandoverTo, s.HandoverReason = m.handoverTo, m.handoverReason
 	}
 	return s
+}
+
+// ErrMembersChanged is returned by Reconfigure when the new configuration
+// names other members or changes timing: that takes a new machine (a new
+// incarnation), which the protocol treats like a restart.
+var ErrMembersChanged = errors.New("members or timing changed; start a new machine")
+
+// Reconfigure moves the roles (and the failback policy) of a running
+// machine without a restart: the incarnation, the Lease view, grants and
+// peer contact are kept, so a member that serves keeps serving. Members may
+// apply a role change at slightly different moments; who may serve is
+// decided by grants and the Lease, never by roles, so such a window can
+// delay a takeover but never lets two members serve. Timing (peer timeout,
+// heartbeat interval, clock drift, fence delay) is what grants are computed
+// from and cannot change in place.
+//
+// A secondary that serves hands the role to the new primary through the
+// failback rule (at once if the primary has been in contact for the
+// failback delay); callers that want the switchover regardless of the
+// failback policy call RequestSwitchover afterwards.
+func (m *Machine) Reconfigure(now time.Duration, cfg Config) (Output, error) {
+	cfg.Self, cfg.Incarnation = m.cfg.Self, m.cfg.Incarnation
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return Output{}, err
+	}
+	old := m.cfg
+	sameMembers := func(a, b Config) bool {
+		set := map[MemberID]bool{a.Primary: true, a.Secondary: true, a.Tertiary: true}
+		return set[b.Primary] && set[b.Secondary] && set[b.Tertiary]
+	}
+	if !sameMembers(old, cfg) || cfg.PeerTimeout != old.PeerTimeout || cfg.HeartbeatInterval != old.HeartbeatInterval ||
+		cfg.RenewInterval != old.RenewInterval || cfg.MaxClockDrift != old.MaxClockDrift || cfg.FenceDelay != old.FenceDelay {
+		return Output{}, ErrMembersChanged
+	}
+	m.cfg = cfg
+	m.role = cfg.roleOf(cfg.Self)
+	for _, p := range m.peers {
+		if p != nil {
+			p.role = cfg.roleOf(p.id)
+		}
+	}
+	return m.step(now), nil
 }

@@ -64,7 +64,7 @@ func RandomRun(seed int64, trace bool) Outcome {
 		// The secondary may be hearing an incarnation of the primary that
 		// has just died (its heartbeats can arrive up to 2·PT late): one
 		// that lived for the delay must have stopped recently at most.
-		p := w.Members[P]
+		p := w.Members[w.IndexOf(w.Cfg.Primary)]
 		lives := p.Lives
 		if p.Alive {
 			lives = append(lives, [2]time.Duration{p.Up, w.Now})
@@ -145,7 +145,7 @@ func RandomRun(seed int64, trace bool) Outcome {
 			break
 		}
 	}
-	if a := w.ActiveMember(); cfg.Failback == election.FailbackAutomatic && down != P && a != P {
+	if a, primary := w.ActiveMember(), w.IndexOf(w.Cfg.Primary); cfg.Failback == election.FailbackAutomatic && down != primary && a != primary {
 		w.fail("automatic failback did not return the role to the primary (active: %d)", a)
 	}
 	out.Failures, out.Trace = w.Failures(), w.Trace()
@@ -204,7 +204,12 @@ func injectFault(w *World, rng *rand.Rand, calm *bool) {
 		w.Shutdown(i)
 		w.After(time.Second+time.Duration(rng.Int63n(int64(4*time.Second))), func() { restart(i) })
 	case 8:
-		w.Switchover(rng.Intn(2))
+		if rng.Intn(2) == 0 {
+			w.Switchover(rng.Intn(2))
+		} else {
+			// A role edit: primary and secondary swap in place.
+			w.SwapRoles(w.IndexOf(w.Cfg.Primary), w.IndexOf(w.Cfg.Secondary))
+		}
 	default: // the store is unreachable for everyone
 		for x := range 3 {
 			w.SetStore(x, false)

@@ -353,3 +353,16 @@ func TestHandoverTargetThatCannotReachTheStoreIsPassedOver(t *testing.T) {
 		t.Fatalf("want the primary to take the released Lease back, got %d", a)
 	}
 }
+
+func TestRoleSwapInPlaceIsASubSecondSwitchover(t *testing.T) {
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.SwapRoles(P, S)
+	a, took := waitActive(t, w, P, time.Second)
+	t.Logf("the new primary serves %v after the roles were swapped", took)
+	if a != S {
+		t.Fatalf("want the new primary (member %d), got %d", S, a)
+	}
+	// The old primary is the secondary now: no failback to it, however long.
+	neverActive(t, w, P, 2*election.DefaultFailbackDelay)
+}

@@ -242,6 +242,13 @@ func (w *World) Resume(i int) {
 	w.logf("%s resume (%d held)", ids[i], len(m.held))
 	m.Paused = false
 	w.apply(m, m.Machine.Tick(m.local(w.Now)))
+	// Roles edited while it was frozen reach it now, as the agent's watch
+	// of the group configuration delivers them after a resume.
+	if c := m.Machine.Config(); c.Primary != w.Cfg.Primary || c.Secondary != w.Cfg.Secondary {
+		if out, err := m.Machine.Reconfigure(m.local(w.Now), w.Cfg); err == nil {
+			w.apply(m, out)
+		}
+	}
 	held := m.held
 	m.held = nil
 	for _, e := range held {
@@ -277,6 +284,60 @@ func (w *World) Switchover(target int) {
 			w.apply(m, m.Machine.RequestSwitchover(m.local(w.Now), ids[target]))
 		}
 	}
+}
+
+// IndexOf returns the index of the member configured as id.
+func (w *World) IndexOf(id election.MemberID) int {
+	for i, x := range ids {
+		if x == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// SwapRoles swaps the configured roles of members i and j on every running
+// member, in place (Machine.Reconfigure), as the agents do when the roles in
+// a triad's spec are edited; the member serving then hands over to the new
+// primary if it is not the new primary itself.
+func (w *World) SwapRoles(i, j int) {
+	w.logf("swap roles of %s and %s", ids[i], ids[j])
+	cfg := w.Cfg
+	roles := []*election.MemberID{&cfg.Primary, &cfg.Secondary, &cfg.Tertiary}
+	for _, r := range roles {
+		switch *r {
+		case ids[i]:
+			*r = ids[j]
+		case ids[j]:
+			*r = ids[i]
+		}
+	}
+	w.Cfg = cfg
+	for _, m := range w.Members {
+		if !m.Alive || m.Paused {
+			continue
+		}
+		out, err := m.Machine.Reconfigure(m.local(w.Now), cfg)
+		if err != nil {
+			w.fail("reconfigure %s: %v", ids[m.Index], err)
+			continue
+		}
+		w.apply(m, out)
+	}
+	// The serving member hands over once the new primary's heartbeats carry
+	// the new roles; like the agent, ask again until it has.
+	var ask func(n int)
+	ask = func(n int) {
+		for _, m := range w.Members {
+			if m.Alive && !m.Paused && m.Machine.Status().Serving && cfg.Primary != ids[m.Index] {
+				w.apply(m, m.Machine.RequestSwitchover(m.local(w.Now), cfg.Primary))
+				if n > 0 {
+					w.After(w.Cfg.HeartbeatInterval/2, func() { ask(n - 1) })
+				}
+			}
+		}
+	}
+	ask(20)
 }
 
 // SetLink sets whether messages from i reach j.
