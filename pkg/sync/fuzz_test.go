@@ -33,7 +33,7 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		for p, b := range got.Files {
-			if e, ok := got.Manifest[p]; !ok || e != entry(string(b)) && (e.SHA256 != entry(string(b)).SHA256 || e.Size != int64(len(b))) {
+			if e, ok := got.Manifest[p]; !ok || e.SHA256 != entry(string(b)).SHA256 || e.Size != int64(len(b)) {
 				t.Fatalf("accepted %q not matching its manifest entry", p)
 			}
 		}

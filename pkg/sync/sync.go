@@ -198,15 +198,19 @@ func scanRoot(root *os.Root, sel selector, prev Manifest) (Manifest, error) {
 	fsys := root.FS()
 	for _, sp := range sel {
 		if sp.Path != "." {
-			fi, err := root.Lstat(sp.Path)
-			if errors.Is(err, fs.ErrNotExist) {
+			// The sync path and its parents must be plain folders: a
+			// symbolic link (even one inside the data folder) is never
+			// followed, so nothing outside the sync path is read or, on
+			// the backup, deleted.
+			if err := checkDirs(root, sp.Path); errors.Is(err, ErrInvalidPath) {
 				continue
-			}
-			if err != nil {
+			} else if err != nil {
 				return nil, err
 			}
-			if !fi.IsDir() { // a symlink or a file: never followed
+			if _, err := root.Lstat(sp.Path); errors.Is(err, fs.ErrNotExist) {
 				continue
+			} else if err != nil {
+				return nil, err
 			}
 		}
 		err := fs.WalkDir(fsys, sp.Path, func(p string, d fs.DirEntry, err error) error {

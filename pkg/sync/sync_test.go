@@ -268,6 +268,30 @@ func TestSymlinkedSyncPathNotFollowed(t *testing.T) {
 	}
 }
 
+// TestLinkedParentOfSyncPath: a sync path reached through a symbolic link
+// inside the data folder is neither read nor, with strict, emptied.
+func TestLinkedParentOfSyncPath(t *testing.T) {
+	paths := []Path{{Path: "conf/settings"}}
+	p := newPair(t, paths, true, true)
+	write(t, p.main, "state/settings/own.xml", "the server's own file")
+	if err := os.Symlink("state", filepath.Join(p.main, "conf")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := Scan(p.main, paths, nil); err != nil || len(m) != 0 {
+		t.Fatalf("scanned through a linked parent: %v, %v", keys(m), err)
+	}
+	write(t, p.backup, "state/settings/own.xml", "the backup's own file")
+	if err := os.Symlink("state", filepath.Join(p.backup, "conf")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(p.backup, &ChangeSet{Revision: 1, Full: true, Manifest: Manifest{}}, p.opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := read(t, p.backup, "state/settings/own.xml"); !ok {
+		t.Fatal("strict deleted through a linked parent")
+	}
+}
+
 // changeSet builds a set carrying the given files.
 func changeSet(t testing.TB, files map[string]string) *ChangeSet {
 	cs := &ChangeSet{Revision: 1, Full: true, Manifest: Manifest{}, Files: map[string][]byte{}}
