@@ -134,7 +134,7 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 		meta.SetStatusCondition(&t.Status.Conditions, memberConflictCondition(t.Generation, conflicts))
 		t.Status.Phase = licensehav1.TriadFailed
 	}
-	r.recordTransitions(ctx, t, before)
+	r.recordTransitions(ctx, t, before, leaseReason(lease))
 	observeTriadMetrics(t)
 	return ctrl.Result{}, nil
 }

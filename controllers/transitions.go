@@ -54,7 +54,9 @@ func leaseHolderChanged() predicate.Predicate {
 
 // recordTransitions emits an Event for every change of the active member and
 // of the quorum, and counts failovers.
-func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licensehav1.LicenseTriad, before *licensehav1.LicenseTriadStatus) {
+// reason is the Lease's record of why the role last changed hands
+// (Acquire, Takeover, Switchover, Shutdown, Failback), written by the agent.
+func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licensehav1.LicenseTriad, before *licensehav1.LicenseTriadStatus, reason string) {
 	now := metav1.Now()
 	prev, cur := before.ActiveMember, t.Status.ActiveMember
 	emit := func(typ, reason, action, note string) {
@@ -91,9 +93,9 @@ func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licen
 		switch {
 		case t.Status.Epoch <= 1:
 			emit(corev1.EventTypeNormal, EventFormed, "Elect", fmt.Sprintf("Member %s serves", cur))
-		case roleOf(cur) == licensehav1.RolePrimary:
+		case reason == "Failback" || (reason == "" && roleOf(cur) == licensehav1.RolePrimary):
 			emit(corev1.EventTypeNormal, EventFailedBack, "Failback", fmt.Sprintf("Primary %s serves again (epoch %d)", cur, t.Status.Epoch))
-		case prev != "" && memberStandingBy(t, prev):
+		case reason == "Switchover" || reason == "Shutdown" || (reason == "" && prev != "" && memberStandingBy(t, prev)):
 			emit(corev1.EventTypeNormal, EventSwitchedOver, "Switchover", fmt.Sprintf("Member %s handed over to %s (epoch %d)", prev, cur, t.Status.Epoch))
 		default:
 			emit(corev1.EventTypeWarning, EventFailedOver, "Takeover", fmt.Sprintf("Member %s took over (epoch %d)", cur, t.Status.Epoch))

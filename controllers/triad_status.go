@@ -32,6 +32,14 @@ func leaseHolder(l *coordinationv1.Lease) (string, int64) {
 	return holder, epoch
 }
 
+// leaseReason is why the role last changed hands, as the agents record it.
+func leaseReason(l *coordinationv1.Lease) string {
+	if l == nil {
+		return ""
+	}
+	return l.Annotations[group.AnnotationLeaseReason]
+}
+
 func podReady(p *corev1.Pod) bool {
 	if p == nil || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
 		return false

@@ -21,7 +21,7 @@ import (
 const (
 	annIncarnation  = "licenseha.io/incarnation"
 	annHandoffTo    = "licenseha.io/handoff-to"
-	annReason       = "licenseha.io/reason"
+	annReason       = group.AnnotationLeaseReason
 	annAfterRelease = "licenseha.io/after-release"
 )
 

@@ -11,6 +11,10 @@ const AnnotationMemberState = "licenseha.io/member-state"
 // the current active term.
 const AnnotationLeaseEpoch = "licenseha.io/epoch"
 
+// AnnotationLeaseReason is the Lease annotation saying why the role last
+// changed hands: Acquire, Takeover, Switchover, Shutdown or Failback.
+const AnnotationLeaseReason = "licenseha.io/reason"
+
 // Member states reported by agents.
 const (
 	StateActive  = "Active"
