@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +106,12 @@ func (s *syncer) publish(ctx context.Context, st *server.State, epoch uint64) er
 	// Secret first: a reader decodes only when both halves carry the same
 	// revision, so it never applies settings without their checkouts.
 	newSec := sec.DeepCopy()
+	// The pair's file sync keeps its own keys (files*) in the same Secret.
+	for k, v := range sec.Data {
+		if strings.HasPrefix(k, "files") {
+			enc.SecretData[k] = v
+		}
+	}
 	newSec.Data = enc.SecretData
 	updSec, err := s.cs.CoreV1().Secrets(s.namespace).Update(ctx, newSec, metav1.UpdateOptions{FieldManager: "licenseha-agent"})
 	if err != nil {

@@ -214,8 +214,10 @@ func TestReturnsHomeWhenHomeServesAgain(t *testing.T) {
 		t.Fatalf("emptying a: %v", err)
 	}
 	failover(t, g, "a", 2)
+	// The endpoint changes before the move's re-assertion and its OnMove
+	// call complete: wait for both.
 	deadline := time.Now().Add(5 * time.Second)
-	for c.Endpoint() != g["a"].http.URL {
+	for c.Endpoint() != g["a"].http.URL || len(mv.list()) < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("client did not return home within 5s")
 		}
