@@ -191,6 +191,9 @@ func (b *bench) trial(ctx context.Context, kind string) result {
 		// the measured gap is the failback's alone.
 		if err = b.env.Fault(ctx, "pause", harness.PodName(ns, triad, "a")); err == nil {
 			if _, err = b.w.WaitFor(ctx, "b", time.Minute); err == nil {
+				// Let the client settle on b first, so the takeover's gap is
+				// not counted as the failback's.
+				time.Sleep(2 * time.Second)
 				err = b.env.Fault(ctx, "resume", harness.PodName(ns, triad, "a"))
 				at = time.Now()
 			}
