@@ -541,19 +541,22 @@ func (m *Machine) Status() Status {
 	return s
 }
 
-// ErrMembersChanged is returned by Reconfigure when the new configuration
-// names other members or changes timing: that takes a new machine (a new
-// incarnation), which the protocol treats like a restart.
-var ErrMembersChanged = errors.New("members or timing changed; start a new machine")
+// ErrTimingChanged is returned by Reconfigure when the new configuration
+// changes timing (grants are computed from it) or drops this member: that
+// takes a new machine (a new incarnation), which the protocol treats like a
+// restart.
+var ErrTimingChanged = errors.New("timing changed or this member left; start a new machine")
 
-// Reconfigure moves the roles (and the failback policy) of a running
-// machine without a restart: the incarnation, the Lease view, grants and
-// peer contact are kept, so a member that serves keeps serving. Members may
-// apply a role change at slightly different moments; who may serve is
-// decided by grants and the Lease, never by roles, so such a window can
-// delay a takeover but never lets two members serve. Timing (peer timeout,
-// heartbeat interval, clock drift, fence delay) is what grants are computed
-// from and cannot change in place.
+// Reconfigure moves the roles, the failback policy and the membership of a
+// running machine without a restart: the incarnation, the Lease view, the
+// grants and the contact with unchanged peers are kept, so a member that
+// serves keeps serving. A replaced peer starts from nothing, like a peer
+// that was never heard; a grant this member gave to a removed peer keeps
+// binding until it lapses. Members may apply a change at slightly different
+// moments; who may serve is decided by grants and the Lease, never by roles,
+// so such a window can delay a takeover but never lets two members serve.
+// Timing (peer timeout, heartbeat interval, renew interval, clock drift,
+// fence delay) is what grants are computed from and cannot change in place.
 //
 // A secondary that serves hands the role to the new primary through the
 // failback rule (at once if the primary has been in contact for the
@@ -566,20 +569,26 @@ func (m *Machine) Reconfigure(now time.Duration, cfg Config) (Output, error) {
 		return Output{}, err
 	}
 	old := m.cfg
-	sameMembers := func(a, b Config) bool {
-		set := map[MemberID]bool{a.Primary: true, a.Secondary: true, a.Tertiary: true}
-		return set[b.Primary] && set[b.Secondary] && set[b.Tertiary]
-	}
-	if !sameMembers(old, cfg) || cfg.PeerTimeout != old.PeerTimeout || cfg.HeartbeatInterval != old.HeartbeatInterval ||
+	if cfg.roleOf(cfg.Self) == "" || cfg.PeerTimeout != old.PeerTimeout || cfg.HeartbeatInterval != old.HeartbeatInterval ||
 		cfg.RenewInterval != old.RenewInterval || cfg.MaxClockDrift != old.MaxClockDrift || cfg.FenceDelay != old.FenceDelay {
-		return Output{}, ErrMembersChanged
+		return Output{}, ErrTimingChanged
 	}
 	m.cfg = cfg
 	m.role = cfg.roleOf(cfg.Self)
-	for _, p := range m.peers {
-		if p != nil {
-			p.role = cfg.roleOf(p.id)
+	var peers [2]*peer
+	i := 0
+	for _, id := range []MemberID{cfg.Primary, cfg.Secondary, cfg.Tertiary} {
+		if id == cfg.Self {
+			continue
 		}
+		p := m.peer(id)
+		if p == nil {
+			p = &peer{id: id, lastRecv: now, nextSend: now}
+		}
+		p.role = cfg.roleOf(id)
+		peers[i] = p
+		i++
 	}
+	m.peers = peers
 	return m.step(now), nil
 }
