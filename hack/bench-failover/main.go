@@ -22,6 +22,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -254,19 +255,21 @@ func (b *bench) sawGap(at time.Time, kind string) bool {
 
 // swapRoles makes primary the Primary and the other of a/b the Secondary.
 func (b *bench) swapRoles(ctx context.Context, primary string) error {
-	t := &licensehav1.LicenseTriad{}
-	if err := b.env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: triad}, t); err != nil {
-		return err
-	}
-	for i := range t.Spec.Members {
-		switch t.Spec.Members[i].Name {
-		case primary:
-			t.Spec.Members[i].Role = licensehav1.RolePrimary
-		case "a", "b":
-			t.Spec.Members[i].Role = licensehav1.RoleSecondary
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		t := &licensehav1.LicenseTriad{}
+		if err := b.env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: triad}, t); err != nil {
+			return err
 		}
-	}
-	return b.env.Client.Update(ctx, t)
+		for i := range t.Spec.Members {
+			switch t.Spec.Members[i].Name {
+			case primary:
+				t.Spec.Members[i].Role = licensehav1.RolePrimary
+			case "a", "b":
+				t.Spec.Members[i].Role = licensehav1.RoleSecondary
+			}
+		}
+		return b.env.Client.Update(ctx, t)
+	})
 }
 
 func report(kinds []string, results map[string][]result) {
