@@ -354,7 +354,12 @@ func (c *Client) send(ctx context.Context, ep, method, path string, body []byte,
 		var e server.Error
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(data, &e) != nil || e.Code == "" {
+			// Not a license server's answer: a proxy or load balancer in
+			// front of it that has lost its backend. Try elsewhere, and on a
+			// fresh connection, as after a connection failure.
+			c.http.CloseIdleConnections()
 			e = server.Error{Code: server.CodeInternal, Message: strings.TrimSpace(string(data))}
+			return "", "no license server answered", &server.ResponseError{StatusCode: resp.StatusCode, Body: e}
 		}
 		err := &server.ResponseError{StatusCode: resp.StatusCode, Body: e}
 		if resp.StatusCode == http.StatusServiceUnavailable {

@@ -337,3 +337,28 @@ func TestMovesOnTimeout(t *testing.T) {
 		t.Fatalf("moves = %+v, want one move because of a timeout", m)
 	}
 }
+
+func TestMovesOnAnAnswerThatIsNotALicenseServers(t *testing.T) {
+	g := newGroup(t, 5, "a", "b")
+	failover(t, g, "b", 1)
+	// A proxy that lost its backend answers 404 with no JSON error.
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "", http.StatusNotFound)
+	}))
+	defer proxy.Close()
+	var mv moves
+	c := newClient(t, g, &mv, func(cfg *Config) {
+		cfg.Endpoints = []string{proxy.URL, g["b"].http.URL}
+		cfg.Home = proxy.URL
+	})
+	held, err := c.Checkout(context.Background(), "p1", "LIC-1")
+	if err != nil {
+		t.Fatalf("checkout = %v, want it served by b past the proxy", err)
+	}
+	if c.Endpoint() != g["b"].http.URL || held.Member != "b" {
+		t.Fatalf("client on %s, checkout by %q; want b", c.Endpoint(), held.Member)
+	}
+	if m := mv.list(); len(m) != 1 || m[0].Reason != "no license server answered" {
+		t.Fatalf("moves = %+v, want one move away from the proxy", m)
+	}
+}
