@@ -92,6 +92,7 @@ func run(args []string) error {
 	fs.StringVar(&opts.AdminTokenFile, "admin-token-file", agent.DefaultAdminTokenFile, "Bearer token of the server's admin API.")
 	fs.StringVar(&opts.AdminURL, "admin-url", agent.DefaultAdminURL, "Base URL of the server's local admin API.")
 	fs.StringVar(&opts.HTTPAddr, "http-address", agent.DefaultHTTPAddr, "Address of the agent's probe and metrics endpoint.")
+	fs.BoolVar(&opts.StopToFence, "stop-to-fence", false, "Fence the server by stopping it: run it only while this member serves (vendor servers without the licenseha admin API).")
 	fs.StringVar(&opts.DataDir, "data-dir", licensehav1.DefaultDataPath, "The server's data folder (spec.server.dataPath): a backup pair syncs its spec.sync.paths.")
 	fs.StringVar(&opts.PeerAddr, "peer-address", agent.DefaultPeerAddr, "Address the agent receives peer heartbeats on.")
 	zapOpts := zap.Options{}

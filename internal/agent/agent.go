@@ -44,6 +44,9 @@ type Options struct {
 
 	// DataDir is the server's data folder (a pair's synced extra folders).
 	DataDir string
+	// StopToFence fences a vendor server that has no licenseha admin API by
+	// running it only while the member serves.
+	StopToFence bool
 }
 
 // desired is what the role protocol wants of the server.
@@ -134,7 +137,12 @@ func Run(ctx context.Context, opts Options) error {
 
 	a.watch(ctx)
 	go a.serveHTTP(ctx)
-	go a.collectLicences(ctx)
+	if opts.StopToFence {
+		// Not running until this member serves.
+		a.sup.Hold(0)
+	} else {
+		go a.collectLicences(ctx)
+	}
 
 	driver, err := a.newDriver()
 	if err != nil {
@@ -188,6 +196,10 @@ func (a *Agent) applyRole(ctx context.Context) {
 	a.mu.Lock()
 	want, applied := a.want, a.applied
 	a.mu.Unlock()
+	if a.opts.StopToFence {
+		a.applyByProcess(want)
+		return
+	}
 	renew := want.role == server.RoleActive && want.until > applied.until+int64(50*time.Millisecond)
 	if want.role == "" || (want.role == applied.role && want.epoch == applied.epoch && want.active == applied.active && !renew) {
 		return
@@ -223,6 +235,20 @@ func (a *Agent) applyRole(ctx context.Context) {
 	}
 }
 
+// applyByProcess fences a vendor server by stopping it: it runs only while
+// the member serves and its serve bound has not passed.
+func (a *Agent) applyByProcess(want desired) {
+	serve := want.role == server.RoleActive && (want.until == 0 || want.until > monoclock.Now())
+	if serve {
+		a.sup.Release()
+	} else {
+		a.sup.Hold(5 * time.Second)
+	}
+	a.mu.Lock()
+	a.applied = want
+	a.mu.Unlock()
+}
+
 // loop applies the desired role, syncs state and reports on the pod.
 func (a *Agent) loop(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
@@ -234,6 +260,19 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-t.C:
 		}
 		a.applyRole(ctx)
+		if a.opts.StopToFence {
+			// A vendor server has no admin API: no state to sync beyond the
+			// pair's file sync; the report carries the role only.
+			a.mu.Lock()
+			a.srvOK = true
+			want := a.want
+			a.mu.Unlock()
+			if want.label != "" {
+				a.metrics.setRole(want.label)
+				_ = a.pod.Report(ctx, want.label, group.MemberState{State: want.state, Epoch: int64(want.epoch), Peers: want.peers})
+			}
+			continue
+		}
 		st, err := a.admin.State(ctx)
 		a.mu.Lock()
 		a.srvOK = err == nil

@@ -61,7 +61,9 @@ func (d *pairDriver) Run(ctx context.Context) error {
 	cfg := d.a.config()
 	defer d.a.files.start(ctx)() // extra data folders; the main syncs once more on a deliberate stop
 	go d.probePeer(ctx)
-	go d.keepAliases(ctx)
+	if !d.a.opts.StopToFence {
+		go d.keepAliases(ctx)
+	}
 	if cfg.Mode != string(licensehav1.ActivePassive) {
 		d.a.setDesired(ctx, d.state(server.RoleActive, 1, d.a.opts.Member))
 		<-ctx.Done()

@@ -22,9 +22,13 @@ type Supervisor struct {
 	// every exit that follows a short run and resets after a long one.
 	MinBackoff, MaxBackoff time.Duration
 
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	running  bool
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	running bool
+	// held keeps the server stopped (a vendor server that is fenced by not
+	// running); released wakes Run up to start it.
+	held     bool
+	released chan struct{}
 	restarts int
 	lastExit int
 	exited   chan struct{}
@@ -60,6 +64,14 @@ func (s *Supervisor) Run(ctx context.Context, grace time.Duration) error {
 	}
 	backoff := s.MinBackoff
 	for {
+		if ch := s.heldChan(); ch != nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-ch:
+			}
+			continue
+		}
 		started := time.Now()
 		if err := s.start(); err != nil {
 			s.Log.Error(err, "Starting the server failed", "command", s.Command[0])
@@ -73,6 +85,9 @@ func (s *Supervisor) Run(ctx context.Context, grace time.Duration) error {
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if s.heldChan() != nil {
+			continue // stopped on purpose, not a crash
 		}
 		if time.Since(started) > time.Minute {
 			backoff = s.MinBackoff
@@ -118,6 +133,45 @@ func (s *Supervisor) start() error {
 		close(exited)
 	}()
 	return nil
+}
+
+// heldChan returns a channel closed on release while the server is held,
+// nil otherwise.
+func (s *Supervisor) heldChan() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.held {
+		return nil
+	}
+	return s.released
+}
+
+// Hold stops the server (SIGTERM, then SIGKILL after grace) and keeps it
+// stopped until Release: how a vendor server without licenseha's admin API
+// is fenced. It returns once the process is gone.
+func (s *Supervisor) Hold(grace time.Duration) {
+	s.mu.Lock()
+	if s.held {
+		s.mu.Unlock()
+		return
+	}
+	s.held, s.released = true, make(chan struct{})
+	running := s.running
+	s.mu.Unlock()
+	if running {
+		s.Log.Info("Stopping the server: this member must not serve")
+		s.stop(grace)
+	}
+}
+
+// Release lets the server run again (the member serves).
+func (s *Supervisor) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		s.held = false
+		close(s.released)
+	}
 }
 
 // Signal forwards sig to the server's process group.

@@ -104,8 +104,13 @@ func Pod(g Group, m Member, opts Options) *corev1.Pod {
 		"--group=" + g.Name,
 		"--member=" + m.Name,
 		"--data-dir=" + dataPath(g),
-		"--",
 	}
+	if len(g.Server.Command) > 0 {
+		// A vendor server has no licenseha admin API: the agent fences it
+		// by running it only while the member serves.
+		agentArgs = append(agentArgs, "--stop-to-fence")
+	}
+	agentArgs = append(agentArgs, "--")
 
 	pod := &corev1.Pod{
 		ObjectMeta: meta,
