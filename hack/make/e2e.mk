@@ -5,5 +5,5 @@ E2E_FLAGS ?=
 E2E_TIMEOUT ?= 40m
 
 .PHONY: test-e2e
-test-e2e: build localcluster ## End-to-end fault suite on a local cluster (instance 7; root; ≈20 minutes).
+test-e2e: build localcluster ## End-to-end fault suite on a local cluster (instance 7; root; ≈7 minutes).
 	$(GO) test ./test/e2e/... -timeout $(E2E_TIMEOUT) -count=1 -v -args -ginkgo.label-filter=e2e -ginkgo.v $(E2E_FLAGS)
