@@ -114,9 +114,6 @@ test-integration: ## envtest suites against a real kube-apiserver and etcd.
 	assets=$$(LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh | tail -n1); \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test -timeout $(TEST_TIMEOUT) ./controllers/... $(if $(GINKGO_FLAGS),-args $(GINKGO_FLAGS))
 
-# Further targets, one file per area (local cluster, e2e, chart, ...).
--include hack/make/*.mk
-
 .PHONY: bench-reconcile
 bench-reconcile: ## Reconcile 200 triads on envtest and print the time and the operator's memory.
 	assets=$$(LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh | tail -n1); \
@@ -128,3 +125,6 @@ $(CONTROLLER_GEN):
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(BIN)/controller-gen $(CONTROLLER_GEN)
+
+# Further targets, one file per area (local cluster, e2e, chart, ...).
+-include hack/make/*.mk
