@@ -121,6 +121,9 @@ bench-reconcile: ## Reconcile 200 triads on envtest and print the time and the o
 
 ##@ Tools
 
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Install the pinned controller-gen into bin/.
+
 $(CONTROLLER_GEN):
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
