@@ -84,6 +84,10 @@ docker-build: ## Build the container image (needs a Docker engine).
 bench-failover: build localcluster ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20).
 	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20)
 
+.PHONY: bench-pair
+bench-pair: ## After make demo: freeze and resume the sample pair's main while a client holds seats; print the moves (root).
+	$(GO) run ./hack/bench-pair
+
 .PHONY: demo
 demo: build localcluster ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root).
 	$(GO) run ./hack/demo

@@ -1,0 +1,146 @@
+// Command bench-pair measures the sample backup pair of `make demo`
+// (default/plant-b, ActiveActive): a client at home on the main holds seats
+// of the main's licence; the main is frozen, the client moves to the backup
+// (which serves the main's licence id through the mapping), the main
+// resumes, the client returns home. It prints the client's gaps and the
+// times of both moves. Run it with `make bench-pair` after `make demo`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	lhclient "github.com/licenseha/licenseha/pkg/client"
+	"github.com/licenseha/licenseha/test/probe"
+)
+
+func main() {
+	trials := flag.Int("trials", 5, "freeze/resume cycles")
+	flag.Parse()
+	if err := run(*trials); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(trials int) error {
+	ctx := context.Background()
+	root, _ := os.Getwd()
+	state := filepath.Join(root, ".local")
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(state, "kubeconfig"))
+	if err != nil {
+		return fmt.Errorf("no local cluster (run make demo first): %w", err)
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = licensehav1.AddToScheme(scheme)
+	kube, err := crclient.New(cfg, crclient.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	url := func(pod string) (string, error) {
+		p := &corev1.Pod{}
+		if err := kube.Get(ctx, crclient.ObjectKey{Namespace: "default", Name: pod}, p); err != nil {
+			return "", err
+		}
+		return "http://" + p.Status.PodIP + ":" + strconv.Itoa(licensehav1.DefaultServerPort), nil
+	}
+	mainURL, err := url("plant-b-main")
+	if err != nil {
+		return err
+	}
+	backupURL, err := url("plant-b-backup")
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var moves []lhclient.Move
+	load, err := probe.StartLoad(ctx, lhclient.Config{Endpoints: []string{mainURL, backupURL}, Home: mainURL,
+		ClientID: "bench-pair", HomeCheckInterval: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnMove: func(m lhclient.Move) { mu.Lock(); moves = append(moves, m); mu.Unlock() }},
+		"LIC-PLANT-B-MAIN", 3, 50*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	fault := func(kind string) error {
+		cmd := exec.Command(filepath.Join(root, "bin", "localcluster"), "fault", kind, "plant-b-main")
+		cmd.Env = append(os.Environ(), "LOCALCLUSTER_STATE_DIR="+state)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	}
+	waitMoves := func(n int) (lhclient.Move, error) {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			mu.Lock()
+			if len(moves) >= n {
+				m := moves[n-1]
+				mu.Unlock()
+				return m, nil
+			}
+			mu.Unlock()
+		}
+		return lhclient.Move{}, fmt.Errorf("the client did not move")
+	}
+	var away, home, gaps []time.Duration
+	for i := 0; i < trials; i++ {
+		at := time.Now()
+		if err := fault("pause"); err != nil {
+			return err
+		}
+		m, err := waitMoves(2*i + 1)
+		if err != nil {
+			_ = fault("resume")
+			return err
+		}
+		time.Sleep(time.Second)
+		away = append(away, m.At.Sub(at))
+		gaps = append(gaps, load.LongestGapSince(at))
+		resumed := time.Now()
+		if err := fault("resume"); err != nil {
+			return err
+		}
+		m, err = waitMoves(2*i + 2)
+		if err != nil {
+			return err
+		}
+		home = append(home, m.At.Sub(resumed))
+		time.Sleep(time.Second)
+		fmt.Fprintf(os.Stderr, "trial %d: moved to the backup after %d ms (longest gap %d ms), home again %d ms after the resume\n",
+			i+1, away[i].Milliseconds(), gaps[i].Milliseconds(), home[i].Milliseconds())
+	}
+	med := func(d []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), d...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	fmt.Printf("| %d trials | median | max |\n|---|---|---|\n", trials)
+	for _, r := range []struct {
+		name string
+		d    []time.Duration
+	}{{"client moved to the backup after the main froze", away}, {"client's longest gap", gaps}, {"client back home after the main resumed", home}} {
+		s := append([]time.Duration(nil), r.d...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		fmt.Printf("| %s | %d ms | %d ms |\n", r.name, med(r.d).Milliseconds(), s[len(s)-1].Milliseconds())
+	}
+	fmt.Printf("| seats lost | %d | |\n", load.Lost())
+	return nil
+}
