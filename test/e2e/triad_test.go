@@ -134,11 +134,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		r.invariants()
 	})
 
-	// Pending: product bug — on a role swap the new primary applies the new
-	// configuration at once (a fresh election machine) and takes the Lease
-	// only after ≈ peerTimeout + margin, so the planned switchover leaves a
-	// ≈2.3 s gap (see docs/testing.md, known failures).
-	PIt("switches over when the roles are swapped (pending: ≈2.3 s gap, the new primary does not accept the handover at once)", func(ctx SpecContext) {
+	It("switches over when the roles are swapped", func(ctx SpecContext) {
 		r := startTriad(ctx, "roles", nil)
 		time.Sleep(time.Second)
 		edited := time.Now()
@@ -200,10 +196,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		figure("member replacement → client gap", r.load.LongestGapSince(edited))
 	})
 
-	// Pending: product bug — a spec change restarts the election machine on
-	// every member, and the active drops service for ≈ peerTimeout + margin
-	// (2.3 s measured) although only a standby was replaced.
-	PIt("replaces a standby without interrupting the active (pending: the active stops serving ≈2.3 s on the config change)", func(ctx SpecContext) {
+	It("replaces a standby without interrupting the active", func(ctx SpecContext) {
 		r := startTriad(ctx, "replace-gap", nil)
 		edited := time.Now()
 		r.update(ctx, func(t *licensehav1.LicenseTriad) { t.Spec.Members[1].Name = "b2" })
@@ -266,22 +259,30 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		r.invariants()
 	})
 
-	// Pending: product bug — after the roll a failover client that goes
-	// through the Service keeps getting "404" with an empty body on its
-	// kept-alive connection (7+ s, never recovering while observed) although
-	// the member serves and a new client works at once; pkg/client takes the
-	// 404 as an answer and neither reconnects nor fails over.
-	PIt("keeps a client of the triad's Service served through a rolling update (pending: empty 404 on the kept-alive connection)", func(ctx SpecContext) {
+	// Pending: a client of the triad's Service saw 2.2–6.9 s without an
+	// answer during a roll (before client fix 996202e it stayed on an empty
+	// 404 of its kept-alive connection for good); not yet diagnosed.
+	PIt("keeps a client of the triad's Service served through a rolling update (pending: 2.2–6.9 s client gap through the Service)", func(ctx SpecContext) {
 		r := startTriad(ctx, "roll-svc", nil)
+		r.dynamicTargets(func() []string { return triadMembers })
 		svc := r.serviceLoad(ctx)
 		edited := time.Now()
 		r.update(ctx, func(t *licensehav1.LicenseTriad) {
 			t.Spec.Server.Env = append(t.Spec.Server.Env, corev1.EnvVar{Name: "E2E_ROLL", Value: "1"})
 		})
-		time.Sleep(20 * time.Second)
+		_, err := env.WaitTriad(ctx, r.ns, r.name, 2*time.Minute, func(t *licensehav1.LicenseTriad) bool {
+			return formed(t) && t.Status.ObservedGeneration == t.Generation
+		})
+		Expect(err).NotTo(HaveOccurred())
+		time.Sleep(15 * time.Second)
 		r.waitServing(ctx, 90*time.Second, "a")
 		time.Sleep(3 * time.Second)
-		Expect(svc.LongestGapSince(edited)).To(BeNumerically("<", 5*time.Second))
+		gap := svc.LongestGapSince(edited)
+		n, lastErr := svc.Failures()
+		GinkgoWriter.Printf("Service client: %d failed requests, last: %v\n", n, lastErr)
+		figure("rolling update → longest client gap (through the Service)", gap)
+		Expect(gap).To(BeNumerically("<", 5*time.Second))
+		Expect(svc.Lost()).To(BeZero())
 	})
 
 	DescribeTable("dissolves according to dissolvePolicy",
