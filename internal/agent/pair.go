@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -158,15 +159,21 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 			LeaseMeta:  metaOf(d.a.opts.Namespace, group.LeaseName(d.a.opts.Group)),
 			Client:     d.a.cs.CoordinationV1(),
 			LockConfig: resourcelock.ResourceLockConfig{Identity: d.a.opts.Pod},
+		}, beforeRelease: func() {
+			// setDesired applies a fence at once, from this goroutine.
+			d.a.setDesired(context.WithoutCancel(ctx), d.state(server.RoleStandby, epoch.Load(), ""))
 		}}
 		// The holder serves only until RenewDeadline after its last
 		// successful write of the Lease, never longer: the other side may
 		// take the Lease LeaseDuration after it last saw it renewed, so a
 		// holder that froze and resumed has stopped serving by then.
-		serving := func(e uint64) desired {
-			want := d.state(server.RoleActive, e, d.a.opts.Member)
-			want.until = lock.last.Load() + int64(peerTimeout*2/3)
-			return want
+		serve := func(e uint64) {
+			lock.whileHeld(func() {
+				want := d.state(server.RoleActive, e, d.a.opts.Member)
+				want.until = lock.last.Load() + int64(peerTimeout*2/3)
+				d.a.setDesired(ctx, want)
+				d.a.applyRole(ctx)
+			})
 		}
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
@@ -181,18 +188,17 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 					// acquisition time in milliseconds does.
 					e := max(epoch.Load()+1, uint64(time.Now().UnixMilli()))
 					epoch.Store(e)
-					d.a.setDesired(ctx, serving(e))
-					d.a.applyRole(ctx)
+					serve(e)
 					d.a.log.Info("Took the active role", "epoch", e)
 					// The backup hands back as soon as the main answers again.
 					for lctx.Err() == nil {
 						if fixed && !isMain && d.peerUp.Load() {
 							d.a.log.Info("Main is back; handing the role back")
+							// Fence before the Lease is released (see beforeRelease).
 							stop()
 							return
 						}
-						d.a.setDesired(ctx, serving(epoch.Load()))
-						d.a.applyRole(ctx)
+						serve(epoch.Load())
 						sleep(lctx, 200*time.Millisecond)
 					}
 				},
@@ -218,6 +224,24 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 type renewClock struct {
 	resourcelock.Interface
 	last atomic.Int64
+	// beforeRelease fences the server; it runs before the Lease is given
+	// up, so the other side can never serve while this one still does.
+	beforeRelease func()
+	// released is set once this elector gave the Lease up: nothing may
+	// make the server serve again under it. mu makes "check released, then
+	// serve" and "set released, then fence" exclusive.
+	mu       sync.Mutex
+	released bool
+}
+
+// whileHeld runs f unless the Lease was released, excluding a concurrent
+// release: f may make the server serve.
+func (r *renewClock) whileHeld(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.released {
+		f()
+	}
 }
 
 func (r *renewClock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
@@ -230,6 +254,15 @@ func (r *renewClock) Create(ctx context.Context, rec resourcelock.LeaderElection
 }
 
 func (r *renewClock) Update(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	if rec.HolderIdentity == "" {
+		r.mu.Lock()
+		r.released = true
+		if r.beforeRelease != nil {
+			r.beforeRelease()
+		}
+		r.mu.Unlock()
+		return r.Interface.Update(ctx, rec)
+	}
 	at := monoclock.Now()
 	err := r.Interface.Update(ctx, rec)
 	if err == nil {
