@@ -12,13 +12,32 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/pkg/licensing"
 )
+
+// groupReconciler holds what both reconcilers need.
+type groupReconciler struct {
+	client.Client
+	// APIReader reads referenced Secrets and ConfigMaps uncached.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	notifier  *notifier
+	// Options are handed to the builders (the licenseha image).
+	Options builder.Options
+	// TrustedKeys are the PEM public keys licences must be signed with; the
+	// agents receive them through the group ConfigMap. Keys verify the
+	// licences (parsed from TrustedKeys).
+	TrustedKeys []byte
+	Keys        licensing.KeyRing
+}
 
 // FieldManager is the field manager of every write the operator makes.
 const FieldManager = "licenseha-operator"

@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,20 +18,11 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
-	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
 // LicenseBackupPairReconciler reconciles a LicenseBackupPair.
 type LicenseBackupPairReconciler struct {
-	client.Client
-	// APIReader reads referenced Secrets and ConfigMaps uncached.
-	APIReader client.Reader
-	Recorder  events.EventRecorder
-	notifier  *notifier
-	Options   builder.Options
-	// TrustedKeys go to the agents; Keys verify the licences.
-	TrustedKeys []byte
-	Keys        licensing.KeyRing
+	groupReconciler
 }
 
 // +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs,verbs=get;list;watch;update;patch

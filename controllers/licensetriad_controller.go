@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,23 +17,11 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
-	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
 // LicenseTriadReconciler reconciles a LicenseTriad.
 type LicenseTriadReconciler struct {
-	client.Client
-	// APIReader reads referenced Secrets and ConfigMaps uncached.
-	APIReader client.Reader
-	Recorder  events.EventRecorder
-	notifier  *notifier
-	// Options are handed to the builders (the licenseha image).
-	Options builder.Options
-	// TrustedKeys are the PEM public keys licences must be signed with; the
-	// agents receive them through the group ConfigMap.
-	TrustedKeys []byte
-	// Keys verify the licences (parsed from TrustedKeys).
-	Keys licensing.KeyRing
+	groupReconciler
 }
 
 // +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads,verbs=get;list;watch;update;patch

@@ -57,27 +57,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		}
 	}
 	recorder := mgr.GetEventRecorder("licenseha-operator")
-	n := &notifier{reader: mgr.GetAPIReader(), recorder: recorder}
-	if err := (&LicenseTriadReconciler{
+	base := groupReconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
 		Recorder:    recorder,
-		notifier:    n,
+		notifier:    &notifier{reader: mgr.GetAPIReader(), recorder: recorder},
 		Options:     opts,
 		TrustedKeys: cfg.TrustedKeys,
 		Keys:        keys,
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if err := (&LicenseTriadReconciler{base}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LicenseTriad reconciler: %w", err)
 	}
-	if err := (&LicenseBackupPairReconciler{
-		Client:      mgr.GetClient(),
-		APIReader:   mgr.GetAPIReader(),
-		Recorder:    recorder,
-		notifier:    n,
-		Options:     opts,
-		TrustedKeys: cfg.TrustedKeys,
-		Keys:        keys,
-	}).SetupWithManager(mgr); err != nil {
+	if err := (&LicenseBackupPairReconciler{base}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LicenseBackupPair reconciler: %w", err)
 	}
 	return nil
