@@ -62,9 +62,16 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, pods map[string]*corev1
 	mainR, mainOK := reports[string(licensehav1.SideMain)]
 	backR, backOK := reports[string(licensehav1.SideBackup)]
 	st.Connected = mainOK && backOK && len(mainR.Peers) > 0 && len(backR.Peers) > 0
+	wasSynchronized := st.Synchronized
 	st.Synchronized = mainOK && backOK && backR.Revision >= mainR.Revision &&
 		(len(p.Spec.Sync.Paths) == 0 || backR.FilesRevision >= mainR.FilesRevision)
 	st.SyncState = syncStateOf(st.Connected, st.Synchronized)
+	// lastSyncTime moves when the backup catches up with the main, not on a
+	// timer, so a steady pair writes nothing.
+	if st.Synchronized && (!wasSynchronized || st.LastSyncTime == nil) {
+		now := metav1.Now()
+		st.LastSyncTime = &now
+	}
 
 	st.ActiveServer = ""
 	if p.Spec.Mode == licensehav1.ActivePassive {

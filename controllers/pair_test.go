@@ -86,6 +86,7 @@ var _ = Describe("LicenseBackupPair members", func() {
 		expect(licensehav1.ConnectedSynchronized)
 		p := getPair(key)
 		Expect(p.Status.Phase).To(Equal(licensehav1.PairActive))
+		Expect(p.Status.LastSyncTime).NotTo(BeNil())
 		Expect(p.Status.UnmappedLicenses).To(BeEmpty())
 		Expect(meta.IsStatusConditionTrue(p.Status.Conditions, licensehav1.ConditionConnected)).To(BeTrue())
 
