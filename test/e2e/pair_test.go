@@ -160,19 +160,28 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 		Expect(w.Overlap()).To(BeZero())
 	})
 
-	It("ActivePassive: started at once, never both serve", func(ctx SpecContext) {
-		for i := range 3 {
+	It("ActivePassive: started at once, never both serve (Fixed and Symmetric, three rounds each)", func(ctx SpecContext) {
+		for i := range 6 {
+			roles := licensehav1.RolesFixed
+			if i%2 == 1 {
+				roles = licensehav1.RolesSymmetric
+			}
 			ns, err := env.Namespace(ctx, fmt.Sprintf("pair-start%d", i))
 			Expect(err).NotTo(HaveOccurred())
-			p := createPair(ctx, ns, "pair", licensehav1.ActivePassive, licensehav1.RolesFixed)
+			p := createPair(ctx, ns, "pair", licensehav1.ActivePassive, roles)
 			ts := pairTargets(ctx, ns, "pair")
 			wctx, cancel := context.WithCancel(ctx)
 			w := probe.NewWatcher(ts, 50*time.Millisecond)
 			go w.Run(wctx)
-			waitServingSet(ctx, w, 60*time.Second, "main")
+			if roles == licensehav1.RolesFixed {
+				waitServingSet(ctx, w, 60*time.Second, "main")
+			} else {
+				// Symmetric: whichever came up first serves.
+				Eventually(func() int { return len(w.Serving()) }, 60*time.Second, 50*time.Millisecond).Should(Equal(1))
+			}
 			time.Sleep(5 * time.Second)
 			cancel()
-			Expect(w.MaxServing()).To(BeNumerically("<=", 1), "both served at start (round %d): %v", i, w.History())
+			Expect(w.MaxServing()).To(BeNumerically("<=", 1), "both served at start (round %d, %s): %v", i, roles, w.History())
 			Expect(w.Overlap()).To(BeZero())
 			Expect(env.Client.Delete(ctx, p)).To(Succeed())
 			Expect(env.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metaName(ns)})).To(Succeed())

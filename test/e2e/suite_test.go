@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +21,14 @@ import (
 	"github.com/licenseha/licenseha/test/harness"
 )
 
-// instance is the local cluster instance of the suite (a developer's runs on 0).
-const instance = 7
+// instance is the local cluster instance of the suite (a developer's runs on
+// 0); E2E_INSTANCE chooses another, e.g. to run two suites side by side.
+var instance = func() int {
+	if n, err := strconv.Atoi(os.Getenv("E2E_INSTANCE")); err == nil {
+		return n
+	}
+	return 7
+}()
 
 var (
 	env *harness.Env
