@@ -77,26 +77,12 @@ func newBackupKeygenCmd(o *Options) *cobra.Command {
 		Short: "Create an ed25519 key pair for signing (export) and verifying (import) settings bundles",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pub, priv, err := licensing.GenerateKey()
+			keyID, err := writeKeyPair(privPath, pubPath, force)
 			if err != nil {
-				return err
-			}
-			privPEM, err := licensing.EncodePrivateKey(priv)
-			if err != nil {
-				return err
-			}
-			pubPEM, err := licensing.EncodePublicKey(pub)
-			if err != nil {
-				return err
-			}
-			if err := writeNew(privPath, privPEM, 0o600, force); err != nil {
-				return err
-			}
-			if err := writeNew(pubPath, pubPEM, 0o644, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(o.Out, "Bundle key %s: signing key in %s (for export, keep it secret), public key in %s (for import)\n",
-				licensing.KeyID(pub), privPath, pubPath)
+				keyID, privPath, pubPath)
 			return nil
 		},
 	}

@@ -35,25 +35,11 @@ func newKeygenCmd(o *Options) *cobra.Command {
 		Short: "Create an ed25519 signing key pair (private key to sign licences, public key for the servers)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pub, priv, err := licensing.GenerateKey()
+			keyID, err := writeKeyPair(privPath, pubPath, force)
 			if err != nil {
 				return err
 			}
-			privPEM, err := licensing.EncodePrivateKey(priv)
-			if err != nil {
-				return err
-			}
-			pubPEM, err := licensing.EncodePublicKey(pub)
-			if err != nil {
-				return err
-			}
-			if err := writeNew(privPath, privPEM, 0o600, force); err != nil {
-				return err
-			}
-			if err := writeNew(pubPath, pubPEM, 0o644, force); err != nil {
-				return err
-			}
-			fmt.Fprintf(o.Out, "Key %s: private key in %s (keep it secret), public key in %s\n", licensing.KeyID(pub), privPath, pubPath)
+			fmt.Fprintf(o.Out, "Key %s: private key in %s (keep it secret), public key in %s\n", keyID, privPath, pubPath)
 			return nil
 		},
 	}
@@ -289,4 +275,28 @@ func newVerifyCmd(o *Options) *cobra.Command {
 	cmd.Flags().StringVar(&group, "group", "", "group the licences must be bound to (default: any)")
 	cmd.Flags().StringVar(&at, "at", "", "check validity at this time, RFC 3339 or YYYY-MM-DD (default: now)")
 	return cmd
+}
+
+// writeKeyPair creates an ed25519 key pair and writes the private key (mode
+// 0600) and the public key in PEM; it returns the key id.
+func writeKeyPair(privPath, pubPath string, force bool) (string, error) {
+	pub, priv, err := licensing.GenerateKey()
+	if err != nil {
+		return "", err
+	}
+	privPEM, err := licensing.EncodePrivateKey(priv)
+	if err != nil {
+		return "", err
+	}
+	pubPEM, err := licensing.EncodePublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	if err := writeNew(privPath, privPEM, 0o600, force); err != nil {
+		return "", err
+	}
+	if err := writeNew(pubPath, pubPEM, 0o644, force); err != nil {
+		return "", err
+	}
+	return licensing.KeyID(pub), nil
 }
