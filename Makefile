@@ -84,12 +84,16 @@ docker-build: ## Build the container image (needs a Docker engine).
 bench-failover: build localcluster ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20).
 	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20)
 
+.PHONY: deps
+deps: ## Install the Debian packages the local cluster needs (iptables, iproute2, util-linux, ...), when missing.
+	hack/install-deps.sh
+
 .PHONY: bench-pair
 bench-pair: ## After make demo: freeze and resume the sample pair's main while a client holds seats; print the moves (root).
 	$(GO) run ./hack/bench-pair
 
 .PHONY: demo
-demo: build localcluster ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root).
+demo: deps build localcluster ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root).
 	$(GO) run ./hack/demo
 
 .PHONY: install
