@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/server"
+)
+
+// adminAddr is the license server's admin API inside its pod.
+const adminAddr = "127.0.0.1:5161"
+
+// createPairWith is createPair with a hook on the spec before it is created.
+func createPairWith(ctx context.Context, ns, name string, mode licensehav1.PairMode, mutate func(*licensehav1.LicenseBackupPair)) *licensehav1.LicenseBackupPair {
+	GinkgoHelper()
+	for side, id := range map[string]string{"main": mainLicence, "backup": backupLicence} {
+		s, err := env.LicenceSecret(ns, name+"-"+side+"-licenses", name, id, 50)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(env.Client.Create(ctx, s)).To(Succeed())
+		rememberLicenceSecret(ctx, ns, s.Name)
+	}
+	p := &licensehav1.LicenseBackupPair{}
+	p.Namespace, p.Name = ns, name
+	p.Spec.Mode = mode
+	p.Spec.Main.LicenseSecretRef.Name = name + "-main-licenses"
+	p.Spec.Backup.LicenseSecretRef.Name = name + "-backup-licenses"
+	p.Spec.LicenseMappings = []licensehav1.LicenseMapping{{Main: mainLicence, Backup: backupLicence}}
+	if mutate != nil {
+		mutate(p)
+	}
+	Expect(env.Client.Create(ctx, p)).To(Succeed())
+	return p
+}
+
+// podSandbox is what the local cluster knows of a running pod: its folder
+// under the state directory (pods/<ns>_<name>_<uid>, volumes below it) and
+// its network namespace (pod.json, see hack/localcluster).
+type podSandbox struct {
+	dir   string
+	netns string
+}
+
+func sandboxOf(ctx context.Context, ns, pod string) (podSandbox, error) {
+	p := &corev1.Pod{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod}, p); err != nil {
+		return podSandbox{}, err
+	}
+	dir := filepath.Join(env.StateDir, "pods", ns+"_"+pod+"_"+string(p.UID))
+	data, err := os.ReadFile(filepath.Join(dir, "pod.json"))
+	if err != nil {
+		return podSandbox{}, err
+	}
+	var rec struct {
+		Netns string `json:"netns"`
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return podSandbox{}, err
+	}
+	if rec.Netns == "" {
+		return podSandbox{}, fmt.Errorf("pod %s/%s: no network namespace in pod.json", ns, pod)
+	}
+	return podSandbox{dir: dir, netns: "/run/netns/" + rec.Netns}, nil
+}
+
+// volume is the host folder of the pod's volume.
+func (s podSandbox) volume(name string) string { return filepath.Join(s.dir, "volumes", name) }
+
+// dial connects from inside the pod's network namespace. The socket is
+// created on a thread moved into that namespace; the thread stays locked
+// and ends with its goroutine, so no other goroutine ever runs in it.
+func (s podSandbox) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		fd, err := unix.Open(s.netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			ch <- result{err: fmt.Errorf("setns %s: %w", s.netns, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// adminClient reaches the pod's admin API at 127.0.0.1:5161 with the
+// group's admin token.
+func adminClient(ctx context.Context, ns, groupName, member string) *server.AdminClient {
+	GinkgoHelper()
+	sec := &corev1.Secret{}
+	Eventually(func() error {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.AdminSecretName(groupName)}, sec)
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	token := strings.TrimSpace(string(sec.Data["token"]))
+	Expect(token).NotTo(BeEmpty(), "secret %s has no token", sec.Name)
+	rememberSecret(ns+"/"+sec.Name+"/token", token)
+	sb, err := sandboxOf(ctx, ns, group.PodName(groupName, member))
+	Expect(err).NotTo(HaveOccurred())
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return sb.dial(ctx, network, adminAddr)
+		},
+	}}
+	return server.NewAdminClient("http://"+adminAddr, token, hc)
+}
+
+// fileInfo is what the spec compares of a synced file.
+type fileInfo struct {
+	Content string
+	ModTime time.Time
+}
+
+// readSynced reads a file of a data folder; ok is false when it is missing.
+func readSynced(dir, rel string) (fileInfo, bool, error) {
+	p := filepath.Join(dir, filepath.FromSlash(rel))
+	st, err := os.Stat(p)
+	if os.IsNotExist(err) {
+		return fileInfo{}, false, nil
+	}
+	if err != nil {
+		return fileInfo{}, false, err
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return fileInfo{}, false, err
+	}
+	return fileInfo{Content: string(data), ModTime: st.ModTime().UTC()}, true, nil
+}
+
+// writeFile writes a file of a data folder (folders created as needed),
+// with mtime when it is not zero.
+func writeFile(dir, rel, content string, mtime time.Time) {
+	GinkgoHelper()
+	p := filepath.Join(dir, filepath.FromSlash(rel))
+	Expect(os.MkdirAll(filepath.Dir(p), 0o755)).To(Succeed())
+	Expect(os.WriteFile(p+".e2e-new", []byte(content), 0o644)).To(Succeed())
+	if !mtime.IsZero() {
+		Expect(os.Chtimes(p+".e2e-new", mtime, mtime)).To(Succeed())
+	}
+	// Renamed into place, so the main's scan never sees half a file.
+	Expect(os.Rename(p+".e2e-new", p)).To(Succeed())
+}
