@@ -23,6 +23,10 @@ ENVTEST_ASSETS_DIR := $(LICENSEHA_CACHE)/k8s-$(K8S_VERSION)
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(ENVTEST_ASSETS_DIR)/kubectl)
 
 # The envtest suites skip the "benchmark" label unless asked (make bench-reconcile).
+# Public keys the operator trusts for licences (make run); the default is the
+# development key the samples are signed with.
+TRUSTED_KEYS ?= config/samples/dev-trusted-keys.pem
+
 GINKGO_FLAGS ?= -ginkgo.label-filter=!benchmark
 TEST_TIMEOUT ?= 30m
 
@@ -71,8 +75,8 @@ build: ## Build every binary into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(COMMANDS))
 
 .PHONY: run
-run: build ## Run the operator against the current kubeconfig (CRDs must be installed: make install).
-	$(BIN)/manager --leader-elect=false
+run: build ## Run the operator against the current kubeconfig (make install first; TRUSTED_KEYS=licence public keys).
+	$(BIN)/manager --leader-elect=false --trusted-keys-file=$(TRUSTED_KEYS)
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
