@@ -28,7 +28,8 @@ type licenceCheck struct {
 }
 
 // checkLicences verifies every licence file of a Secret against the trusted
-// keys and the group it must be bound to.
+// keys and the group it must be bound to, the way the license servers do
+// (licensing.VerifyFiles, which also refuses a licence present twice).
 func checkLicences(s *corev1.Secret, keys licensing.KeyRing, group string, now time.Time) licenceCheck {
 	var c licenceCheck
 	soonest := func(t time.Time) {
@@ -36,22 +37,27 @@ func checkLicences(s *corev1.Secret, keys licensing.KeyRing, group string, now t
 			c.nextChange = t
 		}
 	}
+	files := map[string][]byte{}
 	for _, key := range licenseFileKeys(s) {
-		lic, err := licensing.Verify(s.Data[key], keys, group, now)
-		st := licensehav1.LicenseStatus{ID: key, Valid: err == nil}
-		if parsed, _, perr := licensing.Parse(s.Data[key]); perr == nil {
-			st.ID, st.Product, st.Edition, st.Printers = parsed.ID, parsed.Product, string(parsed.Edition), int32(parsed.Printers)
-			exp := metav1.NewTime(parsed.NotAfter)
+		files[key] = s.Data[key]
+	}
+	for _, r := range licensing.VerifyFiles(files, keys, group, now) {
+		st := licensehav1.LicenseStatus{ID: r.Name, Valid: r.Err == nil}
+		if l := r.License; l != nil {
+			// Terms are shown whenever the signature checks out, also for a
+			// refused licence (expired, bound elsewhere, not valid yet).
+			st.ID, st.Product, st.Edition, st.Printers = l.ID, l.Product, string(l.Edition), int32(l.Printers)
+			exp := metav1.NewTime(l.NotAfter)
 			st.Expires = &exp
-			soonest(parsed.NotBefore)
+			soonest(l.NotBefore)
 		}
-		if err != nil {
-			st.Message = err.Error()
-			c.problems = append(c.problems, fmt.Sprintf("%s: %v", key, err))
-			c.wrongGroup = c.wrongGroup || errors.Is(err, licensing.ErrWrongGroup)
+		if r.Err != nil {
+			st.Message = r.Err.Error()
+			c.problems = append(c.problems, fmt.Sprintf("%s: %v", r.Name, r.Err))
+			c.wrongGroup = c.wrongGroup || errors.Is(r.Err, licensing.ErrWrongGroup)
 		} else {
-			c.valid = append(c.valid, lic)
-			soonest(lic.NotAfter)
+			c.valid = append(c.valid, r.License)
+			soonest(r.License.NotAfter)
 		}
 		c.statuses = append(c.statuses, st)
 	}

@@ -24,23 +24,11 @@ const (
 // main→backup) and a backup pair.
 func createPair(ctx context.Context, ns, name string, mode licensehav1.PairMode, roles licensehav1.PairRoles) *licensehav1.LicenseBackupPair {
 	GinkgoHelper()
-	for side, id := range map[string]string{"main": mainLicence, "backup": backupLicence} {
-		s, err := env.LicenceSecret(ns, name+"-"+side+"-licenses", name, id, 50)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(env.Client.Create(ctx, s)).To(Succeed())
-		rememberLicenceSecret(ctx, ns, s.Name)
-	}
-	p := &licensehav1.LicenseBackupPair{}
-	p.Namespace, p.Name = ns, name
-	p.Spec.Mode = mode
-	if mode == licensehav1.ActivePassive {
-		p.Spec.Roles = roles
-	}
-	p.Spec.Main.LicenseSecretRef.Name = name + "-main-licenses"
-	p.Spec.Backup.LicenseSecretRef.Name = name + "-backup-licenses"
-	p.Spec.LicenseMappings = []licensehav1.LicenseMapping{{Main: mainLicence, Backup: backupLicence}}
-	Expect(env.Client.Create(ctx, p)).To(Succeed())
-	return p
+	return createPairWith(ctx, ns, name, mode, func(p *licensehav1.LicenseBackupPair) {
+		if mode == licensehav1.ActivePassive {
+			p.Spec.Roles = roles
+		}
+	})
 }
 
 // pairTargets waits until both pods have IPs.

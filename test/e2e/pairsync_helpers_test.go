@@ -26,7 +26,8 @@ import (
 // adminAddr is the license server's admin API inside its pod.
 const adminAddr = "127.0.0.1:5161"
 
-// createPairWith is createPair with a hook on the spec before it is created.
+// createPairWith creates a pair with its two licence Secrets (main and backup
+// licences mapped to each other); mutate may change the spec first.
 func createPairWith(ctx context.Context, ns, name string, mode licensehav1.PairMode, mutate func(*licensehav1.LicenseBackupPair)) *licensehav1.LicenseBackupPair {
 	GinkgoHelper()
 	for side, id := range map[string]string{"main": mainLicence, "backup": backupLicence} {
