@@ -50,6 +50,22 @@ func runMember(ns, pod, state, roleLabel string, peers ...string) {
 	})).To(Succeed())
 }
 
+// setJoining sets the Joining flag of a member's report, as an agent does
+// while a restarted member cannot vote yet.
+func setJoining(ns, pod string, joining bool) {
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p := &corev1.Pod{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod}, p); err != nil {
+			return err
+		}
+		report, _ := group.ParseMemberState(p.Annotations)
+		report.Joining = joining
+		raw, _ := json.Marshal(report)
+		p.Annotations[group.AnnotationMemberState] = string(raw)
+		return k8sClient.Update(ctx, p)
+	})).To(Succeed())
+}
+
 func holdLease(ns, name, holder string, epoch int) {
 	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		l := &coordinationv1.Lease{}
@@ -292,6 +308,26 @@ var _ = Describe("LicenseTriad children", func() {
 		holdLease(ns, "notify", "notify-b", 2)
 		runMember(ns, "notify-b", group.StateActive, "active", "c")
 		Eventually(received, timeout).Should(Receive(Equal("Bearer t0ken FailedOver b")))
+	})
+
+	It("does not count a member that is still joining in the quorum", func() {
+		t := startTriad(ns, "join")
+		holdLease(ns, "join", "join-a", 1)
+		runMember(ns, "join-a", group.StateActive, "active", "b", "c")
+		runMember(ns, "join-b", group.StateStandby, "standby", "a", "c")
+		runMember(ns, "join-c", group.StateWitness, "witness", "a", "b")
+		setJoining(ns, "join-c", true)
+		quorum := func(want string, phase licensehav1.TriadPhase) {
+			GinkgoHelper()
+			Eventually(func(g Gomega) {
+				got := getTriadStatus(t)
+				g.Expect(got.Quorum).To(Equal(want))
+				g.Expect(got.Phase).To(Equal(phase))
+			}, timeout, interval).Should(Succeed())
+		}
+		quorum("2/3", licensehav1.TriadDegraded)
+		setJoining(ns, "join-c", false)
+		quorum("3/3", licensehav1.TriadActive)
 	})
 
 	It("reports NoQuorum when fewer than two members are in contact", func() {

@@ -81,7 +81,8 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) {
 	var activeRevision int64
 	revisions := map[string]int64{}
 	// A member counts in the quorum when another member reports hearing
-	// it: a frozen member's own last report would otherwise still count.
+	// it (a frozen member's own last report would otherwise still count)
+	// and it can vote, i.e. is not still joining after a start.
 	heardBy := map[string]bool{}
 	for _, pod := range obs.pods {
 		if r, ok := group.ParseMemberState(pod.Annotations); ok && pod.Status.Phase == corev1.PodRunning && !podFailing(pod) {
@@ -102,7 +103,7 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) {
 				ms.State = licensehav1.MemberUnhealthy
 			case ok && pod.Status.Phase == corev1.PodRunning:
 				ms.State = licensehav1.MemberState(report.State)
-				if len(report.Peers) > 0 && heardBy[m.Name] {
+				if len(report.Peers) > 0 && heardBy[m.Name] && !report.Joining {
 					inQuorum++
 				}
 				revisions[m.Name] = report.Revision

@@ -79,7 +79,12 @@ func (w *podWorker) startContainer(ctx context.Context, c *corev1.Container) (*p
 	}
 	defer logFile.Close()
 	fmt.Fprintf(logFile, "%s%q at %s\n", runStartMarker, spec.Args, time.Now().UTC().Format(time.RFC3339))
-	return w.launch(specPath, logFile, spec.Env)
+	p, err := w.launch(specPath, logFile, spec.Env)
+	if err != nil {
+		// The pod status says why too; the log keeps it for later.
+		fmt.Fprintf(logFile, "--- localcluster: the container did not start: %v\n", err)
+	}
+	return p, err
 }
 
 // containerSpec resolves what container-init needs: image, environment,

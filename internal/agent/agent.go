@@ -63,6 +63,9 @@ type desired struct {
 	// nanoseconds: the server fences itself then unless renewed (zero: no
 	// bound, e.g. an ActiveActive pair member).
 	until int64
+	// joining: a triad member still in its quiet period (not ready, not
+	// counted in the quorum).
+	joining bool
 }
 
 // Agent is one running member agent.
@@ -299,7 +302,7 @@ func (a *Agent) loop(ctx context.Context) {
 			rev = max(st.Revision, rev)
 		}
 		report := group.MemberState{State: want.state, Epoch: int64(want.epoch), Peers: want.peers,
-			Revision: int64(rev), ServerVersion: st.Version, FilesRevision: a.files.revision()}
+			Revision: int64(rev), ServerVersion: st.Version, FilesRevision: a.files.revision(), Joining: want.joining}
 		pub, app := a.sync.revisions()
 		a.metrics.revision.WithLabelValues("published").Set(float64(pub))
 		a.metrics.revision.WithLabelValues("applied").Set(float64(app))
@@ -360,7 +363,8 @@ func (a *Agent) config() *group.Config {
 }
 
 // serveHTTP serves the probes: /healthz is the agent itself (the kubelet
-// restarts a stuck agent), /readyz needs the server answering.
+// restarts a stuck agent), /readyz needs the server answering and, for a
+// triad member, the member able to vote.
 func (a *Agent) serveHTTP(ctx context.Context) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -369,10 +373,16 @@ func (a *Agent) serveHTTP(ctx context.Context) {
 	mux.Handle("/metrics", a.metrics.handler())
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		a.mu.Lock()
-		ok := a.srvOK
+		ok, joining := a.srvOK, a.want.joining
 		a.mu.Unlock()
 		if !ok {
 			http.Error(w, "license server not answering", http.StatusServiceUnavailable)
+			return
+		}
+		if joining {
+			// Ready means able to vote: a rolling update or a member
+			// replacement waits for this before taking the next member.
+			http.Error(w, "joining the quorum", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok"))

@@ -208,7 +208,8 @@ func (d *triadDriver) Run(ctx context.Context) error {
 // heartbeats.
 func (d *triadDriver) apply(ctx context.Context, m *election.Machine, out election.Output, leaseCmds chan<- election.LeaseCommand) {
 	st := m.Status()
-	want := desired{epoch: uint64(max(out.Server.Epoch, 0)), label: string(out.Label), peers: d.peers(m)}
+	want := desired{epoch: uint64(max(out.Server.Epoch, 0)), label: string(out.Label), peers: d.peers(m),
+		joining: m.Joining(d.now())}
 	if h := st.View.Holder; h != "" {
 		want.active = string(h)
 	}

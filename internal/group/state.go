@@ -41,6 +41,12 @@ type MemberState struct {
 	// the extra data folders the main last published, or the one the
 	// backup fully holds.
 	FilesRevision int64 `json:"filesRevision,omitempty"`
+	// Joining is set while a triad member that just started cannot vote
+	// yet: for one grant hold (about the peer timeout plus the fence
+	// delay) it neither serves nor vouches for the active member, because
+	// it cannot know what its previous run promised. Such a member does
+	// not count in the quorum and its pod is not ready.
+	Joining bool `json:"joining,omitempty"`
 }
 
 // ParseMemberState reads a member's report from its pod annotations; ok is

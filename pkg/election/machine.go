@@ -541,6 +541,14 @@ func (m *Machine) Status() Status {
 	return s
 }
 
+// Joining reports whether the machine is a new incarnation still in its
+// quiet period: it neither serves nor grants yet, so it cannot help an
+// active member keep its quorum. Agents report it, and the operator does
+// not count such a member in the quorum.
+func (m *Machine) Joining(now time.Duration) bool {
+	return now < m.quietUntil
+}
+
 // ErrTimingChanged is returned by Reconfigure when the new configuration
 // changes timing (grants are computed from it) or drops this member: that
 // takes a new machine (a new incarnation), which the protocol treats like a

@@ -366,3 +366,31 @@ func TestRoleSwapInPlaceIsASubSecondSwitchover(t *testing.T) {
 	// The old primary is the secondary now: no failback to it, however long.
 	neverActive(t, w, P, 2*election.DefaultFailbackDelay)
 }
+
+func TestRestartedMemberIsJoiningForOneGrantHold(t *testing.T) {
+	// A restarted member cannot vouch for the active member until the
+	// grants of its former incarnation have run out; agents report this as
+	// Joining (the pod is not ready and does not count in the quorum), so
+	// the operator never takes another member away while it would leave
+	// the active with a voter that cannot vote yet.
+	w := newTriad(t, defaults)
+	steady(t, w)
+	w.Crash(T)
+	w.Start(T)
+	m := w.Members[T]
+	started := m.local(w.Now)
+	if !m.Machine.Joining(started) {
+		t.Fatal("a restarted member should be joining")
+	}
+	for m.Machine.Joining(m.local(w.Now)) {
+		w.RunUntil(w.Now + time.Millisecond)
+	}
+	joined := m.local(w.Now) - started
+	t.Logf("joining for %v (grant hold %v)", joined, w.Cfg.GrantHold())
+	if hold := w.Cfg.GrantHold(); joined < hold || joined > hold+2*time.Millisecond {
+		t.Fatalf("joining for %v, want the grant hold %v", joined, hold)
+	}
+	if a := w.ActiveMember(); a != P {
+		t.Fatalf("the primary should have served throughout, active is %d", a)
+	}
+}
