@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,9 +34,15 @@ type containerState struct {
 type process struct {
 	cmd   *exec.Cmd
 	mntNS nsID // the container's own mount namespace
-	env   []string
-	done  chan struct{}
-	exit  exitInfo
+	// mntPin holds the mount namespace open until the container's processes
+	// are gone: a freed namespace's inode is reused by the next one, and
+	// killing "the processes of mntNS" would then kill a container that
+	// just started (in this or another pod).
+	mntPin *os.File
+	pinMu  sync.Mutex
+	env    []string
+	done   chan struct{}
+	exit   exitInfo
 }
 
 type exitInfo struct {
@@ -137,7 +144,7 @@ func (w *podWorker) launch(specPath string, logFile *os.File, env []string) (*pr
 		return nil, createError{"RunContainerError", err}
 	}
 	p := &process{cmd: cmd, env: env, done: make(chan struct{})}
-	p.mntNS, _ = namespaceOf(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
+	p.mntNS, p.mntPin = pinNamespace(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
 	go p.wait()
 	if msg, _ := io.ReadAll(reportR); len(msg) > 0 {
 		<-p.done
@@ -226,11 +233,26 @@ func (p *process) wait() {
 	}
 	// Whatever the container started dies with it, as in a container
 	// runtime that kills the container's cgroup.
-	killNamespace("mnt", p.mntNS)
+	p.killAll(true)
 	close(p.done)
 }
 
 func (p *process) pid() int { return p.cmd.Process.Pid }
+
+// killAll SIGKILLs every process of the container (its mount namespace),
+// and with unpin lets the namespace go.
+func (p *process) killAll(unpin bool) {
+	p.pinMu.Lock()
+	defer p.pinMu.Unlock()
+	if p.mntPin == nil {
+		return
+	}
+	killNamespace("mnt", p.mntNS)
+	if unpin {
+		_ = p.mntPin.Close()
+		p.mntPin = nil
+	}
+}
 
 // stop sends SIGTERM to the container's main process and SIGKILL to all of
 // its processes once grace has passed; it returns when the container exited.
@@ -239,7 +261,7 @@ func (p *process) stop(grace time.Duration) {
 	select {
 	case <-p.done:
 	case <-time.After(grace):
-		killNamespace("mnt", p.mntNS)
+		p.killAll(false)
 		<-p.done
 	}
 }

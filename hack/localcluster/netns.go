@@ -19,6 +19,23 @@ func namespaceOf(path string) (nsID, bool) {
 	return nsID{uint64(st.Dev), st.Ino}, true
 }
 
+// pinNamespace opens a namespace file and returns its identity with the
+// open file, which keeps the namespace (and so its identity) from being
+// freed and reused until it is closed. It returns nil when the namespace
+// is already gone.
+func pinNamespace(path string) (nsID, *os.File) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nsID{}, nil
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nsID{}, nil
+	}
+	return nsID{uint64(st.Dev), st.Ino}, f
+}
+
 // processesIn lists the processes whose namespace of the given kind ("net",
 // "mnt") is id. A pod's processes are those in its network namespace, a
 // container's those in its mount namespace: children included, whatever
