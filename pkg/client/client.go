@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/licenseha/licenseha/pkg/server"
@@ -93,6 +94,14 @@ type Client struct {
 	held    map[string]*Checkout
 
 	moveMu sync.Mutex // serialises moves and their re-assertions
+
+	// reconnect is set when a kept-alive connection may lead to the wrong
+	// server: a member that is not active answered, or something that is
+	// no license server did. Behind a Service, an established connection
+	// stays with the pod it was opened to (kube-proxy keeps established
+	// flows), so the next request must open a new one to be routed to the
+	// current active member.
+	reconnect atomic.Bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -335,6 +344,12 @@ func (c *Client) send(ctx context.Context, ep, method, path string, body []byte,
 	if err != nil {
 		return "", "", err
 	}
+	if c.reconnect.Swap(false) {
+		// Done here rather than when the answer came: the connection that
+		// carried it goes back to the idle pool only once its body is
+		// closed.
+		c.http.CloseIdleConnections()
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -357,12 +372,13 @@ func (c *Client) send(ctx context.Context, ep, method, path string, body []byte,
 			// Not a license server's answer: a proxy or load balancer in
 			// front of it that has lost its backend. Try elsewhere, and on a
 			// fresh connection, as after a connection failure.
-			c.http.CloseIdleConnections()
+			c.reconnect.Store(true)
 			e = server.Error{Code: server.CodeInternal, Message: strings.TrimSpace(string(data))}
 			return "", "no license server answered", &server.ResponseError{StatusCode: resp.StatusCode, Body: e}
 		}
 		err := &server.ResponseError{StatusCode: resp.StatusCode, Body: e}
 		if resp.StatusCode == http.StatusServiceUnavailable {
+			c.reconnect.Store(true)
 			return c.endpointOf(e.Active), "not active", err
 		}
 		return "", "", err

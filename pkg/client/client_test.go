@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -360,5 +361,60 @@ func TestMovesOnAnAnswerThatIsNotALicenseServers(t *testing.T) {
 	}
 	if m := mv.list(); len(m) != 1 || m[0].Reason != "no license server answered" {
 		t.Fatalf("moves = %+v, want one move away from the proxy", m)
+	}
+}
+
+// serviceProxy forwards TCP connections like kube-proxy does for a
+// Service: each new connection goes to the backend selected at that moment,
+// and an established one stays with the backend it was opened to.
+func serviceProxy(t *testing.T, backend *atomic.Value) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", backend.Load().(string))
+			if err != nil {
+				in.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+func TestBehindAServiceReconnectsAfterANotActiveAnswer(t *testing.T) {
+	g := newGroup(t, 5, "a", "b")
+	var backend atomic.Value
+	backend.Store(g["a"].http.Listener.Addr().String())
+	svc := serviceProxy(t, &backend)
+	c := newClient(t, g, nil, func(cfg *Config) {
+		cfg.Endpoints, cfg.Home, cfg.Members = []string{svc}, svc, nil
+	})
+	held, err := c.Checkout(context.Background(), "p1", "LIC-1")
+	if err != nil || held.Member != "a" {
+		t.Fatalf("checkout = %+v, %v; want it served by a", held, err)
+	}
+	// b becomes active and the Service selects it; the client's kept-alive
+	// connection still leads to a.
+	failover(t, g, "b", 1)
+	backend.Store(g["b"].http.Listener.Addr().String())
+	if err := c.Heartbeat(context.Background(), held.ID); err == nil {
+		t.Fatal("the kept-alive connection to a should have met a not-active answer")
+	}
+	if err := c.Heartbeat(context.Background(), held.ID); err != nil {
+		t.Fatalf("the next heartbeat = %v, want it served by b on a new connection", err)
+	}
+	if ids := checkoutIDs(t, g["b"].srv); len(ids) != 1 {
+		t.Fatalf("b holds %d checkouts, want the client's one re-asserted", len(ids))
 	}
 }
