@@ -253,16 +253,16 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		Expect(outage).To(BeNumerically("<", 5*time.Second))
 		n, lastErr := svc.Failures()
 		GinkgoWriter.Printf("Service client: %d failed requests, last: %v\n", n, lastErr)
-		// Measured only: see the pending spec below.
+		// Asserted in the spec below, which watches only the Service.
 		figure("rolling update → longest client gap (through the Service)", svc.LongestGapSince(edited))
 		Expect(svc.Lost()).To(BeZero())
 		r.invariants()
 	})
 
-	// Pending: a client of the triad's Service saw 2.2–6.9 s without an
-	// answer during a roll (before client fix 996202e it stayed on an empty
-	// 404 of its kept-alive connection for good); not yet diagnosed.
-	PIt("keeps a client of the triad's Service served through a rolling update (pending: 2.2–6.9 s client gap through the Service)", func(ctx SpecContext) {
+	// A client that knows only the triad's Service: during the roll the
+	// Service moves from member to member, and the client must follow on new
+	// connections (an established one stays with its pod).
+	It("keeps a client of the triad's Service served through a rolling update", func(ctx SpecContext) {
 		r := startTriad(ctx, "roll-svc", nil)
 		r.dynamicTargets(func() []string { return triadMembers })
 		svc := r.serviceLoad(ctx)
@@ -281,7 +281,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		n, lastErr := svc.Failures()
 		GinkgoWriter.Printf("Service client: %d failed requests, last: %v\n", n, lastErr)
 		figure("rolling update → longest client gap (through the Service)", gap)
-		Expect(gap).To(BeNumerically("<", 5*time.Second))
+		Expect(gap).To(BeNumerically("<", 2*time.Second))
 		Expect(svc.Lost()).To(BeZero())
 	})
 
