@@ -50,6 +50,14 @@ func runMember(ns, pod, state, roleLabel string, peers ...string) {
 	})).To(Succeed())
 }
 
+// runSteadyMembers reports a steady triad: a active, b standby, c witness,
+// each hearing the other two.
+func runSteadyMembers(ns, triad string) {
+	runMember(ns, triad+"-a", group.StateActive, "active", "b", "c")
+	runMember(ns, triad+"-b", group.StateStandby, "standby", "a", "c")
+	runMember(ns, triad+"-c", group.StateWitness, "witness", "a", "b")
+}
+
 // setJoining sets the Joining flag of a member's report, as an agent does
 // while a restarted member cannot vote yet.
 func setJoining(ns, pod string, joining bool) {
@@ -240,9 +248,7 @@ var _ = Describe("LicenseTriad children", func() {
 	It("reports an active triad from its members, and removes a stale active label", func() {
 		t := startTriad(ns, "run")
 		holdLease(ns, "run", "run-a", 1)
-		runMember(ns, "run-a", group.StateActive, "active", "b", "c")
-		runMember(ns, "run-b", group.StateStandby, "standby", "a", "c")
-		runMember(ns, "run-c", group.StateWitness, "witness", "a", "b")
+		runSteadyMembers(ns, "run")
 
 		Eventually(func(g Gomega) {
 			got := &licensehav1.LicenseTriad{}
@@ -299,9 +305,7 @@ var _ = Describe("LicenseTriad children", func() {
 			Eventually(podUID(ns, "notify-"+m), timeout, interval).ShouldNot(BeEmpty())
 		}
 		holdLease(ns, "notify", "notify-a", 1)
-		runMember(ns, "notify-a", group.StateActive, "active", "b", "c")
-		runMember(ns, "notify-b", group.StateStandby, "standby", "a", "c")
-		runMember(ns, "notify-c", group.StateWitness, "witness", "a", "b")
+		runSteadyMembers(ns, "notify")
 		Eventually(func() string { return getTriadStatus(t).ActiveMember }, timeout, interval).Should(Equal("a"))
 
 		runMember(ns, "notify-a", group.StateFenced, "standby")
@@ -313,9 +317,7 @@ var _ = Describe("LicenseTriad children", func() {
 	It("does not count a member that is still joining in the quorum", func() {
 		t := startTriad(ns, "join")
 		holdLease(ns, "join", "join-a", 1)
-		runMember(ns, "join-a", group.StateActive, "active", "b", "c")
-		runMember(ns, "join-b", group.StateStandby, "standby", "a", "c")
-		runMember(ns, "join-c", group.StateWitness, "witness", "a", "b")
+		runSteadyMembers(ns, "join")
 		setJoining(ns, "join-c", true)
 		quorum := func(want string, phase licensehav1.TriadPhase) {
 			GinkgoHelper()
@@ -348,11 +350,7 @@ var _ = Describe("LicenseTriad children", func() {
 	It("rolls a template change one member at a time: witness, standby, then the active", func() {
 		t := startTriad(ns, "roll")
 		holdLease(ns, "roll", "roll-a", 1)
-		runAll := func() {
-			runMember(ns, "roll-a", group.StateActive, "active", "b", "c")
-			runMember(ns, "roll-b", group.StateStandby, "standby", "a", "c")
-			runMember(ns, "roll-c", group.StateWitness, "witness", "a", "b")
-		}
+		runAll := func() { runSteadyMembers(ns, "roll") }
 		runAll()
 		uids := map[string]types.UID{}
 		for _, m := range []string{"a", "b", "c"} {
