@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,7 +31,7 @@ type controlPlane struct {
 	// apiHost is the address the API server listens on and advertises: the
 	// bridge's address, reachable from the host and from every pod.
 	apiHost string
-	procs   []*exec.Cmd
+	procs   []*component
 }
 
 func (cp *controlPlane) apiServerURL() string {
@@ -86,7 +88,7 @@ func (cp *controlPlane) writePKI() error {
 // ready, then launches the controller manager and the scheduler.
 func (cp *controlPlane) start(ctx context.Context) error {
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdClientPort)
-	if err := cp.run("etcd",
+	if err := cp.run("etcd", false,
 		"--name=localcluster",
 		"--data-dir="+cp.l.etcdData(),
 		"--listen-client-urls="+etcdURL,
@@ -100,7 +102,7 @@ func (cp *controlPlane) start(ctx context.Context) error {
 		return err
 	}
 	pki := cp.l.pki
-	if err := cp.run("kube-apiserver",
+	if err := cp.run("kube-apiserver", false,
 		"--etcd-servers="+etcdURL,
 		"--bind-address="+cp.apiHost,
 		"--advertise-address="+cp.apiHost,
@@ -129,7 +131,7 @@ func (cp *controlPlane) start(ctx context.Context) error {
 	if err := waitAPIServerReady(ctx, admin, 60*time.Second); err != nil {
 		return fmt.Errorf("%w (see %s)", err, cp.l.logFile("kube-apiserver"))
 	}
-	if err := cp.run("kube-controller-manager",
+	if err := cp.run("kube-controller-manager", true,
 		"--kubeconfig="+cp.l.componentKubeconfig("kube-controller-manager"),
 		"--root-ca-file="+pki("ca.crt"),
 		"--service-account-private-key-file="+pki("sa.key"),
@@ -141,8 +143,9 @@ func (cp *controlPlane) start(ctx context.Context) error {
 	); err != nil {
 		return err
 	}
-	if err := cp.run("kube-scheduler",
+	if err := cp.run("kube-scheduler", true,
 		"--kubeconfig="+cp.l.componentKubeconfig("kube-scheduler"),
+		"--v=2", // its scheduling decisions, for troubleshooting
 		"--leader-elect=false",
 		"--secure-port=0",
 	); err != nil {
@@ -151,41 +154,98 @@ func (cp *controlPlane) start(ctx context.Context) error {
 	return nil
 }
 
+// component is one running control-plane process.
+type component struct {
+	cp   *controlPlane
+	name string
+	args []string
+	// restart: the component is started again when it exits (the
+	// controller manager and the scheduler exit when the API server fails
+	// them during their start; a kubelet restarts such static pods too).
+	restart bool
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	stopping bool
+}
+
 // run starts one component with its log in <state>/logs.
-func (cp *controlPlane) run(name string, args ...string) error {
+func (cp *controlPlane) run(name string, restart bool, args ...string) error {
 	if err := os.MkdirAll(filepath.Dir(cp.l.logFile(name)), 0o755); err != nil {
 		return err
 	}
-	logFile, err := os.Create(cp.l.logFile(name))
+	if err := os.Remove(cp.l.logFile(name)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	c := &component{cp: cp, name: name, args: args, restart: restart}
+	if err := c.start(); err != nil {
+		return err
+	}
+	cp.procs = append(cp.procs, c)
+	return nil
+}
+
+func (c *component) start() error {
+	logFile, err := os.OpenFile(c.cp.l.logFile(c.name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(filepath.Join(cp.binDir, name), args...)
+	cmd := exec.Command(filepath.Join(c.cp.binDir, c.name), c.args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Own process group: Ctrl-C on the terminal reaches only localcluster,
 	// which then stops the components in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", name, err)
+		return fmt.Errorf("starting %s: %w", c.name, err)
 	}
-	cp.procs = append(cp.procs, cmd)
-	return recordPid(cp.l, name, cmd.Process.Pid)
+	exited := make(chan struct{})
+	c.mu.Lock()
+	c.cmd, c.exited = cmd, exited
+	c.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		close(exited)
+		c.mu.Lock()
+		again := c.restart && !c.stopping
+		c.mu.Unlock()
+		if !again {
+			return
+		}
+		log.Printf("%s exited (%v); starting it again in 1s (see %s)", c.name, err, c.cp.l.logFile(c.name))
+		time.Sleep(time.Second)
+		c.mu.Lock()
+		stopping := c.stopping
+		c.mu.Unlock()
+		if !stopping {
+			if err := c.start(); err != nil {
+				log.Printf("restarting %s: %v", c.name, err)
+			}
+		}
+	}()
+	return recordPid(c.cp.l, c.name, cmd.Process.Pid)
+}
+
+// stop terminates the component: SIGTERM, and SIGKILL after 5 s.
+func (c *component) stop() {
+	c.mu.Lock()
+	c.stopping = true
+	cmd, exited := c.cmd, c.exited
+	c.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
 }
 
 // stop terminates the components in reverse start order.
 func (cp *controlPlane) stop() {
 	for i := len(cp.procs) - 1; i >= 0; i-- {
-		p := cp.procs[i]
-		_ = p.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = p.Process.Kill()
-			<-done
-		}
+		cp.procs[i].stop()
 	}
 	cp.procs = nil
 }

@@ -151,3 +151,22 @@ func TestServiceRules(t *testing.T) {
 		t.Errorf("serviceRules =\n%q\nwant\n%q", got, want)
 	}
 }
+
+func TestUnschedulable(t *testing.T) {
+	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue}
+	for name, tc := range map[string]struct {
+		node corev1.Node
+		want bool
+	}{
+		"ready":              {corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{ready}}}, true},
+		"no status yet":      {corev1.Node{}, false},
+		"not ready":          {corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown}}}}, false},
+		"not-ready taint":    {corev1.Node{Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "node.kubernetes.io/not-ready", Effect: corev1.TaintEffectNoSchedule}}}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{ready}}}, false},
+		"prefer-no-schedule": {corev1.Node{Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "x", Effect: corev1.TaintEffectPreferNoSchedule}}}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{ready}}}, true},
+		"cordoned":           {corev1.Node{Spec: corev1.NodeSpec{Unschedulable: true}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{ready}}}, false},
+	} {
+		if got := unschedulable(&tc.node) == ""; got != tc.want {
+			t.Errorf("%s: schedulable = %v, want %v (%q)", name, got, tc.want, unschedulable(&tc.node))
+		}
+	}
+}
