@@ -143,8 +143,8 @@ func TestServiceRules(t *testing.T) {
 			match + " -j DNAT --to-destination 10.244.0.3:8080",
 		},
 		hairpin: []string{
-			"-s 10.244.0.2/32 -d 10.244.0.2/32 -j MASQUERADE",
-			"-s 10.244.0.3/32 -d 10.244.0.3/32 -j MASQUERADE",
+			"-s 10.244.0.2/32 -d 10.244.0.2/32 -m conntrack --ctstate DNAT -j MASQUERADE",
+			"-s 10.244.0.3/32 -d 10.244.0.3/32 -m conntrack --ctstate DNAT -j MASQUERADE",
 		},
 	}
 	if !reflect.DeepEqual(got, want) {

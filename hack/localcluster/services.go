@@ -168,7 +168,10 @@ func serviceRules(services []*corev1.Service, slices []*discoveryv1.EndpointSlic
 		}
 	}
 	for ip := range hairpin {
-		rules.hairpin = append(rules.hairpin, fmt.Sprintf("-s %s/32 -d %s/32 -j MASQUERADE", ip, ip))
+		// Only traffic the Service rules sent back to its source: the API
+		// server is an endpoint too (of "kubernetes"), and the host's own
+		// connections to it must stay as they are.
+		rules.hairpin = append(rules.hairpin, fmt.Sprintf("-s %s/32 -d %s/32 -m conntrack --ctstate DNAT -j MASQUERADE", ip, ip))
 	}
 	sort.Strings(rules.hairpin)
 	return rules
