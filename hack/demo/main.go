@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -91,8 +92,24 @@ func run(ctx context.Context) error {
 	if _, err := kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
 		return err
 	}
+	// The operator needs the kinds served (not just stored) when it starts.
+	// kubectl wait fails on a CRD that has no conditions yet: ask again.
+	for tries := 0; ; tries++ {
+		_, err := kubectl(ctx, "wait", "--for=condition=Established", "--timeout=30s",
+			"crd/licensetriads.licenseha.io", "crd/licensebackuppairs.licenseha.io")
+		if err == nil {
+			break
+		}
+		if tries == 20 {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	info("CRDs installed: licensetriads.licenseha.io, licensebackuppairs.licenseha.io")
 	if err := startOperator(); err != nil {
+		return err
+	}
+	if err := waitOperatorReady(ctx, 60*time.Second); err != nil {
 		return err
 	}
 
@@ -308,6 +325,54 @@ func startOperator() error {
 	}
 	info("Operator started beside the cluster (pid %d, log .local/manager.log, metrics :18080)", cmd.Process.Pid)
 	return cmd.Process.Release()
+}
+
+// waitOperatorReady waits until the operator answers its readiness probe,
+// and fails at once, pointing at its log, if it exited.
+func waitOperatorReady(ctx context.Context, timeout time.Duration) error {
+	data, err := os.ReadFile(filepath.Join(state, "manager.pid"))
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		if resp, err := hc.Get("http://127.0.0.1:18081/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				info("Operator ready")
+				return nil
+			}
+		}
+		if !running(pid) {
+			return fmt.Errorf("the operator exited; see .local/manager.log")
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the operator is not ready after %s; see .local/manager.log", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// running reports whether pid is alive (an exited child not yet reaped is
+// a zombie, which signal 0 still reaches).
+func running(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
 }
 
 func kubectl(ctx context.Context, args ...string) (string, error) {
