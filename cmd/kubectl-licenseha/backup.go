@@ -102,21 +102,13 @@ func newBackupExportCmd(o *Options) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeGroups(o, false, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			keyPEM, err := os.ReadFile(keyPath)
-			if err != nil {
-				return fmt.Errorf("--signing-key: %w", err)
-			}
-			priv, err := licensing.ParsePrivateKey(keyPEM)
-			if err != nil {
-				return fmt.Errorf("--signing-key %s: %w", keyPath, err)
-			}
-			k, err := o.kube()
+			priv, err := readKeyFlag("--signing-key", keyPath, licensing.ParsePrivateKey)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			name := args[0]
-			if _, err := k.pair(ctx, name); err != nil {
+			ctx, name := cmd.Context(), args[0]
+			k, err := o.pairKube(ctx, name)
+			if err != nil {
 				return err
 			}
 			b, err := k.exportBundle(ctx, name, time.Now())
@@ -200,25 +192,17 @@ annotation licenseha.io/imported-bundle-revision of the ConfigMap.`,
 			if err != nil {
 				return fmt.Errorf("reading the bundle: %w", err)
 			}
-			keyPEM, err := os.ReadFile(keysPath)
+			ring, err := readKeyFlag("--trusted-key", keysPath, licensing.ParseTrustedKeys)
 			if err != nil {
-				return fmt.Errorf("--trusted-key: %w", err)
-			}
-			ring, err := licensing.ParseTrustedKeys(keyPEM)
-			if err != nil {
-				return fmt.Errorf("--trusted-key %s: %w", keysPath, err)
+				return err
 			}
 			b, err := bundle.ParseAndVerify(data, ring)
 			if err != nil {
 				return fmt.Errorf("refusing %s: %w", in, err)
 			}
-			k, err := o.kube()
+			ctx, name := cmd.Context(), args[0]
+			k, err := o.pairKube(ctx, name)
 			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			name := args[0]
-			if _, err := k.pair(ctx, name); err != nil {
 				return err
 			}
 			if !anyPair {
@@ -362,4 +346,31 @@ func gunzip(data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d MiB uncompressed", bundle.MaxSize>>20)
 	}
 	return out, nil
+}
+
+// readKeyFlag reads and parses the key file a flag names; errors name the
+// flag and the file.
+func readKeyFlag[T any](flag, path string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return zero, fmt.Errorf("%s: %w", flag, err)
+	}
+	key, err := parse(data)
+	if err != nil {
+		return zero, fmt.Errorf("%s %s: %w", flag, path, err)
+	}
+	return key, nil
+}
+
+// pairKube connects to the cluster and checks that the backup pair exists.
+func (o *Options) pairKube(ctx context.Context, name string) (*kube, error) {
+	k, err := o.kube()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := k.pair(ctx, name); err != nil {
+		return nil, err
+	}
+	return k, nil
 }

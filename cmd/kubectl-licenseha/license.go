@@ -83,13 +83,9 @@ func newIssueCmd(o *Options) *cobra.Command {
     --group printing/plant-a --valid-for 8760h -o LIC-0001.lic`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			keyPEM, err := os.ReadFile(keyPath)
+			priv, err := readKeyFlag("--private-key", keyPath, licensing.ParsePrivateKey)
 			if err != nil {
 				return err
-			}
-			priv, err := licensing.ParsePrivateKey(keyPEM)
-			if err != nil {
-				return fmt.Errorf("%s: %w", keyPath, err)
 			}
 			now := time.Now().UTC().Truncate(time.Second)
 			l.Edition, l.IssuedAt, l.NotBefore = licensing.Edition(edition), now, now
@@ -222,13 +218,9 @@ func newVerifyCmd(o *Options) *cobra.Command {
 		Short: "Check licence files against trusted public keys, a group and a time",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
-			keyPEM, err := os.ReadFile(keysPath)
+			keys, err := readKeyFlag("--trusted-keys", keysPath, licensing.ParseTrustedKeys)
 			if err != nil {
 				return err
-			}
-			keys, err := licensing.ParseTrustedKeys(keyPEM)
-			if err != nil {
-				return fmt.Errorf("%s: %w", keysPath, err)
 			}
 			now := time.Now()
 			if at != "" {

@@ -106,15 +106,7 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 	})
 
 	It("ActivePassive Fixed: one serves; the backup covers a paused main", func(ctx SpecContext) {
-		ns, err := env.Namespace(ctx, "pair-ap")
-		Expect(err).NotTo(HaveOccurred())
-		createPair(ctx, ns, "pair", licensehav1.ActivePassive, licensehav1.RolesFixed)
-		ts := pairTargets(ctx, ns, "pair")
-		bctx, _ := bg()
-		w := probe.NewWatcher(ts, 50*time.Millisecond)
-		go w.Run(bctx)
-		waitServingSet(ctx, w, 90*time.Second, "main")
-		pauseResumeCleanup(ns, group.PodName("pair", "main"))
+		ns, w := startFixedActivePassive(ctx, "pair-ap")
 
 		paused := time.Now()
 		Expect(env.Fault(ctx, "pause", ns+"/"+group.PodName("pair", "main"))).To(Succeed())
@@ -128,15 +120,7 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 	})
 
 	It("ActivePassive Fixed: a resumed main takes the role back without both serving", func(ctx SpecContext) {
-		ns, err := env.Namespace(ctx, "pair-apr")
-		Expect(err).NotTo(HaveOccurred())
-		createPair(ctx, ns, "pair", licensehav1.ActivePassive, licensehav1.RolesFixed)
-		ts := pairTargets(ctx, ns, "pair")
-		bctx, _ := bg()
-		w := probe.NewWatcher(ts, 50*time.Millisecond)
-		go w.Run(bctx)
-		waitServingSet(ctx, w, 90*time.Second, "main")
-		pauseResumeCleanup(ns, group.PodName("pair", "main"))
+		ns, w := startFixedActivePassive(ctx, "pair-apr")
 		Expect(env.Fault(ctx, "pause", ns+"/"+group.PodName("pair", "main"))).To(Succeed())
 		waitServingSet(ctx, w, 60*time.Second, "backup")
 		resumed := time.Now()
@@ -176,3 +160,19 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 		}
 	})
 })
+
+// startFixedActivePassive creates an ActivePassive pair with fixed roles,
+// watches its members and waits until the main serves; the main is resumed
+// when the spec ends.
+func startFixedActivePassive(ctx context.Context, prefix string) (string, *probe.Watcher) {
+	GinkgoHelper()
+	ns, err := env.Namespace(ctx, prefix)
+	Expect(err).NotTo(HaveOccurred())
+	createPair(ctx, ns, "pair", licensehav1.ActivePassive, licensehav1.RolesFixed)
+	bctx, _ := bg()
+	w := probe.NewWatcher(pairTargets(ctx, ns, "pair"), 50*time.Millisecond)
+	go w.Run(bctx)
+	waitServingSet(ctx, w, 90*time.Second, "main")
+	pauseResumeCleanup(ns, group.PodName("pair", "main"))
+	return ns, w
+}
