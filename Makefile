@@ -119,7 +119,7 @@ test: verify-generate verify-fmt vet verify-chart test-unit test-integration tes
 
 .PHONY: test-unit
 test-unit: ## Unit tests (no API server).
-	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -e /controllers -e /test/)
+	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -e /controllers -e /test/) ./test/podnet/...
 
 .PHONY: test-integration
 test-integration: ## envtest suites against a real kube-apiserver and etcd.

@@ -8,19 +8,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/server"
+	"github.com/licenseha/licenseha/test/podnet"
 )
 
 // adminAddr is the license server's admin API inside its pod.
@@ -82,34 +81,9 @@ func sandboxOf(ctx context.Context, ns, pod string) (podSandbox, error) {
 // volume is the host folder of the pod's volume.
 func (s podSandbox) volume(name string) string { return filepath.Join(s.dir, "volumes", name) }
 
-// dial connects from inside the pod's network namespace. The socket is
-// created on a thread moved into that namespace; the thread stays locked
-// and ends with its goroutine, so no other goroutine ever runs in it.
+// dial connects from inside the pod's network namespace.
 func (s podSandbox) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		fd, err := unix.Open(s.netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			ch <- result{err: fmt.Errorf("setns %s: %w", s.netns, err)}
-			return
-		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
+	return podnet.Dial(ctx, s.netns, network, addr)
 }
 
 // adminClient reaches the pod's admin API at 127.0.0.1:5161 with the
