@@ -39,6 +39,8 @@ var (
 	// figures are the measurements printed at the end.
 	figures   = map[string][]time.Duration{}
 	figuresMu sync.Mutex
+	// startNetns is the test process's network namespace at the start.
+	startNetns string
 )
 
 func TestE2E(t *testing.T) {
@@ -50,6 +52,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	if os.Geteuid() != 0 {
 		Skip("the end-to-end suite needs root (network namespaces)")
 	}
+	var err error
+	startNetns, err = os.Readlink("/proc/self/ns/net")
+	Expect(err).NotTo(HaveOccurred())
 	dir, err := os.MkdirTemp("", "licenseha-e2e-")
 	Expect(err).NotTo(HaveOccurred())
 	env, err = harness.Start(ctx, harness.Options{Instance: instance, StateDir: dir, RestartBackoff: 10 * time.Second,
@@ -65,6 +70,14 @@ var _ = AfterSuite(func() {
 	defer func() {
 		if env != nil {
 			checkLogsForSecrets()
+		}
+		// The local cluster kills a pod's processes by network namespace: a
+		// test process whose main thread entered a pod's namespace would be
+		// killed by the clean-up without a word (see test/podnet).
+		if startNetns != "" {
+			now, err := os.Readlink("/proc/self/ns/net")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(now).To(Equal(startNetns), "the test process moved into another network namespace (a pod's?)")
 		}
 	}()
 	figuresMu.Lock()
