@@ -115,5 +115,4 @@ func TestProcessStaysInItsNamespace(t *testing.T) {
 	if after := processNetns(t); after != before {
 		t.Fatalf("the process moved from %s to %s", before, after)
 	}
-
 }
