@@ -106,10 +106,11 @@ func run(ctx context.Context) error {
 		time.Sleep(500 * time.Millisecond)
 	}
 	info("CRDs installed: licensetriads.licenseha.io, licensebackuppairs.licenseha.io")
-	if err := startOperator(); err != nil {
+	pid, err := startOperator()
+	if err != nil {
 		return err
 	}
-	if err := waitOperatorReady(ctx, 60*time.Second); err != nil {
+	if err := waitOperatorReady(ctx, pid, 60*time.Second); err != nil {
 		return err
 	}
 
@@ -296,18 +297,20 @@ func indent(s string) string {
 }
 
 // startOperator runs the operator beside the cluster, detached, unless one
-// is running already (pid in .local/manager.pid).
-func startOperator() error {
-	pidFile := filepath.Join(state, "manager.pid")
+// is running already, and returns its pid. The pid goes where the local
+// cluster records its own processes (.local/pids/manager), so that
+// "make local-down" stops the operator with the cluster.
+func startOperator() (int, error) {
+	pidFile := filepath.Join(state, "pids", "manager")
 	if data, err := os.ReadFile(pidFile); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && syscall.Kill(pid, 0) == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && running(pid) && isManager(pid) {
 			info("Operator already running (pid %d, log .local/manager.log)", pid)
-			return nil
+			return pid, nil
 		}
 	}
 	logFile, err := os.OpenFile(filepath.Join(state, "manager.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer logFile.Close()
 	cmd := exec.Command(filepath.Join(root, "bin", "manager"), "--leader-elect=false",
@@ -318,26 +321,22 @@ func startOperator() error {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the operator: %w", err)
+		return 0, fmt.Errorf("starting the operator: %w", err)
 	}
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
-		return err
+	pid := cmd.Process.Pid
+	if err := os.MkdirAll(filepath.Dir(pidFile), 0o755); err != nil {
+		return 0, err
 	}
-	info("Operator started beside the cluster (pid %d, log .local/manager.log, metrics :18080)", cmd.Process.Pid)
-	return cmd.Process.Release()
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return 0, err
+	}
+	info("Operator started beside the cluster (pid %d, log .local/manager.log, metrics :18080)", pid)
+	return pid, cmd.Process.Release()
 }
 
 // waitOperatorReady waits until the operator answers its readiness probe,
 // and fails at once, pointing at its log, if it exited.
-func waitOperatorReady(ctx context.Context, timeout time.Duration) error {
-	data, err := os.ReadFile(filepath.Join(state, "manager.pid"))
-	if err != nil {
-		return err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		return err
-	}
+func waitOperatorReady(ctx context.Context, pid int, timeout time.Duration) error {
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
 	for {
@@ -373,6 +372,14 @@ func running(pid int) bool {
 		return stat[i+2] != 'Z'
 	}
 	return true
+}
+
+// isManager tells whether pid runs the operator binary (and not a process
+// that got the pid of an operator gone since); the binary may have been
+// rebuilt since it started.
+func isManager(pid int) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == "manager"
 }
 
 func kubectl(ctx context.Context, args ...string) (string, error) {

@@ -46,12 +46,14 @@ func waitExit(pid int, timeout time.Duration) {
 
 // cleanupLeftovers removes what a cluster that did not stop cleanly left
 // behind: its control-plane processes, the pods' processes and network
-// namespaces, the veths and the bridge, and the service rules.
+// namespaces, the veths and the bridge, and the service rules. It also
+// stops the processes others started beside the cluster and recorded in
+// <state>/pids/<program> (the demo's operator).
 func cleanupLeftovers(l layout) {
 	pidFiles, _ := filepath.Glob(filepath.Join(l.dir, "pids", "*"))
 	for _, f := range pidFiles {
 		if pid, err := readPid(f); err == nil && isComponent(pid, filepath.Base(f)) {
-			log.Printf("stopping leftover %s (pid %d)", filepath.Base(f), pid)
+			log.Printf("stopping %s (pid %d)", filepath.Base(f), pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		_ = os.Remove(f)

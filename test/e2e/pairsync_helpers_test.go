@@ -81,11 +81,6 @@ func sandboxOf(ctx context.Context, ns, pod string) (podSandbox, error) {
 // volume is the host folder of the pod's volume.
 func (s podSandbox) volume(name string) string { return filepath.Join(s.dir, "volumes", name) }
 
-// dial connects from inside the pod's network namespace.
-func (s podSandbox) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	return podnet.Dial(ctx, s.netns, network, addr)
-}
-
 // adminClient reaches the pod's admin API at 127.0.0.1:5161 with the
 // group's admin token.
 func adminClient(ctx context.Context, ns, groupName, member string) *server.AdminClient {
@@ -102,7 +97,7 @@ func adminClient(ctx context.Context, ns, groupName, member string) *server.Admi
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return sb.dial(ctx, network, adminAddr)
+			return podnet.Dial(ctx, sb.netns, network, adminAddr)
 		},
 	}}
 	return server.NewAdminClient("http://"+adminAddr, token, hc)
