@@ -21,8 +21,10 @@ type Config struct {
 	Self MemberID
 	// Primary, Secondary and Tertiary name the triad's members.
 	Primary, Secondary, Tertiary MemberID
-	// Incarnation identifies this process; it must increase when the member
-	// restarts (the Runner uses the wall clock in nanoseconds).
+	// Incarnation's low 32 bits identify this process: draw them at random
+	// when the process starts. The machine sets the high 32 bits itself: it
+	// starts at 1 and continues above the former incarnation once a peer
+	// echoes that one, so no clock orders incarnations.
 	Incarnation uint64
 
 	// PeerTimeout: a peer not heard for this long counts as unreachable, and
@@ -43,9 +45,16 @@ type Config struct {
 	// MaxClockDrift bounds the rate error of every member's monotonic clock
 	// against true time (0.05 = each clock runs between 5% slow and 5% fast).
 	MaxClockDrift float64
-	// FenceDelay bounds how long after a Fence output, or after a Serve's
-	// Until, the license server may still accept a request.
+	// FenceDelay bounds how long after a Serve's Until the license server
+	// may still accept a request (a server enforces Until itself; a vendor
+	// server without that is stopped by the driver at Until). A Fence counts
+	// as in effect only once the driver confirms it (Machine.ServerResult).
 	FenceDelay time.Duration
+	// PriorPeerTimeout is the longest peer timeout a former incarnation of
+	// this member may have run with (the group's timing was edited
+	// recently); the quiet period of a new incarnation covers it. Zero: the
+	// current one.
+	PriorPeerTimeout time.Duration
 }
 
 // WithDefaults returns c with zero durations and policies set to defaults.
@@ -78,13 +87,15 @@ func (c Config) Validate() error {
 	if len(ids) != 3 || ids[""] {
 		errs = append(errs, errors.New("primary, secondary and tertiary must be three distinct non-empty members"))
 	}
-	if !ids[c.Self] {
-		errs = append(errs, fmt.Errorf("self %q is not a member", c.Self))
+	if c.Self == "" {
+		// Self need not be a member: a member removed from the spec runs
+		// on, fenced, until its pod is gone.
+		errs = append(errs, errors.New("self must be named"))
 	}
 	if c.PeerTimeout <= 0 || c.HeartbeatInterval <= 0 || 2*c.HeartbeatInterval > c.PeerTimeout {
 		errs = append(errs, errors.New("heartbeat interval must be positive and at most half of the peer timeout"))
 	}
-	if c.RenewInterval <= 0 || c.FailbackDelay < 0 || c.FenceDelay < 0 {
+	if c.RenewInterval <= 0 || c.FailbackDelay < 0 || c.FenceDelay < 0 || c.PriorPeerTimeout < 0 {
 		errs = append(errs, errors.New("renew interval must be positive, failback and fence delays non-negative"))
 	}
 	if c.MaxClockDrift < 0 || c.MaxClockDrift >= 0.5 {
@@ -106,9 +117,23 @@ func (c Config) Validate() error {
 //
 // At the defaults this is 2.316 s: the crash failover time.
 func (c Config) GrantHold() time.Duration {
+	return c.hold(c.PeerTimeout, c.FenceDelay)
+}
+
+// hold is how long a grant valid for validFor on the grantee's clock binds
+// the voter, for a grantee server that stops within fenceDelay of its
+// deadline.
+func (c Config) hold(validFor, fenceDelay time.Duration) time.Duration {
 	rho := c.MaxClockDrift
-	trueBound := float64(c.PeerTimeout)/(1-rho) + float64(c.FenceDelay)
+	trueBound := float64(validFor)/(1-rho) + float64(fenceDelay)
 	return time.Duration(trueBound*(1+rho)) + 1
+}
+
+// QuietPeriod is how long a new incarnation neither grants nor serves: the
+// longest a grant of its former incarnation may bind, under the current or
+// the prior peer timeout.
+func (c Config) QuietPeriod() time.Duration {
+	return c.hold(max(c.PeerTimeout, c.PriorPeerTimeout), c.FenceDelay)
 }
 
 // localFenceDelay is FenceDelay measured on a clock that may run fast by ρ.
@@ -118,6 +143,8 @@ func (c Config) localFenceDelay() time.Duration {
 
 func (c Config) roleOf(id MemberID) Role {
 	switch id {
+	case "":
+		return ""
 	case c.Primary:
 		return Primary
 	case c.Secondary:

@@ -23,7 +23,7 @@ func TestValidate(t *testing.T) {
 	}
 	for name, mutate := range map[string]func(*Config){
 		"duplicate member":  func(c *Config) { c.Tertiary = "b" },
-		"self not a member": func(c *Config) { c.Self = "x" },
+		"self not named":    func(c *Config) { c.Self = "" },
 		"slow heartbeats":   func(c *Config) { c.HeartbeatInterval = c.PeerTimeout },
 		"drift too large":   func(c *Config) { c.MaxClockDrift = 0.5 },
 		"unknown failback":  func(c *Config) { c.Failback = "Sometimes" },

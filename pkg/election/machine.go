@@ -1,7 +1,9 @@
 package election
 
 import (
-	"errors"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -10,12 +12,13 @@ type peer struct {
 	id   MemberID
 	role Role
 	// inc is the peer's current incarnation; heartbeats of older ones are
-	// ignored.
-	inc uint64
-	// hb is the peer's newest heartbeat (by SentAt) of incarnation inc.
+	// ignored. lastSeq is the newest heartbeat sequence of inc seen.
+	inc     uint64
+	lastSeq uint64
+	// hb is the peer's newest heartbeat that counted as contact.
 	hb    Heartbeat
 	hasHB bool
-	// lastRecv is when any heartbeat of the peer was last received. It
+	// lastRecv is when a heartbeat of the peer last counted as contact. It
 	// starts at the machine's start: a member that just started assumes
 	// it heard everyone, which only delays takeovers.
 	lastRecv time.Duration
@@ -25,9 +28,11 @@ type peer struct {
 	contactSince  time.Duration
 	contactSentAt time.Duration
 	inContact     bool
-	// grantSentAt and grantEpoch: the newest grant the peer gave us.
+	// grantSentAt, grantEpoch, grantValid: the newest grant the peer gave
+	// us and for how long (on our clock, after SentAt) it may be used.
 	grantSentAt time.Duration
 	grantEpoch  int64
+	grantValid  time.Duration
 	// nextSend and sent pace our heartbeats to the peer.
 	nextSend time.Duration
 	sent     digest
@@ -40,8 +45,9 @@ type digest struct {
 	holding    int64
 	serving    bool
 	eligible   bool
-	hears      RoleSet
+	hears      string
 	grantEpoch int64
+	echo       uint64
 }
 
 // Machine is one member's side of the active-role protocol. It is a pure,
@@ -53,9 +59,14 @@ type Machine struct {
 	cfg   Config
 	role  Role
 	peers [2]*peer
+	// inc is this process's incarnation (see Config.Incarnation); seq
+	// numbers its heartbeats.
+	inc uint64
+	seq uint64
 
-	// quietUntil: a new incarnation neither serves nor grants before this,
-	// because it cannot know which grants its former incarnation gave.
+	// quietUntil: a new incarnation neither serves nor grants nor writes
+	// the Lease before this, because it cannot know which grants its
+	// former incarnation gave.
 	quietUntil time.Duration
 
 	// view is the newest Lease content known from the store or peers.
@@ -64,8 +75,11 @@ type Machine struct {
 	// resourceVersion); absent is true when the store last said NotFound.
 	rec    LeaseRecord
 	absent bool
-	// holding is the epoch this incarnation holds, 0 if none.
+	// holding is the epoch this incarnation holds, 0 if none. wrote: this
+	// process has written the Lease (only then is a record naming our
+	// incarnation our own).
 	holding int64
+	wrote   bool
 
 	// Lease command bookkeeping.
 	cmd        *LeaseCommand
@@ -84,13 +98,28 @@ type Machine struct {
 	grantHoldUntil time.Duration
 
 	// Own server: serving with epoch until; serveEnd bounds when the
-	// server may last accept a request (on this clock).
+	// server may last accept a request (on this clock). A fence shortens
+	// serveEnd only when the driver confirms it (fenceSeq).
 	serving  bool
 	epoch    int64
 	until    time.Duration
 	serveEnd time.Duration
+	srv      ServerState
+	fenceSeq uint64
 
-	// Handover in progress (switchover, failback, shutdown).
+	// healthy: the license server answers (SetServerHealth).
+	healthy bool
+
+	// editUntil: after a role edit, the holder hands the role to the new
+	// primary as soon as it can take it (until then; afterwards failback
+	// rules apply).
+	editUntil time.Duration
+	// odd and oddSince: the Lease holder the view names is no longer a
+	// candidate in our configuration (since oddSince).
+	odd      string
+	oddSince time.Duration
+
+	// Handover in progress (switchover, failback, shutdown, role change).
 	handingOver    bool
 	handoverTo     MemberID
 	handoverReason Reason
@@ -106,51 +135,97 @@ func New(cfg Config, now time.Duration) (*Machine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Machine{cfg: cfg, role: cfg.roleOf(cfg.Self), quietUntil: now + cfg.GrantHold()}
-	i := 0
-	for _, id := range []MemberID{cfg.Primary, cfg.Secondary, cfg.Tertiary} {
-		if id != cfg.Self {
-			m.peers[i] = &peer{id: id, role: cfg.roleOf(id), lastRecv: now, nextSend: now}
-			i++
-		}
-	}
+	m := &Machine{cfg: cfg, role: cfg.roleOf(cfg.Self), quietUntil: now + cfg.QuietPeriod(), healthy: true,
+		inc: 1<<32 | cfg.Incarnation&0xffffffff}
+	m.setPeers(now)
 	m.lastOpEnd = now - cfg.RenewInterval
 	return m, nil
+}
+
+// setPeers builds the peer list from the configuration, keeping what is
+// known about members that stay.
+func (m *Machine) setPeers(now time.Duration) {
+	var peers [2]*peer
+	i := 0
+	for _, id := range []MemberID{m.cfg.Primary, m.cfg.Secondary, m.cfg.Tertiary} {
+		if id == m.cfg.Self || i == 2 {
+			continue
+		}
+		p := m.peer(id)
+		if p == nil {
+			p = &peer{id: id, lastRecv: now, nextSend: now}
+		}
+		p.role = m.cfg.roleOf(id)
+		peers[i] = p
+		i++
+	}
+	m.peers = peers
 }
 
 // Config returns the machine's configuration with defaults applied.
 func (m *Machine) Config() Config { return m.cfg }
 
+// Incarnation returns this process's current incarnation.
+func (m *Machine) Incarnation() uint64 { return m.inc }
+
 // Tick lets time pass; call it at Output.NextWake (earlier is harmless).
 func (m *Machine) Tick(now time.Duration) Output { return m.step(now) }
 
-// Receive processes a peer's heartbeat.
+// Receive processes a peer's heartbeat (authenticated by the transport).
 func (m *Machine) Receive(now time.Duration, hb Heartbeat) Output {
 	p := m.peer(hb.From)
-	if p == nil || hb.Incarnation < p.inc {
+	if p == nil || (hb.To != "" && hb.To != m.cfg.Self) {
+		return m.step(now)
+	}
+	if hb.Echo>>32 >= m.inc>>32 && hb.Echo != m.inc && hb.Echo&0xffffffff != m.inc&0xffffffff {
+		// The peer knows a former incarnation of ours whose counter is not
+		// below ours: continue above it, or the peer ignores us.
+		m.renumber(hb.Echo)
+	}
+	if hb.Incarnation < p.inc {
 		return m.step(now)
 	}
 	if hb.Incarnation > p.inc {
-		p.inc, p.hasHB, p.inContact = hb.Incarnation, false, false
+		p.inc, p.lastSeq, p.hasHB, p.inContact, p.grantEpoch = hb.Incarnation, 0, false, false, 0
+	}
+	if hb.Seq <= p.lastSeq {
+		return m.step(now) // replayed or overtaken: refreshes nothing
+	}
+	p.lastSeq = hb.Seq
+	m.mergeView(hb.View)
+	if hb.Echo != m.inc {
+		// The peer has not heard this incarnation yet: no contact, and its
+		// grants and votes are not about us. Our heartbeats echo its
+		// incarnation, so the next round completes the handshake.
+		p.nextSend = now
+		return m.step(now)
 	}
 	if !p.inContact || now-p.lastRecv >= m.cfg.PeerTimeout {
 		p.inContact, p.contactSince, p.contactSentAt = true, now, hb.SentAt
 	}
 	p.lastRecv = now
-	if g := hb.Grant; g != nil && g.Incarnation == m.cfg.Incarnation && g.SentAt >= p.grantSentAt {
-		p.grantSentAt, p.grantEpoch = g.SentAt, g.Epoch
+	if g := hb.Grant; g != nil && g.Incarnation == m.inc && g.SentAt >= p.grantSentAt {
+		p.grantSentAt, p.grantEpoch, p.grantValid = g.SentAt, g.Epoch, min(m.cfg.PeerTimeout, g.ValidFor)
 	}
-	if !p.hasHB || hb.SentAt > p.hb.SentAt {
-		hb.Grant = nil
-		p.hb, p.hasHB = hb, true
-	}
-	m.mergeView(hb.View)
+	hb.Grant = nil
+	p.hb, p.hasHB = hb, true
 	if m.grantable(now, p) != 0 {
 		// Answer the holder at once: its grant then lasts PeerTimeout minus
 		// a round trip, refreshed every HeartbeatInterval.
 		p.nextSend = now
 	}
 	return m.step(now)
+}
+
+// renumber moves this process above a former incarnation's counter. Grants
+// received under the old number are void; a Lease we hold under it is
+// re-acquired.
+func (m *Machine) renumber(former uint64) {
+	m.inc = ((former>>32)+1)<<32 | m.inc&0xffffffff
+	m.holding = 0
+	for _, p := range m.peers {
+		p.grantEpoch = 0
+	}
 }
 
 // LeaseResult reports the result of the outstanding Lease command.
@@ -166,7 +241,7 @@ func (m *Machine) LeaseResult(now time.Duration, r LeaseResult) Output {
 		m.leaseOK, m.leaseOKAt, m.absent, m.needRead = true, now, false, false
 		m.rec, m.lastOpRead = r.Record, op == LeaseGet
 		m.mergeView(r.Record)
-		if r.Record.Holder == m.cfg.Self && r.Record.HolderIncarnation == m.cfg.Incarnation {
+		if m.wrote && r.Record.Holder == m.cfg.Self && r.Record.HolderIncarnation == m.inc {
 			// Our write, possibly one whose answer was lost.
 			m.holding = r.Record.Epoch
 		} else {
@@ -180,6 +255,26 @@ func (m *Machine) LeaseResult(now time.Duration, r LeaseResult) Output {
 	default: // Unreachable: a write may or may not have happened.
 		m.needRead, m.retryAt = true, now+m.cfg.HeartbeatInterval
 	}
+	return m.step(now)
+}
+
+// ServerResult reports that the server request with seq was applied (ok)
+// or failed. A confirmed Fence (or a confirmed stop of the server process,
+// reported with the fence's seq) ends the server's serving at once; until
+// then it may serve until its last deadline plus FenceDelay.
+func (m *Machine) ServerResult(now time.Duration, seq uint64, ok bool) Output {
+	if ok && !m.serving && m.fenceSeq != 0 && seq >= m.fenceSeq {
+		m.serveEnd = min(m.serveEnd, now)
+		m.fenceSeq = 0
+	}
+	return m.step(now)
+}
+
+// SetServerHealth reports whether the member's license server can serve.
+// An unhealthy member does not campaign, says it cannot take the role, and
+// hands the role to the other candidate if it holds it and that one can.
+func (m *Machine) SetServerHealth(now time.Duration, healthy bool) Output {
+	m.healthy = healthy
 	return m.step(now)
 }
 
@@ -220,6 +315,8 @@ func (m *Machine) step(now time.Duration) Output {
 	return out
 }
 
+func (m *Machine) candidate() bool { return m.role == Primary || m.role == Secondary }
+
 func (m *Machine) reconcile(now time.Duration) {
 	v := m.view
 	if m.holding != 0 && v.rank() > 2*m.holding {
@@ -228,14 +325,19 @@ func (m *Machine) reconcile(now time.Duration) {
 	if m.handingOver && m.holding == 0 {
 		m.handingOver = false
 	}
-	if m.shutdown && m.holding != 0 && !m.handingOver {
-		var to MemberID
-		for _, p := range m.peers {
-			if m.eligible(now, p.id) {
-				to = p.id
-			}
+	if m.holding != 0 && !m.handingOver {
+		switch {
+		case m.shutdown:
+			m.startHandover(m.bestTarget(now), ReasonShutdown)
+		case !m.candidate():
+			// Demoted to tertiary, or removed from the spec: never serve
+			// again under this configuration; hand over.
+			m.startHandover(m.bestTarget(now), ReasonRoleChange)
+		case !m.healthy && m.bestTarget(now) != "":
+			m.startHandover(m.bestTarget(now), ReasonUnhealthy)
+		case m.role != Primary && now < m.editUntil && m.eligible(now, m.cfg.Primary):
+			m.startHandover(m.cfg.Primary, ReasonRoleChange)
 		}
-		m.startHandover(to, ReasonShutdown)
 	}
 	if m.shutdown && m.holding == 0 && m.cmd == nil {
 		m.done = true
@@ -254,34 +356,70 @@ func (m *Machine) reconcile(now time.Duration) {
 			m.startHandover(p.id, ReasonFailback)
 		}
 	}
+	// Track how long the Lease has named a holder that is no longer a
+	// candidate in our configuration.
+	odd := ""
+	if v.Holder != "" && v.Holder != m.cfg.Self && !m.isCandidate(v.Holder) {
+		odd = string(v.Holder) + "@" + strconv.FormatInt(v.Epoch, 10)
+	}
+	if odd != m.odd {
+		m.odd, m.oddSince = odd, now
+	}
 }
 
-// decideServer is the serving rule: hold the Lease in this incarnation, not
-// be handing over, have no binding grant to another member, and hold a
-// current grant for our epoch from at least one peer.
-func (m *Machine) decideServer(now time.Duration) ServerState {
-	if m.role == Tertiary {
-		return ServerState{Mode: Witness}
+// bestTarget is the candidate to hand the role to: the primary if it can
+// take it, else the other candidate, else nobody.
+func (m *Machine) bestTarget(now time.Duration) MemberID {
+	for _, id := range []MemberID{m.cfg.Primary, m.cfg.Secondary} {
+		if id != m.cfg.Self && m.eligible(now, id) {
+			return id
+		}
 	}
+	return ""
+}
+
+func (m *Machine) isCandidate(id MemberID) bool {
+	r := m.cfg.roleOf(id)
+	return r == Primary || r == Secondary
+}
+
+// decideServer is the serving rule: hold the Lease in this incarnation, be
+// a candidate, not be handing over, have no binding grant to another
+// member, and hold a current grant for our epoch from at least one peer.
+func (m *Machine) decideServer(now time.Duration) ServerState {
+	st := ServerState{Mode: Fence, Epoch: m.epoch}
 	until := m.grantedUntil()
-	if m.holding != 0 && !m.handingOver && !m.shutdown && now >= m.quietUntil &&
-		(m.grantee == "" || now >= m.grantHoldUntil) && until > now {
+	switch {
+	case m.role == Tertiary && !m.serving && now >= m.serveEnd:
+		st = ServerState{Mode: Witness, Epoch: m.epoch}
+	case m.holding != 0 && m.candidate() && !m.handingOver && !m.shutdown && now >= m.quietUntil &&
+		(m.grantee == "" || now >= m.grantHoldUntil) && until > now:
 		m.serving, m.epoch, m.until = true, m.holding, until
 		m.serveEnd = max(m.serveEnd, until+m.cfg.localFenceDelay())
-		return ServerState{Mode: Serve, Epoch: m.epoch, Until: until}
-	}
-	if m.serving {
+		m.fenceSeq = 0
+		st = ServerState{Mode: Serve, Epoch: m.epoch, Until: until}
+	case m.serving:
+		// Not confirmed yet: the server may serve until its deadline (it
+		// enforces it) plus FenceDelay; ServerResult shortens this.
 		m.serving = false
-		m.serveEnd = min(m.serveEnd, now+m.cfg.localFenceDelay())
+		st.Epoch = m.epoch
 	}
-	return ServerState{Mode: Fence, Epoch: m.epoch}
+	st.Seq = m.srv.Seq
+	if st != m.srv {
+		st.Seq++
+		if st.Mode != Serve && (m.srv.Mode == Serve || m.fenceSeq != 0) {
+			m.fenceSeq = st.Seq
+		}
+		m.srv = st
+	}
+	return st
 }
 
 func (m *Machine) grantedUntil() time.Duration {
 	var until time.Duration
 	for _, p := range m.peers {
 		if m.holding != 0 && p.grantEpoch == m.holding {
-			until = max(until, p.grantSentAt+m.cfg.PeerTimeout)
+			until = max(until, p.grantSentAt+p.grantValid)
 		}
 	}
 	return until
@@ -293,7 +431,7 @@ func (m *Machine) grantedUntil() time.Duration {
 // may bind us.
 func (m *Machine) grantable(now time.Duration, p *peer) int64 {
 	v := m.view
-	if v.Holder != p.id || v.Epoch == 0 || !p.hasHB || p.hb.Holding != v.Epoch ||
+	if v.Holder != p.id || v.Epoch == 0 || !p.hasHB || p.hb.Holding != v.Epoch || m.role == "" ||
 		!m.hears(now, p) || m.holding != 0 || m.serving || now < m.serveEnd || now < m.quietUntil {
 		return 0
 	}
@@ -304,8 +442,11 @@ func (m *Machine) grantable(now time.Duration, p *peer) int64 {
 }
 
 func (m *Machine) nextLeaseCommand(now time.Duration) *LeaseCommand {
-	if m.cmd != nil || m.role == Tertiary || m.done || now < m.retryAt {
+	if m.cmd != nil || m.done || now < m.retryAt {
 		return nil
+	}
+	if m.holding == 0 && !m.candidate() {
+		return nil // the tertiary never touches the Lease (but releases it)
 	}
 	var op LeaseOp
 	var rec LeaseRecord
@@ -347,6 +488,8 @@ func (m *Machine) nextLeaseCommand(now time.Duration) *LeaseCommand {
 	}
 	if op == LeaseGet {
 		rec = LeaseRecord{}
+	} else {
+		m.wrote = true
 	}
 	m.lastID++
 	m.cmd = &LeaseCommand{ID: m.lastID, Op: op, Record: rec}
@@ -357,7 +500,7 @@ func (m *Machine) nextLeaseCommand(now time.Duration) *LeaseCommand {
 // acquireRecord is the Lease we write to take it over from m.rec (or to
 // create it when absent).
 func (m *Machine) acquireRecord() LeaseRecord {
-	r := LeaseRecord{Holder: m.cfg.Self, HolderIncarnation: m.cfg.Incarnation, Reason: ReasonAcquire}
+	r := LeaseRecord{Holder: m.cfg.Self, HolderIncarnation: m.inc, Reason: ReasonAcquire}
 	if m.absent {
 		r.Epoch = max(m.view.Epoch, m.holding) + 1
 		return r
@@ -376,68 +519,91 @@ func (m *Machine) acquireRecord() LeaseRecord {
 
 // mayAcquire is the campaign rule for the primary and the secondary.
 func (m *Machine) mayAcquire(now time.Duration) bool {
-	if m.role == Tertiary || m.holding != 0 || m.shutdown {
+	if !m.candidate() || m.holding != 0 || m.shutdown || !m.healthy || now < m.quietUntil {
 		return false
 	}
 	v := m.view
 	switch {
 	case m.absent || v.Holder == "":
-		// Free: the named handoff target, else the primary, goes first;
-		// the other candidate only once that one is silent, or has said
-		// for a peer timeout that it cannot take the role (no Lease store,
-		// shutting down).
-		first := m.cfg.Primary
-		if !m.absent && v.HandoffTo != "" && m.cfg.roleOf(v.HandoffTo) != Tertiary &&
-			m.cfg.roleOf(v.HandoffTo) != "" {
-			first = v.HandoffTo
-		}
-		if first == m.cfg.Self {
-			return true
-		}
-		p := m.peer(first)
-		stuck := p.hasHB && !p.hb.Eligible && p.inContact && now-p.contactSince >= m.cfg.PeerTimeout
-		return !m.hears(now, p) || stuck
+		return m.firstInLine(now, v)
 	case v.Holder == m.cfg.Self:
 		// Held by a former incarnation of ours (dead), or by a write of
 		// ours whose answer was lost: a read settles which.
 		return true
+	case !m.isCandidate(v.Holder):
+		// The holder is no longer a candidate (demoted to tertiary,
+		// renamed, removed). It hands over itself once it sees the edit;
+		// if it does not within a peer timeout (it cannot reach the API
+		// server, or it is gone), the first in line takes the Lease over.
+		// Safety does not depend on this: the voters' grants to the old
+		// holder bind them until it has certainly stopped.
+		if h := m.peer(v.Holder); h != nil && m.hears(now, h) && h.hasHB && h.hb.Holding == v.Epoch &&
+			now-m.oddSince < m.cfg.PeerTimeout {
+			return false
+		}
+		return m.firstInLine(now, LeaseRecord{})
 	default:
 		// Takeover: neither we nor the tertiary hear the holder.
 		h, t := m.peer(v.Holder), m.peer(m.cfg.Tertiary)
 		return h != nil && t != nil && !m.hears(now, h) && m.hears(now, t) &&
-			t.hasHB && !t.hb.Hears.Has(h.role)
+			t.hasHB && !slices.Contains(t.hb.Hears, h.id)
 	}
+}
+
+// firstInLine: the Lease is free (or held by a non-candidate). The named
+// handoff target, else the primary, goes first; the other candidate only
+// once that one is silent, or has said for a peer timeout that it cannot
+// take the role (no Lease store, unhealthy, shutting down).
+func (m *Machine) firstInLine(now time.Duration, v LeaseRecord) bool {
+	first := m.cfg.Primary
+	if !m.absent && v.HandoffTo != "" && m.isCandidate(v.HandoffTo) {
+		first = v.HandoffTo
+	}
+	if first == m.cfg.Self {
+		return true
+	}
+	p := m.peer(first)
+	stuck := p.hasHB && !p.hb.Eligible && p.inContact && now-p.contactSince >= m.cfg.PeerTimeout
+	return !m.hears(now, p) || stuck
 }
 
 // eligible: id is the other candidate, heard, saying it can take the role,
 // and hearing us.
 func (m *Machine) eligible(now time.Duration, id MemberID) bool {
 	p := m.peer(id)
-	return p != nil && p.role != Tertiary && m.hears(now, p) && p.hasHB &&
-		p.hb.Eligible && p.hb.Hears.Has(m.role)
+	return p != nil && m.isCandidate(id) && m.hears(now, p) && p.hasHB &&
+		p.hb.Eligible && slices.Contains(p.hb.Hears, m.cfg.Self)
 }
 
-func (m *Machine) heartbeats(now time.Duration) []Envelope {
-	var out []Envelope
+func (m *Machine) heartbeats(now time.Duration) []Heartbeat {
+	var out []Heartbeat
+	hears := m.hearsList(now)
+	hearsKey := joinIDs(hears)
 	for _, p := range m.peers {
 		g := m.grantable(now, p)
 		d := digest{viewRank: m.view.rank(), holding: m.holding, serving: m.serving,
-			eligible: m.eligibleNow(now), hears: m.hearsSet(now), grantEpoch: g}
+			eligible: m.eligibleNow(now), hears: hearsKey, grantEpoch: g, echo: p.inc}
 		if now < p.nextSend && d == p.sent {
 			continue
 		}
-		hb := Heartbeat{From: m.cfg.Self, Incarnation: m.cfg.Incarnation, SentAt: now, View: m.view,
-			Holding: m.holding, Serving: m.serving, Eligible: d.eligible, Hears: d.hears}
+		m.seq++
+		hb := Heartbeat{From: m.cfg.Self, To: p.id, Incarnation: m.inc, Seq: m.seq, Echo: p.inc, SentAt: now,
+			PeerTimeout: m.cfg.PeerTimeout, FenceDelay: m.cfg.FenceDelay, View: m.view,
+			Holding: m.holding, Serving: m.serving, Eligible: d.eligible, Hears: hears}
 		hb.View.Version = ""
 		if g != 0 {
 			if m.grantee != p.id {
 				m.grantHoldUntil = 0
 			}
 			m.grantee, m.grantEpoch = p.id, g
-			m.grantHoldUntil = max(m.grantHoldUntil, p.lastRecv+m.cfg.GrantHold())
-			hb.Grant = &Grant{Incarnation: p.inc, SentAt: p.hb.SentAt, Epoch: g}
+			// Bind ourselves for the longest the grantee may use the
+			// grant: our peer timeout on its clock (it takes the shorter
+			// of its own and ours), its server's fence delay or ours.
+			hold := m.cfg.hold(m.cfg.PeerTimeout, max(m.cfg.FenceDelay, p.hb.FenceDelay))
+			m.grantHoldUntil = max(m.grantHoldUntil, p.lastRecv+hold)
+			hb.Grant = &Grant{Incarnation: p.inc, SentAt: p.hb.SentAt, Epoch: g, ValidFor: m.cfg.PeerTimeout}
 		}
-		out = append(out, Envelope{To: p.id, Heartbeat: hb})
+		out = append(out, hb)
 		p.sent, p.nextSend = d, now+m.cfg.HeartbeatInterval
 	}
 	return out
@@ -449,7 +615,7 @@ func (m *Machine) label(now time.Duration) Label {
 		return LabelWitness
 	case m.serving:
 		return LabelActive
-	case m.hearsSet(now) != 0 && !m.shutdown:
+	case len(m.hearsList(now)) != 0 && !m.shutdown && m.healthy:
 		return LabelStandby
 	}
 	return LabelUnhealthy
@@ -476,6 +642,10 @@ func (m *Machine) nextWake(now time.Duration) time.Duration {
 	consider(m.serveEnd)
 	consider(m.quietUntil)
 	consider(m.retryAt)
+	consider(m.editUntil)
+	if m.odd != "" {
+		consider(m.oddSince + m.cfg.PeerTimeout)
+	}
 	consider(m.leaseOKAt + 2*m.cfg.RenewInterval)
 	if m.cmd == nil {
 		consider(m.lastOpEnd + m.cfg.RenewInterval)
@@ -493,24 +663,27 @@ func (m *Machine) hears(now time.Duration, p *peer) bool {
 	return p != nil && now-p.lastRecv < m.cfg.PeerTimeout
 }
 
-func (m *Machine) hearsSet(now time.Duration) RoleSet {
-	var s RoleSet
+// hearsList names the peers heard within the peer timeout, sorted.
+func (m *Machine) hearsList(now time.Duration) []MemberID {
+	var s []MemberID
 	for _, p := range m.peers {
 		if m.hears(now, p) {
-			s |= roleBit(p.role)
+			s = append(s, p.id)
 		}
 	}
+	slices.Sort(s)
 	return s
 }
 
 // eligibleNow: we could take the role if it were handed to us.
 func (m *Machine) eligibleNow(now time.Duration) bool {
-	return m.role != Tertiary && !m.shutdown && m.leaseOK && now-m.leaseOKAt < 2*m.cfg.RenewInterval
+	return m.candidate() && !m.shutdown && m.healthy && m.leaseOK &&
+		now-m.leaseOKAt < 2*m.cfg.RenewInterval
 }
 
 func (m *Machine) peer(id MemberID) *peer {
 	for _, p := range m.peers {
-		if p.id == id {
+		if p != nil && p.id == id {
 			return p
 		}
 	}
@@ -519,22 +692,26 @@ func (m *Machine) peer(id MemberID) *peer {
 
 // Status is a read-only summary for logs, metrics and tests.
 type Status struct {
-	Role     Role
-	Holding  int64
-	Serving  bool
-	View     LeaseRecord
-	Grantee  MemberID
-	Shutdown bool
+	Role        Role
+	Incarnation uint64
+	Holding     int64
+	Serving     bool
+	View        LeaseRecord
+	Grantee     MemberID
+	Shutdown    bool
+	Healthy     bool
 	// HandoverTo and HandoverReason describe a handover in progress
 	// (HandoverReason is empty when none is).
 	HandoverTo     MemberID
 	HandoverReason Reason
+	// Hears names the peers heard within the peer timeout.
+	Hears []MemberID
 }
 
-// Status returns a summary of the machine's state.
-func (m *Machine) Status() Status {
-	s := Status{Role: m.role, Holding: m.holding, Serving: m.serving, View: m.view,
-		Grantee: m.grantee, Shutdown: m.shutdown}
+// Status returns a summary of the machine's state at now.
+func (m *Machine) Status(now time.Duration) Status {
+	s := Status{Role: m.role, Incarnation: m.inc, Holding: m.holding, Serving: m.serving, View: m.view,
+		Grantee: m.grantee, Shutdown: m.shutdown, Healthy: m.healthy, Hears: m.hearsList(now)}
 	if m.handingOver {
 		s.HandoverTo, s.HandoverReason = m.handoverTo, m.handoverReason
 	}
@@ -549,27 +726,21 @@ func (m *Machine) Joining(now time.Duration) bool {
 	return now < m.quietUntil
 }
 
-// ErrTimingChanged is returned by Reconfigure when the new configuration
-// changes timing (grants are computed from it) or drops this member: that
-// takes a new machine (a new incarnation), which the protocol treats like a
-// restart.
-var ErrTimingChanged = errors.New("timing changed or this member left; start a new machine")
-
-// Reconfigure moves the roles, the failback policy and the membership of a
-// running machine without a restart: the incarnation, the Lease view, the
-// grants and the contact with unchanged peers are kept, so a member that
-// serves keeps serving. A replaced peer starts from nothing, like a peer
-// that was never heard; a grant this member gave to a removed peer keeps
-// binding until it lapses. Members may apply a change at slightly different
-// moments; who may serve is decided by grants and the Lease, never by roles,
-// so such a window can delay a takeover but never lets two members serve.
-// Timing (peer timeout, heartbeat interval, renew interval, clock drift,
-// fence delay) is what grants are computed from and cannot change in place.
+// Reconfigure applies an edit of the group's spec to a running machine:
+// any change of roles (including promoting the tertiary or demoting the
+// holder), of membership (renamed or removed members, this one included),
+// of the failback policy and of timing. The incarnation, the Lease view,
+// the grants given and the contact with members that stay are kept, so a
+// member that serves keeps serving where the edit allows it.
 //
-// A secondary that serves hands the role to the new primary through the
-// failback rule (at once if the primary has been in contact for the
-// failback delay); callers that want the switchover regardless of the
-// failback policy call RequestSwitchover afterwards.
+// Members apply an edit at different moments, some not at all for a while
+// (cut off from the API server). Who may serve is decided by grants and the
+// Lease, never by roles, and a grant carries the voter's timing, so no mix
+// of old and new configurations lets two members serve. A holder that is
+// no longer the primary hands over to the new primary as soon as that one
+// can take the role; one that is no longer a candidate hands over at once
+// (to nobody if no candidate can take it); a holder that does neither (it
+// has not seen the edit) is taken over after a peer timeout.
 func (m *Machine) Reconfigure(now time.Duration, cfg Config) (Output, error) {
 	cfg.Self, cfg.Incarnation = m.cfg.Self, m.cfg.Incarnation
 	cfg = cfg.WithDefaults()
@@ -577,26 +748,20 @@ func (m *Machine) Reconfigure(now time.Duration, cfg Config) (Output, error) {
 		return Output{}, err
 	}
 	old := m.cfg
-	if cfg.roleOf(cfg.Self) == "" || cfg.PeerTimeout != old.PeerTimeout || cfg.HeartbeatInterval != old.HeartbeatInterval ||
-		cfg.RenewInterval != old.RenewInterval || cfg.MaxClockDrift != old.MaxClockDrift || cfg.FenceDelay != old.FenceDelay {
-		return Output{}, ErrTimingChanged
-	}
 	m.cfg = cfg
 	m.role = cfg.roleOf(cfg.Self)
-	var peers [2]*peer
-	i := 0
-	for _, id := range []MemberID{cfg.Primary, cfg.Secondary, cfg.Tertiary} {
-		if id == cfg.Self {
-			continue
-		}
-		p := m.peer(id)
-		if p == nil {
-			p = &peer{id: id, lastRecv: now, nextSend: now}
-		}
-		p.role = cfg.roleOf(id)
-		peers[i] = p
-		i++
+	m.setPeers(now)
+	if old.Primary != cfg.Primary || old.roleOf(old.Self) != m.role {
+		m.editUntil = now + max(4*cfg.PeerTimeout, 5*time.Second)
 	}
-	m.peers = peers
 	return m.step(now), nil
+}
+
+func joinIDs(ids []MemberID) string {
+	var b strings.Builder
+	for _, id := range ids {
+		b.WriteString(string(id))
+		b.WriteByte(0)
+	}
+	return b.String()
 }

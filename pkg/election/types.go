@@ -27,25 +27,6 @@ const (
 	FailbackManual    FailbackPolicy = "Manual"
 )
 
-// RoleSet is a set of roles, used in heartbeats to say which peers a member
-// heard from within the peer timeout.
-type RoleSet uint8
-
-func roleBit(r Role) RoleSet {
-	switch r {
-	case Primary:
-		return 1
-	case Secondary:
-		return 2
-	case Tertiary:
-		return 4
-	}
-	return 0
-}
-
-// Has reports whether r is in the set.
-func (s RoleSet) Has(r Role) bool { return s&roleBit(r) != 0 }
-
 // Reason says why the Lease changed hands; the operator turns it into Events
 // (FailedOver, SwitchedOver, FailedBack).
 type Reason string
@@ -64,6 +45,12 @@ const (
 	ReasonFailback Reason = "Failback"
 	// ReasonShutdown: the active member was shutting down and handed over.
 	ReasonShutdown Reason = "Shutdown"
+	// ReasonUnhealthy: the active member's license server could not serve,
+	// and it handed the role to a member whose server can.
+	ReasonUnhealthy Reason = "ServerUnhealthy"
+	// ReasonRoleChange: the spec's roles changed (the holder is no longer
+	// the primary, or no longer a candidate) and it handed over.
+	ReasonRoleChange Reason = "RoleChange"
 )
 
 // LeaseRecord is the content of the Lease <triad>-active that the protocol
@@ -111,21 +98,43 @@ func (r LeaseRecord) String() string {
 
 // Grant is a voter's promise to a lease holder: "I heard your heartbeat sent
 // at SentAt (your clock) while I considered you the holder of Epoch, and I
-// will not grant anyone else until that heartbeat is GrantHold old on my
-// clock". The holder may serve until SentAt+PeerTimeout on its own clock.
+// will not grant anyone else until that heartbeat is hold(ValidFor) old on
+// my clock". The holder may serve until SentAt+min(its PeerTimeout,
+// ValidFor) on its own clock. ValidFor is the voter's peer timeout: a grant
+// binds the voter for exactly what the grantee may use, also while the two
+// run different timings (a spec edit that reached one of them first).
 type Grant struct {
 	Incarnation uint64
 	SentAt      time.Duration
 	Epoch       int64
+	ValidFor    time.Duration
 }
 
 // Heartbeat is the only peer message. Members send one to each peer every
 // HeartbeatInterval and at once when its content changes.
 type Heartbeat struct {
-	From        MemberID
+	From MemberID
+	// To is the receiver; a heartbeat addressed to someone else is dropped.
+	To MemberID
+	// Incarnation identifies the sender's process. Its high 32 bits are a
+	// counter that only grows (a restarted member learns its former value
+	// from the peers' Echo and continues above it); its low 32 bits are
+	// random per process. Heartbeats of an older incarnation are ignored.
 	Incarnation uint64
+	// Seq numbers the sender's heartbeats within its incarnation; a
+	// heartbeat counts only when its Seq is above every one seen before, so a
+	// replayed or reordered old heartbeat refreshes nothing.
+	Seq uint64
+	// Echo is the receiver's incarnation as the sender last heard it (0:
+	// never). A heartbeat counts as contact only when it echoes the
+	// receiver's current incarnation: the sender has heard this process.
+	Echo uint64
 	// SentAt is the sender's monotonic clock when it sent the heartbeat.
 	SentAt time.Duration
+	// PeerTimeout and FenceDelay are the sender's timing: voters bind
+	// themselves for the longest a grantee may serve.
+	PeerTimeout time.Duration
+	FenceDelay  time.Duration
 	// View is the newest Lease content the sender knows.
 	View LeaseRecord
 	// Holding is the epoch the sender holds in this incarnation, 0 if none.
@@ -133,20 +142,15 @@ type Heartbeat struct {
 	// Serving is true while the sender serves (informational).
 	Serving bool
 	// Eligible is true when the sender can take the active role if handed
-	// to it: it is the primary or the secondary, is not shutting down, and
-	// its Lease calls succeed.
+	// to it: it is the primary or the secondary in its configuration, is
+	// not shutting down, its license server is healthy and its Lease calls
+	// succeed.
 	Eligible bool
-	// Hears lists the peers the sender heard from within PeerTimeout: the
-	// tertiary's vote on a takeover.
-	Hears RoleSet
+	// Hears lists the members the sender heard from within PeerTimeout
+	// (sorted): the tertiary's vote on a takeover.
+	Hears []MemberID
 	// Grant, when set, is the sender's grant to the receiver.
 	Grant *Grant
-}
-
-// Envelope is a heartbeat addressed to a peer.
-type Envelope struct {
-	To MemberID
-	Heartbeat
 }
 
 // LeaseOp is a Lease store operation.
@@ -249,6 +253,11 @@ func (m Mode) String() string {
 
 // ServerState is the desired state of the member's license server.
 type ServerState struct {
+	// Seq grows with every change of the desired state. The driver passes
+	// it to the server, which refuses a request older than one it applied
+	// (a late Serve never undoes a Fence), and reports confirmations with
+	// Machine.ServerResult.
+	Seq  uint64
 	Mode Mode
 	// Epoch is the fencing epoch the server must carry (Serve) or last
 	// carried (Fence); the server and the synced state refuse anything
@@ -282,8 +291,9 @@ type Output struct {
 	Label Label
 	// Lease is a Lease command to execute, or nil.
 	Lease *LeaseCommand
-	// Messages are heartbeats to send, best effort.
-	Messages []Envelope
+	// Messages are heartbeats to send (each names its receiver), best
+	// effort.
+	Messages []Heartbeat
 	// NextWake is the clock reading at which the machine next needs Tick,
 	// if no other input arrives earlier.
 	NextWake time.Duration

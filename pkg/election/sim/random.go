@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"strings"
 	"math/rand"
 	"slices"
 	"time"
@@ -41,6 +42,11 @@ func RandomRun(seed int64, trace bool) Outcome {
 	net := Network{MinDelay: 100 * time.Microsecond, MaxDelay: 5 * time.Millisecond,
 		LongDelay: 2 * cfg.PeerTimeout}
 	w := New(rng.Int63(), cfg, net, trace)
+	if rng.Intn(2) == 0 {
+		// Slow, failed, lost and reordered requests to the servers.
+		w.Server = ServerFaults{MaxDelay: 2 * time.Millisecond, SlowProb: 0.05, SlowDelay: 400 * time.Millisecond,
+			FailProb: 0.02, LostProb: 0.02}
+	}
 	cfg = w.Cfg
 	rho := cfg.MaxClockDrift
 	for _, m := range w.Members {
@@ -64,7 +70,11 @@ func RandomRun(seed int64, trace bool) Outcome {
 		// The secondary may be hearing an incarnation of the primary that
 		// has just died (its heartbeats can arrive up to 2·PT late): one
 		// that lived for the delay must have stopped recently at most.
-		p := w.Members[w.IndexOf(w.Cfg.Primary)]
+		pi := w.IndexOf(st.HandoverTo)
+		if pi < 0 {
+			return
+		}
+		p := w.Members[pi]
 		lives := p.Lives
 		if p.Alive {
 			lives = append(lives, [2]time.Duration{p.Up, w.Now})
@@ -75,7 +85,7 @@ func RandomRun(seed int64, trace bool) Outcome {
 				longest = max(longest, l[1]-l[0])
 			}
 		}
-		if float64(longest) < float64(cfg.FailbackDelay)/(1+rho) {
+		if float64(longest) < float64(w.Cfg.FailbackDelay)/(1+rho) {
 			w.fail("failback when the primary had been up only %v (delay %v)", longest, cfg.FailbackDelay)
 		}
 	}
@@ -97,13 +107,17 @@ func RandomRun(seed int64, trace bool) Outcome {
 	}
 	w.RunUntil(faultEnd)
 
-	// Calm phase: heal everything; maybe one member stays down for good.
+	// Calm phase: heal everything, every member gets the current spec;
+	// maybe one member stays down for good.
 	calm = true
 	w.Net.Loss, w.Net.LongDelayProb = 0, 0
+	w.Server = ServerFaults{MaxDelay: w.Server.MaxDelay}
 	w.Heal()
+	w.Deliver()
 	down := -1
 	if rng.Intn(3) == 0 {
 		down = rng.Intn(3)
+		w.down[down] = true
 	}
 	for i, m := range w.Members {
 		switch {
@@ -117,6 +131,8 @@ func RandomRun(seed int64, trace bool) Outcome {
 			w.Start(i)
 		}
 	}
+	cfg = w.Cfg
+	out.Config = cfg
 	bound := RecoveryBound(cfg)
 	step := 10 * time.Millisecond
 	recovered := false
@@ -145,7 +161,7 @@ func RandomRun(seed int64, trace bool) Outcome {
 			break
 		}
 	}
-	if a, primary := w.ActiveMember(), w.IndexOf(w.Cfg.Primary); cfg.Failback == election.FailbackAutomatic && down != primary && a != primary {
+	if a, primary := w.ActiveMember(), w.IndexOf(w.Cfg.Primary); cfg.Failback == election.FailbackAutomatic && primary >= 0 && down != primary && a != primary {
 		w.fail("automatic failback did not return the role to the primary (active: %d)", a)
 	}
 	out.Failures, out.Trace = w.Failures(), w.Trace()
@@ -157,7 +173,8 @@ func RandomRun(seed int64, trace bool) Outcome {
 // grant-hold of the former holder's voters, plus slack for heartbeats and
 // Lease calls.
 func RecoveryBound(cfg election.Config) time.Duration {
-	return 2*cfg.PeerTimeout + cfg.GrantHold() + 4*cfg.HeartbeatInterval + 2*cfg.RenewInterval + time.Second
+	cfg = cfg.WithDefaults()
+	return 2*cfg.PeerTimeout + cfg.QuietPeriod() + 4*cfg.HeartbeatInterval + 2*cfg.RenewInterval + time.Second
 }
 
 func injectFault(w *World, rng *rand.Rand, calm *bool) {
@@ -204,11 +221,10 @@ func injectFault(w *World, rng *rand.Rand, calm *bool) {
 		w.Shutdown(i)
 		w.After(time.Second+time.Duration(rng.Int63n(int64(4*time.Second))), func() { restart(i) })
 	case 8:
-		if rng.Intn(2) == 0 {
-			w.Switchover(rng.Intn(2))
+		if rng.Intn(3) == 0 {
+			w.Switchover(rng.Intn(3))
 		} else {
-			// A role edit: primary and secondary swap in place.
-			w.SwapRoles(w.IndexOf(w.Cfg.Primary), w.IndexOf(w.Cfg.Secondary))
+			randomEdit(w, rng, *calm)
 		}
 	default: // the store is unreachable for everyone
 		for x := range 3 {
@@ -225,4 +241,52 @@ func injectFault(w *World, rng *rand.Rand, calm *bool) {
 // Repro is the command that replays a seed with a trace.
 func Repro(seed int64) string {
 	return fmt.Sprintf("go test ./pkg/election/sim -run 'TestSimulation$' -seed=%d -v", seed)
+}
+
+// editDelays says when each member's agent sees an edit: mostly within a few
+// hundred milliseconds; sometimes one member late, or not until the faults
+// stop (it cannot reach the API server).
+func editDelays(rng *rand.Rand) [3]time.Duration {
+	var d [3]time.Duration
+	for i := range d {
+		d[i] = time.Duration(rng.Int63n(int64(300 * time.Millisecond)))
+	}
+	switch rng.Intn(4) {
+	case 0:
+		d[rng.Intn(3)] = 2*time.Second + time.Duration(rng.Int63n(int64(6*time.Second)))
+	case 1:
+		d[rng.Intn(3)] = -1
+	}
+	return d
+}
+
+// randomEdit edits the spec as a user may: any permutation of the roles
+// (promoting the tertiary, demoting the holder), renaming a member (the
+// Lease holder included), or changing the timing.
+func randomEdit(w *World, rng *rand.Rand, calm bool) {
+	cfg := w.Cfg
+	switch rng.Intn(4) {
+	case 0, 1:
+		ids := []election.MemberID{cfg.Primary, cfg.Secondary, cfg.Tertiary}
+		rng.Shuffle(3, func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		cfg.Primary, cfg.Secondary, cfg.Tertiary = ids[0], ids[1], ids[2]
+		w.Edit(cfg, editDelays(rng))
+	case 2:
+		if calm {
+			return
+		}
+		i := rng.Intn(3)
+		w.renames++
+		name := election.MemberID(fmt.Sprintf("%s%d", strings.TrimRight(string(w.Members[i].Name), "0123456789"), w.renames))
+		w.Rename(i, name, editDelays(rng), time.Duration(rng.Int63n(int64(1500*time.Millisecond))))
+	default:
+		old := cfg.PeerTimeout
+		cfg.PeerTimeout = []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}[rng.Intn(3)]
+		cfg.HeartbeatInterval = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, cfg.PeerTimeout / 2}[rng.Intn(3)]
+		cfg.RenewInterval = cfg.PeerTimeout / 2
+		// The operator keeps the longest recent peer timeout in the spec,
+		// so that restarted members' quiet periods cover it.
+		cfg.PriorPeerTimeout = max(cfg.PriorPeerTimeout, old, cfg.PeerTimeout)
+		w.Edit(cfg, editDelays(rng))
+	}
 }

@@ -200,7 +200,7 @@ func TestPausedActiveDoesNotServeAfterResumeUntilConfirmed(t *testing.T) {
 		}
 	}
 	w.Resume(P)
-	if out := w.Members[P].lastOut; out.Server.Mode == election.Serve {
+	if w.Members[P].Active(w.Now) || w.Members[P].lastActs.Desired.Mode == election.Serve {
 		t.Fatal("the primary serves right after resuming")
 	}
 	// Failback (30 s by default) is the only way back for it.
@@ -379,10 +379,10 @@ func TestRestartedMemberIsJoiningForOneGrantHold(t *testing.T) {
 	w.Start(T)
 	m := w.Members[T]
 	started := m.local(w.Now)
-	if !m.Machine.Joining(started) {
+	if !m.Driver.Machine().Joining(started) {
 		t.Fatal("a restarted member should be joining")
 	}
-	for m.Machine.Joining(m.local(w.Now)) {
+	for m.Driver.Machine().Joining(m.local(w.Now)) {
 		w.RunUntil(w.Now + time.Millisecond)
 	}
 	joined := m.local(w.Now) - started
