@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/licenseha/licenseha/internal/group"
-	"github.com/licenseha/licenseha/internal/monoclock"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
@@ -81,6 +80,8 @@ type Agent struct {
 	// peerKey authenticates heartbeats between the members (the admin token).
 	peerKey []byte
 	metrics *agentMetrics
+	// control is the only way the server's role is changed.
+	control *serverControl
 
 	mu      sync.Mutex
 	cfg     *group.Config
@@ -88,6 +89,8 @@ type Agent struct {
 	want    desired
 	applied desired
 	srvOK   bool
+	// srvOKAt is when the server last answered a state poll.
+	srvOKAt time.Time
 	srvRev  uint64
 	srvVer  string
 }
@@ -127,6 +130,7 @@ func Run(ctx context.Context, opts Options) error {
 		metrics: newAgentMetrics(),
 	}
 	a.files = newFileSync(a)
+	a.control = &serverControl{a: a}
 
 	// The server runs for the whole life of the agent; it outlives ctx so
 	// that the handover on SIGTERM completes before it stops.
@@ -143,6 +147,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.StopToFence {
 		// Not running until this member serves.
 		a.sup.Hold(0)
+		go a.control.watchdog(ctx)
 	} else {
 		go a.collectLicences(ctx)
 	}
@@ -175,16 +180,21 @@ func (a *Agent) newDriver() (roleDriver, error) {
 	return nil, fmt.Errorf("unknown --group-kind %q", a.opts.GroupKind)
 }
 
-// setDesired records what the protocol wants; the loop applies it. A fence
-// is applied at once, from the caller's goroutine, because it must reach the
-// server before anything else leaves the member.
+// setDesired records what a backup pair's protocol wants and applies it at
+// once, from the caller's goroutine: a fence must reach the server before
+// anything else leaves the member.
 func (a *Agent) setDesired(ctx context.Context, d desired) {
-	a.mu.Lock()
-	a.want = d
-	a.mu.Unlock()
+	a.setWant(d)
 	if d.role != server.RoleActive {
 		a.applyRole(ctx)
 	}
+}
+
+// setWant records what the protocol wants, for reports, probes and sync.
+func (a *Agent) setWant(d desired) {
+	a.mu.Lock()
+	a.want = d
+	a.mu.Unlock()
 }
 
 // setPeers updates the peers reported on the pod.
@@ -194,62 +204,25 @@ func (a *Agent) setPeers(peers []string) {
 	a.mu.Unlock()
 }
 
-// applyRole brings the server's role in line with the desired one.
+// applyRole brings a backup pair member's server in line with the desired
+// role (a triad's election applies its own through serverControl).
 func (a *Agent) applyRole(ctx context.Context) {
 	a.mu.Lock()
-	want, applied := a.want, a.applied
+	want := a.want
 	a.mu.Unlock()
-	if a.opts.StopToFence {
-		a.applyByProcess(want)
-		return
-	}
-	renew := want.role == server.RoleActive && want.until > applied.until+int64(50*time.Millisecond)
-	if want.role == "" || (want.role == applied.role && want.epoch == applied.epoch && want.active == applied.active && !renew) {
-		return
-	}
-	req := server.RoleRequest{Role: want.role, Epoch: want.epoch, Active: want.active}
-	if want.role == server.RoleActive && want.until != 0 {
-		if want.until <= monoclock.Now() {
-			return // the bound has passed: serving now would be unsafe
-		}
-		req.ServeUntilMonotonic = want.until
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	_, err := a.admin.SetRole(ctx, req)
-	if server.IsCode(err, server.CodeStaleEpoch) && want.role != server.RoleActive {
-		// A fence is always safe: repeat it under the server's own epoch.
-		if st, serr := a.admin.State(ctx); serr == nil {
-			req.Epoch = st.Epoch
-			_, err = a.admin.SetRole(ctx, req)
-		}
-	}
-	if err != nil {
-		a.metrics.roleFailures.Inc()
-		a.log.Error(err, "Setting the server's role failed", "role", want.role, "epoch", want.epoch)
-		return
-	}
-	a.metrics.epoch.Set(float64(want.epoch))
-	a.mu.Lock()
-	a.applied = want
-	a.mu.Unlock()
-	if want.role != applied.role {
-		a.log.Info("Server role set", "role", want.role, "epoch", want.epoch)
-	}
+	a.control.applyDesired(ctx, want)
 }
 
-// applyByProcess fences a vendor server by stopping it: it runs only while
-// the member serves and its serve bound has not passed.
-func (a *Agent) applyByProcess(want desired) {
-	serve := want.role == server.RoleActive && (want.until == 0 || want.until > monoclock.Now())
-	if serve {
-		a.sup.Release()
-	} else {
-		a.sup.Hold(5 * time.Second)
+// serverHealthy says whether the license server can serve: it answered a
+// state poll within the last two seconds. A vendor server fenced by not
+// running cannot be asked; it counts as healthy.
+func (a *Agent) serverHealthy() bool {
+	if a.opts.StopToFence {
+		return true
 	}
 	a.mu.Lock()
-	a.applied = want
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	return !a.srvOKAt.IsZero() && time.Since(a.srvOKAt) < 2*time.Second
 }
 
 // loop applies the desired role, syncs state and reports on the pod.
@@ -262,7 +235,9 @@ func (a *Agent) loop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		a.applyRole(ctx)
+		if a.opts.GroupKind == group.KindBackupPair {
+			a.applyRole(ctx)
+		}
 		if a.opts.StopToFence {
 			// A vendor server has no admin API: no state to sync beyond the
 			// pair's file sync; the report carries the role only.
@@ -279,6 +254,9 @@ func (a *Agent) loop(ctx context.Context) {
 		st, err := a.admin.State(ctx)
 		a.mu.Lock()
 		a.srvOK = err == nil
+		if err == nil {
+			a.srvOKAt = time.Now()
+		}
 		want := a.want
 		if st != nil {
 			a.srvRev, a.srvVer = st.Revision, st.Version

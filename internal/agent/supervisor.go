@@ -164,6 +164,22 @@ func (s *Supervisor) Hold(grace time.Duration) {
 	}
 }
 
+// Kill stops the server process at once (SIGKILL to its process group) and
+// returns when it is gone or ctx ends; unless held, Run restarts it.
+func (s *Supervisor) Kill(ctx context.Context) {
+	s.mu.Lock()
+	exited, running := s.exited, s.running
+	s.mu.Unlock()
+	if !running {
+		return
+	}
+	s.Signal(syscall.SIGKILL)
+	select {
+	case <-exited:
+	case <-ctx.Done():
+	}
+}
+
 // Release lets the server run again (the member serves).
 func (s *Supervisor) Release() {
 	s.mu.Lock()

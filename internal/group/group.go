@@ -85,6 +85,10 @@ type Config struct {
 
 	PeerTimeoutMillis       int64  `json:"peerTimeoutMillis"`
 	HeartbeatIntervalMillis int64  `json:"heartbeatIntervalMillis"`
+	// PriorPeerTimeoutMillis is the longest peer timeout the group ran with
+	// recently (after an edit of the timing): a restarted member's quiet
+	// period covers grants its former incarnation gave under it.
+	PriorPeerTimeoutMillis int64 `json:"priorPeerTimeoutMillis,omitempty"`
 	Failback                string `json:"failback,omitempty"`
 	FailbackDelaySeconds    int64  `json:"failbackDelaySeconds"`
 	SyncIntervalSeconds     int64  `json:"syncIntervalSeconds"`

@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
@@ -51,7 +51,7 @@ type Options struct {
 	// Now returns the current time; nil means time.Now. Tests inject a clock.
 	Now func() time.Time
 	// MonoNow returns the node's CLOCK_MONOTONIC in nanoseconds, the clock
-	// of RoleRequest.ServeUntilMonotonic; nil means the real one.
+	// of RoleRequest.ServeUntilBoottime; nil means the real one.
 	MonoNow func() int64
 }
 
@@ -145,7 +145,7 @@ func New(opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	if s.monoNow == nil {
-		s.monoNow = monoclock.Now
+		s.monoNow = boottime.Now
 	}
 	st, err := openStore(opts.DataDir)
 	if err != nil {
@@ -274,7 +274,7 @@ func (s *Server) SetRole(req RoleRequest) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: role change carries epoch %d, the server is at epoch %d", errStaleEpoch, req.Epoch, cur)
 	}
-	if req.ServeUntilMonotonic < 0 {
+	if req.ServeUntilBoottime < 0 {
 		s.mu.Unlock()
 		return fieldErrorf("serveUntilMonotonic", "must not be negative")
 	}
@@ -282,7 +282,7 @@ func (s *Server) SetRole(req RoleRequest) error {
 	s.role, s.epoch = req.Role, req.Epoch
 	s.serveUntil = 0
 	if req.Role == RoleActive {
-		s.serveUntil = req.ServeUntilMonotonic
+		s.serveUntil = req.ServeUntilBoottime
 	}
 	s.active = req.Active
 	if req.Role == RoleActive {

@@ -142,7 +142,9 @@ type RoleRequest struct {
 	// supervisor is stuck or the whole pod was frozen and resumed; being an
 	// absolute instant on a clock both processes share, it does not move
 	// when the request itself is delayed. 0 serves without a bound.
-	ServeUntilMonotonic int64 `json:"serveUntilMonotonic,omitempty"`
+	ServeUntilBoottime int64 `json:"serveUntilBoottime,omitempty"`
+	// Seq orders the requests of one agent process.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Settings are the administrator's rules, synchronised across a group.

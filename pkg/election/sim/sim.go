@@ -435,6 +435,9 @@ func (w *World) SwapRoles(i, j int) {
 func (w *World) Rename(i int, name election.MemberID, delay [3]time.Duration, podGone time.Duration) {
 	m := w.Members[i]
 	old := m.Name
+	if m.rename != "" {
+		old = m.rename // renamed again before the first new process started
+	}
 	cfg := w.Cfg
 	for _, r := range []*election.MemberID{&cfg.Primary, &cfg.Secondary, &cfg.Tertiary} {
 		if *r == old {

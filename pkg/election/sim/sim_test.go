@@ -2,6 +2,8 @@ package sim
 
 import (
 	"flag"
+	"runtime"
+	"sync"
 	"slices"
 	"testing"
 	"time"
@@ -30,14 +32,32 @@ func TestSimulation(t *testing.T) {
 	if testing.Short() {
 		n /= 10
 	}
+	// Seeds run on every core; each run is a pure function of its seed.
+	outcomes := make([]Outcome, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				outcomes[k] = RandomRun(*baseFlag+int64(k), false)
+				outcomes[k].Trace = ""
+			}
+		}()
+	}
+	for k := range n {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
 	var recoveries []time.Duration
 	failed := 0
-	for seed := *baseFlag; seed < *baseFlag+int64(n); seed++ {
-		o := RandomRun(seed, false)
+	for _, o := range outcomes {
 		recoveries = append(recoveries, o.Recovery)
 		if len(o.Failures) > 0 {
 			failed++
-			t.Errorf("seed %d: %s\n  reproduce: %s", seed, o.Failures[0], Repro(seed))
+			t.Errorf("seed %d: %s\n  reproduce: %s", o.Seed, o.Failures[0], Repro(o.Seed))
 			if failed >= 10 {
 				t.Fatal("stopping after 10 failing seeds")
 			}

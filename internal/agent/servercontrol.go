@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/licenseha/licenseha/pkg/boottime"
+	"github.com/licenseha/licenseha/pkg/election"
+	"github.com/licenseha/licenseha/pkg/server"
+)
+
+// serverControl is the one way the agent changes its license server's role
+// (election.ServerControl). Every request carries a sequence number the
+// server enforces, so a late "active" never undoes a "fence"; a fence that
+// is not confirmed in time is escalated by the election driver to Stop,
+// which kills the server process (the supervisor restarts it, fenced).
+//
+// A vendor server without licenseha's admin API (StopToFence) is fenced by
+// not running: a fence sends it SIGTERM and returns once it is gone (the
+// driver kills it after the fence delay if it lingers), and a watchdog
+// kills it at its serve deadline if no renewal came, as the reference
+// server fences itself at its deadline.
+type serverControl struct {
+	a *Agent
+	// seq numbers the requests of backup pair members (triad requests
+	// carry the election's own sequence).
+	seq atomic.Uint64
+	// deadline is the serve deadline (CLOCK_BOOTTIME ns) of a vendor
+	// server, 0 when it must not run.
+	deadline atomic.Int64
+	// mu serialises a pair's role changes.
+	mu sync.Mutex
+}
+
+var _ election.ServerControl = (*serverControl)(nil)
+
+var errDeadlinePassed = errors.New("the serve deadline has passed")
+
+// Apply implements election.ServerControl.
+func (c *serverControl) Apply(ctx context.Context, cmd election.ServerCommand) error {
+	a := c.a
+	if a.opts.StopToFence {
+		return c.applyByProcess(cmd)
+	}
+	req := server.RoleRequest{Epoch: uint64(max(cmd.Epoch, 0)), Active: string(cmd.Active), Seq: cmd.Seq}
+	switch cmd.Mode {
+	case election.Serve:
+		req.Role = server.RoleActive
+		if int64(cmd.Until) <= boottime.Now() {
+			return errDeadlinePassed // serving now would be unsafe
+		}
+		req.ServeUntilBoottime = int64(cmd.Until)
+	case election.Witness:
+		req.Role = server.RoleWitness
+	default:
+		req.Role = server.RoleStandby
+	}
+	_, err := a.admin.SetRole(ctx, req)
+	if err != nil {
+		a.metrics.roleFailures.Inc()
+		a.log.Error(err, "Setting the server's role failed", "role", req.Role, "epoch", req.Epoch, "seq", req.Seq)
+		return err
+	}
+	a.metrics.epoch.Set(float64(req.Epoch))
+	c.noteApplied(req.Role, req.Epoch)
+	return nil
+}
+
+func (c *serverControl) applyByProcess(cmd election.ServerCommand) error {
+	if cmd.Mode == election.Serve {
+		if int64(cmd.Until) <= boottime.Now() {
+			return errDeadlinePassed
+		}
+		c.deadline.Store(int64(cmd.Until))
+		c.a.sup.Release()
+		c.noteApplied(server.RoleActive, uint64(max(cmd.Epoch, 0)))
+		return nil
+	}
+	c.deadline.Store(0)
+	c.a.sup.Hold(5 * time.Second) // returns once the process is gone
+	c.noteApplied(server.RoleStandby, uint64(max(cmd.Epoch, 0)))
+	return nil
+}
+
+func (c *serverControl) noteApplied(role server.Role, epoch uint64) {
+	a := c.a
+	a.mu.Lock()
+	prev := a.applied.role
+	a.applied.role, a.applied.epoch = role, epoch
+	a.mu.Unlock()
+	if prev != role {
+		a.log.Info("Server role set", "role", role, "epoch", epoch)
+	}
+}
+
+// Stop implements election.ServerControl: the server process is killed and
+// restarted by the supervisor (a vendor server stays stopped).
+func (c *serverControl) Stop(ctx context.Context) error {
+	c.a.log.Info("Stopping the license server: a fence was not confirmed in time")
+	c.deadline.Store(0)
+	c.a.sup.Kill(ctx)
+	return nil
+}
+
+// watchdog stops a vendor server whose serve deadline passed without a
+// renewal (the agent's driver would have fenced it; this covers a driver
+// that is stuck).
+func (c *serverControl) watchdog(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d := c.deadline.Load(); d != 0 && boottime.Now() >= d {
+			c.a.log.Info("Serve deadline passed without renewal; stopping the server")
+			c.deadline.Store(0)
+			c.a.sup.Hold(0)
+		}
+	}
+}
+
+// applyDesired brings the server in line with a pair member's desired role
+// (the pair's leader election decides it): requests are serialised and
+// sequenced.
+func (c *serverControl) applyDesired(ctx context.Context, want desired) {
+	if want.role == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.a
+	a.mu.Lock()
+	applied := a.applied
+	a.mu.Unlock()
+	renew := want.role == server.RoleActive && want.until > applied.until+int64(50*time.Millisecond)
+	if want.role == applied.role && want.epoch == applied.epoch && want.active == applied.active && !renew {
+		return
+	}
+	cmd := election.ServerCommand{ServerState: election.ServerState{Seq: c.seq.Add(1), Epoch: int64(want.epoch)},
+		Active: election.MemberID(want.active)}
+	switch want.role {
+	case server.RoleActive:
+		cmd.Mode = election.Serve
+		cmd.Until = time.Duration(want.until)
+		if want.until == 0 {
+			cmd.Until = time.Duration(boottime.Now()) + 365*24*time.Hour // ActiveActive: no bound
+		}
+	case server.RoleWitness:
+		cmd.Mode = election.Witness
+	default:
+		cmd.Mode = election.Fence
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := c.Apply(ctx, cmd); err != nil {
+		return
+	}
+	a.mu.Lock()
+	a.applied = want
+	a.mu.Unlock()
+}
