@@ -95,7 +95,8 @@ func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licen
 			emit(corev1.EventTypeNormal, EventFormed, "Elect", fmt.Sprintf("Member %s serves", cur))
 		case reason == "Failback" || (reason == "" && roleOf(cur) == licensehav1.RolePrimary):
 			emit(corev1.EventTypeNormal, EventFailedBack, "Failback", fmt.Sprintf("Primary %s serves again (epoch %d)", cur, t.Status.Epoch))
-		case reason == "Switchover" || reason == "Shutdown" || (reason == "" && prev != "" && memberStandingBy(t, prev)):
+		case reason == "Switchover" || reason == "Shutdown" || reason == "RoleChange" || reason == "ServerUnhealthy" ||
+			(reason == "" && prev != "" && memberStandingBy(t, prev)):
 			emit(corev1.EventTypeNormal, EventSwitchedOver, "Switchover", fmt.Sprintf("Member %s handed over to %s (epoch %d)", prev, cur, t.Status.Epoch))
 		default:
 			emit(corev1.EventTypeWarning, EventFailedOver, "Takeover", fmt.Sprintf("Member %s took over (epoch %d)", cur, t.Status.Epoch))

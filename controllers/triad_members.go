@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"time"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -96,9 +98,16 @@ func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, 
 			return err
 		}
 	}
+	carried := carryPriorPeerTimeout(ctx, c, g, &cfg, time.Now())
 	cm, err := builder.ConfigMap(g, cfg, trustedKeys)
 	if err != nil {
 		return err
+	}
+	for k, v := range carried {
+		if cm.Annotations == nil {
+			cm.Annotations = map[string]string{}
+		}
+		cm.Annotations[k] = v
 	}
 	return apply(ctx, c, cm)
 }
