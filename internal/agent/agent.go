@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/licenseha/licenseha/internal/group"
-	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
@@ -209,10 +209,10 @@ func (a *Agent) applyRole(ctx context.Context) {
 	}
 	req := server.RoleRequest{Role: want.role, Epoch: want.epoch, Active: want.active}
 	if want.role == server.RoleActive && want.until != 0 {
-		if want.until <= monoclock.Now() {
+		if want.until <= boottime.Now() {
 			return // the bound has passed: serving now would be unsafe
 		}
-		req.ServeUntilMonotonic = want.until
+		req.ServeUntilBoottime = want.until
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -241,7 +241,7 @@ func (a *Agent) applyRole(ctx context.Context) {
 // applyByProcess fences a vendor server by stopping it: it runs only while
 // the member serves and its serve bound has not passed.
 func (a *Agent) applyByProcess(want desired) {
-	serve := want.role == server.RoleActive && (want.until == 0 || want.until > monoclock.Now())
+	serve := want.role == server.RoleActive && (want.until == 0 || want.until > boottime.Now())
 	if serve {
 		a.sup.Release()
 	} else {

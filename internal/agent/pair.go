@@ -15,7 +15,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
-	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
@@ -245,7 +245,7 @@ func (r *renewClock) whileHeld(f func()) {
 }
 
 func (r *renewClock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
-	at := monoclock.Now()
+	at := boottime.Now()
 	err := r.Interface.Create(ctx, rec)
 	if err == nil {
 		r.last.Store(at)
@@ -263,7 +263,7 @@ func (r *renewClock) Update(ctx context.Context, rec resourcelock.LeaderElection
 		r.mu.Unlock()
 		return r.Interface.Update(ctx, rec)
 	}
-	at := monoclock.Now()
+	at := boottime.Now()
 	err := r.Interface.Update(ctx, rec)
 	if err == nil {
 		r.last.Store(at)

@@ -13,7 +13,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
-	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/election"
 	"github.com/licenseha/licenseha/pkg/server"
 )
@@ -42,7 +42,7 @@ type triadDriver struct {
 }
 
 func newTriadDriver(a *Agent) (roleDriver, error) {
-	return &triadDriver{a: a, start: time.Now(), startMono: monoclock.Now(), heard: map[election.MemberID]time.Time{}}, nil
+	return &triadDriver{a: a, start: time.Now(), startMono: boottime.Now(), heard: map[election.MemberID]time.Time{}}, nil
 }
 
 // now is the monotonic clock the machine runs on.

@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
@@ -50,9 +50,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now. Tests inject a clock.
 	Now func() time.Time
-	// MonoNow returns the node's CLOCK_MONOTONIC in nanoseconds, the clock
-	// of RoleRequest.ServeUntilMonotonic; nil means the real one.
-	MonoNow func() int64
+	// BoottimeNow returns the node's CLOCK_BOOTTIME in nanoseconds, the
+	// clock of RoleRequest.ServeUntilBoottime; nil means boottime.Now.
+	BoottimeNow func() int64
 }
 
 // Server is a license server. It is safe for concurrent use.
@@ -60,15 +60,15 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	now  func() time.Time
-	// monoNow reads the clock of the serve bound.
-	monoNow func() int64
+	// bootNow reads the clock of the serve bound (CLOCK_BOOTTIME).
+	bootNow func() int64
 	store   *store
 
 	reloadMu sync.Mutex // serialises licence reloads
 	mu       sync.Mutex // guards the fields below
 	role     Role
-	// serveUntil ends an active role that is not renewed (CLOCK_MONOTONIC
-	// nanoseconds; zero: no end), read with monoNow.
+	// serveUntil ends an active role that is not renewed (CLOCK_BOOTTIME
+	// nanoseconds; zero: no end), read with bootNow.
 	serveUntil int64
 	epoch      uint64
 	revision   uint64
@@ -127,7 +127,7 @@ func New(opts Options) (*Server, error) {
 		opts:        opts,
 		log:         opts.Logger,
 		now:         opts.Now,
-		monoNow:     opts.MonoNow,
+		bootNow:     opts.BoottimeNow,
 		role:        opts.Role,
 		checkouts:   map[string]*checkout{},
 		seats:       map[seatKey]*checkout{},
@@ -144,8 +144,8 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.monoNow == nil {
-		s.monoNow = monoclock.Now
+	if s.bootNow == nil {
+		s.bootNow = boottime.Now
 	}
 	st, err := openStore(opts.DataDir)
 	if err != nil {
@@ -250,7 +250,7 @@ func (s *Server) State() State {
 // effectiveRoleLocked is the role the server acts on: an active role whose
 // bound has passed without renewal is a standby.
 func (s *Server) effectiveRoleLocked() Role {
-	if s.role == RoleActive && s.serveUntil != 0 && s.monoNow() >= s.serveUntil {
+	if s.role == RoleActive && s.serveUntil != 0 && s.bootNow() >= s.serveUntil {
 		return RoleStandby
 	}
 	return s.role
@@ -274,15 +274,15 @@ func (s *Server) SetRole(req RoleRequest) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: role change carries epoch %d, the server is at epoch %d", errStaleEpoch, req.Epoch, cur)
 	}
-	if req.ServeUntilMonotonic < 0 {
+	if req.ServeUntilBoottime < 0 {
 		s.mu.Unlock()
-		return fieldErrorf("serveUntilMonotonic", "must not be negative")
+		return fieldErrorf("serveUntilBoottime", "must not be negative")
 	}
 	old, oldEpoch := s.effectiveRoleLocked(), s.epoch
 	s.role, s.epoch = req.Role, req.Epoch
 	s.serveUntil = 0
 	if req.Role == RoleActive {
-		s.serveUntil = req.ServeUntilMonotonic
+		s.serveUntil = req.ServeUntilBoottime
 	}
 	s.active = req.Active
 	if req.Role == RoleActive {

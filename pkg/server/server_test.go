@@ -5,10 +5,11 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/boottime"
 )
 
 func TestSeatsRunOutAndComeBackOnExpiry(t *testing.T) {
@@ -420,8 +421,8 @@ func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
 	ts := newTestServer(t, newSigner(t), withRole(RoleStandby), withMember("a"))
 	ac := ts.adminClient()
 	ctx := context.Background()
-	deadline := monoclock.Now() + int64(300*time.Millisecond)
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilMonotonic: deadline}); err != nil {
+	deadline := boottime.Now() + int64(300*time.Millisecond)
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilBoottime: deadline}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := ts.checkout(t, "alice", "p1", "LIC-1"); code != http.StatusCreated {
@@ -429,7 +430,7 @@ func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
 	}
 	// A frozen supervisor never renews: past the bound the server fences
 	// itself, whatever its role was set to.
-	time.Sleep(time.Duration(deadline-monoclock.Now()) + 10*time.Millisecond)
+	time.Sleep(time.Duration(deadline-boottime.Now()) + 10*time.Millisecond)
 	if code, _, e := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable || e.Code != CodeNotActive {
 		t.Fatalf("checkout after the bound = %d %+v, want 503 not_active", code, e)
 	}
@@ -437,14 +438,44 @@ func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
 		t.Fatalf("state after the bound = %s, want standby", ts.State().Role)
 	}
 	// A renewal at the same epoch serves again.
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilMonotonic: monoclock.Now() + int64(time.Minute)}); err != nil {
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilBoottime: boottime.Now() + int64(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusCreated {
 		t.Fatalf("checkout after renewal = %d, want 201", code)
 	}
 	var be Error
-	if code := call(t, http.MethodPut, ts.admin.URL+"/admin/v1/role", `{"role":"active","epoch":3,"serveUntilMonotonic":-5}`, &be); code != http.StatusBadRequest || be.Field != "serveUntilMonotonic" {
-		t.Fatalf("negative bound = %d %+v, want 400 naming serveUntilMonotonic", code, be)
+	if code := call(t, http.MethodPut, ts.admin.URL+"/admin/v1/role", `{"role":"active","epoch":3,"serveUntilBoottime":-5}`, &be); code != http.StatusBadRequest || be.Field != "serveUntilBoottime" {
+		t.Fatalf("negative bound = %d %+v, want 400 naming serveUntilBoottime", code, be)
+	}
+}
+
+// The serve bound is read on CLOCK_BOOTTIME: time that passes on that clock
+// only (a suspended node, a frozen pod) still ends the active role, and an
+// instant already passed is not served at all.
+func TestServeBoundFollowsBoottime(t *testing.T) {
+	var boot atomic.Int64
+	boot.Store(int64(time.Hour))
+	ts := newTestServer(t, newSigner(t), withRole(RoleStandby), withBoottime(boot.Load))
+	ctx := context.Background()
+	ac := ts.adminClient()
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 1, ServeUntilBoottime: boot.Load() + int64(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := ts.checkout(t, "alice", "p1", "LIC-1"); code != http.StatusCreated {
+		t.Fatalf("checkout within the bound = %d, want 201", code)
+	}
+	// A suspend of the node: CLOCK_BOOTTIME jumps, nothing else happened.
+	boot.Add(int64(time.Second))
+	if code, _, e := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable || e.Code != CodeNotActive {
+		t.Fatalf("checkout once CLOCK_BOOTTIME reached the bound = %d %+v, want 503 not_active", code, e)
+	}
+	// A request whose bound has passed by the time it arrives never serves.
+	st, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 1, ServeUntilBoottime: boot.Load() - 1})
+	if err != nil || st.Role != RoleStandby {
+		t.Fatalf("active with a passed bound = %+v, %v; want accepted but standby", st, err)
+	}
+	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable {
+		t.Fatalf("checkout under a passed bound = %d, want 503", code)
 	}
 }

@@ -136,13 +136,15 @@ type RoleRequest struct {
 	// Active is the member name of the active member, a hint the server
 	// passes on to clients in not_active answers.
 	Active string `json:"active,omitempty"`
-	// ServeUntilMonotonic, for role active, is the instant (CLOCK_MONOTONIC
-	// of the node, in nanoseconds) at which the server stops serving unless
-	// a later request extends it. The server fences itself then even if its
-	// supervisor is stuck or the whole pod was frozen and resumed; being an
-	// absolute instant on a clock both processes share, it does not move
-	// when the request itself is delayed. 0 serves without a bound.
-	ServeUntilMonotonic int64 `json:"serveUntilMonotonic,omitempty"`
+	// ServeUntilBoottime, for role active, is the instant (CLOCK_BOOTTIME
+	// of the node, in nanoseconds, as read by boottime.Now) at which the
+	// server stops serving unless a later request extends it. The server
+	// fences itself then even if its supervisor is stuck, the whole pod was
+	// frozen and resumed, or the node was suspended: CLOCK_BOOTTIME keeps
+	// counting through all of these. Being an absolute instant on a clock
+	// both processes share, it does not move when the request itself is
+	// delayed. 0 serves without a bound.
+	ServeUntilBoottime int64 `json:"serveUntilBoottime,omitempty"`
 }
 
 // Settings are the administrator's rules, synchronised across a group.
