@@ -219,9 +219,14 @@ func TestFailoverBetweenProcesses(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// A fenced member refuses an old epoch.
-	if _, err := a.adminClient.SetRole(ctx, server.RoleRequest{Role: server.RoleStandby, Epoch: 1}); !server.IsCode(err, server.CodeStaleEpoch) {
-		t.Fatalf("role change from epoch 1 after epoch 2 = %v, want stale_epoch", err)
+	// Role active from an old epoch is refused; a fence from one is applied
+	// and the server keeps its epoch.
+	if _, err := a.adminClient.SetRole(ctx, server.RoleRequest{Role: server.RoleActive, Epoch: 1}); !server.IsCode(err, server.CodeStaleEpoch) {
+		t.Fatalf("role active from epoch 1 after epoch 2 = %v, want stale_epoch", err)
+	}
+	if st, err := a.adminClient.SetRole(ctx, server.RoleRequest{Role: server.RoleStandby, Epoch: 1}); err != nil ||
+		st.Role != server.RoleStandby || st.Epoch != 2 {
+		t.Fatalf("fence from epoch 1 after epoch 2 = %+v, %v; want standby at epoch 2", st, err)
 	}
 
 	// SIGHUP reloads the licence directory.

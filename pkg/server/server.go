@@ -256,30 +256,34 @@ func (s *Server) effectiveRoleLocked() Role {
 	return s.role
 }
 
-// errStaleEpoch refuses a role change from an older epoch.
+// errStaleEpoch refuses an active role from an older epoch.
 var errStaleEpoch = errors.New("stale epoch")
 
-// SetRole changes the role under a fencing epoch. A request with an epoch
-// older than the server's is refused; the same epoch may change the role (a
-// fence of the active member keeps its epoch). A member that becomes active
-// extends every checkout it knows by one TTL, so clients whose heartbeats
-// went to the former active keep their seats while they reconnect.
+// SetRole changes the role under a fencing epoch.
+//
+// A fence (role standby or witness) is always applied, whatever its epoch:
+// stopping to serve is safe at any time, and a supervisor must never have
+// to guess the server's epoch to fence it. The server keeps the highest
+// epoch it has seen. Role active needs an epoch not older than the server's
+// (stale_epoch otherwise); the same epoch may renew or change the role. A
+// member that becomes active extends every checkout it knows by one TTL, so
+// clients whose heartbeats went to the former active keep their seats while
+// they reconnect.
 func (s *Server) SetRole(req RoleRequest) error {
 	if !req.Role.Valid() {
 		return fieldErrorf("role", "%q is not one of active, standby, witness", req.Role)
 	}
+	if req.ServeUntilBoottime < 0 {
+		return fieldErrorf("serveUntilBoottime", "must not be negative, got %d", req.ServeUntilBoottime)
+	}
 	s.mu.Lock()
-	if req.Epoch < s.epoch {
+	if req.Role == RoleActive && req.Epoch < s.epoch {
 		cur := s.epoch
 		s.mu.Unlock()
-		return fmt.Errorf("%w: role change carries epoch %d, the server is at epoch %d", errStaleEpoch, req.Epoch, cur)
-	}
-	if req.ServeUntilBoottime < 0 {
-		s.mu.Unlock()
-		return fieldErrorf("serveUntilBoottime", "must not be negative")
+		return fmt.Errorf("%w: role active carries epoch %d, the server is at epoch %d", errStaleEpoch, req.Epoch, cur)
 	}
 	old, oldEpoch := s.effectiveRoleLocked(), s.epoch
-	s.role, s.epoch = req.Role, req.Epoch
+	s.role, s.epoch = req.Role, max(s.epoch, req.Epoch)
 	s.serveUntil = 0
 	if req.Role == RoleActive {
 		s.serveUntil = req.ServeUntilBoottime

@@ -110,14 +110,29 @@ func TestRolesAndEpochFencing(t *testing.T) {
 	if code, _, _ := ts.checkout(t, "alice", "p1", "LIC-1"); code != http.StatusCreated {
 		t.Fatalf("checkout on the active = %d, want 201", code)
 	}
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleStandby, Epoch: 4}); !IsCode(err, CodeStaleEpoch) {
-		t.Fatalf("role change from epoch 4 = %v, want stale_epoch", err)
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 4}); !IsCode(err, CodeStaleEpoch) {
+		t.Fatalf("role active from epoch 4 = %v, want stale_epoch", err)
 	}
-	if ts.State().Role != RoleActive {
-		t.Fatal("a stale role change demoted the active member")
+	if st := ts.State(); st.Role != RoleActive || st.Epoch != 5 {
+		t.Fatalf("a refused role request changed the state: %+v", st)
 	}
-	// Fencing keeps the epoch: the same epoch may demote.
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleStandby, Epoch: 5}); err != nil {
+	// A fence is applied whatever its epoch; the server keeps the highest.
+	st, err = ac.SetRole(ctx, RoleRequest{Role: RoleStandby, Epoch: 4, Active: "c"})
+	if err != nil || st.Role != RoleStandby || st.Epoch != 5 || st.Active != "c" {
+		t.Fatalf("fence from epoch 4 = %+v, %v; want standby, still at epoch 5", st, err)
+	}
+	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable {
+		t.Fatalf("checkout after a fence from an older epoch = %d, want 503", code)
+	}
+	// The fence did not lower the epoch: an older active is still refused.
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 4}); !IsCode(err, CodeStaleEpoch) {
+		t.Fatalf("role active from epoch 4 after the fence = %v, want stale_epoch", err)
+	}
+	// The same epoch may promote again and demote (fencing keeps the epoch).
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 5}); err != nil {
+		t.Fatalf("role active at the same epoch = %v, want success", err)
+	}
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleWitness, Epoch: 5}); err != nil {
 		t.Fatalf("fence at the same epoch = %v, want success", err)
 	}
 	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable {
@@ -396,8 +411,11 @@ func TestRestartKeepsDurableState(t *testing.T) {
 	if _, c, _ := second.checkout(t, "bob", "zebra-2", "LIC-9"); c.License != "LIC-1" {
 		t.Fatalf("alias after restart served %q, want LIC-1", c.License)
 	}
-	if err := second.SetRole(RoleRequest{Role: RoleStandby, Epoch: 6}); err == nil {
-		t.Fatal("after restart a role change from an older epoch was accepted")
+	if err := second.SetRole(RoleRequest{Role: RoleActive, Epoch: 6}); err == nil {
+		t.Fatal("after restart role active from an older epoch was accepted")
+	}
+	if err := second.SetRole(RoleRequest{Role: RoleStandby, Epoch: 6}); err != nil || second.State().Epoch != 7 {
+		t.Fatalf("after restart a fence from an older epoch = %v at epoch %d, want applied keeping epoch 7", err, second.State().Epoch)
 	}
 }
 
