@@ -70,6 +70,7 @@ type Server struct {
 	// serveUntil ends an active role that is not renewed (CLOCK_BOOTTIME
 	// nanoseconds; zero: no end), read with bootNow.
 	serveUntil int64
+	seq        uint64 // highest RoleRequest.Seq applied (0: none yet)
 	epoch      uint64
 	revision   uint64
 	active     string // member name of the active member, when known
@@ -259,7 +260,19 @@ func (s *Server) effectiveRoleLocked() Role {
 // errStaleEpoch refuses an active role from an older epoch.
 var errStaleEpoch = errors.New("stale epoch")
 
-// SetRole changes the role under a fencing epoch.
+// errStaleSequence refuses a role request that is not newer than one
+// already applied.
+var errStaleSequence = errors.New("stale sequence")
+
+// SetRole changes the role under a fencing epoch, in the order of the
+// supervisor's sequence numbers.
+//
+// A request with a seq is applied only if its seq is greater than that of
+// every request applied before (stale_sequence otherwise), so a request the
+// network delayed cannot undo a newer one: a late renewal of role active
+// never undoes a fence. Without a seq, a fence is applied, and role active
+// is applied only while the server has never applied a sequenced request.
+// Refused requests leave the sequence as it was.
 //
 // A fence (role standby or witness) is always applied, whatever its epoch:
 // stopping to serve is safe at any time, and a supervisor must never have
@@ -277,10 +290,17 @@ func (s *Server) SetRole(req RoleRequest) error {
 		return fieldErrorf("serveUntilBoottime", "must not be negative, got %d", req.ServeUntilBoottime)
 	}
 	s.mu.Lock()
+	if err := s.checkSeqLocked(req); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	if req.Role == RoleActive && req.Epoch < s.epoch {
 		cur := s.epoch
 		s.mu.Unlock()
 		return fmt.Errorf("%w: role active carries epoch %d, the server is at epoch %d", errStaleEpoch, req.Epoch, cur)
+	}
+	if req.Seq != 0 {
+		s.seq = req.Seq
 	}
 	old, oldEpoch := s.effectiveRoleLocked(), s.epoch
 	s.role, s.epoch = req.Role, max(s.epoch, req.Epoch)
@@ -308,7 +328,20 @@ func (s *Server) SetRole(req RoleRequest) error {
 		}
 	}
 	if old != req.Role || epoch != oldEpoch {
-		s.log.Info("Role changed", "from", old, "to", req.Role, "epoch", epoch, "active", req.Active)
+		s.log.Info("Role changed", "from", old, "to", req.Role, "epoch", epoch, "active", req.Active, "seq", req.Seq)
+	}
+	return nil
+}
+
+// checkSeqLocked refuses a request that is older than one already applied.
+func (s *Server) checkSeqLocked(req RoleRequest) error {
+	switch {
+	case req.Seq != 0 && req.Seq <= s.seq:
+		return fmt.Errorf("%w: role %s carries seq %d, the server already applied seq %d; "+
+			"a supervisor's requests must carry a seq greater than every one before", errStaleSequence, req.Role, req.Seq, s.seq)
+	case req.Seq == 0 && s.seq != 0 && req.Role == RoleActive:
+		return fmt.Errorf("%w: role active carries no seq, the server already applied seq %d; "+
+			"once a request carried a seq, role active needs one", errStaleSequence, s.seq)
 	}
 	return nil
 }
