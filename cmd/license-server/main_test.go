@@ -219,9 +219,31 @@ func TestFailoverBetweenProcesses(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// A fenced member refuses an old epoch.
-	if _, err := a.adminClient.SetRole(ctx, server.RoleRequest{Role: server.RoleStandby, Epoch: 1}); !server.IsCode(err, server.CodeStaleEpoch) {
-		t.Fatalf("role change from epoch 1 after epoch 2 = %v, want stale_epoch", err)
+	// Role active from an old epoch is refused; a fence from one is applied
+	// and the server keeps its epoch.
+	if _, err := a.adminClient.SetRole(ctx, server.RoleRequest{Role: server.RoleActive, Epoch: 1}); !server.IsCode(err, server.CodeStaleEpoch) {
+		t.Fatalf("role active from epoch 1 after epoch 2 = %v, want stale_epoch", err)
+	}
+	if st, err := a.adminClient.SetRole(ctx, server.RoleRequest{Role: server.RoleStandby, Epoch: 1}); err != nil ||
+		st.Role != server.RoleStandby || st.Epoch != 2 {
+		t.Fatalf("fence from epoch 1 after epoch 2 = %+v, %v; want standby at epoch 2", st, err)
+	}
+
+	// Sequenced requests: a renewal of role active that arrives after a
+	// newer fence is refused, and so is role active without seq.
+	if _, err := a.adminClient.SetRole(ctx, server.RoleRequest{Role: server.RoleActive, Epoch: 2, Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.adminClient.SetRole(ctx, server.RoleRequest{Role: server.RoleStandby, Epoch: 2, Seq: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for _, late := range []server.RoleRequest{{Role: server.RoleActive, Epoch: 2, Seq: 2}, {Role: server.RoleActive, Epoch: 2}} {
+		if _, err := a.adminClient.SetRole(ctx, late); !server.IsCode(err, server.CodeStaleSequence) {
+			t.Fatalf("role active with seq %d after a fence with seq 3 = %v, want stale_sequence", late.Seq, err)
+		}
+	}
+	if st, err := a.adminClient.State(ctx); err != nil || st.Role != server.RoleStandby {
+		t.Fatalf("state after the late requests = %+v, %v; want standby", st, err)
 	}
 
 	// SIGHUP reloads the licence directory.

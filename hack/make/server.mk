@@ -5,9 +5,10 @@ FUZZTIME ?= 10s
 BENCHTIME ?= 2s
 
 .PHONY: fuzz
-fuzz: ## Run every licence and snapshot fuzz target for FUZZTIME each (default 10s).
+fuzz: ## Run every licence, snapshot and role request fuzz target for FUZZTIME each (default 10s).
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./pkg/licensing/
 	$(GO) test -run '^$$' -fuzz '^FuzzImportSnapshot$$' -fuzztime $(FUZZTIME) ./pkg/server/
+	$(GO) test -run '^$$' -fuzz '^FuzzRoleRequests$$' -fuzztime $(FUZZTIME) ./pkg/server/
 
 .PHONY: bench-server
 bench-server: ## Benchmark checkouts+heartbeats over loopback HTTP and snapshot export/import of 10,000 checkouts.
@@ -15,4 +16,4 @@ bench-server: ## Benchmark checkouts+heartbeats over loopback HTTP and snapshot 
 
 .PHONY: test-server
 test-server: ## Test the licensing, server and client packages and their commands.
-	$(GO) test ./pkg/licensing/... ./pkg/server/... ./pkg/client/... ./cmd/license-server/... ./cmd/kubectl-licenseha/...
+	$(GO) test ./pkg/licensing/... ./pkg/server/... ./pkg/boottime/... ./pkg/client/... ./cmd/license-server/... ./cmd/kubectl-licenseha/...

@@ -59,6 +59,11 @@ func (c *serverControl) Apply(ctx context.Context, cmd election.ServerCommand) e
 		req.Role = server.RoleStandby
 	}
 	_, err := a.admin.SetRole(ctx, req)
+	if err != nil && req.Role != server.RoleActive && server.IsCode(err, server.CodeStaleSequence) {
+		// The server already holds a newer state than this fence: nothing
+		// to escalate.
+		return nil
+	}
 	if err != nil {
 		a.metrics.roleFailures.Inc()
 		a.log.Error(err, "Setting the server's role failed", "role", req.Role, "epoch", req.Epoch, "seq", req.Seq)

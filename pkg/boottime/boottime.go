@@ -1,26 +1,26 @@
-// Package boottime reads the node's CLOCK_BOOTTIME, which every process on a
-// node shares, which never goes back, and which keeps counting while a
-// process is stopped and while the system is suspended (CLOCK_MONOTONIC
-// stops then). The member agent and its license server agree on serve
-// deadlines through it: a deadline on this clock does not move when the
-// process that set it is delayed, frozen or suspended.
+// Package boottime reads the clock on which a license server's serve
+// deadline is expressed: CLOCK_BOOTTIME of the node, in nanoseconds.
+//
+// The agent and its license server are two processes in one pod; they agree
+// on a deadline ("serve until instant T") by reading the same clock, so the
+// deadline does not move however long the request carrying it takes, or if
+// the agent is stopped between computing and sending it. CLOCK_BOOTTIME is
+// shared by every process on a node (containers share the kernel's), never
+// goes backwards, is not set by NTP or an administrator, and keeps counting
+// while a process is stopped (SIGSTOP, a cgroup freeze) and while the whole
+// system is suspended. CLOCK_MONOTONIC stops during suspend: a deadline on it
+// would be extended by the length of the suspend, letting a server that
+// wakes up serve past the moment its peers took over.
+//
+// On other systems than Linux, Now falls back to a clock local to the
+// process (it does not count suspend and is not shared with other
+// processes); it is enough for programs that only build requests or read
+// answers, such as clients and the kubectl plugin, but a supervised server
+// needs Linux.
 package boottime
 
-import (
-	"time"
+import "time"
 
-	"golang.org/x/sys/unix"
-)
-
-// Now returns CLOCK_BOOTTIME in nanoseconds.
-func Now() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		panic("CLOCK_BOOTTIME unavailable: " + err.Error())
-	}
-	return ts.Nano()
-}
-
-// Since returns CLOCK_BOOTTIME as a Duration: a clock reading for the
-// election's state machine.
+// Since returns Now as a Duration: the clock reading the election's driver
+// runs on, so that its deadlines are CLOCK_BOOTTIME instants.
 func Since() time.Duration { return time.Duration(Now()) }

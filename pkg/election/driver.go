@@ -119,7 +119,7 @@ func (d *Driver) ServerDone(now time.Duration, seq uint64, mode Mode, err error)
 		}
 		return d.actions(now, d.m.ServerResult(now, seq, true))
 	}
-	if mode != Serve && d.fenceSeq != 0 && !d.stopping {
+	if mode != Serve && seq == d.fenceSeq && !d.stopping {
 		// A fence failed: do not wait for FenceDelay.
 		d.fenceAt = now - d.m.cfg.FenceDelay
 	}

@@ -52,7 +52,10 @@ func (c *AdminClient) State(ctx context.Context) (*State, error) {
 	return &st, c.do(ctx, http.MethodGet, "/admin/v1/state", nil, &st)
 }
 
-// SetRole changes the server's role; an older epoch fails with CodeStaleEpoch.
+// SetRole changes the server's role. A fence (standby, witness) is applied
+// whatever its epoch; role active with an epoch older than the server's
+// fails with CodeStaleEpoch. A request whose seq is not greater than the
+// last one applied fails with CodeStaleSequence (see RoleRequest.Seq).
 func (c *AdminClient) SetRole(ctx context.Context, req RoleRequest) (*State, error) {
 	var st State
 	return &st, c.do(ctx, http.MethodPut, "/admin/v1/role", req, &st)

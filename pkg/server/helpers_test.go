@@ -92,6 +92,9 @@ func withMember(m string) option     { return func(o *Options) { o.Member = m } 
 func withDataDir(d string) option    { return func(o *Options) { o.DataDir = d } }
 func withLicenseDir(d string) option { return func(o *Options) { o.LicenseDir = d } }
 func withMaxPerClient(n int) option  { return func(o *Options) { o.MaxCheckoutsPerClient = n } }
+func withBoottime(f func() int64) option {
+	return func(o *Options) { o.BoottimeNow = f }
+}
 
 // newTestServer starts a server with one licence LIC-1 (product
 // LabelDesigner, 2 printers) unless a licence directory is given.

@@ -221,6 +221,8 @@ func errorStatus(err error) (int, Error) {
 		return http.StatusBadRequest, Error{Code: CodeBadRequest, Message: field.Error(), Field: field.field}
 	case errors.Is(err, errStaleEpoch):
 		return http.StatusConflict, Error{Code: CodeStaleEpoch, Message: err.Error()}
+	case errors.Is(err, errStaleSequence):
+		return http.StatusConflict, Error{Code: CodeStaleSequence, Message: err.Error(), Field: "seq"}
 	case errors.Is(err, errStaleSnapshot):
 		return http.StatusConflict, Error{Code: CodeStaleSnapshot, Message: err.Error()}
 	}

@@ -50,9 +50,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now. Tests inject a clock.
 	Now func() time.Time
-	// MonoNow returns the node's CLOCK_MONOTONIC in nanoseconds, the clock
-	// of RoleRequest.ServeUntilBoottime; nil means the real one.
-	MonoNow func() int64
+	// BoottimeNow returns the node's CLOCK_BOOTTIME in nanoseconds, the
+	// clock of RoleRequest.ServeUntilBoottime; nil means boottime.Now.
+	BoottimeNow func() int64
 }
 
 // Server is a license server. It is safe for concurrent use.
@@ -60,16 +60,17 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	now  func() time.Time
-	// monoNow reads the clock of the serve bound.
-	monoNow func() int64
+	// bootNow reads the clock of the serve bound (CLOCK_BOOTTIME).
+	bootNow func() int64
 	store   *store
 
 	reloadMu sync.Mutex // serialises licence reloads
 	mu       sync.Mutex // guards the fields below
 	role     Role
-	// serveUntil ends an active role that is not renewed (CLOCK_MONOTONIC
-	// nanoseconds; zero: no end), read with monoNow.
+	// serveUntil ends an active role that is not renewed (CLOCK_BOOTTIME
+	// nanoseconds; zero: no end), read with bootNow.
 	serveUntil int64
+	seq        uint64 // highest RoleRequest.Seq applied (0: none yet)
 	epoch      uint64
 	revision   uint64
 	active     string // member name of the active member, when known
@@ -127,7 +128,7 @@ func New(opts Options) (*Server, error) {
 		opts:        opts,
 		log:         opts.Logger,
 		now:         opts.Now,
-		monoNow:     opts.MonoNow,
+		bootNow:     opts.BoottimeNow,
 		role:        opts.Role,
 		checkouts:   map[string]*checkout{},
 		seats:       map[seatKey]*checkout{},
@@ -144,8 +145,8 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.monoNow == nil {
-		s.monoNow = boottime.Now
+	if s.bootNow == nil {
+		s.bootNow = boottime.Now
 	}
 	st, err := openStore(opts.DataDir)
 	if err != nil {
@@ -250,36 +251,59 @@ func (s *Server) State() State {
 // effectiveRoleLocked is the role the server acts on: an active role whose
 // bound has passed without renewal is a standby.
 func (s *Server) effectiveRoleLocked() Role {
-	if s.role == RoleActive && s.serveUntil != 0 && s.monoNow() >= s.serveUntil {
+	if s.role == RoleActive && s.serveUntil != 0 && s.bootNow() >= s.serveUntil {
 		return RoleStandby
 	}
 	return s.role
 }
 
-// errStaleEpoch refuses a role change from an older epoch.
+// errStaleEpoch refuses an active role from an older epoch.
 var errStaleEpoch = errors.New("stale epoch")
 
-// SetRole changes the role under a fencing epoch. A request with an epoch
-// older than the server's is refused; the same epoch may change the role (a
-// fence of the active member keeps its epoch). A member that becomes active
-// extends every checkout it knows by one TTL, so clients whose heartbeats
-// went to the former active keep their seats while they reconnect.
+// errStaleSequence refuses a role request that is not newer than one
+// already applied.
+var errStaleSequence = errors.New("stale sequence")
+
+// SetRole changes the role under a fencing epoch, in the order of the
+// supervisor's sequence numbers.
+//
+// A request with a seq is applied only if its seq is greater than that of
+// every request applied before (stale_sequence otherwise), so a request the
+// network delayed cannot undo a newer one: a late renewal of role active
+// never undoes a fence. Without a seq, a fence is applied, and role active
+// is applied only while the server has never applied a sequenced request.
+// Refused requests leave the sequence as it was.
+//
+// A fence (role standby or witness) is always applied, whatever its epoch:
+// stopping to serve is safe at any time, and a supervisor must never have
+// to guess the server's epoch to fence it. The server keeps the highest
+// epoch it has seen. Role active needs an epoch not older than the server's
+// (stale_epoch otherwise); the same epoch may renew or change the role. A
+// member that becomes active extends every checkout it knows by one TTL, so
+// clients whose heartbeats went to the former active keep their seats while
+// they reconnect.
 func (s *Server) SetRole(req RoleRequest) error {
 	if !req.Role.Valid() {
 		return fieldErrorf("role", "%q is not one of active, standby, witness", req.Role)
 	}
+	if req.ServeUntilBoottime < 0 {
+		return fieldErrorf("serveUntilBoottime", "must not be negative, got %d", req.ServeUntilBoottime)
+	}
 	s.mu.Lock()
-	if req.Epoch < s.epoch {
+	if err := s.checkSeqLocked(req); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if req.Role == RoleActive && req.Epoch < s.epoch {
 		cur := s.epoch
 		s.mu.Unlock()
-		return fmt.Errorf("%w: role change carries epoch %d, the server is at epoch %d", errStaleEpoch, req.Epoch, cur)
+		return fmt.Errorf("%w: role active carries epoch %d, the server is at epoch %d", errStaleEpoch, req.Epoch, cur)
 	}
-	if req.ServeUntilBoottime < 0 {
-		s.mu.Unlock()
-		return fieldErrorf("serveUntilMonotonic", "must not be negative")
+	if req.Seq != 0 {
+		s.seq = req.Seq
 	}
 	old, oldEpoch := s.effectiveRoleLocked(), s.epoch
-	s.role, s.epoch = req.Role, req.Epoch
+	s.role, s.epoch = req.Role, max(s.epoch, req.Epoch)
 	s.serveUntil = 0
 	if req.Role == RoleActive {
 		s.serveUntil = req.ServeUntilBoottime
@@ -304,7 +328,20 @@ func (s *Server) SetRole(req RoleRequest) error {
 		}
 	}
 	if old != req.Role || epoch != oldEpoch {
-		s.log.Info("Role changed", "from", old, "to", req.Role, "epoch", epoch, "active", req.Active)
+		s.log.Info("Role changed", "from", old, "to", req.Role, "epoch", epoch, "active", req.Active, "seq", req.Seq)
+	}
+	return nil
+}
+
+// checkSeqLocked refuses a request that is older than one already applied.
+func (s *Server) checkSeqLocked(req RoleRequest) error {
+	switch {
+	case req.Seq != 0 && req.Seq <= s.seq:
+		return fmt.Errorf("%w: role %s carries seq %d, the server already applied seq %d; "+
+			"a supervisor's requests must carry a seq greater than every one before", errStaleSequence, req.Role, req.Seq, s.seq)
+	case req.Seq == 0 && s.seq != 0 && req.Role == RoleActive:
+		return fmt.Errorf("%w: role active carries no seq, the server already applied seq %d; "+
+			"once a request carried a seq, role active needs one", errStaleSequence, s.seq)
 	}
 	return nil
 }

@@ -5,10 +5,11 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/boottime"
 )
 
 func TestSeatsRunOutAndComeBackOnExpiry(t *testing.T) {
@@ -109,14 +110,29 @@ func TestRolesAndEpochFencing(t *testing.T) {
 	if code, _, _ := ts.checkout(t, "alice", "p1", "LIC-1"); code != http.StatusCreated {
 		t.Fatalf("checkout on the active = %d, want 201", code)
 	}
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleStandby, Epoch: 4}); !IsCode(err, CodeStaleEpoch) {
-		t.Fatalf("role change from epoch 4 = %v, want stale_epoch", err)
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 4}); !IsCode(err, CodeStaleEpoch) {
+		t.Fatalf("role active from epoch 4 = %v, want stale_epoch", err)
 	}
-	if ts.State().Role != RoleActive {
-		t.Fatal("a stale role change demoted the active member")
+	if st := ts.State(); st.Role != RoleActive || st.Epoch != 5 {
+		t.Fatalf("a refused role request changed the state: %+v", st)
 	}
-	// Fencing keeps the epoch: the same epoch may demote.
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleStandby, Epoch: 5}); err != nil {
+	// A fence is applied whatever its epoch; the server keeps the highest.
+	st, err = ac.SetRole(ctx, RoleRequest{Role: RoleStandby, Epoch: 4, Active: "c"})
+	if err != nil || st.Role != RoleStandby || st.Epoch != 5 || st.Active != "c" {
+		t.Fatalf("fence from epoch 4 = %+v, %v; want standby, still at epoch 5", st, err)
+	}
+	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable {
+		t.Fatalf("checkout after a fence from an older epoch = %d, want 503", code)
+	}
+	// The fence did not lower the epoch: an older active is still refused.
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 4}); !IsCode(err, CodeStaleEpoch) {
+		t.Fatalf("role active from epoch 4 after the fence = %v, want stale_epoch", err)
+	}
+	// The same epoch may promote again and demote (fencing keeps the epoch).
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 5}); err != nil {
+		t.Fatalf("role active at the same epoch = %v, want success", err)
+	}
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleWitness, Epoch: 5}); err != nil {
 		t.Fatalf("fence at the same epoch = %v, want success", err)
 	}
 	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable {
@@ -395,8 +411,11 @@ func TestRestartKeepsDurableState(t *testing.T) {
 	if _, c, _ := second.checkout(t, "bob", "zebra-2", "LIC-9"); c.License != "LIC-1" {
 		t.Fatalf("alias after restart served %q, want LIC-1", c.License)
 	}
-	if err := second.SetRole(RoleRequest{Role: RoleStandby, Epoch: 6}); err == nil {
-		t.Fatal("after restart a role change from an older epoch was accepted")
+	if err := second.SetRole(RoleRequest{Role: RoleActive, Epoch: 6}); err == nil {
+		t.Fatal("after restart role active from an older epoch was accepted")
+	}
+	if err := second.SetRole(RoleRequest{Role: RoleStandby, Epoch: 6}); err != nil || second.State().Epoch != 7 {
+		t.Fatalf("after restart a fence from an older epoch = %v at epoch %d, want applied keeping epoch 7", err, second.State().Epoch)
 	}
 }
 
@@ -420,8 +439,8 @@ func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
 	ts := newTestServer(t, newSigner(t), withRole(RoleStandby), withMember("a"))
 	ac := ts.adminClient()
 	ctx := context.Background()
-	deadline := monoclock.Now() + int64(300*time.Millisecond)
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilMonotonic: deadline}); err != nil {
+	deadline := boottime.Now() + int64(300*time.Millisecond)
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilBoottime: deadline}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := ts.checkout(t, "alice", "p1", "LIC-1"); code != http.StatusCreated {
@@ -429,7 +448,7 @@ func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
 	}
 	// A frozen supervisor never renews: past the bound the server fences
 	// itself, whatever its role was set to.
-	time.Sleep(time.Duration(deadline-monoclock.Now()) + 10*time.Millisecond)
+	time.Sleep(time.Duration(deadline-boottime.Now()) + 10*time.Millisecond)
 	if code, _, e := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable || e.Code != CodeNotActive {
 		t.Fatalf("checkout after the bound = %d %+v, want 503 not_active", code, e)
 	}
@@ -437,14 +456,44 @@ func TestActiveRoleLapsesWithoutRenewal(t *testing.T) {
 		t.Fatalf("state after the bound = %s, want standby", ts.State().Role)
 	}
 	// A renewal at the same epoch serves again.
-	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilMonotonic: monoclock.Now() + int64(time.Minute)}); err != nil {
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 2, ServeUntilBoottime: boottime.Now() + int64(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusCreated {
 		t.Fatalf("checkout after renewal = %d, want 201", code)
 	}
 	var be Error
-	if code := call(t, http.MethodPut, ts.admin.URL+"/admin/v1/role", `{"role":"active","epoch":3,"serveUntilMonotonic":-5}`, &be); code != http.StatusBadRequest || be.Field != "serveUntilMonotonic" {
-		t.Fatalf("negative bound = %d %+v, want 400 naming serveUntilMonotonic", code, be)
+	if code := call(t, http.MethodPut, ts.admin.URL+"/admin/v1/role", `{"role":"active","epoch":3,"serveUntilBoottime":-5}`, &be); code != http.StatusBadRequest || be.Field != "serveUntilBoottime" {
+		t.Fatalf("negative bound = %d %+v, want 400 naming serveUntilBoottime", code, be)
+	}
+}
+
+// The serve bound is read on CLOCK_BOOTTIME: time that passes on that clock
+// only (a suspended node, a frozen pod) still ends the active role, and an
+// instant already passed is not served at all.
+func TestServeBoundFollowsBoottime(t *testing.T) {
+	var boot atomic.Int64
+	boot.Store(int64(time.Hour))
+	ts := newTestServer(t, newSigner(t), withRole(RoleStandby), withBoottime(boot.Load))
+	ctx := context.Background()
+	ac := ts.adminClient()
+	if _, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 1, ServeUntilBoottime: boot.Load() + int64(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := ts.checkout(t, "alice", "p1", "LIC-1"); code != http.StatusCreated {
+		t.Fatalf("checkout within the bound = %d, want 201", code)
+	}
+	// A suspend of the node: CLOCK_BOOTTIME jumps, nothing else happened.
+	boot.Add(int64(time.Second))
+	if code, _, e := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable || e.Code != CodeNotActive {
+		t.Fatalf("checkout once CLOCK_BOOTTIME reached the bound = %d %+v, want 503 not_active", code, e)
+	}
+	// A request whose bound has passed by the time it arrives never serves.
+	st, err := ac.SetRole(ctx, RoleRequest{Role: RoleActive, Epoch: 1, ServeUntilBoottime: boot.Load() - 1})
+	if err != nil || st.Role != RoleStandby {
+		t.Fatalf("active with a passed bound = %+v, %v; want accepted but standby", st, err)
+	}
+	if code, _, _ := ts.checkout(t, "bob", "p2", "LIC-1"); code != http.StatusServiceUnavailable {
+		t.Fatalf("checkout under a passed bound = %d, want 503", code)
 	}
 }

@@ -130,7 +130,9 @@ type write struct {
 func (s *store) write(w write) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		if w.epoch != nil {
+		// The epoch only grows: of two concurrent writers the one with the
+		// older epoch may commit last, and must not take the epoch back.
+		if w.epoch != nil && *w.epoch > getUint(meta, keyEpoch) {
 			if err := putUint(meta, keyEpoch, *w.epoch); err != nil {
 				return err
 			}

@@ -30,6 +30,7 @@ const (
 	CodeUnauthorized     = "unauthorized"
 	CodeForbidden        = "forbidden"
 	CodeStaleEpoch       = "stale_epoch"
+	CodeStaleSequence    = "stale_sequence"
 	CodeStaleSnapshot    = "stale_snapshot"
 	CodeTooManyCheckouts = "too_many_checkouts"
 	CodeUnknownLicense   = "unknown_license"
@@ -45,7 +46,8 @@ type Error struct {
 	// Message explains the error to a person. A member that does not serve
 	// answers "not active".
 	Message string `json:"error"`
-	// Field names the request field at fault, for bad_request.
+	// Field names the request field at fault, for bad_request (and "seq"
+	// for stale_sequence).
 	Field string `json:"field,omitempty"`
 	// Active is the member name of the active member when known, for not_active.
 	Active string `json:"active,omitempty"`
@@ -130,21 +132,35 @@ type State struct {
 // RoleRequest is the body of PUT /admin/v1/role.
 type RoleRequest struct {
 	Role Role `json:"role"`
-	// Epoch is the fencing epoch of the decision; a request with an epoch
-	// older than the server's is refused with stale_epoch.
+	// Epoch is the fencing epoch of the decision. Role active with an epoch
+	// older than the server's is refused with stale_epoch; a fence (standby,
+	// witness) is applied whatever its epoch, and the server keeps the
+	// highest epoch it has seen.
 	Epoch uint64 `json:"epoch"`
+	// Seq orders the requests of one supervisor process, which increments
+	// it with every request it sends (retries included). The server keeps
+	// the highest seq it applied and refuses a request whose seq is not
+	// greater with stale_sequence, so a request that arrives late (a
+	// renewal of role active overtaken by a fence) cannot undo a newer one.
+	// 0 means unsequenced: a fence without seq is applied, but role active
+	// without seq is refused once the server has applied a sequenced
+	// request (once sequenced, always sequenced). The server holds the
+	// highest seq in memory only: a new server process accepts any seq,
+	// which is right because the server is its supervisor's child and
+	// restarts with it, together with the supervisor's counter.
+	Seq uint64 `json:"seq,omitempty"`
 	// Active is the member name of the active member, a hint the server
 	// passes on to clients in not_active answers.
 	Active string `json:"active,omitempty"`
-	// ServeUntilMonotonic, for role active, is the instant (CLOCK_MONOTONIC
-	// of the node, in nanoseconds) at which the server stops serving unless
-	// a later request extends it. The server fences itself then even if its
-	// supervisor is stuck or the whole pod was frozen and resumed; being an
-	// absolute instant on a clock both processes share, it does not move
-	// when the request itself is delayed. 0 serves without a bound.
+	// ServeUntilBoottime, for role active, is the instant (CLOCK_BOOTTIME
+	// of the node, in nanoseconds, as read by boottime.Now) at which the
+	// server stops serving unless a later request extends it. The server
+	// fences itself then even if its supervisor is stuck, the whole pod was
+	// frozen and resumed, or the node was suspended: CLOCK_BOOTTIME keeps
+	// counting through all of these. Being an absolute instant on a clock
+	// both processes share, it does not move when the request itself is
+	// delayed. 0 serves without a bound.
 	ServeUntilBoottime int64 `json:"serveUntilBoottime,omitempty"`
-	// Seq orders the requests of one agent process.
-	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Settings are the administrator's rules, synchronised across a group.
