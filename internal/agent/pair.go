@@ -341,11 +341,23 @@ func (d *pairDriver) view(holding bool) pairView {
 	}
 }
 
+// nextEpoch is the fencing epoch of a new term: one more than the Lease's
+// leaderTransitions as this member's acquisition wrote them (the Lease's
+// compare-and-swap orders them across both members), never below a term
+// this process already used, and above the epoch the local server already
+// holds (one left by a previous run, or by a release that took epochs from
+// the clock). No clock takes part.
+func nextEpoch(prev uint64, transitions int32, serverEpoch uint64) uint64 {
+	e := max(prev+1, uint64(max(transitions, 0))+1)
+	if serverEpoch >= e {
+		e = serverEpoch + 1
+	}
+	return e
+}
+
 // takeEpoch sets and returns the epoch of the term the lock just acquired.
-// Epochs only need to grow for each server; the acquisition time in
-// milliseconds does.
-func (d *pairDriver) takeEpoch(_ *renewClock) uint64 {
-	e := max(d.epoch.Load()+1, uint64(time.Now().UnixMilli()))
+func (d *pairDriver) takeEpoch(lock *renewClock) uint64 {
+	e := nextEpoch(d.epoch.Load(), lock.term.Load(), d.health.serverEpoch())
 	d.epoch.Store(e)
 	return e
 }
@@ -430,7 +442,7 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 					leading.Store(true)
 					lock.whileHeld(func() { d.health.setHolding(true) })
 					e := d.takeEpoch(lock)
-					d.a.log.Info("Took the active role", "epoch", e)
+					d.a.log.Info("Took the active role", "epoch", e, "leaseTransitions", lock.term.Load())
 					// Checked before every renewal, the first included: a
 					// server that fell ill while campaigning never serves.
 					for lctx.Err() == nil {
@@ -472,8 +484,9 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 
 // renewClock wraps the Lease lock: it records when this member last wrote
 // the Lease successfully, on the node's monotonic clock, taking the time
-// before the write is sent; it reports every call's outcome to api; and it
-// fences the server before releasing.
+// before the write is sent; it reports every call's outcome to api; it
+// keeps the leaderTransitions of this elector's acquisition (the term, from
+// which the epoch derives); and it fences the server before releasing.
 type renewClock struct {
 	resourcelock.Interface
 	last atomic.Int64
@@ -485,6 +498,13 @@ type renewClock struct {
 	// released: the other side takes it once it expires, by which time the
 	// server's serve bound has passed.
 	beforeRelease func() bool
+	// seen is the leaderTransitions of the last record read (-1: the read
+	// failed; an elector always reads before it acquires); term is those of
+	// this elector's acquisition, acquired once it is known. The elector
+	// makes one call at a time.
+	seen     atomic.Int32
+	term     atomic.Int32
+	acquired atomic.Bool
 	// released is set once this elector gave the Lease up, or stopped
 	// leading: nothing may make the server serve again under it. mu makes
 	// "check released, then serve" and "set released, then fence"
@@ -524,6 +544,11 @@ func (r *renewClock) observe(err error) {
 func (r *renewClock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
 	rec, raw, err := r.Interface.Get(ctx)
 	r.observe(err)
+	if err == nil && rec != nil {
+		r.seen.Store(int32(rec.LeaderTransitions))
+	} else {
+		r.seen.Store(-1)
+	}
 	return rec, raw, err
 }
 
@@ -533,6 +558,7 @@ func (r *renewClock) Create(ctx context.Context, rec resourcelock.LeaderElection
 	r.observe(err)
 	if err == nil {
 		r.last.Store(at)
+		r.acquiredAt(rec)
 	}
 	return err
 }
@@ -550,13 +576,33 @@ func (r *renewClock) Update(ctx context.Context, rec resourcelock.LeaderElection
 		r.observe(err)
 		return err
 	}
+	if !r.acquired.Load() {
+		// An elector that finds its own identity in the Lease (this pod's
+		// previous run held it) takes it without counting a transition:
+		// count one, so that every term has transitions of its own.
+		if seen := r.seen.Load(); seen >= 0 && int32(rec.LeaderTransitions) <= seen {
+			rec.LeaderTransitions = int(seen) + 1
+		}
+	} else if term := int(r.term.Load()); rec.LeaderTransitions < term {
+		// Renewals carry what the elector observed before that bump.
+		rec.LeaderTransitions = term
+	}
 	at := monoclock.Now()
 	err := r.Interface.Update(ctx, rec)
 	r.observe(err)
 	if err == nil {
 		r.last.Store(at)
+		r.acquiredAt(rec)
 	}
 	return err
+}
+
+// acquiredAt records the term of the first record this elector wrote.
+func (r *renewClock) acquiredAt(rec resourcelock.LeaderElectionRecord) {
+	if !r.acquired.Load() {
+		r.term.Store(int32(rec.LeaderTransitions))
+		r.acquired.Store(true)
+	}
 }
 
 func metaOf(namespace, name string) metav1.ObjectMeta {

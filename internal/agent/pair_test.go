@@ -15,6 +15,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/licenseha/licenseha/internal/group"
@@ -237,6 +238,27 @@ func TestPeerStatusEndpoint(t *testing.T) {
 	}
 }
 
+func TestNextEpoch(t *testing.T) {
+	for _, tc := range []struct {
+		prev        uint64
+		transitions int32
+		server      uint64
+		want        uint64
+	}{
+		{0, 0, 0, 1},  // the first term on a new Lease
+		{0, 6, 0, 7},  // a fresh process: the Lease decides
+		{9, 6, 9, 10}, // never below a term this process used
+		{0, 6, 7, 8},  // the server holds the previous run's epoch
+		{0, 6, 5, 7},  // ... an older one does not matter
+		{0, -1, 0, 1}, // no transitions recorded
+		{0, 3, 1_700_000_000_000, 1_700_000_000_001}, // a server with a clock-based epoch from an older release
+	} {
+		if got := nextEpoch(tc.prev, tc.transitions, tc.server); got != tc.want {
+			t.Errorf("nextEpoch(%d, %d, %d) = %d, want %d", tc.prev, tc.transitions, tc.server, got, tc.want)
+		}
+	}
+}
+
 // memLease is an in-memory Lease with compare-and-swap on a version, as
 // the API server does on resourceVersion; memLock is one member's lock on
 // it, like resourcelock.LeaseLock (an update must follow a read or write
@@ -303,6 +325,104 @@ func (m *memLock) Update(_ context.Context, rec resourcelock.LeaderElectionRecor
 func (m *memLock) RecordEvent(string) {}
 func (m *memLock) Identity() string   { return m.id }
 func (m *memLock) Describe() string   { return "memory/" + m.id }
+
+// campaign runs one elector for d on the lease; every term's epoch goes to
+// the returned channel. stop ends the campaign, releasing the Lease when
+// release is set (otherwise the member behaves as if it froze: the Lease
+// expires).
+func campaign(t *testing.T, d *pairDriver, lease *memLease, id string, release bool) (epochs <-chan uint64, stop func()) {
+	t.Helper()
+	ch := make(chan uint64, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	lock := &renewClock{Interface: &memLock{l: lease, id: id}}
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		// client-go counts the lease duration in whole seconds.
+		Lock: lock, LeaseDuration: time.Second, RenewDeadline: 600 * time.Millisecond, RetryPeriod: 100 * time.Millisecond,
+		ReleaseOnCancel: release, Name: "pair",
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(context.Context) { ch <- d.takeEpoch(lock) },
+			OnStoppedLeading: func() {},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { le.Run(ctx); close(done) }()
+	return ch, func() { cancel(); <-done }
+}
+
+func awaitEpoch(t *testing.T, ch <-chan uint64, who string) uint64 {
+	t.Helper()
+	select {
+	case e := <-ch:
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not take the Lease", who)
+		return 0
+	}
+}
+
+// TestEpochsFollowTheLease runs client-go's leader election for both
+// members on one Lease and checks that each term's epoch comes from the
+// Lease's transitions: strictly increasing across both members, whatever
+// their clocks say, also when a member's restarted agent takes the Lease
+// its previous run still holds.
+func TestEpochsFollowTheLease(t *testing.T) {
+	lease := &memLease{}
+	mainD := &pairDriver{health: &memberHealth{}}
+	backD := &pairDriver{health: &memberHealth{}}
+	var epochs []uint64
+	take := func(ch <-chan uint64, who string, wantTransitions int) {
+		t.Helper()
+		e := awaitEpoch(t, ch, who)
+		if got := lease.record().LeaderTransitions; got != wantTransitions {
+			t.Fatalf("%s took the Lease with leaderTransitions %d, want %d", who, got, wantTransitions)
+		}
+		if n := len(epochs); n > 0 && e <= epochs[n-1] {
+			t.Fatalf("%s took epoch %d after %d: epochs must grow (all so far: %v)", who, e, epochs[n-1], epochs)
+		}
+		epochs = append(epochs, e)
+	}
+
+	// The main creates the Lease.
+	mainCh, stopMain := campaign(t, mainD, lease, "pair-main", true)
+	take(mainCh, "main", 0)
+	// The backup campaigns in vain while the main holds; the main
+	// releases (SIGTERM), the backup takes over.
+	backCh, stopBack := campaign(t, backD, lease, "pair-backup", false)
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case e := <-backCh:
+		t.Fatalf("the backup took the Lease (epoch %d) while the main held it", e)
+	default:
+	}
+	stopMain()
+	take(backCh, "backup", 1)
+	// The backup freezes (no release): the main takes the expired Lease.
+	stopBack()
+	mainCh, stopMain = campaign(t, mainD, lease, "pair-main", false)
+	take(mainCh, "main", 2)
+	// The main's agent restarts: its previous run still holds the Lease,
+	// which client-go takes back without counting a transition; the lock
+	// counts one, and the new process starts from its server's epoch.
+	stopMain()
+	mainD = &pairDriver{health: &memberHealth{epoch: epochs[len(epochs)-1]}}
+	mainCh, stopMain = campaign(t, mainD, lease, "pair-main", true)
+	take(mainCh, "restarted main", 3)
+	time.Sleep(300 * time.Millisecond) // renewals keep the term's transitions
+	if got := lease.record().LeaderTransitions; got != 3 {
+		t.Fatalf("renewals changed leaderTransitions to %d, want 3", got)
+	}
+	// The backup takes over once more: above the restarted main's epoch.
+	backCh, stopBack = campaign(t, backD, lease, "pair-backup", true)
+	stopMain()
+	take(backCh, "backup", 4)
+	stopBack()
+	if want := []uint64{1, 2, 3, 4, 5}; fmt.Sprint(epochs) != fmt.Sprint(want) {
+		t.Fatalf("epochs %v, want %v", epochs, want)
+	}
+}
 
 // TestReleaseWaitsForTheFence: the Lease is released only once the
 // server is fenced; otherwise it is left to expire.
