@@ -349,6 +349,7 @@ func (a *Agent) serveHTTP(ctx context.Context) {
 		_, _ = w.Write([]byte("ok"))
 	})
 	mux.Handle("/metrics", a.metrics.handler())
+	mux.Handle("/v1/peer", a.peerStatusHandler())
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		a.mu.Lock()
 		ok, joining := a.srvOK, a.want.joining

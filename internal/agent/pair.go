@@ -2,7 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -23,19 +27,34 @@ import (
 // their own licences, each also answering for the other's mapped licences
 // so failed-over clients keep their seats. ActivePassive: the Lease decides
 // which one serves, so two servers started at the same instant never both
-// serve; with Fixed roles the backup campaigns only while it cannot reach
-// the main, and gives the role back as soon as the main answers again.
+// serve. Only a member whose license server is healthy campaigns, and a
+// holder whose server cannot serve gives the role up. With Fixed roles the
+// backup campaigns only while the main is not fit to serve (its server
+// unhealthy, the API server out of its reach, or its agent silent), and
+// gives the role back once the main reports itself fit for
+// handbackProbes probes in a row; Symmetric keeps whoever holds.
 type pairDriver struct {
 	a *Agent
-	// peerUp is true while the other member's agent answers.
-	peerUp atomic.Bool
+	// health is this member's own fitness, served to the peer.
+	health *memberHealth
+	// peer is what the other member last reported about itself.
+	peer peerTracker
+	// epoch is the fencing epoch of this process's last term.
+	epoch atomic.Uint64
 }
+
+// handbackProbes is how many probes in a row must find the main fit
+// before a Fixed backup hands the role back.
+const handbackProbes = 2
+
+// peerProbeInterval is how often a member asks the other for its status.
+const peerProbeInterval = time.Second
 
 func newPairDriver(a *Agent) (roleDriver, error) {
 	if a.opts.Member != string(licensehav1.SideMain) && a.opts.Member != string(licensehav1.SideBackup) {
 		return nil, fmt.Errorf("a backup pair member is named main or backup, not %q", a.opts.Member)
 	}
-	return &pairDriver{a: a}, nil
+	return &pairDriver{a: a, health: &memberHealth{}}, nil
 }
 
 func (d *pairDriver) other() string {
@@ -60,8 +79,11 @@ func (d *pairDriver) aliases(cfg *group.Config) map[string]string {
 
 func (d *pairDriver) Run(ctx context.Context) error {
 	cfg := d.a.config()
+	memberHealthOf.Store(d.a, d.health)
+	defer memberHealthOf.Delete(d.a)
 	defer d.a.files.start(ctx)() // extra data folders; the main syncs once more on a deliberate stop
 	go d.probePeer(ctx)
+	go d.watchServer(ctx)
 	if !d.a.opts.StopToFence {
 		go d.keepAliases(ctx)
 	}
@@ -70,6 +92,7 @@ func (d *pairDriver) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	go d.watchAPI(ctx)
 	return d.runActivePassive(ctx)
 }
 
@@ -81,35 +104,113 @@ func (d *pairDriver) state(role server.Role, epoch uint64, active string) desire
 	return desired{role: role, epoch: epoch, active: active, label: label, state: st, peers: d.peers()}
 }
 
+// peers lists the other member while its agent answers.
 func (d *pairDriver) peers() []string {
-	if d.peerUp.Load() {
+	if d.peer.heardWithin(monoclock.Now(), peerTimeoutOf(d.a.config())) {
 		return []string{d.other()}
 	}
 	return nil
 }
 
-// probePeer asks the other member's agent whether it is up, every second.
+// probePeer asks the other member's agent for its status, every second.
 func (d *pairDriver) probePeer(ctx context.Context) {
 	client := &http.Client{Timeout: 500 * time.Millisecond}
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(peerProbeInterval)
 	defer t.Stop()
-	lastOK := time.Time{}
 	for {
 		cfg := d.a.config()
-		ok := false
+		var st *peerStatus
+		answered := false
 		if m, found := cfg.Member(d.other()); found && m.Address != "" {
-			resp, err := client.Get("http://" + m.Address + ":" + strconv.Itoa(group.AgentHTTPPort) + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-				ok = resp.StatusCode == http.StatusOK
+			st, answered = fetchPeerStatus(ctx, client, "http://"+net.JoinHostPort(m.Address, strconv.Itoa(group.AgentHTTPPort))+peerStatusPath)
+		}
+		d.peer.observe(st, answered, monoclock.Now())
+		d.a.setPeers(d.peers())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// fetchPeerStatus asks one agent for its status: st is nil unless it
+// answered with one; answered says whether the agent answered at all (an
+// agent of an older release answers 404).
+func fetchPeerStatus(ctx context.Context, client *http.Client, url string) (st *peerStatus, answered bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, true
+	}
+	var s peerStatus
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&s); err != nil {
+		return nil, true
+	}
+	return &s, true
+}
+
+// watchServer samples the local license server's health: a state poll
+// every 250 ms, and the supervisor's view of the process.
+func (d *pairDriver) watchServer(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	was := false
+	for {
+		ps := d.a.sup.Status()
+		s := serverSample{StopToFence: d.a.opts.StopToFence, Running: ps.Running, Restarts: ps.Restarts}
+		if s.StopToFence {
+			s.Held = d.a.sup.heldChan() != nil
+		} else {
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			if st, err := d.a.admin.State(pctx); err == nil {
+				s.Polled, s.Epoch = true, st.Epoch
+			}
+			cancel()
+		}
+		now := monoclock.Now()
+		d.health.observeServer(s, now)
+		if ok := d.health.serverHealthy(now, peerTimeoutOf(d.a.config())); ok != was {
+			was = ok
+			if ok {
+				d.a.log.Info("License server healthy")
+			} else {
+				d.a.log.Info("License server cannot serve", "running", ps.Running, "restarts", ps.Restarts)
 			}
 		}
-		if ok {
-			lastOK = time.Now()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-		// Up while heard within the peer timeout.
-		d.peerUp.Store(time.Since(lastOK) < time.Duration(cfg.PeerTimeoutMillis)*time.Millisecond)
-		d.a.setPeers(d.peers())
+	}
+}
+
+// watchAPI reads the Lease when no other call reached the API server in
+// the last second, so that a member that neither holds nor campaigns still
+// knows (and tells its peer) whether it could take the Lease.
+func (d *pairDriver) watchAPI(ctx context.Context) {
+	leases := d.a.cs.CoordinationV1().Leases(d.a.opts.Namespace)
+	name := group.LeaseName(d.a.opts.Group)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if d.health.apiAge(monoclock.Now()) >= time.Second {
+			gctx, cancel := context.WithTimeout(ctx, apiTimeout)
+			_, err := leases.Get(gctx, name, metav1.GetOptions{})
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			d.health.observeAPI(err, monoclock.Now())
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -139,18 +240,156 @@ func (d *pairDriver) keepAliases(ctx context.Context) {
 	}
 }
 
+// pairAction is what a member of an ActivePassive pair does next.
+type pairAction int
+
+const (
+	// actStandby: do not campaign for the Lease.
+	actStandby pairAction = iota
+	// actCampaign: campaign for the Lease.
+	actCampaign
+	// actHold: keep the Lease and serve.
+	actHold
+	// actRelease: fence the server, then give the Lease up.
+	actRelease
+)
+
+func (a pairAction) String() string {
+	return [...]string{"standby", "campaign", "hold", "release"}[a]
+}
+
+// peerSeen is the other member as the last probes found it.
+type peerSeen struct {
+	// Status is what it last reported about itself, Age ago; nil when it
+	// never answered with a status.
+	Status *peerStatus
+	Age    time.Duration
+	// FitStreak counts the consecutive probes, up to the last one, that
+	// found it fit (a failed probe ends the streak).
+	FitStreak int
+}
+
+// fitFor says whether the peer is fit to serve and take the Lease, as
+// reported by at least probes probes in a row, the last one current.
+func (p peerSeen) fitFor(probes int, timeout time.Duration) bool {
+	return p.Status != nil && p.Age < timeout && p.Status.fit() && p.FitStreak >= probes
+}
+
+// pairView is everything a member of an ActivePassive pair decides on.
+type pairView struct {
+	// Fixed: roles Fixed (the main is primary); otherwise Symmetric.
+	Fixed  bool
+	IsMain bool
+	// OwnHealthy: this member's license server can serve.
+	OwnHealthy bool
+	// Holding: this member holds the Lease.
+	Holding     bool
+	Peer        peerSeen
+	PeerTimeout time.Duration
+}
+
+// decidePair decides whether a member campaigns for, keeps or gives up the
+// Lease. Only the license servers' health and the Lease count: the peer's
+// agent merely answering never makes a member step back.
+//
+//   - A member whose own server cannot serve gives the Lease up and does
+//     not campaign.
+//   - Symmetric, and the main with Fixed roles: campaign, and keep what is
+//     held.
+//   - The Fixed backup campaigns unless the main, in the last probe,
+//     reported its server healthy and the API server reachable; it hands
+//     the role back only when the main did so for handbackProbes probes in
+//     a row. A main that cannot reach the API server could not take the
+//     Lease back, so the backup keeps it.
+func decidePair(v pairView) pairAction {
+	if !v.OwnHealthy {
+		if v.Holding {
+			return actRelease
+		}
+		return actStandby
+	}
+	if !v.Fixed || v.IsMain {
+		if v.Holding {
+			return actHold
+		}
+		return actCampaign
+	}
+	if v.Holding {
+		if v.Peer.fitFor(handbackProbes, v.PeerTimeout) {
+			return actRelease
+		}
+		return actHold
+	}
+	if v.Peer.fitFor(1, v.PeerTimeout) {
+		return actStandby
+	}
+	return actCampaign
+}
+
+// view gathers the inputs of decidePair now.
+func (d *pairDriver) view(holding bool) pairView {
+	cfg := d.a.config()
+	now := monoclock.Now()
+	timeout := peerTimeoutOf(cfg)
+	return pairView{
+		Fixed:       cfg.Roles != string(licensehav1.RolesSymmetric),
+		IsMain:      d.a.opts.Member == string(licensehav1.SideMain),
+		OwnHealthy:  d.health.serverHealthy(now, timeout),
+		Holding:     holding,
+		Peer:        d.peer.seen(now),
+		PeerTimeout: timeout,
+	}
+}
+
+// nextEpoch is the fencing epoch of a new term: one more than the Lease's
+// leaderTransitions as this member's acquisition wrote them (the Lease's
+// compare-and-swap orders them across both members), never below a term
+// this process already used, and above the epoch the local server already
+// holds (one left by a previous run, or by a release that took epochs from
+// the clock). No clock takes part.
+func nextEpoch(prev uint64, transitions int32, serverEpoch uint64) uint64 {
+	e := max(prev+1, uint64(max(transitions, 0))+1)
+	if serverEpoch >= e {
+		e = serverEpoch + 1
+	}
+	return e
+}
+
+// takeEpoch sets and returns the epoch of the term the lock just acquired.
+func (d *pairDriver) takeEpoch(lock *renewClock) uint64 {
+	e := nextEpoch(d.epoch.Load(), lock.term.Load(), d.health.serverEpoch())
+	d.epoch.Store(e)
+	return e
+}
+
+// fenced says whether the local server cannot be serving: it applied a
+// role other than active, its serve bound has passed, or its process does
+// not run (a restarted server starts as a standby).
+func (d *pairDriver) fenced() bool {
+	d.a.mu.Lock()
+	applied := d.a.applied
+	d.a.mu.Unlock()
+	if applied.role != server.RoleActive {
+		return true
+	}
+	if applied.until != 0 && applied.until <= monoclock.Now() {
+		return true
+	}
+	return !d.a.opts.StopToFence && !d.a.sup.Status().Running
+}
+
 // runActivePassive campaigns for the Lease when this member may serve.
 func (d *pairDriver) runActivePassive(ctx context.Context) error {
 	cfg := d.a.config()
-	fixed := cfg.Roles != string(licensehav1.RolesSymmetric)
-	isMain := d.a.opts.Member == string(licensehav1.SideMain)
 	peerTimeout := time.Duration(cfg.PeerTimeoutMillis) * time.Millisecond
-	var epoch atomic.Uint64
 	d.a.setDesired(ctx, d.state(server.RoleStandby, 0, ""))
 	for ctx.Err() == nil {
-		// With Fixed roles the backup only campaigns while the main is down.
-		if fixed && !isMain && d.peerUp.Load() {
-			d.a.setDesired(ctx, d.state(server.RoleStandby, epoch.Load(), d.other()))
+		if act := decidePair(d.view(false)); act != actCampaign {
+			active := ""
+			if p := d.peer.seen(monoclock.Now()); p.Status != nil && p.Age < peerTimeout && p.Status.Serving {
+				active = d.other()
+			}
+			d.a.setDesired(ctx, d.state(server.RoleStandby, d.epoch.Load(), active))
 			sleep(ctx, 200*time.Millisecond)
 			continue
 		}
@@ -159,9 +398,14 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 			LeaseMeta:  metaOf(d.a.opts.Namespace, group.LeaseName(d.a.opts.Group)),
 			Client:     d.a.cs.CoordinationV1(),
 			LockConfig: resourcelock.ResourceLockConfig{Identity: d.a.opts.Pod},
-		}, beforeRelease: func() {
+		}, api: d.health.observeAPI, beforeRelease: func() bool {
 			// setDesired applies a fence at once, from this goroutine.
-			d.a.setDesired(context.WithoutCancel(ctx), d.state(server.RoleStandby, epoch.Load(), ""))
+			d.a.setDesired(context.WithoutCancel(ctx), d.state(server.RoleStandby, d.epoch.Load(), ""))
+			if !d.fenced() {
+				d.a.log.Info("Could not fence the server; leaving the Lease to expire rather than releasing it")
+				return false
+			}
+			return true
 		}}
 		// The holder serves only until RenewDeadline after its last
 		// successful write of the Lease, never longer: the other side may
@@ -175,6 +419,17 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 				d.a.applyRole(ctx)
 			})
 		}
+		// While campaigning, stop when this member should no longer (its
+		// server fell ill, or a Fixed main became fit).
+		var leading atomic.Bool
+		go func() {
+			for electCtx.Err() == nil {
+				sleep(electCtx, 200*time.Millisecond)
+				if !leading.Load() && electCtx.Err() == nil && decidePair(d.view(false)) != actCampaign {
+					stop()
+				}
+			}
+		}()
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
 			LeaseDuration:   peerTimeout,
@@ -184,27 +439,35 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 			Name:            d.a.opts.Group,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(lctx context.Context) {
-					// Epochs only need to grow for each server; the
-					// acquisition time in milliseconds does.
-					e := max(epoch.Load()+1, uint64(time.Now().UnixMilli()))
-					epoch.Store(e)
-					serve(e)
-					d.a.log.Info("Took the active role", "epoch", e)
-					// The backup hands back as soon as the main answers again.
+					leading.Store(true)
+					lock.whileHeld(func() { d.health.setHolding(true) })
+					e := d.takeEpoch(lock)
+					d.a.log.Info("Took the active role", "epoch", e, "leaseTransitions", lock.term.Load())
+					// Checked before every renewal, the first included: a
+					// server that fell ill while campaigning never serves.
 					for lctx.Err() == nil {
-						if fixed && !isMain && d.peerUp.Load() {
-							d.a.log.Info("Main is back; handing the role back")
+						if decidePair(d.view(true)) == actRelease {
+							if d.health.serverHealthy(monoclock.Now(), peerTimeoutOf(d.a.config())) {
+								d.a.log.Info("Main is back and healthy; handing the role back")
+							} else {
+								d.a.log.Info("The license server cannot serve; giving the role up")
+							}
 							// Fence before the Lease is released (see beforeRelease).
 							stop()
 							return
 						}
-						serve(epoch.Load())
+						serve(e)
 						sleep(lctx, 200*time.Millisecond)
 					}
 				},
 				OnStoppedLeading: func() {
-					// Fence first: the server stops serving before anyone else may.
-					d.a.setDesired(ctx, d.state(server.RoleStandby, epoch.Load(), ""))
+					// Fence first: the server stops serving before anyone
+					// else may, and nothing makes it serve again under this
+					// elector.
+					lock.stopServing(func() {
+						d.a.setDesired(context.WithoutCancel(ctx), d.state(server.RoleStandby, d.epoch.Load(), ""))
+					})
+					d.health.setHolding(false)
 				},
 			},
 		})
@@ -215,24 +478,43 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 		le.Run(electCtx)
 		stop()
 	}
-	d.a.setDesired(context.WithoutCancel(ctx), d.state(server.RoleStandby, epoch.Load(), ""))
+	d.a.setDesired(context.WithoutCancel(ctx), d.state(server.RoleStandby, d.epoch.Load(), ""))
 	return nil
 }
 
-// renewClock records when this member last wrote the Lease successfully,
-// on the node's monotonic clock, taking the time before the write is sent.
+// renewClock wraps the Lease lock: it records when this member last wrote
+// the Lease successfully, on the node's monotonic clock, taking the time
+// before the write is sent; it reports every call's outcome to api; it
+// keeps the leaderTransitions of this elector's acquisition (the term, from
+// which the epoch derives); and it fences the server before releasing.
 type renewClock struct {
 	resourcelock.Interface
 	last atomic.Int64
+	// api, when set, learns the outcome of every call to the API server.
+	api func(err error, now int64)
 	// beforeRelease fences the server; it runs before the Lease is given
 	// up, so the other side can never serve while this one still does.
-	beforeRelease func()
-	// released is set once this elector gave the Lease up: nothing may
-	// make the server serve again under it. mu makes "check released, then
-	// serve" and "set released, then fence" exclusive.
+	// When it reports that the fence did not take, the Lease is not
+	// released: the other side takes it once it expires, by which time the
+	// server's serve bound has passed.
+	beforeRelease func() bool
+	// seen is the leaderTransitions of the last record read (-1: the read
+	// failed; an elector always reads before it acquires); term is those of
+	// this elector's acquisition, acquired once it is known. The elector
+	// makes one call at a time.
+	seen     atomic.Int32
+	term     atomic.Int32
+	acquired atomic.Bool
+	// released is set once this elector gave the Lease up, or stopped
+	// leading: nothing may make the server serve again under it. mu makes
+	// "check released, then serve" and "set released, then fence"
+	// exclusive.
 	mu       sync.Mutex
 	released bool
 }
+
+// errNotFenced refuses to release the Lease while the server may serve.
+var errNotFenced = errors.New("the server is not fenced; the Lease is left to expire")
 
 // whileHeld runs f unless the Lease was released, excluding a concurrent
 // release: f may make the server serve.
@@ -244,11 +526,39 @@ func (r *renewClock) whileHeld(f func()) {
 	}
 }
 
+// stopServing runs the fence f once this elector stopped leading, after
+// which whileHeld runs nothing.
+func (r *renewClock) stopServing(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.released = true
+	f()
+}
+
+func (r *renewClock) observe(err error) {
+	if r.api != nil {
+		r.api(err, monoclock.Now())
+	}
+}
+
+func (r *renewClock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	rec, raw, err := r.Interface.Get(ctx)
+	r.observe(err)
+	if err == nil && rec != nil {
+		r.seen.Store(int32(rec.LeaderTransitions))
+	} else {
+		r.seen.Store(-1)
+	}
+	return rec, raw, err
+}
+
 func (r *renewClock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
 	at := boottime.Now()
 	err := r.Interface.Create(ctx, rec)
+	r.observe(err)
 	if err == nil {
 		r.last.Store(at)
+		r.acquiredAt(rec)
 	}
 	return err
 }
@@ -257,18 +567,42 @@ func (r *renewClock) Update(ctx context.Context, rec resourcelock.LeaderElection
 	if rec.HolderIdentity == "" {
 		r.mu.Lock()
 		r.released = true
-		if r.beforeRelease != nil {
-			r.beforeRelease()
-		}
+		fenced := r.beforeRelease == nil || r.beforeRelease()
 		r.mu.Unlock()
-		return r.Interface.Update(ctx, rec)
+		if !fenced {
+			return errNotFenced
+		}
+		err := r.Interface.Update(ctx, rec)
+		r.observe(err)
+		return err
+	}
+	if !r.acquired.Load() {
+		// An elector that finds its own identity in the Lease (this pod's
+		// previous run held it) takes it without counting a transition:
+		// count one, so that every term has transitions of its own.
+		if seen := r.seen.Load(); seen >= 0 && int32(rec.LeaderTransitions) <= seen {
+			rec.LeaderTransitions = int(seen) + 1
+		}
+	} else if term := int(r.term.Load()); rec.LeaderTransitions < term {
+		// Renewals carry what the elector observed before that bump.
+		rec.LeaderTransitions = term
 	}
 	at := boottime.Now()
 	err := r.Interface.Update(ctx, rec)
+	r.observe(err)
 	if err == nil {
 		r.last.Store(at)
+		r.acquiredAt(rec)
 	}
 	return err
+}
+
+// acquiredAt records the term of the first record this elector wrote.
+func (r *renewClock) acquiredAt(rec resourcelock.LeaderElectionRecord) {
+	if !r.acquired.Load() {
+		r.term.Store(int32(rec.LeaderTransitions))
+		r.acquired.Store(true)
+	}
 }
 
 func metaOf(namespace, name string) metav1.ObjectMeta {

@@ -1,0 +1,260 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/server"
+)
+
+// peerStatusPath is where a backup pair member tells its peer how it is.
+const peerStatusPath = "/v1/peer"
+
+// peerStatus is a pair member's own view of itself, served to its peer at
+// peerStatusPath. The agent answering proves only that the agent runs:
+// whether the member can serve is ServerHealthy and APIReachable.
+type peerStatus struct {
+	Member string `json:"member"`
+	// ServerHealthy: the member's license server process runs, has not
+	// restarted within the peer timeout, and answered the agent's state
+	// polls within the peer timeout (a vendor server without an admin API:
+	// it runs, or is held on purpose while the member does not serve).
+	ServerHealthy bool `json:"serverHealthy"`
+	// APIReachable: the member's last call to the API server (the Lease)
+	// succeeded, within the peer timeout. Without it the member cannot take
+	// the Lease.
+	APIReachable bool `json:"apiReachable"`
+	// Serving: its server holds the active role and its serve bound has
+	// not passed.
+	Serving bool `json:"serving"`
+	// Holding: the member holds the Lease <pair>-active.
+	Holding bool `json:"holding"`
+	// Epoch is the fencing epoch of the member's last term.
+	Epoch uint64 `json:"epoch,omitempty"`
+}
+
+// fit says whether the member can serve and can take the Lease.
+func (s peerStatus) fit() bool { return s.ServerHealthy && s.APIReachable }
+
+// memberHealthOf holds the health of each running pair member's agent
+// (*Agent → *memberHealth), registered by the pair driver while it runs,
+// for peerStatusHandler.
+var memberHealthOf sync.Map
+
+// peerStatusHandler serves this member's peerStatus as JSON to the other
+// member of a backup pair; 404 when the agent runs no pair member.
+func (a *Agent) peerStatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		v, ok := memberHealthOf.Load(a)
+		if !ok {
+			http.Error(w, "no backup pair member runs here", http.StatusNotFound)
+			return
+		}
+		st := a.peerStatusNow(v.(*memberHealth))
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(st)
+	})
+}
+
+// peerStatusNow assembles the member's status.
+func (a *Agent) peerStatusNow(h *memberHealth) peerStatus {
+	now := monoclock.Now()
+	timeout := peerTimeoutOf(a.config())
+	a.mu.Lock()
+	applied := a.applied
+	a.mu.Unlock()
+	return peerStatus{
+		Member:        a.opts.Member,
+		ServerHealthy: h.serverHealthy(now, timeout),
+		APIReachable:  h.apiReachable(now, timeout),
+		Serving:       applied.role == server.RoleActive && (applied.until == 0 || applied.until > now),
+		Holding:       h.isHolding(),
+		Epoch:         applied.epoch,
+	}
+}
+
+// peerTimeoutOf is the group's peer timeout (3 s when unset).
+func peerTimeoutOf(cfg *group.Config) time.Duration {
+	if cfg == nil || cfg.PeerTimeoutMillis <= 0 {
+		return 3 * time.Second
+	}
+	return time.Duration(cfg.PeerTimeoutMillis) * time.Millisecond
+}
+
+// serverSample is one look at the local license server.
+type serverSample struct {
+	// StopToFence: a vendor server without an admin API; only the
+	// process is known.
+	StopToFence bool
+	// Polled: the server answered a state poll; Epoch is the epoch it
+	// reported.
+	Polled bool
+	Epoch  uint64
+	// Running, Restarts and Held come from the supervisor.
+	Running  bool
+	Restarts int
+	Held     bool
+}
+
+// memberHealth is what a pair member knows about its own fitness to serve:
+// its license server's health and whether it reaches the API server. Times
+// are CLOCK_MONOTONIC nanoseconds.
+type memberHealth struct {
+	mu sync.Mutex
+	// polled is when the server last answered a state poll (a vendor
+	// server: last ran or was held); broken is when its process was last
+	// seen down or restarted, after it had first run.
+	polled, broken int64
+	ran            bool
+	restarts       int
+	// epoch is the epoch the server last reported.
+	epoch uint64
+	// apiOK and apiFailed are when a call to the API server last succeeded
+	// and failed.
+	apiOK, apiFailed int64
+	holding          bool
+}
+
+// observeServer records a sample taken at now.
+func (h *memberHealth) observeServer(s serverSample, now int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.StopToFence {
+		// Held (stopped on purpose) while the member does not serve; a
+		// released server that does not run is down.
+		if s.Held || s.Running {
+			h.polled = now
+		}
+		return
+	}
+	if h.ran && (!s.Running || s.Restarts != h.restarts) {
+		h.broken = now
+	}
+	if s.Running {
+		h.ran, h.restarts = true, s.Restarts
+	}
+	if s.Polled && s.Running {
+		h.polled, h.epoch = now, s.Epoch
+	}
+}
+
+// serverHealthy: the server answered within timeout and its process has
+// not been down or restarted within timeout.
+func (h *memberHealth) serverHealthy(now int64, timeout time.Duration) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := int64(timeout)
+	return h.polled != 0 && now-h.polled < t && (h.broken == 0 || now-h.broken >= t)
+}
+
+// serverEpoch is the epoch the local server last reported.
+func (h *memberHealth) serverEpoch() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.epoch
+}
+
+// observeAPI records the outcome of a call to the API server. An answer
+// that refuses the call on its merits (not found, conflict) shows the API
+// server reachable; timeouts, refused connections, 5xx and authorisation
+// failures do not.
+func (h *memberHealth) observeAPI(err error, now int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+		h.apiOK = now
+	} else {
+		h.apiFailed = now
+	}
+}
+
+// apiReachable: the last call to the API server succeeded, within timeout.
+func (h *memberHealth) apiReachable(now int64, timeout time.Duration) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.apiOK != 0 && now-h.apiOK < int64(timeout) && h.apiOK >= h.apiFailed
+}
+
+// apiAge is how long ago a call to the API server last succeeded.
+func (h *memberHealth) apiAge(now int64) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.apiOK == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Duration(now - h.apiOK)
+}
+
+func (h *memberHealth) setHolding(v bool) {
+	h.mu.Lock()
+	h.holding = v
+	h.mu.Unlock()
+}
+
+func (h *memberHealth) isHolding() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.holding
+}
+
+// peerTracker keeps what the other member last said about itself.
+type peerTracker struct {
+	mu sync.Mutex
+	// status is the last status received, at; streak counts the
+	// consecutive probes, up to the last one, that found the peer fit.
+	status *peerStatus
+	at     int64
+	streak int
+	// heard is when the peer's agent last answered at all.
+	heard int64
+}
+
+// observe records one probe at now: st is nil when the probe got no
+// status; answered says whether the peer's agent answered at all.
+func (p *peerTracker) observe(st *peerStatus, answered bool, now int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if answered {
+		p.heard = now
+	}
+	if st == nil {
+		p.streak = 0
+		return
+	}
+	p.status, p.at = st, now
+	if st.fit() {
+		p.streak++
+	} else {
+		p.streak = 0
+	}
+}
+
+// seen returns the peer as the decision sees it at now.
+func (p *peerTracker) seen(now int64) peerSeen {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status == nil {
+		return peerSeen{}
+	}
+	st := *p.status
+	return peerSeen{Status: &st, Age: time.Duration(now - p.at), FitStreak: p.streak}
+}
+
+// heardWithin says whether the peer's agent answered within d.
+func (p *peerTracker) heardWithin(now int64, d time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.heard != 0 && now-p.heard < int64(d)
+}
