@@ -106,7 +106,7 @@ func (d *pairDriver) state(role server.Role, epoch uint64, active string) desire
 
 // peers lists the other member while its agent answers.
 func (d *pairDriver) peers() []string {
-	if d.peer.heardWithin(monoclock.Now(), peerTimeoutOf(d.a.config())) {
+	if d.peer.heardWithin(boottime.Now(), peerTimeoutOf(d.a.config())) {
 		return []string{d.other()}
 	}
 	return nil
@@ -124,7 +124,7 @@ func (d *pairDriver) probePeer(ctx context.Context) {
 		if m, found := cfg.Member(d.other()); found && m.Address != "" {
 			st, answered = fetchPeerStatus(ctx, client, "http://"+net.JoinHostPort(m.Address, strconv.Itoa(group.AgentHTTPPort))+peerStatusPath)
 		}
-		d.peer.observe(st, answered, monoclock.Now())
+		d.peer.observe(st, answered, boottime.Now())
 		d.a.setPeers(d.peers())
 		select {
 		case <-ctx.Done():
@@ -175,7 +175,7 @@ func (d *pairDriver) watchServer(ctx context.Context) {
 			}
 			cancel()
 		}
-		now := monoclock.Now()
+		now := boottime.Now()
 		d.health.observeServer(s, now)
 		if ok := d.health.serverHealthy(now, peerTimeoutOf(d.a.config())); ok != was {
 			was = ok
@@ -202,14 +202,14 @@ func (d *pairDriver) watchAPI(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		if d.health.apiAge(monoclock.Now()) >= time.Second {
+		if d.health.apiAge(boottime.Now()) >= time.Second {
 			gctx, cancel := context.WithTimeout(ctx, apiTimeout)
 			_, err := leases.Get(gctx, name, metav1.GetOptions{})
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
-			d.health.observeAPI(err, monoclock.Now())
+			d.health.observeAPI(err, boottime.Now())
 		}
 		select {
 		case <-ctx.Done():
@@ -329,7 +329,7 @@ func decidePair(v pairView) pairAction {
 // view gathers the inputs of decidePair now.
 func (d *pairDriver) view(holding bool) pairView {
 	cfg := d.a.config()
-	now := monoclock.Now()
+	now := boottime.Now()
 	timeout := peerTimeoutOf(cfg)
 	return pairView{
 		Fixed:       cfg.Roles != string(licensehav1.RolesSymmetric),
@@ -372,7 +372,7 @@ func (d *pairDriver) fenced() bool {
 	if applied.role != server.RoleActive {
 		return true
 	}
-	if applied.until != 0 && applied.until <= monoclock.Now() {
+	if applied.until != 0 && applied.until <= boottime.Now() {
 		return true
 	}
 	return !d.a.opts.StopToFence && !d.a.sup.Status().Running
@@ -386,7 +386,7 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if act := decidePair(d.view(false)); act != actCampaign {
 			active := ""
-			if p := d.peer.seen(monoclock.Now()); p.Status != nil && p.Age < peerTimeout && p.Status.Serving {
+			if p := d.peer.seen(boottime.Now()); p.Status != nil && p.Age < peerTimeout && p.Status.Serving {
 				active = d.other()
 			}
 			d.a.setDesired(ctx, d.state(server.RoleStandby, d.epoch.Load(), active))
@@ -447,7 +447,7 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 					// server that fell ill while campaigning never serves.
 					for lctx.Err() == nil {
 						if decidePair(d.view(true)) == actRelease {
-							if d.health.serverHealthy(monoclock.Now(), peerTimeoutOf(d.a.config())) {
+							if d.health.serverHealthy(boottime.Now(), peerTimeoutOf(d.a.config())) {
 								d.a.log.Info("Main is back and healthy; handing the role back")
 							} else {
 								d.a.log.Info("The license server cannot serve; giving the role up")
@@ -537,7 +537,7 @@ func (r *renewClock) stopServing(f func()) {
 
 func (r *renewClock) observe(err error) {
 	if r.api != nil {
-		r.api(err, monoclock.Now())
+		r.api(err, boottime.Now())
 	}
 }
 

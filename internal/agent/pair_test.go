@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/licenseha/licenseha/internal/group"
-	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
@@ -210,7 +210,7 @@ func TestPeerStatusEndpoint(t *testing.T) {
 	h := &memberHealth{}
 	memberHealthOf.Store(a, h)
 	defer memberHealthOf.Delete(a)
-	now := monoclock.Now()
+	now := boottime.Now()
 	h.observeServer(serverSample{Running: true, Polled: true}, now)
 	st, _ := fetchPeerStatus(ctx, client, srv.URL)
 	if st == nil || !st.ServerHealthy || st.APIReachable || st.fit() || st.Serving || st.Member != "main" {
@@ -219,7 +219,7 @@ func TestPeerStatusEndpoint(t *testing.T) {
 
 	h.observeAPI(nil, now)
 	h.setHolding(true)
-	a.applied = desired{role: server.RoleActive, epoch: 12, until: monoclock.Now() + int64(time.Minute)}
+	a.applied = desired{role: server.RoleActive, epoch: 12, until: boottime.Now() + int64(time.Minute)}
 	st, _ = fetchPeerStatus(ctx, client, srv.URL)
 	if st == nil || !st.fit() || !st.Serving || !st.Holding || st.Epoch != 12 {
 		t.Fatalf("serving member: %+v", st)

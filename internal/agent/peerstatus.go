@@ -9,7 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/licenseha/licenseha/internal/group"
-	"github.com/licenseha/licenseha/internal/monoclock"
+	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
@@ -70,7 +70,7 @@ func (a *Agent) peerStatusHandler() http.Handler {
 
 // peerStatusNow assembles the member's status.
 func (a *Agent) peerStatusNow(h *memberHealth) peerStatus {
-	now := monoclock.Now()
+	now := boottime.Now()
 	timeout := peerTimeoutOf(a.config())
 	a.mu.Lock()
 	applied := a.applied

@@ -93,7 +93,7 @@ func (d *triadDriver) Run(ctx context.Context) error {
 	}
 	runner, err := election.NewRunner(election.RunnerConfig{
 		Machine: ec, Group: a.opts.Group, Key: a.peerKey, Store: store, Conn: conn,
-		Addr:    d.addr, Server: a.control, Clock: boottime.Since, OnState: d.onState,
+		Addr: d.addr, Server: a.control, Clock: boottime.Since, OnState: d.onState,
 	})
 	if err != nil {
 		return err

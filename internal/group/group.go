@@ -83,16 +83,16 @@ type Config struct {
 
 	Members []Member `json:"members"`
 
-	PeerTimeoutMillis       int64  `json:"peerTimeoutMillis"`
-	HeartbeatIntervalMillis int64  `json:"heartbeatIntervalMillis"`
+	PeerTimeoutMillis       int64 `json:"peerTimeoutMillis"`
+	HeartbeatIntervalMillis int64 `json:"heartbeatIntervalMillis"`
 	// PriorPeerTimeoutMillis is the longest peer timeout the group ran with
 	// recently (after an edit of the timing): a restarted member's quiet
 	// period covers grants its former incarnation gave under it.
-	PriorPeerTimeoutMillis int64 `json:"priorPeerTimeoutMillis,omitempty"`
-	Failback                string `json:"failback,omitempty"`
-	FailbackDelaySeconds    int64  `json:"failbackDelaySeconds"`
-	SyncIntervalSeconds     int64  `json:"syncIntervalSeconds"`
-	ServerPort              int32  `json:"serverPort"`
+	PriorPeerTimeoutMillis int64  `json:"priorPeerTimeoutMillis,omitempty"`
+	Failback               string `json:"failback,omitempty"`
+	FailbackDelaySeconds   int64  `json:"failbackDelaySeconds"`
+	SyncIntervalSeconds    int64  `json:"syncIntervalSeconds"`
+	ServerPort             int32  `json:"serverPort"`
 
 	// Backup pairs only.
 	Mode               string           `json:"mode,omitempty"`
