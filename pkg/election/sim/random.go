@@ -2,9 +2,9 @@ package sim
 
 import (
 	"fmt"
-	"strings"
 	"math/rand"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/licenseha/licenseha/pkg/election"

@@ -123,11 +123,11 @@ type Member struct {
 	// ShuttingDown: Shutdown was called; the process exits on Done.
 	ShuttingDown bool
 
-	wakeGen uint64
-	held    []event // events that arrived while paused
-	cmdOpen uint64  // the Lease command the runner waits for, 0 if none
-	specGen int     // the spec generation this process applied
-	label   election.Label
+	wakeGen  uint64
+	held     []event // events that arrived while paused
+	cmdOpen  uint64  // the Lease command the runner waits for, 0 if none
+	specGen  int     // the spec generation this process applied
+	label    election.Label
 	lastActs election.Actions
 	handover election.Reason
 

@@ -3,8 +3,8 @@ package sim
 import (
 	"flag"
 	"runtime"
-	"sync"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
