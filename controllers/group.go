@@ -3,7 +3,6 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -161,8 +160,7 @@ func patchStatus(ctx context.Context, c client.Client, before, obj client.Object
 }
 
 // step is one named step of a group's reconcile. Steps run in order; the
-// soonest requeue of all steps wins; an error ends the chain, and errStop
-// ends it without one.
+// soonest requeue of all steps wins; an error ends the chain.
 type step[T client.Object] struct {
 	name string
 	fn   func(ctx context.Context, obj T) (ctrl.Result, error)
@@ -197,9 +195,6 @@ func reconcileGroup[T client.Object](ctx context.Context, c client.Client, obj T
 	}()
 	for _, st := range f.steps {
 		stepRes, err := st.fn(ctx, obj)
-		if errors.Is(err, errStop) {
-			break
-		}
 		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("step %s: %w", st.name, err)
 		}
