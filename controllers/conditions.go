@@ -89,7 +89,8 @@ func referencesCondition(generation int64, refs []reference) metav1.Condition {
 }
 
 // blocker is why a group cannot serve as specified whatever its members do:
-// its licences are not usable, or a member's pod belongs to something else. A blocker decides the
+// its licences are not usable, a deleted group of the same name left objects
+// behind, or a member's pod belongs to something else. A blocker decides the
 // Ready condition; the Degraded condition agrees with it.
 type blocker struct {
 	reason, message string

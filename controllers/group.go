@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +37,9 @@ type groupReconciler struct {
 	// licences (parsed from TrustedKeys).
 	TrustedKeys []byte
 	Keys        licensing.KeyRing
+	// cleared holds the UIDs of the groups found free of a predecessor's
+	// leftovers (see removeLeftovers); nil scans on every reconcile.
+	cleared *sync.Map
 }
 
 // FieldManager is the field manager of every write the operator makes.
@@ -173,6 +177,8 @@ type groupFrame[T client.Object] struct {
 	steps          []step[T]
 	// observed records that every step has seen the current generation.
 	observed func()
+	// dissolving runs when the group is being deleted.
+	dissolving func()
 }
 
 // reconcileGroup is the reconcile of both kinds: dissolve on deletion,
@@ -182,6 +188,9 @@ func reconcileGroup[T client.Object](ctx context.Context, c client.Client, obj T
 	if !obj.GetDeletionTimestamp().IsZero() {
 		logf.FromContext(ctx).Info("Dissolving group", "dissolvePolicy", f.dissolvePolicy)
 		forgetGroup(obj.GetNamespace(), obj.GetName())
+		if f.dissolving != nil {
+			f.dissolving()
+		}
 		return ctrl.Result{}, dissolve(ctx, c, obj, f.dissolvePolicy, f.licenseSecrets)
 	}
 	if err := ensureFinalizer(ctx, c, obj); err != nil {

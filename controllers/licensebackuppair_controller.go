@@ -42,7 +42,8 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 			{"references", r.reconcileReferences},
 			{"members", r.reconcileMembers},
 		},
-		observed: func() { pair.Status.ObservedGeneration = pair.Generation },
+		observed:   func() { pair.Status.ObservedGeneration = pair.Generation },
+		dissolving: func() { r.forgetCleared(pair) },
 	})
 }
 
@@ -138,12 +139,19 @@ func (r *LicenseBackupPairReconciler) verifyLicences(p *licensehav1.LicenseBacku
 	return cond, res
 }
 
-// reconcileMembers brings up the pair's objects and pods and derives status.
-// While LicenseValid is not True nothing is created, but the servers are
-// still observed.
+// reconcileMembers removes what a deleted pair of the same name left behind,
+// brings up the pair's objects and pods and derives status. While
+// LicenseValid is not True (or a predecessor's objects are still there)
+// nothing is created, but the servers are still observed.
 func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error) {
 	g := builder.FromPair(p)
-	blocked := licenceBlocker(meta.FindStatusCondition(p.Status.Conditions, licensehav1.ConditionLicenseValid))
+	blocked, res, err := r.removeLeftovers(ctx, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if blocked == nil {
+		blocked = licenceBlocker(meta.FindStatusCondition(p.Status.Conditions, licensehav1.ConditionLicenseValid))
+	}
 	pods, err := listMemberPods(ctx, r.Client, g)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -179,7 +187,7 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 	p.Status = computePairStatus(p, observedPair{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
 	r.recordTransitions(ctx, p, before)
 	observePairMetrics(p)
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // SetupWithManager registers the pair reconciler and its watches.

@@ -43,7 +43,8 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			{"references", r.reconcileReferences},
 			{"members", r.reconcileMembers},
 		},
-		observed: func() { triad.Status.ObservedGeneration = triad.Generation },
+		observed:   func() { triad.Status.ObservedGeneration = triad.Generation },
+		dissolving: func() { r.forgetCleared(triad) },
 	})
 }
 
@@ -75,13 +76,21 @@ func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *lic
 	return res, nil
 }
 
-// reconcileMembers brings up the triad's objects and pods, corrects role
-// labels, and derives status from the pods and the Lease. Members need their
-// licences: while LicenseValid is not True nothing is created or rolled, but
-// the members are still observed, so the status says what they do.
+// reconcileMembers removes what a deleted triad of the same name left
+// behind, brings up the triad's objects and pods, corrects role labels, and
+// derives status from the pods and the Lease. Members need their licences:
+// while LicenseValid is not True (or a predecessor's objects are still
+// there) nothing is created or rolled, but the members are still observed,
+// so the status says what they do.
 func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
 	g := builder.FromTriad(t)
-	blocked := licenceBlocker(meta.FindStatusCondition(t.Status.Conditions, licensehav1.ConditionLicenseValid))
+	blocked, res, err := r.removeLeftovers(ctx, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if blocked == nil {
+		blocked = licenceBlocker(meta.FindStatusCondition(t.Status.Conditions, licensehav1.ConditionLicenseValid))
+	}
 	pods, err := listMemberPods(ctx, r.Client, g)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -117,7 +126,7 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 	t.Status = computeTriadStatus(t, observedTriad{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
 	r.recordTransitions(ctx, t, before, leaseReason(lease))
 	observeTriadMetrics(t)
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // replaceMember carries out the licenseha.io/replace-member annotation: the

@@ -74,6 +74,8 @@ var (
 		message: `LicenseValid: Secret "plant-licenses" named by spec.licenseSecretRef does not exist`}
 	otherGroupsPod = &blocker{reason: licensehav1.ReasonMemberInOtherGroup,
 		message: "Pods plant-c exist but do not belong to this group", failed: true}
+	leftovers = &blocker{reason: licensehav1.ReasonPredecessorLeftovers,
+		message: "Deleting what the deleted LicenseTriad plant left behind: Pod plant-a"}
 )
 
 func triadMember(name, state string, revision int64, peers ...string) *corev1.Pod {
@@ -165,6 +167,11 @@ func TestTriadStatus(t *testing.T) {
 		lease: heldLease("plant-a", 1), blocked: otherGroupsPod,
 		want: want{ready: "False", readyReason: licensehav1.ReasonMemberInOtherGroup, degraded: "True",
 			degradedReason: licensehav1.ReasonMemberUnavailable, phase: "Failed", active: "a"},
+	}, {
+		name: "a predecessor's pods are being deleted",
+		pods: pods(), lease: heldLease("plant-a", 7), blocked: leftovers,
+		want: want{ready: "False", readyReason: licensehav1.ReasonPredecessorLeftovers, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "NoQuorum"},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -288,6 +295,10 @@ func TestPairStatus(t *testing.T) {
 		pods: pods(main(group.StateActive)),
 		want: want{ready: "False", readyReason: licensehav1.ReasonMemberInOtherGroup, degraded: "True",
 			degradedReason: licensehav1.ReasonMemberUnavailable, phase: "Failed"},
+	}, {
+		name: "ActivePassive: a predecessor's pods are being deleted", mode: ap, blocked: leftovers, pods: pods(),
+		want: want{ready: "False", readyReason: licensehav1.ReasonPredecessorLeftovers, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Forming"},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -94,6 +94,9 @@ const (
 	ReasonVersionMismatch    = "VersionMismatch"
 	// ReasonNoActiveMember (Degraded) says that no member serves.
 	ReasonNoActiveMember = "NoActiveMember"
+	// ReasonPredecessorLeftovers (Ready) says that the operator is deleting
+	// the objects a deleted group of the same kind and name left behind.
+	ReasonPredecessorLeftovers = "PredecessorLeftovers"
 )
 
 // ServerSpec describes how every member runs its license server. The
