@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -87,19 +88,85 @@ func referencesCondition(generation int64, refs []reference) metav1.Condition {
 	return cond
 }
 
-// formingReadyCondition is the Ready condition of a group that does not
-// serve yet, with the reason taken from the blocking condition if any.
-func notReadyCondition(generation int64, blocking *metav1.Condition) metav1.Condition {
-	cond := metav1.Condition{
-		Type:               licensehav1.ConditionReady,
-		Status:             metav1.ConditionFalse,
-		ObservedGeneration: generation,
-		Reason:             licensehav1.ReasonForming,
-		Message:            "Members are starting",
+// blocker is why a group cannot serve as specified whatever its members do:
+// its licences are not usable, a deleted group of the same name left objects
+// behind, or a member's pod belongs to something else. A blocker decides the
+// Ready condition; the Degraded condition agrees with it.
+type blocker struct {
+	reason, message string
+	// failed says only a change to the spec or to other objects helps:
+	// the phase is Failed.
+	failed bool
+}
+
+// licenceBlocker is the blocker a LicenseValid condition makes, or nil when
+// the licences are usable.
+func licenceBlocker(c *metav1.Condition) *blocker {
+	switch {
+	case c == nil:
+		return &blocker{reason: licensehav1.ReasonForming, message: "The licences have not been checked yet"}
+	case c.Status != metav1.ConditionTrue:
+		return &blocker{reason: c.Reason, message: c.Type + ": " + c.Message}
 	}
-	if blocking != nil && blocking.Status == metav1.ConditionFalse {
-		cond.Reason = blocking.Reason
-		cond.Message = blocking.Type + ": " + blocking.Message
+	return nil
+}
+
+// health is what both kinds tell readyAndDegraded about their members.
+type health struct {
+	// serving is true when a member serves clients: for a triad and an
+	// ActivePassive pair the Lease holder reporting active, for an
+	// ActiveActive pair either server reporting active.
+	serving bool
+	// servingMsg and notServingMsg say who serves, or that nobody does
+	// (and why, when known).
+	servingMsg, notServingMsg string
+	// lostReason and lostMsg say which redundancy is missing; empty when
+	// none is.
+	lostReason, lostMsg string
+	// healthyMsg describes full redundancy.
+	healthyMsg string
+	blocked    *blocker
+}
+
+// readyAndDegraded derives Ready and Degraded so that they never contradict
+// each other or the members:
+//   - nobody serves: Ready False (NotServing) and Degraded True
+//     (NoActiveMember), whatever else is true of the members;
+//   - a member serves: Ready True, and Degraded says whether redundancy is
+//     lost;
+//   - a blocker makes Ready False with its reason; Degraded is then True too
+//     (with the blocker's reason if nothing else degrades the group), since
+//     Degraded False means "serving as specified, with full redundancy".
+func readyAndDegraded(generation int64, now metav1.Time, h health) (ready, degraded metav1.Condition) {
+	cond := func(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: status, ObservedGeneration: generation, LastTransitionTime: now,
+			Reason: reason, Message: msg}
 	}
-	return cond
+	switch {
+	case !h.serving:
+		ready = cond(licensehav1.ConditionReady, metav1.ConditionFalse, licensehav1.ReasonNotServing, h.notServingMsg)
+		degraded = cond(licensehav1.ConditionDegraded, metav1.ConditionTrue, licensehav1.ReasonNoActiveMember, h.notServingMsg)
+	case h.lostReason != "":
+		ready = cond(licensehav1.ConditionReady, metav1.ConditionTrue, licensehav1.ReasonServing, h.servingMsg)
+		degraded = cond(licensehav1.ConditionDegraded, metav1.ConditionTrue, h.lostReason, h.lostMsg)
+	default:
+		ready = cond(licensehav1.ConditionReady, metav1.ConditionTrue, licensehav1.ReasonServing, h.servingMsg)
+		degraded = cond(licensehav1.ConditionDegraded, metav1.ConditionFalse, licensehav1.ReasonMembersHealthy, h.healthyMsg)
+	}
+	if b := h.blocked; b != nil {
+		ready = cond(licensehav1.ConditionReady, metav1.ConditionFalse, b.reason, b.message)
+		if degraded.Status == metav1.ConditionFalse {
+			degraded = cond(licensehav1.ConditionDegraded, metav1.ConditionTrue, b.reason, b.message)
+		}
+	}
+	return ready, degraded
+}
+
+// setConditions sets conditions computed at now: a condition whose status
+// does not change keeps its lastTransitionTime.
+func setConditions(conds *[]metav1.Condition, now metav1.Time, cs ...metav1.Condition) {
+	for _, c := range cs {
+		c.LastTransitionTime = now
+		meta.SetStatusCondition(conds, c)
+	}
 }

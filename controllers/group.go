@@ -3,8 +3,8 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"sync"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +37,9 @@ type groupReconciler struct {
 	// licences (parsed from TrustedKeys).
 	TrustedKeys []byte
 	Keys        licensing.KeyRing
+	// cleared holds the UIDs of the groups found free of a predecessor's
+	// leftovers (see removeLeftovers); nil scans on every reconcile.
+	cleared *sync.Map
 }
 
 // FieldManager is the field manager of every write the operator makes.
@@ -161,8 +164,7 @@ func patchStatus(ctx context.Context, c client.Client, before, obj client.Object
 }
 
 // step is one named step of a group's reconcile. Steps run in order; the
-// soonest requeue of all steps wins; an error ends the chain, and errStop
-// ends it without one.
+// soonest requeue of all steps wins; an error ends the chain.
 type step[T client.Object] struct {
 	name string
 	fn   func(ctx context.Context, obj T) (ctrl.Result, error)
@@ -175,6 +177,8 @@ type groupFrame[T client.Object] struct {
 	steps          []step[T]
 	// observed records that every step has seen the current generation.
 	observed func()
+	// dissolving runs when the group is being deleted.
+	dissolving func()
 }
 
 // reconcileGroup is the reconcile of both kinds: dissolve on deletion,
@@ -184,6 +188,9 @@ func reconcileGroup[T client.Object](ctx context.Context, c client.Client, obj T
 	if !obj.GetDeletionTimestamp().IsZero() {
 		logf.FromContext(ctx).Info("Dissolving group", "dissolvePolicy", f.dissolvePolicy)
 		forgetGroup(obj.GetNamespace(), obj.GetName())
+		if f.dissolving != nil {
+			f.dissolving()
+		}
 		return ctrl.Result{}, dissolve(ctx, c, obj, f.dissolvePolicy, f.licenseSecrets)
 	}
 	if err := ensureFinalizer(ctx, c, obj); err != nil {
@@ -197,9 +204,6 @@ func reconcileGroup[T client.Object](ctx context.Context, c client.Client, obj T
 	}()
 	for _, st := range f.steps {
 		stepRes, err := st.fn(ctx, obj)
-		if errors.Is(err, errStop) {
-			break
-		}
 		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("step %s: %w", st.name, err)
 		}

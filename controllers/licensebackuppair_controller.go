@@ -42,11 +42,13 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 			{"references", r.reconcileReferences},
 			{"members", r.reconcileMembers},
 		},
-		observed: func() { pair.Status.ObservedGeneration = pair.Generation },
+		observed:   func() { pair.Status.ObservedGeneration = pair.Generation },
+		dissolving: func() { r.forgetCleared(pair) },
 	})
 }
 
-// reconcileReferences checks both licence Secrets and the settings ConfigMap.
+// reconcileReferences checks both licence Secrets and the settings ConfigMap
+// and records the result in LicenseValid.
 func (r *LicenseBackupPairReconciler) reconcileReferences(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error) {
 	refs := []reference{
 		{field: "spec.main.licenseSecretRef", name: p.Spec.Main.LicenseSecretRef.Name, isSecret: true},
@@ -65,14 +67,6 @@ func (r *LicenseBackupPairReconciler) reconcileReferences(ctx context.Context, p
 		licenseCond, res = r.verifyLicences(p, found[0].secret, found[1].secret)
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, licenseCond)
-	if licenseCond.Status != metav1.ConditionTrue {
-		if p.Status.Phase == "" || p.Status.Phase == licensehav1.PairForming {
-			p.Status.Phase = licensehav1.PairForming
-			p.Status.SyncState = licensehav1.DisconnectedNotSynchronized
-		}
-		meta.SetStatusCondition(&p.Status.Conditions, notReadyCondition(p.Generation, &licenseCond))
-		return ctrl.Result{}, errStop
-	}
 	return res, nil
 }
 
@@ -145,18 +139,30 @@ func (r *LicenseBackupPairReconciler) verifyLicences(p *licensehav1.LicenseBacku
 	return cond, res
 }
 
-// reconcileMembers brings up the pair's objects and pods and derives status.
+// reconcileMembers removes what a deleted pair of the same name left behind,
+// brings up the pair's objects and pods and derives status. While
+// LicenseValid is not True (or a predecessor's objects are still there)
+// nothing is created, but the servers are still observed.
 func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error) {
 	g := builder.FromPair(p)
+	blocked, res, err := r.removeLeftovers(ctx, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if blocked == nil {
+		blocked = licenceBlocker(meta.FindStatusCondition(p.Status.Conditions, licensehav1.ConditionLicenseValid))
+	}
 	pods, err := listMemberPods(ctx, r.Client, g)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	cfg := builder.PairConfig(p, podAddresses(pods))
-	services := []*corev1.Service{builder.ActiveService(g),
-		builder.MemberService(g, string(licensehav1.SideMain)), builder.MemberService(g, string(licensehav1.SideBackup))}
-	if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, services); err != nil {
-		return ctrl.Result{}, err
+	if blocked == nil {
+		cfg := builder.PairConfig(p, podAddresses(pods))
+		services := []*corev1.Service{builder.ActiveService(g),
+			builder.MemberService(g, string(licensehav1.SideMain)), builder.MemberService(g, string(licensehav1.SideBackup))}
+		if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, services); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	lease, err := getLease(ctx, r.Client, g)
 	if err != nil {
@@ -168,19 +174,20 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 			return ctrl.Result{}, err
 		}
 	}
-	conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder)
-	if err != nil {
-		return ctrl.Result{}, err
+	if blocked == nil {
+		conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(conflicts) > 0 {
+			blocked = conflictBlocker(conflicts)
+		}
 	}
 	before := p.Status.DeepCopy()
-	computePairStatus(p, pods, holder)
-	if len(conflicts) > 0 {
-		meta.SetStatusCondition(&p.Status.Conditions, memberConflictCondition(p.Generation, conflicts))
-		p.Status.Phase = licensehav1.PairFailed
-	}
+	p.Status = computePairStatus(p, observedPair{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
 	r.recordTransitions(ctx, p, before)
 	observePairMetrics(p)
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // SetupWithManager registers the pair reconciler and its watches.

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -44,13 +43,15 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			{"references", r.reconcileReferences},
 			{"members", r.reconcileMembers},
 		},
-		observed: func() { triad.Status.ObservedGeneration = triad.Generation },
+		observed:   func() { triad.Status.ObservedGeneration = triad.Generation },
+		dissolving: func() { r.forgetCleared(triad) },
 	})
 }
 
-// reconcileReferences checks the licence Secret and the settings ConfigMap.
-// A missing object is not an error to retry: the watch on referenced objects
-// brings the triad back as soon as it appears.
+// reconcileReferences checks the licence Secret and the settings ConfigMap
+// and records the result in LicenseValid. A missing object is not an error
+// to retry: the watch on referenced objects brings the triad back as soon
+// as it appears.
 func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
 	refs := []reference{{field: "spec.licenseSecretRef", name: t.Spec.LicenseSecretRef.Name, isSecret: true}}
 	if t.Spec.SettingsRef != nil {
@@ -72,33 +73,34 @@ func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *lic
 		}
 	}
 	meta.SetStatusCondition(&t.Status.Conditions, licenseCond)
-
-	if licenseCond.Status != metav1.ConditionTrue {
-		// Members need their licences: stop here. The referenced-object watch
-		// brings the triad back as soon as the object exists, so nothing is
-		// requeued.
-		if t.Status.Phase == "" || t.Status.Phase == licensehav1.TriadForming {
-			t.Status.Phase = licensehav1.TriadForming
-			t.Status.Quorum = fmt.Sprintf("%d/3", t.Status.MembersInQuorum)
-		}
-		meta.SetStatusCondition(&t.Status.Conditions, notReadyCondition(t.Generation, &licenseCond))
-		return ctrl.Result{}, errStop
-	}
 	return res, nil
 }
 
-// reconcileMembers brings up the triad's objects and pods, corrects role
-// labels, and derives status from the pods and the Lease.
+// reconcileMembers removes what a deleted triad of the same name left
+// behind, brings up the triad's objects and pods, corrects role labels, and
+// derives status from the pods and the Lease. Members need their licences:
+// while LicenseValid is not True (or a predecessor's objects are still
+// there) nothing is created or rolled, but the members are still observed,
+// so the status says what they do.
 func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
 	g := builder.FromTriad(t)
+	blocked, res, err := r.removeLeftovers(ctx, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if blocked == nil {
+		blocked = licenceBlocker(meta.FindStatusCondition(t.Status.Conditions, licensehav1.ConditionLicenseValid))
+	}
 	pods, err := listMemberPods(ctx, r.Client, g)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	cfg := builder.TriadConfig(t, podAddresses(pods))
-	services := []*corev1.Service{builder.ActiveService(g), builder.MembersService(g)}
-	if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, services); err != nil {
-		return ctrl.Result{}, err
+	if blocked == nil {
+		cfg := builder.TriadConfig(t, podAddresses(pods))
+		services := []*corev1.Service{builder.ActiveService(g), builder.MembersService(g)}
+		if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, services); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	lease, err := getLease(ctx, r.Client, g)
 	if err != nil {
@@ -108,22 +110,23 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 	if err := fixRoleLabels(ctx, r.Client, pods, holder); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.replaceMember(ctx, t, g, pods); err != nil {
-		return ctrl.Result{}, err
-	}
-	conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder)
-	if err != nil {
-		return ctrl.Result{}, err
+	if blocked == nil {
+		if err := r.replaceMember(ctx, t, g, pods); err != nil {
+			return ctrl.Result{}, err
+		}
+		conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(conflicts) > 0 {
+			blocked = conflictBlocker(conflicts)
+		}
 	}
 	before := t.Status.DeepCopy()
-	computeTriadStatus(t, observedTriad{pods: pods, lease: lease})
-	if len(conflicts) > 0 {
-		meta.SetStatusCondition(&t.Status.Conditions, memberConflictCondition(t.Generation, conflicts))
-		t.Status.Phase = licensehav1.TriadFailed
-	}
+	t.Status = computeTriadStatus(t, observedTriad{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
 	r.recordTransitions(ctx, t, before, leaseReason(lease))
 	observeTriadMetrics(t)
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // replaceMember carries out the licenseha.io/replace-member annotation: the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,23 +37,41 @@ func syncStateOf(connected, synchronized bool) licensehav1.SyncState {
 	return licensehav1.DisconnectedNotSynchronized
 }
 
-// computePairStatus derives a pair's status from its pods and the Lease
-// holder. Connected: both agents report hearing each other. Synchronized:
-// the backup holds the settings revision the main last published and, with
-// spec.sync.paths, the files revision too.
-func computePairStatus(p *licensehav1.LicenseBackupPair, pods map[string]*corev1.Pod, holder string) {
-	st := &p.Status
+// observedPair is everything a pair's status is derived from, besides the
+// pair itself (its spec and the status it had).
+type observedPair struct {
+	// pods by side ("main", "backup"); a side without a pod is absent.
+	pods  map[string]*corev1.Pod
+	lease *coordinationv1.Lease
+	// blocked, when set, is why the pair cannot serve as specified.
+	blocked *blocker
+	// now is when the observation was made.
+	now metav1.Time
+}
+
+// computePairStatus derives a pair's status from its pods and the Lease.
+// Connected: both agents report hearing each other. Synchronized: the backup
+// holds the settings revision the main last published and, with
+// spec.sync.paths, the files revision too. A server serves when its agent
+// reports it active and, in ActivePassive, it holds the Lease. It is a pure
+// function: it reads the pair (spec, generation, the status it had) and obs,
+// changes neither, and returns the new status.
+func computePairStatus(p *licensehav1.LicenseBackupPair, obs observedPair) licensehav1.LicenseBackupPairStatus {
+	prev := &p.Status
+	st := p.Status.DeepCopy()
+	holder, _ := leaseHolder(obs.lease)
+	activePassive := p.Spec.Mode == licensehav1.ActivePassive
 	reports := map[string]group.MemberState{}
 	side := func(name string) licensehav1.PairServerStatus {
 		out := licensehav1.PairServerStatus{Pod: group.PodName(p.Name, name), Licenses: sideLicenses(st, name)}
-		pod := pods[name]
+		pod := obs.pods[name]
 		if pod == nil {
 			return out
 		}
 		out.PodIP, out.Ready = pod.Status.PodIP, podReady(pod)
 		if r, ok := group.ParseMemberState(pod.Annotations); ok && pod.Status.Phase == corev1.PodRunning && !podFailing(pod) {
 			reports[name] = r
-			out.Serving = r.State == group.StateActive
+			out.Serving = r.State == group.StateActive && (!activePassive || holder == pod.Name)
 			out.Version = r.ServerVersion
 		}
 		return out
@@ -62,62 +81,91 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, pods map[string]*corev1
 	mainR, mainOK := reports[string(licensehav1.SideMain)]
 	backR, backOK := reports[string(licensehav1.SideBackup)]
 	st.Connected = mainOK && backOK && len(mainR.Peers) > 0 && len(backR.Peers) > 0
-	wasSynchronized := st.Synchronized
 	st.Synchronized = mainOK && backOK && backR.Revision >= mainR.Revision &&
 		(len(p.Spec.Sync.Paths) == 0 || backR.FilesRevision >= mainR.FilesRevision)
 	st.SyncState = syncStateOf(st.Connected, st.Synchronized)
 	// lastSyncTime moves when the backup catches up with the main, not on a
 	// timer, so a steady pair writes nothing.
-	if st.Synchronized && (!wasSynchronized || st.LastSyncTime == nil) {
-		now := metav1.Now()
+	if st.Synchronized && (!prev.Synchronized || st.LastSyncTime == nil) {
+		now := obs.now
 		st.LastSyncTime = &now
 	}
 
 	st.ActiveServer = ""
-	if p.Spec.Mode == licensehav1.ActivePassive {
-		for _, s := range []licensehav1.PairSide{licensehav1.SideMain, licensehav1.SideBackup} {
-			if group.PodName(p.Name, string(s)) == holder && reports[string(s)].State == group.StateActive {
-				st.ActiveServer = s
-			}
+	if activePassive {
+		switch {
+		case st.Main.Serving:
+			st.ActiveServer = licensehav1.SideMain
+		case st.Backup.Serving:
+			st.ActiveServer = licensehav1.SideBackup
+		}
+		if st.ActiveServer == licensehav1.SideBackup && prev.ActiveServer != licensehav1.SideBackup {
+			st.Failovers++
 		}
 	}
 	serving := st.Main.Serving || st.Backup.Serving
 	versionMismatch := mainOK && backOK && mainR.ServerVersion != backR.ServerVersion
 
 	gen := p.Generation
-	set := func(typ string, ok bool, rt, rf, mt, mf string) {
+	cond := func(typ string, ok bool, rt, rf, mt, mf string) metav1.Condition {
 		c := metav1.Condition{Type: typ, ObservedGeneration: gen, Status: metav1.ConditionTrue, Reason: rt, Message: mt}
 		if !ok {
 			c.Status, c.Reason, c.Message = metav1.ConditionFalse, rf, mf
 		}
-		meta.SetStatusCondition(&st.Conditions, c)
+		return c
 	}
-	set(licensehav1.ConditionReady, serving, licensehav1.ReasonServing, licensehav1.ReasonNotServing,
-		"The pair serves clients", "Neither server serves")
-	set(licensehav1.ConditionConnected, st.Connected, licensehav1.ReasonPeersConnected, licensehav1.ReasonPeersDisconnected,
-		"Main and backup reach each other", "Main and backup do not reach each other")
-	set(licensehav1.ConditionSynchronized, st.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
-		"The backup holds the main's latest settings", "The backup does not hold the main's latest settings")
-	degraded := serving && (!st.Connected || !st.Synchronized || versionMismatch)
-	msg := "Serving without full redundancy: a server is down, disconnected or out of sync"
-	reason := licensehav1.ReasonMemberUnavailable
-	if versionMismatch {
-		reason = licensehav1.ReasonVersionMismatch
-		msg = fmt.Sprintf("Main runs server version %s and backup %s; both must run the same version and edition", mainR.ServerVersion, backR.ServerVersion)
+	servingMsg := "Main and backup serve clients"
+	switch {
+	case activePassive:
+		servingMsg = fmt.Sprintf("The %s serves clients", st.ActiveServer)
+	case !st.Backup.Serving:
+		servingMsg = "Only the main serves clients"
+	case !st.Main.Serving:
+		servingMsg = "Only the backup serves clients"
 	}
-	set(licensehav1.ConditionDegraded, degraded, reason, licensehav1.ReasonMembersHealthy,
-		msg, "Both servers are up, connected and in sync")
+	h := health{
+		serving:       serving,
+		servingMsg:    servingMsg,
+		notServingMsg: "Neither server serves",
+		healthyMsg:    "Both servers are up, connected and in sync",
+		blocked:       obs.blocked,
+	}
+	switch {
+	case versionMismatch:
+		h.lostReason = licensehav1.ReasonVersionMismatch
+		h.lostMsg = fmt.Sprintf("Main runs server version %s and backup %s; both must run the same version and edition", mainR.ServerVersion, backR.ServerVersion)
+	case !st.Connected || !st.Synchronized:
+		h.lostReason = licensehav1.ReasonMemberUnavailable
+		h.lostMsg = "Serving without full redundancy: a server is down, disconnected or out of sync"
+	}
+	ready, degraded := readyAndDegraded(gen, obs.now, h)
+	setConditions(&st.Conditions, obs.now,
+		ready,
+		cond(licensehav1.ConditionConnected, st.Connected, licensehav1.ReasonPeersConnected, licensehav1.ReasonPeersDisconnected,
+			"Main and backup reach each other", "Main and backup do not reach each other"),
+		cond(licensehav1.ConditionSynchronized, st.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
+			"The backup holds the main's latest settings", "The backup does not hold the main's latest settings"),
+		degraded,
+	)
 
 	switch {
-	case serving && !degraded:
+	case serving && h.lostReason == "":
 		st.Phase = licensehav1.PairActive
 	case serving:
 		st.Phase = licensehav1.PairDegraded
-	case st.Phase == "" || st.Phase == licensehav1.PairForming:
+	case prev.Phase == "" || prev.Phase == licensehav1.PairForming:
 		st.Phase = licensehav1.PairForming
 	default:
 		st.Phase = licensehav1.PairDegraded
 	}
+	switch {
+	case obs.blocked != nil && obs.blocked.failed:
+		st.Phase = licensehav1.PairFailed
+	case obs.blocked != nil && st.Phase == licensehav1.PairActive:
+		// Serving, but not as specified.
+		st.Phase = licensehav1.PairDegraded
+	}
+	return *st
 }
 
 func sideLicenses(st *licensehav1.LicenseBackupPairStatus, side string) []licensehav1.LicenseStatus {
@@ -156,7 +204,6 @@ func (r *LicenseBackupPairReconciler) recordTransitions(ctx context.Context, p *
 	}
 	if before.ActiveServer != p.Status.ActiveServer && p.Status.ActiveServer != "" {
 		if p.Status.ActiveServer == licensehav1.SideBackup {
-			p.Status.Failovers++
 			emit(corev1.EventTypeWarning, EventTookOver, "Takeover", "The backup took over while the main is down")
 		} else if before.ActiveServer == licensehav1.SideBackup {
 			emit(corev1.EventTypeNormal, EventFailedBack, "Failback", "The main serves again")

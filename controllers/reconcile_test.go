@@ -113,6 +113,8 @@ var _ = Describe("LicenseTriad reconciler", func() {
 				HaveField("Message", ContainSubstring(`Secret "nosecret-licenses" named by spec.licenseSecretRef does not exist`))))
 		Expect(triadCondition(key, licensehav1.ConditionReady)()).
 			To(haveReason(metav1.ConditionFalse, licensehav1.ReasonSecretNotFound))
+		Expect(triadCondition(key, licensehav1.ConditionDegraded)()).
+			To(haveReason(metav1.ConditionTrue, licensehav1.ReasonNoActiveMember), "nobody serves")
 
 		By("a Secret without licence files is not enough")
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nosecret-licenses"},

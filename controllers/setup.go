@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -65,6 +66,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		Options:     opts,
 		TrustedKeys: cfg.TrustedKeys,
 		Keys:        keys,
+		cleared:     &sync.Map{},
 	}
 	if err := (&LicenseTriadReconciler{base}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LicenseTriad reconciler: %w", err)

@@ -2,14 +2,12 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -18,11 +16,6 @@ import (
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/notify"
 )
-
-// errStop ends a reconcile's step chain early without an error: the spec
-// was read and the status says what is missing; a watch brings the group
-// back when that changes.
-var errStop = errors.New("stop")
 
 // Event reasons for role changes, part of the documented interface.
 const (
@@ -53,11 +46,11 @@ func leaseHolderChanged() predicate.Predicate {
 }
 
 // recordTransitions emits an Event for every change of the active member and
-// of the quorum, and counts failovers.
+// of the quorum; it leaves the status alone (computeTriadStatus counts the
+// failovers).
 // reason is the Lease's record of why the role last changed hands
 // (Acquire, Takeover, Switchover, Shutdown, Failback), written by the agent.
 func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licensehav1.LicenseTriad, before *licensehav1.LicenseTriadStatus, reason string) {
-	now := metav1.Now()
 	prev, cur := before.ActiveMember, t.Status.ActiveMember
 	emit := func(typ, reason, action, note string) {
 		if r.Recorder != nil {
@@ -77,14 +70,6 @@ func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licen
 			}
 		}
 		return ""
-	}
-	// Every takeover increments the Lease's fencing epoch, so the epoch,
-	// not a count kept in status, says how many failovers happened.
-	if t.Status.Epoch > 1 {
-		t.Status.Failovers = int32(t.Status.Epoch - 1)
-	}
-	if t.Status.Epoch > before.Epoch && before.Epoch > 0 {
-		t.Status.LastFailoverTime = &now
 	}
 	switch {
 	case prev != "" && cur == "":

@@ -344,6 +344,28 @@ var _ = Describe("LicenseTriad children", func() {
 			g.Expect(got.Status.ActiveMember).To(BeEmpty())
 			g.Expect(meta.FindStatusCondition(got.Status.Conditions, licensehav1.ConditionQuorumSatisfied)).
 				To(haveReason(metav1.ConditionFalse, licensehav1.ReasonNoQuorum))
+			g.Expect(meta.FindStatusCondition(got.Status.Conditions, licensehav1.ConditionDegraded)).
+				To(haveReason(metav1.ConditionTrue, licensehav1.ReasonNoActiveMember))
+		}, timeout, interval).Should(Succeed())
+	})
+
+	It("reports nobody serving as degraded when a role edit left no member active", func() {
+		t := startTriad(ns, "idle")
+		holdLease(ns, "idle", "idle-a", 1)
+		runSteadyMembers(ns, "idle")
+		Eventually(func() licensehav1.TriadPhase { return getTriadStatus(t).Phase }, timeout, interval).Should(Equal(licensehav1.TriadActive))
+
+		By("every member up, in contact and in sync, but none active")
+		runMember(ns, "idle-a", group.StateStandby, "standby", "b", "c")
+		Eventually(func(g Gomega) {
+			got := getTriadStatus(t)
+			g.Expect(got.ActiveMember).To(BeEmpty())
+			g.Expect(got.Quorum).To(Equal("3/3"))
+			g.Expect(got.Phase).To(Equal(licensehav1.TriadDegraded))
+			g.Expect(meta.FindStatusCondition(got.Conditions, licensehav1.ConditionReady)).
+				To(haveReason(metav1.ConditionFalse, licensehav1.ReasonNotServing))
+			g.Expect(meta.FindStatusCondition(got.Conditions, licensehav1.ConditionDegraded)).
+				To(haveReason(metav1.ConditionTrue, licensehav1.ReasonNoActiveMember))
 		}, timeout, interval).Should(Succeed())
 	})
 

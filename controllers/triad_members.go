@@ -13,7 +13,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,12 +23,14 @@ import (
 	"github.com/licenseha/licenseha/internal/group"
 )
 
+// Delete covers what a deleted group of the same name left behind (see
+// removeLeftovers) and a replaced member's volume claim.
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;patch
-// +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=create;update
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 
 // newToken returns a random admin token.
 func newToken() (string, error) {
@@ -39,8 +40,6 @@ func newToken() (string, error) {
 	}
 	return hex.EncodeToString(b), nil
 }
-
-func setCondition(conds *[]metav1.Condition, c metav1.Condition) { meta.SetStatusCondition(conds, c) }
 
 // listMemberPods returns a group's pods by member name.
 func listMemberPods(ctx context.Context, c ctrl.Client, g builder.Group) (map[string]*corev1.Pod, error) {
@@ -224,10 +223,9 @@ func podAddresses(pods map[string]*corev1.Pod) map[string]string {
 	return out
 }
 
-// memberConflictCondition reports member pods that exist but belong to
-// something else: such a member would be in two groups.
-func memberConflictCondition(generation int64, conflicts []string) metav1.Condition {
-	return metav1.Condition{Type: licensehav1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: generation,
-		Reason:  licensehav1.ReasonMemberInOtherGroup,
-		Message: fmt.Sprintf("Pods %s exist but do not belong to this group; a member may not belong to another group. Rename the members or remove those pods", strings.Join(conflicts, ", "))}
+// conflictBlocker reports member pods that exist but belong to something
+// else: such a member would be in two groups.
+func conflictBlocker(conflicts []string) *blocker {
+	return &blocker{reason: licensehav1.ReasonMemberInOtherGroup, failed: true,
+		message: fmt.Sprintf("Pods %s exist but do not belong to this group; a member may not belong to another group. Rename the members or remove those pods", strings.Join(conflicts, ", "))}
 }

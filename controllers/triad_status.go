@@ -12,11 +12,17 @@ import (
 	"github.com/licenseha/licenseha/internal/group"
 )
 
-// observedTriad is what the operator sees of a triad's members.
+// observedTriad is everything a triad's status is derived from, besides the
+// triad itself (its spec and the status it had).
 type observedTriad struct {
 	// pods by member name; a member without a pod is absent.
 	pods  map[string]*corev1.Pod
 	lease *coordinationv1.Lease
+	// blocked, when set, is why the triad cannot serve as specified.
+	blocked *blocker
+	// now is when the observation was made: condition transitions and
+	// failovers are stamped with it.
+	now metav1.Time
 }
 
 // leaseHolder returns the pod named in the Lease and the fencing epoch.
@@ -68,14 +74,16 @@ func podFailing(p *corev1.Pod) bool {
 }
 
 // computeTriadStatus derives the member list, the active member, the quorum,
-// the phase and the conditions of a triad from its pods and Lease. It is a
-// pure function of what was observed, so a steady triad yields identical
-// status and nothing is written.
-func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) {
-	st := &t.Status
+// the failover count, the phase and the conditions of a triad from what was
+// observed. It is a pure function: it reads the triad (spec, generation, the
+// status it had) and obs, changes neither, and returns the new status, so a
+// steady triad yields identical status and nothing is written.
+func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) licensehav1.LicenseTriadStatus {
+	prev := &t.Status
+	st := t.Status.DeepCopy()
 	holder, epoch := leaseHolder(obs.lease)
 	st.Epoch = epoch
-	st.Members = st.Members[:0]
+	st.Members = nil
 	st.ActiveMember = ""
 	inQuorum := int32(0)
 	var activeRevision int64
@@ -118,7 +126,18 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) {
 	st.MembersInQuorum = inQuorum
 	st.Quorum = fmt.Sprintf("%d/3", inQuorum)
 
-	synced := st.ActiveMember != ""
+	// Every takeover increments the Lease's fencing epoch, so the epoch,
+	// not a count kept in status, says how many failovers happened.
+	if epoch > 1 {
+		st.Failovers = int32(epoch - 1)
+	}
+	if epoch > prev.Epoch && prev.Epoch > 0 {
+		now := obs.now
+		st.LastFailoverTime = &now
+	}
+
+	serving := st.ActiveMember != ""
+	synced := serving
 	for name, rev := range revisions {
 		if name != st.ActiveMember && rev < activeRevision {
 			synced = false
@@ -135,30 +154,48 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) {
 		}
 		return c
 	}
-	serving := st.ActiveMember != ""
 	quorum := inQuorum >= 2
 	full := inQuorum == 3 && st.Sync.Synchronized
-	conds := []metav1.Condition{
-		cond(licensehav1.ConditionReady, serving, licensehav1.ReasonServing, licensehav1.ReasonNotServing,
-			fmt.Sprintf("Member %s serves", st.ActiveMember), "No member serves"),
+	forming := epoch == 0 && holder == ""
+
+	notSyncedMsg := "A member does not hold the latest state yet"
+	notServingMsg := "No member serves"
+	switch {
+	case !serving && forming:
+		notServingMsg = "No member serves yet: the triad is forming"
+	case !serving && !quorum:
+		notServingMsg = "No member serves: fewer than two members are in contact"
+	}
+	if !serving {
+		notSyncedMsg = "No member serves, so no member holds a latest state the others could follow"
+	}
+	h := health{
+		serving:       serving,
+		servingMsg:    fmt.Sprintf("Member %s serves", st.ActiveMember),
+		notServingMsg: notServingMsg,
+		healthyMsg:    "All three members are up, in contact and in sync",
+		blocked:       obs.blocked,
+	}
+	if !full {
+		h.lostReason = licensehav1.ReasonMemberUnavailable
+		h.lostMsg = "Serving without full redundancy: a member is down, out of contact or out of sync"
+	}
+	ready, degraded := readyAndDegraded(gen, obs.now, h)
+	setConditions(&st.Conditions, obs.now,
+		ready,
 		cond(licensehav1.ConditionQuorumSatisfied, quorum, licensehav1.ReasonQuorum, licensehav1.ReasonNoQuorum,
 			"At least two members are in contact", "Fewer than two members are in contact; nobody may serve"),
 		cond(licensehav1.ConditionSynchronized, st.Sync.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
-			"Every member holds the latest state", "A member does not hold the latest state yet"),
-	}
-	degraded := cond(licensehav1.ConditionDegraded, serving && !full, licensehav1.ReasonMemberUnavailable, licensehav1.ReasonMembersHealthy,
-		"Serving without full redundancy: a member is down, out of contact or out of sync", "All three members are up, in contact and in sync")
-	conds = append(conds, degraded)
-	for _, c := range conds {
-		setCondition(&st.Conditions, c)
-	}
+			"Every member holds the latest state", notSyncedMsg),
+		degraded,
+	)
 
 	switch {
 	case serving && full:
 		st.Phase = licensehav1.TriadActive
 	case serving:
 		st.Phase = licensehav1.TriadDegraded
-	case epoch == 0 && holder == "":
+	case forming:
 		// Nobody has ever served: the triad is still forming.
 		st.Phase = licensehav1.TriadForming
 	case !quorum:
@@ -166,4 +203,12 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) {
 	default:
 		st.Phase = licensehav1.TriadDegraded
 	}
+	switch {
+	case obs.blocked != nil && obs.blocked.failed:
+		st.Phase = licensehav1.TriadFailed
+	case obs.blocked != nil && st.Phase == licensehav1.TriadActive:
+		// Serving, but not as specified.
+		st.Phase = licensehav1.TriadDegraded
+	}
+	return *st
 }

@@ -61,8 +61,9 @@ const (
 	// ConditionLicenseValid is True when the referenced licences exist,
 	// verify, and may be used by this group.
 	ConditionLicenseValid = "LicenseValid"
-	// ConditionDegraded is True when the group serves but has lost
-	// redundancy: a member is down, unhealthy or out of sync.
+	// ConditionDegraded is True when the group has lost redundancy (a member
+	// is down, unhealthy or out of sync) or does not serve at all (reason
+	// NoActiveMember). It is False only while Ready is True.
 	ConditionDegraded = "Degraded"
 	// ConditionConnected (pair) is True when main and backup reach each other.
 	ConditionConnected = "Connected"
@@ -91,6 +92,11 @@ const (
 	ReasonPeersConnected     = "PeersConnected"
 	ReasonPeersDisconnected  = "PeersDisconnected"
 	ReasonVersionMismatch    = "VersionMismatch"
+	// ReasonNoActiveMember (Degraded) says that no member serves.
+	ReasonNoActiveMember = "NoActiveMember"
+	// ReasonPredecessorLeftovers (Ready) says that the operator is deleting
+	// the objects a deleted group of the same kind and name left behind.
+	ReasonPredecessorLeftovers = "PredecessorLeftovers"
 )
 
 // ServerSpec describes how every member runs its license server. The

@@ -58,7 +58,9 @@ const (
 	TriadForming TriadPhase = "Forming"
 	// TriadActive: one member serves and all three are in contact.
 	TriadActive TriadPhase = "Active"
-	// TriadDegraded: one member serves, but a member is down or out of sync.
+	// TriadDegraded: one member serves, but a member is down or out of sync
+	// or the triad is not as specified (see Ready); or two members are in
+	// contact and none serves.
 	TriadDegraded TriadPhase = "Degraded"
 	// TriadNoQuorum: fewer than two members are in contact; nobody serves.
 	TriadNoQuorum TriadPhase = "NoQuorum"

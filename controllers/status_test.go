@@ -1,0 +1,436 @@
+package controllers
+
+import (
+	"encoding/json"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+)
+
+// These tests feed the status functions what the operator observes (the
+// member pods with their agents' reports, the Lease, and what blocks the
+// group) and check the conditions and the phase they derive. Every case is
+// also checked against the rules that keep a status from contradicting
+// itself (checkConsistent).
+
+var statusNow = metav1.NewTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+
+// memberPod is a running, ready member pod whose agent reports r.
+func memberPod(groupName, member string, r group.MemberState) *corev1.Pod {
+	raw, _ := json.Marshal(r)
+	role := licensehav1.RoleLabelStandby
+	if r.State == group.StateActive {
+		role = licensehav1.RoleLabelActive
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: group.PodName(groupName, member),
+			Labels:      map[string]string{licensehav1.LabelMember: member, licensehav1.LabelRole: role},
+			Annotations: map[string]string{group.AnnotationMemberState: string(raw)}},
+		Status: corev1.PodStatus{
+			Phase: corev1.PodRunning, PodIP: "10.0.0." + strconv.Itoa(len(member)),
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "server", Ready: true,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}},
+		},
+	}
+}
+
+// crashed is a member pod whose server container is not running.
+func crashed(p *corev1.Pod) *corev1.Pod {
+	p.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
+	p.Status.Conditions[0].Status = corev1.ConditionFalse
+	return p
+}
+
+func heldLease(holder string, epoch int) *coordinationv1.Lease {
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+		Annotations: map[string]string{group.AnnotationLeaseEpoch: strconv.Itoa(epoch)}}}
+	if holder != "" {
+		l.Spec.HolderIdentity = ptr.To(holder)
+	}
+	return l
+}
+
+func pods(ps ...*corev1.Pod) map[string]*corev1.Pod {
+	out := map[string]*corev1.Pod{}
+	for _, p := range ps {
+		out[p.Labels[licensehav1.LabelMember]] = p
+	}
+	return out
+}
+
+var (
+	licenceMissing = &blocker{reason: licensehav1.ReasonSecretNotFound,
+		message: `LicenseValid: Secret "plant-licenses" named by spec.licenseSecretRef does not exist`}
+	otherGroupsPod = &blocker{reason: licensehav1.ReasonMemberInOtherGroup,
+		message: "Pods plant-c exist but do not belong to this group", failed: true}
+	leftovers = &blocker{reason: licensehav1.ReasonPredecessorLeftovers,
+		message: "Deleting what the deleted LicenseTriad plant left behind: Pod plant-a"}
+)
+
+func triadMember(name, state string, revision int64, peers ...string) *corev1.Pod {
+	return memberPod("plant", name, group.MemberState{State: state, Revision: revision, Peers: peers})
+}
+
+// want is the part of a status the tables check.
+type want struct {
+	ready, degraded metav1.ConditionStatus
+	readyReason     string
+	degradedReason  string
+	phase           string
+	active          string
+}
+
+func TestTriadStatus(t *testing.T) {
+	steady := func() map[string]*corev1.Pod {
+		return pods(triadMember("a", group.StateActive, 4, "b", "c"),
+			triadMember("b", group.StateStandby, 4, "a", "c"),
+			triadMember("c", group.StateWitness, 4, "a", "b"))
+	}
+	cases := []struct {
+		name    string
+		pods    map[string]*corev1.Pod
+		lease   *coordinationv1.Lease
+		blocked *blocker
+		want    want
+	}{{
+		name: "a serves, all three in contact and in sync",
+		pods: steady(), lease: heldLease("plant-a", 1),
+		want: want{ready: "True", readyReason: licensehav1.ReasonServing, degraded: "False",
+			degradedReason: licensehav1.ReasonMembersHealthy, phase: "Active", active: "a"},
+	}, {
+		name:  "a serves, the witness is down",
+		pods:  pods(triadMember("a", group.StateActive, 4, "b"), triadMember("b", group.StateStandby, 4, "a")),
+		lease: heldLease("plant-a", 1),
+		want: want{ready: "True", readyReason: licensehav1.ReasonServing, degraded: "True",
+			degradedReason: licensehav1.ReasonMemberUnavailable, phase: "Degraded", active: "a"},
+	}, {
+		name: "a role edit left nobody active: all three up, in contact and holding the same state",
+		pods: pods(triadMember("a", group.StateStandby, 4, "b", "c"),
+			triadMember("b", group.StateStandby, 4, "a", "c"),
+			triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 3),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Degraded"},
+	}, {
+		name: "a reports active but b holds the Lease",
+		pods: steady(), lease: heldLease("plant-b", 2),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Degraded"},
+	}, {
+		name: "the Lease holder's server crashed",
+		pods: pods(crashed(triadMember("a", group.StateActive, 4, "b", "c")),
+			triadMember("b", group.StateStandby, 4, "a", "c"),
+			triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 1),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Degraded"},
+	}, {
+		name:  "fewer than two members in contact",
+		pods:  pods(triadMember("a", group.StateFenced, 4), triadMember("b", group.StateStandby, 4)),
+		lease: heldLease("plant-a", 1),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "NoQuorum"},
+	}, {
+		name: "forming: no pod runs, nobody ever held the Lease",
+		pods: pods(), lease: heldLease("", 0),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Forming"},
+	}, {
+		name: "forming: no Lease yet",
+		pods: pods(),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Forming"},
+	}, {
+		name: "the licence Secret is gone while a serves with full redundancy",
+		pods: steady(), lease: heldLease("plant-a", 1), blocked: licenceMissing,
+		want: want{ready: "False", readyReason: licensehav1.ReasonSecretNotFound, degraded: "True",
+			degradedReason: licensehav1.ReasonSecretNotFound, phase: "Degraded", active: "a"},
+	}, {
+		name: "the licence Secret is missing and nobody serves",
+		pods: pods(), blocked: licenceMissing,
+		want: want{ready: "False", readyReason: licensehav1.ReasonSecretNotFound, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Forming"},
+	}, {
+		name:  "a member's pod belongs to something else, a serves",
+		pods:  pods(triadMember("a", group.StateActive, 4, "b"), triadMember("b", group.StateStandby, 4, "a")),
+		lease: heldLease("plant-a", 1), blocked: otherGroupsPod,
+		want: want{ready: "False", readyReason: licensehav1.ReasonMemberInOtherGroup, degraded: "True",
+			degradedReason: licensehav1.ReasonMemberUnavailable, phase: "Failed", active: "a"},
+	}, {
+		name: "a predecessor's pods are being deleted",
+		pods: pods(), lease: heldLease("plant-a", 7), blocked: leftovers,
+		want: want{ready: "False", readyReason: licensehav1.ReasonPredecessorLeftovers, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "NoQuorum"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			triad := &licensehav1.LicenseTriad{
+				ObjectMeta: metav1.ObjectMeta{Name: "plant", Namespace: "ns", Generation: 3},
+				Spec: licensehav1.LicenseTriadSpec{Members: []licensehav1.TriadMember{
+					{Name: "a", Role: licensehav1.RolePrimary}, {Name: "b", Role: licensehav1.RoleSecondary},
+					{Name: "c", Role: licensehav1.RoleTertiary}}},
+			}
+			in := triadInput{pods: tc.pods, lease: tc.lease, blocked: tc.blocked}
+			st := triadStatusOf(t, triad, in)
+			got := want{phase: string(st.Phase), active: st.ActiveMember}
+			if c := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionReady); c != nil {
+				got.ready, got.readyReason = c.Status, c.Reason
+			}
+			if c := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionDegraded); c != nil {
+				got.degraded, got.degradedReason = c.Status, c.Reason
+			}
+			if got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+			checkConsistent(t, st.Conditions, st.ActiveMember != "", string(st.Phase), "Active")
+			for _, c := range st.Conditions {
+				if c.ObservedGeneration != 3 {
+					t.Errorf("%s: observedGeneration %d, want 3", c.Type, c.ObservedGeneration)
+				}
+			}
+		})
+	}
+}
+
+func pairMember(side, state string, revision int64, version string, peers ...string) *corev1.Pod {
+	return memberPod("plant", side, group.MemberState{State: state, Revision: revision, ServerVersion: version, Peers: peers})
+}
+
+func TestPairStatus(t *testing.T) {
+	const (
+		aa = licensehav1.ActiveActive
+		ap = licensehav1.ActivePassive
+	)
+	main := func(state string, peers ...string) *corev1.Pod { return pairMember("main", state, 5, "1.0", peers...) }
+	backup := func(state string, peers ...string) *corev1.Pod {
+		return pairMember("backup", state, 5, "1.0", peers...)
+	}
+	cases := []struct {
+		name      string
+		mode      licensehav1.PairMode
+		pods      map[string]*corev1.Pod
+		lease     *coordinationv1.Lease
+		blocked   *blocker
+		prevPhase licensehav1.PairPhase
+		prevSide  licensehav1.PairSide
+		want      want
+	}{{
+		name: "ActiveActive: both serve, connected and in sync", mode: aa,
+		pods: pods(main(group.StateActive, "backup"), backup(group.StateActive, "main")),
+		want: want{ready: "True", readyReason: licensehav1.ReasonServing, degraded: "False",
+			degradedReason: licensehav1.ReasonMembersHealthy, phase: "Active"},
+	}, {
+		name: "ActiveActive: both serve, disconnected", mode: aa,
+		pods: pods(main(group.StateActive), backup(group.StateActive)),
+		want: want{ready: "True", readyReason: licensehav1.ReasonServing, degraded: "True",
+			degradedReason: licensehav1.ReasonMemberUnavailable, phase: "Degraded"},
+	}, {
+		name: "ActiveActive: the backup is down", mode: aa,
+		pods: pods(main(group.StateActive)),
+		want: want{ready: "True", readyReason: licensehav1.ReasonServing, degraded: "True",
+			degradedReason: licensehav1.ReasonMemberUnavailable, phase: "Degraded"},
+	}, {
+		name: "ActiveActive: different server versions", mode: aa,
+		pods: pods(main(group.StateActive, "backup"), pairMember("backup", group.StateActive, 5, "1.1", "main")),
+		want: want{ready: "True", readyReason: licensehav1.ReasonServing, degraded: "True",
+			degradedReason: licensehav1.ReasonVersionMismatch, phase: "Degraded"},
+	}, {
+		name: "ActiveActive: neither serves though both are up, connected and in sync", mode: aa,
+		pods: pods(main(group.StateStandby, "backup"), backup(group.StateStandby, "main")), prevPhase: "Active",
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Degraded"},
+	}, {
+		name: "ActiveActive: both servers crashed", mode: aa, prevPhase: "Active",
+		pods: pods(crashed(main(group.StateActive, "backup")), crashed(backup(group.StateActive, "main"))),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Degraded"},
+	}, {
+		name: "ActiveActive: forming, no pod runs", mode: aa, pods: pods(),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Forming"},
+	}, {
+		name: "ActivePassive: the main holds the Lease and serves", mode: ap,
+		pods:  pods(main(group.StateActive, "backup"), backup(group.StateStandby, "main")),
+		lease: heldLease("plant-main", 1),
+		want: want{ready: "True", readyReason: licensehav1.ReasonServing, degraded: "False",
+			degradedReason: licensehav1.ReasonMembersHealthy, phase: "Active", active: "main"},
+	}, {
+		name: "ActivePassive: the backup took over from the main", mode: ap, prevPhase: "Active", prevSide: "main",
+		pods:  pods(backup(group.StateActive)),
+		lease: heldLease("plant-backup", 2),
+		want: want{ready: "True", readyReason: licensehav1.ReasonServing, degraded: "True",
+			degradedReason: licensehav1.ReasonMemberUnavailable, phase: "Degraded", active: "backup"},
+	}, {
+		name: "ActivePassive: the main reports active but nobody holds the Lease", mode: ap, prevPhase: "Active",
+		pods:  pods(main(group.StateActive, "backup"), backup(group.StateStandby, "main")),
+		lease: heldLease("", 1),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Degraded"},
+	}, {
+		name: "ActivePassive: both stand by, connected and in sync", mode: ap, prevPhase: "Active",
+		pods:  pods(main(group.StateStandby, "backup"), backup(group.StateStandby, "main")),
+		lease: heldLease("plant-main", 1),
+		want: want{ready: "False", readyReason: licensehav1.ReasonNotServing, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Degraded"},
+	}, {
+		name: "ActivePassive: a licence Secret is gone while the main serves with full redundancy", mode: ap,
+		prevPhase: "Active", blocked: licenceMissing,
+		pods:  pods(main(group.StateActive, "backup"), backup(group.StateStandby, "main")),
+		lease: heldLease("plant-main", 1),
+		want: want{ready: "False", readyReason: licensehav1.ReasonSecretNotFound, degraded: "True",
+			degradedReason: licensehav1.ReasonSecretNotFound, phase: "Degraded", active: "main"},
+	}, {
+		name: "ActiveActive: the backup's pod belongs to something else", mode: aa, blocked: otherGroupsPod,
+		pods: pods(main(group.StateActive)),
+		want: want{ready: "False", readyReason: licensehav1.ReasonMemberInOtherGroup, degraded: "True",
+			degradedReason: licensehav1.ReasonMemberUnavailable, phase: "Failed"},
+	}, {
+		name: "ActivePassive: a predecessor's pods are being deleted", mode: ap, blocked: leftovers, pods: pods(),
+		want: want{ready: "False", readyReason: licensehav1.ReasonPredecessorLeftovers, degraded: "True",
+			degradedReason: licensehav1.ReasonNoActiveMember, phase: "Forming"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &licensehav1.LicenseBackupPair{
+				ObjectMeta: metav1.ObjectMeta{Name: "plant", Namespace: "ns", Generation: 2},
+				Spec:       licensehav1.LicenseBackupPairSpec{Mode: tc.mode},
+				Status:     licensehav1.LicenseBackupPairStatus{Phase: tc.prevPhase, ActiveServer: tc.prevSide},
+			}
+			st := pairStatusOf(t, p, pairInput{pods: tc.pods, lease: tc.lease, blocked: tc.blocked})
+			got := want{phase: string(st.Phase), active: string(st.ActiveServer)}
+			if c := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionReady); c != nil {
+				got.ready, got.readyReason = c.Status, c.Reason
+			}
+			if c := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionDegraded); c != nil {
+				got.degraded, got.degradedReason = c.Status, c.Reason
+			}
+			if got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+			serving := st.Main.Serving || st.Backup.Serving
+			if tc.mode == ap && serving != (st.ActiveServer != "") {
+				t.Errorf("a server serves (main %v, backup %v) but activeServer is %q", st.Main.Serving, st.Backup.Serving, st.ActiveServer)
+			}
+			checkConsistent(t, st.Conditions, serving, string(st.Phase), "Active")
+		})
+	}
+}
+
+// checkConsistent holds every status to the rules that keep it from
+// contradicting itself: nobody serving is never healthy.
+func checkConsistent(t *testing.T, conds []metav1.Condition, serving bool, phase, activePhase string) {
+	t.Helper()
+	ready := meta.FindStatusCondition(conds, licensehav1.ConditionReady)
+	degraded := meta.FindStatusCondition(conds, licensehav1.ConditionDegraded)
+	if ready == nil || degraded == nil {
+		t.Fatalf("Ready and Degraded must both be reported: %+v", conds)
+	}
+	if !serving && ready.Status != metav1.ConditionFalse {
+		t.Errorf("nobody serves, yet Ready is %s (%s)", ready.Status, ready.Reason)
+	}
+	if !serving && (degraded.Status != metav1.ConditionTrue || degraded.Reason != licensehav1.ReasonNoActiveMember) {
+		t.Errorf("nobody serves, yet Degraded is %s (%s: %s)", degraded.Status, degraded.Reason, degraded.Message)
+	}
+	if degraded.Status == metav1.ConditionFalse && ready.Status != metav1.ConditionTrue {
+		t.Errorf("Degraded is False (%s) while Ready is %s (%s)", degraded.Reason, ready.Status, ready.Reason)
+	}
+	healthy := ready.Status == metav1.ConditionTrue && degraded.Status == metav1.ConditionFalse
+	if (phase == activePhase) != healthy {
+		t.Errorf("phase %s with Ready %s and Degraded %s", phase, ready.Status, degraded.Status)
+	}
+	for _, c := range conds {
+		if c.LastTransitionTime.IsZero() || c.Reason == "" {
+			t.Errorf("condition %s lacks a transition time or a reason: %+v", c.Type, c)
+		}
+	}
+}
+
+// TestStatusIsPure: the same observations give the same status, and the
+// group passed in is left as it was.
+func TestStatusIsPure(t *testing.T) {
+	triad := &licensehav1.LicenseTriad{ObjectMeta: metav1.ObjectMeta{Name: "plant", Generation: 1},
+		Spec: licensehav1.LicenseTriadSpec{Members: []licensehav1.TriadMember{
+			{Name: "a", Role: licensehav1.RolePrimary}, {Name: "b", Role: licensehav1.RoleSecondary},
+			{Name: "c", Role: licensehav1.RoleTertiary}}}}
+	in := triadInput{pods: pods(triadMember("a", group.StateActive, 4, "b", "c"),
+		triadMember("b", group.StateStandby, 4, "a", "c"), triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 2)}
+	before := triad.DeepCopy()
+	first := triadStatusOf(t, triad, in)
+	if !reflect.DeepEqual(triad, before) {
+		t.Errorf("computing the status changed the triad")
+	}
+	if second := triadStatusOf(t, triad, in); !reflect.DeepEqual(first, second) {
+		t.Errorf("two computations differ:\n%+v\n%+v", first, second)
+	}
+
+	pair := &licensehav1.LicenseBackupPair{ObjectMeta: metav1.ObjectMeta{Name: "plant", Generation: 1},
+		Spec: licensehav1.LicenseBackupPairSpec{Mode: licensehav1.ActivePassive}}
+	pin := pairInput{pods: pods(pairMember("main", group.StateActive, 5, "1.0", "backup"),
+		pairMember("backup", group.StateStandby, 5, "1.0", "main")), lease: heldLease("plant-main", 1)}
+	pbefore := pair.DeepCopy()
+	pfirst := pairStatusOf(t, pair, pin)
+	if !reflect.DeepEqual(pair, pbefore) {
+		t.Errorf("computing the status changed the pair")
+	}
+	if psecond := pairStatusOf(t, pair, pin); !reflect.DeepEqual(pfirst, psecond) {
+		t.Errorf("two computations differ:\n%+v\n%+v", pfirst, psecond)
+	}
+	if pfirst.LastSyncTime == nil || !pfirst.LastSyncTime.Equal(&statusNow) {
+		t.Errorf("lastSyncTime %v, want the observation time %v", pfirst.LastSyncTime, statusNow)
+	}
+}
+
+// TestFailoversAreCounted: a takeover is counted once, from what was
+// observed, with the observation time.
+func TestFailoversAreCounted(t *testing.T) {
+	triad := &licensehav1.LicenseTriad{ObjectMeta: metav1.ObjectMeta{Name: "plant"},
+		Spec: licensehav1.LicenseTriadSpec{Members: []licensehav1.TriadMember{
+			{Name: "a", Role: licensehav1.RolePrimary}, {Name: "b", Role: licensehav1.RoleSecondary},
+			{Name: "c", Role: licensehav1.RoleTertiary}}},
+		Status: licensehav1.LicenseTriadStatus{Epoch: 1, ActiveMember: "a"}}
+	st := triadStatusOf(t, triad, triadInput{pods: pods(triadMember("b", group.StateActive, 4, "c"),
+		triadMember("c", group.StateWitness, 4, "b")), lease: heldLease("plant-b", 2)})
+	if st.ActiveMember != "b" || st.Failovers != 1 || st.LastFailoverTime == nil || !st.LastFailoverTime.Equal(&statusNow) {
+		t.Errorf("triad after a takeover: active %q, failovers %d, last failover %v", st.ActiveMember, st.Failovers, st.LastFailoverTime)
+	}
+
+	pair := &licensehav1.LicenseBackupPair{ObjectMeta: metav1.ObjectMeta{Name: "plant"},
+		Spec:   licensehav1.LicenseBackupPairSpec{Mode: licensehav1.ActivePassive},
+		Status: licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, ActiveServer: licensehav1.SideMain}}
+	in := pairInput{pods: pods(pairMember("backup", group.StateActive, 5, "1.0")), lease: heldLease("plant-backup", 2)}
+	pair.Status = pairStatusOf(t, pair, in)
+	pair.Status = pairStatusOf(t, pair, in)
+	if pair.Status.ActiveServer != licensehav1.SideBackup || pair.Status.Failovers != 1 {
+		t.Errorf("pair after a takeover: active %q, failovers %d; want backup, 1", pair.Status.ActiveServer, pair.Status.Failovers)
+	}
+}
+
+// triadInput and pairInput are the observations of one case; now is always
+// statusNow.
+type triadInput struct {
+	pods    map[string]*corev1.Pod
+	lease   *coordinationv1.Lease
+	blocked *blocker
+}
+
+type pairInput = triadInput
+
+func triadStatusOf(_ *testing.T, t *licensehav1.LicenseTriad, in triadInput) licensehav1.LicenseTriadStatus {
+	return computeTriadStatus(t, observedTriad{pods: in.pods, lease: in.lease, blocked: in.blocked, now: statusNow})
+}
+
+func pairStatusOf(_ *testing.T, p *licensehav1.LicenseBackupPair, in pairInput) licensehav1.LicenseBackupPairStatus {
+	return computePairStatus(p, observedPair{pods: in.pods, lease: in.lease, blocked: in.blocked, now: statusNow})
+}
