@@ -58,7 +58,7 @@ type desired struct {
 	// state and peers are reported on the pod.
 	state string
 	peers []string
-	// until bounds an active role, on the node's CLOCK_MONOTONIC in
+	// until bounds an active role, on the node's CLOCK_BOOTTIME in
 	// nanoseconds: the server fences itself then unless renewed (zero: no
 	// bound, e.g. an ActiveActive pair member).
 	until int64

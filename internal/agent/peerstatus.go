@@ -110,7 +110,7 @@ type serverSample struct {
 
 // memberHealth is what a pair member knows about its own fitness to serve:
 // its license server's health and whether it reaches the API server. Times
-// are CLOCK_MONOTONIC nanoseconds.
+// are CLOCK_BOOTTIME nanoseconds.
 type memberHealth struct {
 	mu sync.Mutex
 	// polled is when the server last answered a state poll (a vendor

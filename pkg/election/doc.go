@@ -27,22 +27,24 @@
 //     long as a peer grants it (failsafe); nobody can acquire the Lease.
 //
 // Machine is the protocol as a pure, deterministic state machine: inputs
-// carry the member's monotonic clock reading and every input returns an
-// Output (server state, role label, at most one Lease command, heartbeats,
-// next wake-up time). Package sim drives three machines through seeded
-// faults. Runner drives a Machine in real time with a LeaseStore, a
-// Transport (UDPTransport) and a state callback; that is what the member
+// carry the member's clock reading and every input returns an Output
+// (server state, role label, at most one Lease command, heartbeats, next
+// wake-up time). Driver wraps it with everything else a member does apart
+// from I/O: the heartbeat codec (Codec), the ordered and confirmed
+// application of the server state with escalation to stopping the server,
+// spec edits and the server's health. Package sim runs three Drivers through
+// seeded faults; Runner runs one in real time, and that is what the member
 // agent uses:
 //
-//	conn, _ := net.ListenUDP("udp", &net.UDPAddr{Port: agentPort})
-//	tr := election.NewUDPTransport(conn, triadName, key, peerAddrs)
 //	r, _ := election.NewRunner(election.RunnerConfig{
-//		Machine:   election.Config{Self: me, Primary: p, Secondary: s, Tertiary: t,
-//			Incarnation: uint64(time.Now().UnixNano()), PeerTimeout: ..., ...},
-//		Store:     kubeLeaseStore,      // coordination/v1 Lease, CAS on resourceVersion
-//		Transport: tr,
-//		OnState:   applyToServerAndLabel, // Serve/Fence/Witness, epoch, deadline, label
+//		Machine: election.Config{Self: me, Primary: p, Secondary: s, Tertiary: t, ...},
+//		Group: triadName, Key: sharedKey,
+//		Store:  &kubelease.Store{...},  // coordination/v1 Lease, CAS on resourceVersion
+//		Conn:   udpConn, Addr: memberAddress,
+//		Server: serverControl,          // sequenced role requests, Stop on escalation
+//		Clock:  boottime.Since,
 //	})
 //	go r.Run(ctx)
-//	// on SIGTERM: r.Shutdown(ctxWithOneSecond); on a switchover request: r.Switchover(target)
+//	// on an edit: r.Configure(cfg); health: r.SetServerHealth(ok);
+//	// on SIGTERM: r.Shutdown(ctx); on a switchover request: r.Switchover(target)
 package election
