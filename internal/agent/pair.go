@@ -505,6 +505,9 @@ type renewClock struct {
 	seen     atomic.Int32
 	term     atomic.Int32
 	acquired atomic.Bool
+	// holder is the holderIdentity of the last record read ("" when the
+	// read failed).
+	holder atomic.Value
 	// released is set once this elector gave the Lease up, or stopped
 	// leading: nothing may make the server serve again under it. mu makes
 	// "check released, then serve" and "set released, then fence"
@@ -515,6 +518,12 @@ type renewClock struct {
 
 // errNotFenced refuses to release the Lease while the server may serve.
 var errNotFenced = errors.New("the server is not fenced; the Lease is left to expire")
+
+// errNotHolder refuses a release of a Lease another member holds now.
+// client-go's release reads the Lease and then decides from what its
+// elector observed earlier: after a freeze whose renewals failed, that is
+// the old term, and the write would clear the other side's fresh Lease.
+var errNotHolder = errors.New("the Lease is held by the other side; nothing to release")
 
 // whileHeld runs f unless the Lease was released, excluding a concurrent
 // release: f may make the server serve.
@@ -546,8 +555,10 @@ func (r *renewClock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecor
 	r.observe(err)
 	if err == nil && rec != nil {
 		r.seen.Store(int32(rec.LeaderTransitions))
+		r.holder.Store(rec.HolderIdentity)
 	} else {
 		r.seen.Store(-1)
+		r.holder.Store("")
 	}
 	return rec, raw, err
 }
@@ -559,6 +570,7 @@ func (r *renewClock) Create(ctx context.Context, rec resourcelock.LeaderElection
 	if err == nil {
 		r.last.Store(at)
 		r.acquiredAt(rec)
+		r.holder.Store(rec.HolderIdentity)
 	}
 	return err
 }
@@ -571,6 +583,9 @@ func (r *renewClock) Update(ctx context.Context, rec resourcelock.LeaderElection
 		r.mu.Unlock()
 		if !fenced {
 			return errNotFenced
+		}
+		if h, _ := r.holder.Load().(string); h != r.Identity() {
+			return errNotHolder
 		}
 		err := r.Interface.Update(ctx, rec)
 		r.observe(err)
@@ -593,6 +608,7 @@ func (r *renewClock) Update(ctx context.Context, rec resourcelock.LeaderElection
 	if err == nil {
 		r.last.Store(at)
 		r.acquiredAt(rec)
+		r.holder.Store(rec.HolderIdentity)
 	}
 	return err
 }

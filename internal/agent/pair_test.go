@@ -454,3 +454,37 @@ func TestReleaseWaitsForTheFence(t *testing.T) {
 		t.Fatal("the Lease was not released after the fence")
 	}
 }
+
+// A member that froze while holding the Lease, and whose renewals then
+// failed, must not clear the Lease the other side took meanwhile: client-go
+// releases on the strength of its stale observation (the defect: both sides
+// served for a second after the main resumed).
+func TestStaleReleaseLeavesTheOtherSidesLease(t *testing.T) {
+	lease := &memLease{}
+	main := &memLock{l: lease, id: "pair-main"}
+	backup := &memLock{l: lease, id: "pair-backup"}
+	ctx := context.Background()
+	if err := main.Create(ctx, resourcelock.LeaderElectionRecord{HolderIdentity: "pair-main", LeaseDurationSeconds: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// The backup takes the expired Lease over.
+	if _, _, err := backup.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := backup.Update(ctx, resourcelock.LeaderElectionRecord{HolderIdentity: "pair-backup", LeaseDurationSeconds: 2, LeaderTransitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The main's elector releases: it reads the Lease (refreshing its
+	// version), then writes an empty holder.
+	r := &renewClock{Interface: main, beforeRelease: func() bool { return true }}
+	if _, _, err := r.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := r.Update(ctx, resourcelock.LeaderElectionRecord{LeaseDurationSeconds: 1, LeaderTransitions: 1})
+	if !errors.Is(err, errNotHolder) {
+		t.Fatalf("release of the other side's Lease: %v", err)
+	}
+	if got := lease.record().HolderIdentity; got != "pair-backup" {
+		t.Fatalf("the Lease names %q after the stale release, want pair-backup", got)
+	}
+}
