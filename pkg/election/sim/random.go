@@ -221,9 +221,13 @@ func injectFault(w *World, rng *rand.Rand, calm *bool) {
 		w.Shutdown(i)
 		w.After(time.Second+time.Duration(rng.Int63n(int64(4*time.Second))), func() { restart(i) })
 	case 8:
-		if rng.Intn(3) == 0 {
+		switch rng.Intn(4) {
+		case 0:
 			w.Switchover(rng.Intn(3))
-		} else {
+		case 1:
+			// The license server crashes, or crash-loops for a while.
+			w.CrashServer(i, []time.Duration{200 * time.Millisecond, time.Duration(rng.Int63n(int64(6 * time.Second)))}[rng.Intn(2)])
+		default:
 			randomEdit(w, rng, *calm)
 		}
 	default: // the store is unreachable for everyone

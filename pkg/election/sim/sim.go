@@ -148,6 +148,10 @@ type server struct {
 	// the fence delay (the worst case the protocol assumes).
 	end      time.Duration
 	stopping bool
+	// downUntil: the server process crashed and answers nothing before
+	// then (true time); the supervisor restarts it fenced.
+	downUntil time.Duration
+	downSince time.Duration
 }
 
 // Store is the linearizable compare-and-swap register behind the Lease: a
@@ -649,6 +653,9 @@ func (w *World) apply(m *Member, acts election.Actions) {
 		m.handover = st.HandoverReason
 	}
 	if c := acts.Server; c != nil {
+		if c.Mode == election.Serve && m.Driver.Machine().Config().Tertiary == m.Name {
+			w.fail("the tertiary %s decides to serve epoch %d", m.Name, c.Epoch)
+		}
 		w.sendServer(m, *c)
 	}
 	if acts.StopServer {
@@ -710,12 +717,20 @@ func (w *World) sendServer(m *Member, c election.ServerCommand) {
 // newer than what it applied, and answers the agent.
 func (w *World) serverApply(e event) {
 	m := w.Members[e.to]
-	if !m.Alive || m.Inc != e.inc || m.srv.gen != e.gen {
-		return // the process it was sent to is gone
+	if !m.Alive || m.Inc != e.inc {
+		return // the agent that sent it is gone too
+	}
+	if m.srv.gen != e.gen {
+		// The server process it was sent to is gone: the connection
+		// fails.
+		w.push(event{at: w.Now, kind: evServerResp, to: e.to, inc: e.inc, srv: e.srv, err: errServer})
+		return
 	}
 	c := e.srv
 	var err error
-	if c.Seq <= m.srv.lastSeq && m.srv.lastSeq != 0 {
+	if w.Now < m.srv.downUntil {
+		err = errServer // connection refused: the process is restarting
+	} else if c.Seq <= m.srv.lastSeq && m.srv.lastSeq != 0 {
 		err = errServer
 	} else {
 		m.srv.lastSeq = c.Seq
@@ -736,9 +751,6 @@ func (w *World) setServer(m *Member, st election.ServerState) {
 		m.srv.end = min(m.srv.end, w.Now)
 		return
 	}
-	if m.Driver.Machine().Config().Tertiary == m.Name {
-		w.fail("the tertiary %s serves epoch %d", m.Name, st.Epoch)
-	}
 	end := m.trueAt(st.Until)
 	if end <= w.Now {
 		m.srv.mode = election.Fence // a deadline already past serves nothing
@@ -758,6 +770,37 @@ func (w *World) setServer(m *Member, st election.ServerState) {
 	}
 	m.srv.mode, m.srv.epoch, m.srv.until = election.Serve, st.Epoch, st.Until
 	m.srv.end = max(m.srv.end, end+fd)
+}
+
+// CrashServer makes member i's server process crash and stay down for d (a
+// crash loop); the agent notices after 2 s without an answer, as the real
+// one does, and reports the server unhealthy until it answers again.
+func (w *World) CrashServer(i int, d time.Duration) {
+	m := w.Members[i]
+	if !m.Alive {
+		return
+	}
+	w.logf("%s server crashes for %v", m.Name, d)
+	m.srv.end = min(m.srv.end, w.Now)
+	m.srv = server{gen: m.srv.gen + 1, epoch: m.srv.epoch, end: m.srv.end, downUntil: w.Now + d}
+	m.srv.downSince = w.Now
+	inc := m.Inc
+	var report func()
+	report = func() {
+		switch {
+		case !m.Alive || m.Inc != inc:
+		case m.Paused: // the agent reports its server's health every 200 ms
+			w.After(200*time.Millisecond, report)
+		case w.Now >= m.srv.downUntil:
+			w.logf("%s server healthy", m.Name)
+			w.apply(m, m.Driver.SetServerHealth(m.local(w.Now), true))
+		case w.Now-m.srv.downSince >= 2*time.Second:
+			w.logf("%s server unhealthy", m.Name)
+			w.apply(m, m.Driver.SetServerHealth(m.local(w.Now), false))
+		}
+	}
+	w.After(2*time.Second, report)
+	w.After(d, report)
 }
 
 // stopServer kills the member's server process (after a short delay) and
