@@ -97,6 +97,10 @@ const (
 	// ReasonPredecessorLeftovers (Ready) says that the operator is deleting
 	// the objects a deleted group of the same kind and name left behind.
 	ReasonPredecessorLeftovers = "PredecessorLeftovers"
+	// ReasonObjectNotOwned (Ready) says that an object with a name the group
+	// needs (a Service, ConfigMap, Secret, ...) exists and is not the
+	// group's: the operator changes nothing until it is gone.
+	ReasonObjectNotOwned = "ObjectNotOwned"
 )
 
 // ServerSpec describes how every member runs its license server. The
