@@ -35,7 +35,7 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if err := r.Get(ctx, req.NamespacedName, pair); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	return reconcileGroup(ctx, r.Client, pair, groupFrame[*licensehav1.LicenseBackupPair]{
+	return reconcileGroup(ctx, r.Client, r.reader(), pair, groupFrame[*licensehav1.LicenseBackupPair]{
 		dissolvePolicy: pair.Spec.DissolvePolicy,
 		licenseSecrets: []string{pair.Spec.Main.LicenseSecretRef.Name, pair.Spec.Backup.LicenseSecretRef.Name},
 		steps: []step[*licensehav1.LicenseBackupPair]{

@@ -36,7 +36,7 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, triad); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	return reconcileGroup(ctx, r.Client, triad, groupFrame[*licensehav1.LicenseTriad]{
+	return reconcileGroup(ctx, r.Client, r.reader(), triad, groupFrame[*licensehav1.LicenseTriad]{
 		dissolvePolicy: triad.Spec.DissolvePolicy,
 		licenseSecrets: []string{triad.Spec.LicenseSecretRef.Name},
 		steps: []step[*licensehav1.LicenseTriad]{
@@ -79,7 +79,7 @@ func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *lic
 // reconcileMembers brings up the triad's objects and pods, corrects role
 // labels, and derives status from the pods and the Lease. Members need their
 // licences: while LicenseValid is not True the operator writes nothing for
-// the triad, and it writes nothing while a deleted
+// the triad (no finalizer either), and it writes nothing while a deleted
 // triad of the same name left objects behind, or a name the triad needs
 // belongs to someone else (see prepareWrites). The members are still
 // observed, so the status says what they do.

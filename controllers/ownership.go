@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
@@ -60,7 +61,8 @@ var errAppeared = errors.New("was created by someone else meanwhile; not touchin
 
 // prepareWrites runs once a group's licences verified, before the operator
 // writes anything for it: it removes what a deleted group of the same name
-// left behind and checks every name the group needs. A non-nil blocker means the operator writes nothing for the
+// left behind, checks every name the group needs, and then adds the
+// finalizer. A non-nil blocker means the operator writes nothing for the
 // group in this reconcile.
 func (r *groupReconciler) prepareWrites(ctx context.Context, obj client.Object, g builder.Group) (*blocker, children, ctrl.Result, error) {
 	blocked, res, err := r.removeLeftovers(ctx, g)
@@ -70,6 +72,9 @@ func (r *groupReconciler) prepareWrites(ctx context.Context, obj client.Object, 
 	have, blocked, res, err := r.inspectChildren(ctx, g)
 	if err != nil || blocked != nil {
 		return blocked, nil, res, err
+	}
+	if err := ensureFinalizer(ctx, r.Client, obj); err != nil {
+		return nil, nil, ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 	}
 	return nil, have, ctrl.Result{}, nil
 }
@@ -165,6 +170,17 @@ func deleteExact(ctx context.Context, c client.Client, obj client.Object) error 
 		return nil
 	}
 	return err
+}
+
+// ownedByGroup reports whether obj's controller is the group of that UID.
+func ownedByGroup(obj metav1.Object, group types.UID) bool {
+	ref := metav1.GetControllerOfNoCopy(obj)
+	return ref != nil && ref.UID == group
+}
+
+// logKept logs an object dissolve leaves alone, and why.
+func logKept(ctx context.Context, obj client.Object, why string) {
+	logf.FromContext(ctx).Info("Keeping an object on dissolve", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName(), "why", why)
 }
 
 // reader is the uncached reader the operator decides its writes on.

@@ -47,6 +47,16 @@ func absent(ns string, objs ...client.Object) func(Gomega) {
 	}
 }
 
+func finalizers(obj client.Object) func() []string {
+	return func() []string {
+		got := obj.DeepCopyObject().(client.Object)
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), got); err != nil {
+			return []string{"<" + err.Error() + ">"}
+		}
+		return got.GetFinalizers()
+	}
+}
+
 func named(obj client.Object, name string) client.Object {
 	obj.SetName(name)
 	return obj
@@ -81,6 +91,7 @@ var _ = Describe("Objects a group does not own", func() {
 		got := &corev1.Service{}
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(web), got)).To(Succeed())
 		Expect(got.Spec.Selector).To(Equal(map[string]string{"app": "web"}))
+		Expect(finalizers(t)()).To(BeEmpty(), "a group that may write nothing gets no finalizer")
 
 		By("once the Service is gone the triad creates its own")
 		Expect(k8sClient.Delete(ctx, web)).To(Succeed())
@@ -91,6 +102,7 @@ var _ = Describe("Objects a group does not own", func() {
 			g.Expect(svc.Spec.Selector).To(HaveKeyWithValue(licensehav1.LabelRole, "active"))
 			g.Expect(getPod(ns, "plant-a-a")).NotTo(BeNil())
 		}, timeout, interval).Should(Succeed())
+		Expect(finalizers(t)()).To(ContainElement(licensehav1.Finalizer))
 	})
 
 	It("adopts no foreign ConfigMap, ServiceAccount, admin Secret or state ConfigMap", func() {
@@ -118,6 +130,7 @@ var _ = Describe("Objects a group does not own", func() {
 			same(g)
 			absent(ns, named(&corev1.Pod{}, "mine-a"), named(&corev1.Service{}, "mine"), named(&corev1.Secret{}, "mine-state"))(g)
 		}, "3s", interval).Should(Succeed())
+		Expect(finalizers(t)()).To(BeEmpty())
 	})
 
 	It("backup pair: names the controller of a Service it does not own", func() {
@@ -138,5 +151,112 @@ var _ = Describe("Objects a group does not own", func() {
 			same(g)
 			absent(ns, named(&corev1.Pod{}, "px-main"), named(&corev1.Service{}, "px-main"))(g)
 		}, "2s", interval).Should(Succeed())
+	})
+})
+
+var _ = Describe("A group that fails validation", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("gets no finalizer and creates nothing, and dissolving it deletes nothing", func() {
+		// A Secret the triad's author may not delete, named as its licence.
+		other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-password"},
+			Data: map[string][]byte{"password": []byte("s3cret")}}
+		Expect(k8sClient.Create(ctx, other)).To(Succeed())
+		t := validTriad(ns, "grab")
+		t.Spec.LicenseSecretRef.Name = "db-password"
+		t.Spec.DissolvePolicy = licensehav1.DissolveDelete
+		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(haveReason(metav1.ConditionFalse, licensehav1.ReasonNoLicenseFiles))
+		Consistently(finalizers(t), "2s", interval).Should(BeEmpty())
+		absent(ns, named(&corev1.Service{}, "grab"), named(&corev1.ServiceAccount{}, "grab-agent"),
+			named(&corev1.ConfigMap{}, "grab-state"), named(&corev1.ConfigMap{}, "grab-config"),
+			named(&corev1.Secret{}, "grab-admin"), named(&corev1.Pod{}, "grab-a"))(Default)
+
+		deleteAndWait(t)
+		Consistently(func() error {
+			return k8sClient.Get(ctx, client.ObjectKeyFromObject(other), &corev1.Secret{})
+		}, "2s", interval).Should(Succeed(), "the Secret the triad named is not the triad's")
+	})
+})
+
+var _ = Describe("Dissolving with dissolvePolicy Delete", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	// running creates a triad with dissolvePolicy Delete and waits until it
+	// has its finalizer and synced state.
+	running := func(name string, optIn bool) *licensehav1.LicenseTriad {
+		s := licenseSecret(ns, name+"-licenses")
+		if optIn {
+			s.Labels = map[string]string{licensehav1.LabelDeleteWithGroup: "true"}
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		t := validTriad(ns, name)
+		t.Spec.DissolvePolicy = licensehav1.DissolveDelete
+		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		Eventually(finalizers(t), timeout, interval).Should(ContainElement(licensehav1.Finalizer))
+		Eventually(func() error {
+			return k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-state"}, &corev1.ConfigMap{})
+		}, timeout, interval).Should(Succeed())
+		return t
+	}
+	gone := func(obj client.Object) func() bool {
+		return func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj)) }
+	}
+
+	It("keeps a licence Secret that does not opt in, and deletes one that does", func() {
+		keep := running("keep", false)
+		drop := running("drop", true)
+		deleteAndWait(keep)
+		deleteAndWait(drop)
+		Eventually(gone(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drop-licenses"}}), timeout, interval).Should(BeTrue())
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "keep-licenses"}, &corev1.Secret{})).To(Succeed(),
+			"a licence Secret without "+licensehav1.LabelDeleteWithGroup+" stays")
+		for _, name := range []string{"keep-state", "drop-state"} {
+			Eventually(gone(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}), timeout, interval).Should(BeTrue(), name)
+			Eventually(gone(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}), timeout, interval).Should(BeTrue(), name)
+		}
+	})
+
+	It("deletes no state object the group does not own", func() {
+		t := running("held", true)
+		By("someone takes the name of the state ConfigMap: the triad's own is replaced by a foreign one")
+		cm := &corev1.ConfigMap{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "held-state"}, cm)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, cm)).To(Succeed())
+		foreign := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held-state"},
+			Data: map[string]string{"owner": "someone else"}}
+		// The operator may recreate its own first; then take that one over.
+		Eventually(func() error {
+			err := k8sClient.Create(ctx, foreign.DeepCopy())
+			if apierrors.IsAlreadyExists(err) {
+				got := &corev1.ConfigMap{}
+				if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), got); err != nil {
+					return err
+				}
+				got.OwnerReferences, got.Labels, got.Data = nil, nil, foreign.Data
+				return k8sClient.Update(ctx, got)
+			}
+			return err
+		}, timeout, interval).Should(Succeed())
+		// ConfigMaps other than referenced ones are not watched: a change
+		// to the licence Secret makes the triad look again.
+		Expect(update(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held-licenses"}}, func(s *corev1.Secret) {
+			s.Annotations = map[string]string{"touched": "yes"}
+		})).To(Succeed())
+		Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionReady), timeout, interval).
+			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonObjectNotOwned),
+				HaveField("Message", ContainSubstring("ConfigMap held-state exists and is not owned by this LicenseTriad"))))
+
+		deleteAndWait(t)
+		Consistently(func(g Gomega) {
+			got := &corev1.ConfigMap{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), got)).To(Succeed())
+			g.Expect(got.Data).To(Equal(foreign.Data))
+		}, "2s", interval).Should(Succeed())
+		Eventually(gone(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held-state"}}), timeout, interval).
+			Should(BeTrue(), "the triad's own state Secret goes")
 	})
 })

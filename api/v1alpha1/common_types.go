@@ -31,7 +31,16 @@ const (
 	DefaultMACAddressAnnotation = "cni.projectcalico.org/hwAddr"
 
 	// Finalizer lets the operator apply dissolvePolicy before a group goes.
+	// A group gets it only once its licences verified, right before the
+	// operator creates the group's first object.
 	Finalizer = "licenseha.io/dissolve"
+
+	// LabelDeleteWithGroup, set to "true" on a licence Secret, lets a group
+	// with dissolvePolicy Delete delete that Secret when the group is
+	// deleted. Without it the Secret is kept whatever the policy: the
+	// operator deletes only what a group owns, and a licence Secret belongs
+	// to whoever created it.
+	LabelDeleteWithGroup = "licenseha.io/delete-with-group"
 
 	// DefaultServerPort is the license server's client port.
 	DefaultServerPort = 5160
