@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -35,10 +36,12 @@ import (
 // Objects a deleted group of the same kind and name left behind are deleted
 // (see leftovers.go). Anything else blocks the group: Ready is False with
 // reason ObjectNotOwned (MemberInAnotherGroup for a pod) naming the object,
-// and the operator writes nothing for the group until it is gone.
+// and the operator writes nothing for the group until it is gone. A name
+// that is still free but that another group created earlier also needs
+// blocks the group too (NameConflict), so two groups never share an object.
 
-// blockedRequeue is how often a group blocked by an object it does not own
-// looks again: such objects are not watched.
+// blockedRequeue is how often a group blocked by an object it does not own,
+// or by another group's name, looks again: those objects are not watched.
 const blockedRequeue = 5 * time.Second
 
 // found is a child of a group that exists and the group may write.
@@ -69,7 +72,7 @@ func (r *groupReconciler) prepareWrites(ctx context.Context, obj client.Object, 
 	if err != nil || blocked != nil {
 		return blocked, nil, res, err
 	}
-	have, blocked, res, err := r.inspectChildren(ctx, g)
+	have, blocked, res, err := r.inspectChildren(ctx, g, obj.GetCreationTimestamp())
 	if err != nil || blocked != nil {
 		return blocked, nil, res, err
 	}
@@ -83,15 +86,17 @@ func (r *groupReconciler) prepareWrites(ctx context.Context, obj client.Object, 
 // caches only hold labelled objects, and a foreign object may have no
 // labels), and sorts what it finds into the group's own, retained, a
 // predecessor's (deleted here) and foreign ones.
-func (r *groupReconciler) inspectChildren(ctx context.Context, g builder.Group) (children, *blocker, ctrl.Result, error) {
+func (r *groupReconciler) inspectChildren(ctx context.Context, g builder.Group, created metav1.Time) (children, *blocker, ctrl.Result, error) {
 	reader := r.reader()
 	have := children{}
 	var foreign, foreignPods, left []string
+	var free []builder.Child
 	for _, ch := range builder.Children(g) {
 		obj := &metav1.PartialObjectMetadata{}
 		obj.SetGroupVersionKind(ch.GVK)
 		err := reader.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: ch.Name}, obj)
 		if apierrors.IsNotFound(err) {
+			free = append(free, ch)
 			continue
 		}
 		if err != nil {
@@ -134,6 +139,16 @@ func (r *groupReconciler) inspectChildren(ctx context.Context, g builder.Group) 
 			message: joinShown(foreignPods) +
 				"; a member may not belong to another group. Rename the members or remove those pods"}, ctrl.Result{RequeueAfter: blockedRequeue}, nil
 	}
+	if len(free) > 0 {
+		conflicts, err := r.nameConflicts(ctx, g, created, free)
+		if err != nil {
+			return nil, nil, ctrl.Result{}, err
+		}
+		if len(conflicts) > 0 {
+			return nil, &blocker{reason: licensehav1.ReasonNameConflict, failed: true,
+				message: joinShown(conflicts) + ". Rename a member or this group, or delete the other group"}, ctrl.Result{RequeueAfter: blockedRequeue}, nil
+		}
+	}
 	return have, nil, ctrl.Result{}, nil
 }
 
@@ -150,6 +165,65 @@ func retainedFor(obj metav1.Object, g builder.Group) bool {
 		}
 	}
 	return true
+}
+
+// nameConflicts lists the free names of g that another group of the
+// namespace, created earlier, needs as well. The earlier group has them: if
+// its object of that name is missing for a moment (a pod being recreated),
+// g must not take the name. Groups being deleted create nothing more and do
+// not count.
+func (r *groupReconciler) nameConflicts(ctx context.Context, g builder.Group, created metav1.Time, free []builder.Child) ([]string, error) {
+	type other struct {
+		g       builder.Group
+		created metav1.Time
+	}
+	var others []other
+	triads := &licensehav1.LicenseTriadList{}
+	if err := r.List(ctx, triads, client.InNamespace(g.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing triads: %w", err)
+	}
+	for i := range triads.Items {
+		t := &triads.Items[i]
+		if t.DeletionTimestamp == nil {
+			others = append(others, other{builder.FromTriad(t), t.CreationTimestamp})
+		}
+	}
+	pairs := &licensehav1.LicenseBackupPairList{}
+	if err := r.List(ctx, pairs, client.InNamespace(g.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing backup pairs: %w", err)
+	}
+	for i := range pairs.Items {
+		p := &pairs.Items[i]
+		if p.DeletionTimestamp == nil {
+			others = append(others, other{builder.FromPair(p), p.CreationTimestamp})
+		}
+	}
+	self := g.Kind + "/" + g.Name
+	var conflicts []string
+	for _, o := range others {
+		if o.g.Owner.UID == g.Owner.UID {
+			continue
+		}
+		// The earlier group keeps the name; at the same second, the one
+		// whose kind/name sorts first.
+		earlier := o.created.Before(&created) ||
+			(o.created.Equal(&created) && o.g.Kind+"/"+o.g.Name < self)
+		if !earlier {
+			continue
+		}
+		needs := map[string]bool{}
+		for _, ch := range builder.Children(o.g) {
+			needs[ch.Key()] = true
+		}
+		for _, ch := range free {
+			if needs[ch.Key()] {
+				conflicts = append(conflicts, fmt.Sprintf("%s %s is also a name of %s %s, created earlier",
+					ch.GVK.Kind, ch.Name, o.g.Kind, o.g.Name))
+			}
+		}
+	}
+	sort.Strings(conflicts)
+	return conflicts, nil
 }
 
 // joinShown joins descriptions, naming at most a few.

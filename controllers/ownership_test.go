@@ -1,6 +1,8 @@
 package controllers_test
 
 import (
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -258,5 +260,68 @@ var _ = Describe("Dissolving with dissolvePolicy Delete", func() {
 		}, "2s", interval).Should(Succeed())
 		Eventually(gone(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held-state"}}), timeout, interval).
 			Should(BeTrue(), "the triad's own state Secret goes")
+	})
+})
+
+var _ = Describe("Groups whose derived names collide", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	// collidingTriads are triad plant with member a-b and triad plant-a with
+	// member b: both need the pod plant-a-b.
+	plant := func() *licensehav1.LicenseTriad {
+		t := validTriad(ns, "plant")
+		t.Spec.Members[0].Name = "a-b"
+		return t
+	}
+
+	It("reports the pod another group already runs under that name, and leaves it alone", func() {
+		first := plant()
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "plant-licenses"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, first)).To(Succeed())
+		Eventually(podUID(ns, "plant-a-b"), timeout, interval).ShouldNot(BeEmpty())
+		pod := getPod(ns, "plant-a-b")
+
+		second := validTriad(ns, "plant-a")
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "plant-a-licenses"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, second)).To(Succeed())
+		Eventually(triadCondition(client.ObjectKeyFromObject(second), licensehav1.ConditionReady), timeout, interval).
+			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonMemberInOtherGroup),
+				HaveField("Message", ContainSubstring("Pod plant-a-b exists and is not owned by this LicenseTriad (it belongs to LicenseTriad plant)"))))
+		Consistently(func(g Gomega) {
+			got := getPod(ns, "plant-a-b")
+			g.Expect(got).NotTo(BeNil())
+			g.Expect(got.UID).To(Equal(pod.UID))
+			g.Expect(got.ResourceVersion).To(Equal(pod.ResourceVersion))
+			absent(ns, named(&corev1.Pod{}, "plant-a-a"), named(&corev1.Service{}, "plant-a"))(g)
+		}, "3s", interval).Should(Succeed())
+	})
+
+	It("refuses a name an earlier group needs even before that group created it", func() {
+		By("triad plant comes first, but cannot start yet: its licence Secret is missing")
+		first := plant()
+		Expect(k8sClient.Create(ctx, first)).To(Succeed())
+		Eventually(triadCondition(client.ObjectKeyFromObject(first), licensehav1.ConditionLicenseValid), timeout, interval).
+			Should(haveReason(metav1.ConditionFalse, licensehav1.ReasonSecretNotFound))
+		// Creation times have a resolution of one second.
+		time.Sleep(1100 * time.Millisecond)
+
+		second := validTriad(ns, "plant-a")
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "plant-a-licenses"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, second)).To(Succeed())
+		Eventually(triadCondition(client.ObjectKeyFromObject(second), licensehav1.ConditionReady), timeout, interval).
+			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonNameConflict),
+				HaveField("Message", ContainSubstring("Pod plant-a-b is also a name of LicenseTriad plant, created earlier"))))
+		Consistently(absent(ns, named(&corev1.Pod{}, "plant-a-b"), named(&corev1.Pod{}, "plant-a-a"),
+			named(&corev1.Service{}, "plant-a")), "2s", interval).Should(Succeed())
+
+		By("the earlier triad gets its licence and its pod")
+		Expect(k8sClient.Create(ctx, licenseSecret(ns, "plant-licenses"))).To(Succeed())
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(first), first)).To(Succeed())
+		Eventually(func(g Gomega) {
+			p := getPod(ns, "plant-a-b")
+			g.Expect(p).NotTo(BeNil())
+			g.Expect(metav1.GetControllerOf(p)).To(HaveField("UID", first.UID))
+		}, timeout, interval).Should(Succeed())
 	})
 })

@@ -110,6 +110,11 @@ const (
 	// needs (a Service, ConfigMap, Secret, ...) exists and is not the
 	// group's: the operator changes nothing until it is gone.
 	ReasonObjectNotOwned = "ObjectNotOwned"
+	// ReasonNameConflict (Ready) says that another group, created earlier,
+	// needs an object of the same kind and name as this group (e.g. triad
+	// plant's member a-b and triad plant-a's member b both need the pod
+	// plant-a-b); this group creates nothing until the conflict is gone.
+	ReasonNameConflict = "NameConflict"
 )
 
 // ServerSpec describes how every member runs its license server. The
