@@ -76,21 +76,28 @@ func fetchReferences(ctx context.Context, r client.Reader, namespace string, ref
 }
 
 // ensureFinalizer adds the dissolve finalizer with a patch that touches only
-// metadata; the operator never writes a group's spec.
+// metadata; the operator never writes a group's spec. It patches a copy, so
+// the group's status patch at the end of the reconcile stays a status-only
+// diff.
 func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) error {
 	if controllerutil.ContainsFinalizer(obj, licensehav1.Finalizer) {
 		return nil
 	}
-	base := obj.DeepCopyObject().(client.Object)
-	controllerutil.AddFinalizer(obj, licensehav1.Finalizer)
-	return c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager))
+	patched := obj.DeepCopyObject().(client.Object)
+	controllerutil.AddFinalizer(patched, licensehav1.Finalizer)
+	return c.Patch(ctx, patched, client.MergeFromWithOptions(obj, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager))
 }
 
 // dissolve applies a group's dissolvePolicy and then releases the finalizer.
-// Retain detaches the synced-state objects from the group so the garbage
-// collector keeps them (a group of the same name picks them up again);
-// Delete removes them together with the licence Secrets.
-func dissolve(ctx context.Context, c client.Client, group client.Object, policy licensehav1.DissolvePolicy, licenseSecrets []string) error {
+// Retain detaches the synced-state objects and the Lease from the group so
+// the garbage collector keeps them (a group of the same name picks them up
+// again, see retainedFor); Delete removes the synced state and the licence
+// Secrets that opt in with LabelDeleteWithGroup. Whatever the policy, only
+// the group's own objects are detached or deleted (reads are uncached, and
+// deletes carry the UID read as a precondition): a licence Secret belongs
+// to whoever created it, and a group must not delete what its spec merely
+// names.
+func dissolve(ctx context.Context, c client.Client, reader client.Reader, group client.Object, policy licensehav1.DissolvePolicy, licenseSecrets []string) error {
 	if !controllerutil.ContainsFinalizer(group, licensehav1.Finalizer) {
 		return nil
 	}
@@ -101,12 +108,25 @@ func dissolve(ctx context.Context, c client.Client, group client.Object, policy 
 	}
 	switch policy {
 	case licensehav1.DissolveDelete:
-		for _, name := range licenseSecrets {
-			state = append(state, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
-		}
 		for _, obj := range state {
-			if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
+			if err := deleteIf(ctx, c, reader, obj, func(o client.Object) string {
+				if !ownedByGroup(o, group.GetUID()) {
+					return "not owned by the group"
+				}
+				return ""
+			}); err != nil {
+				return err
+			}
+		}
+		for _, name := range licenseSecrets {
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+			if err := deleteIf(ctx, c, reader, s, func(o client.Object) string {
+				if o.GetLabels()[licensehav1.LabelDeleteWithGroup] != "true" {
+					return "the licence Secret does not carry " + licensehav1.LabelDeleteWithGroup + `: "true"`
+				}
+				return ""
+			}); err != nil {
+				return err
 			}
 		}
 	default:
@@ -116,7 +136,7 @@ func dissolve(ctx context.Context, c client.Client, group client.Object, policy 
 		// servers and synced state have seen.
 		state = append(state, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.GetName() + "-active"}})
 		for _, obj := range state {
-			if err := orphan(ctx, c, obj, group.GetUID()); err != nil {
+			if err := orphan(ctx, c, reader, obj, group.GetUID()); err != nil {
 				return err
 			}
 		}
@@ -126,9 +146,24 @@ func dissolve(ctx context.Context, c client.Client, group client.Object, policy 
 	return client.IgnoreNotFound(c.Patch(ctx, group, client.MergeFrom(base), client.FieldOwner(FieldManager)))
 }
 
+// deleteIf reads obj and deletes it unless keep names a reason to keep it.
+func deleteIf(ctx context.Context, c client.Client, reader client.Reader, obj client.Object, keep func(client.Object) string) error {
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if why := keep(obj); why != "" {
+		logKept(ctx, obj, why)
+		return nil
+	}
+	if err := deleteExact(ctx, c, obj); err != nil {
+		return fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
+	}
+	return nil
+}
+
 // orphan removes the owner reference to owner from obj, if obj exists.
-func orphan(ctx context.Context, c client.Client, obj client.Object, owner types.UID) error {
-	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+func orphan(ctx context.Context, c client.Client, reader client.Reader, obj client.Object, owner types.UID) error {
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	refs := obj.GetOwnerReferences()
@@ -181,20 +216,18 @@ type groupFrame[T client.Object] struct {
 	dissolving func()
 }
 
-// reconcileGroup is the reconcile of both kinds: dissolve on deletion,
-// finalizer, the named steps, and one status patch at the end, written only
+// reconcileGroup is the reconcile of both kinds: dissolve on deletion, the
+// named steps (the finalizer comes with the group's first write, see
+// prepareWrites), and one status patch at the end, written only
 // when status changed; observedGeneration moves only when the chain ran.
-func reconcileGroup[T client.Object](ctx context.Context, c client.Client, obj T, f groupFrame[T]) (res ctrl.Result, retErr error) {
+func reconcileGroup[T client.Object](ctx context.Context, c client.Client, reader client.Reader, obj T, f groupFrame[T]) (res ctrl.Result, retErr error) {
 	if !obj.GetDeletionTimestamp().IsZero() {
 		logf.FromContext(ctx).Info("Dissolving group", "dissolvePolicy", f.dissolvePolicy)
 		forgetGroup(obj.GetNamespace(), obj.GetName())
 		if f.dissolving != nil {
 			f.dissolving()
 		}
-		return ctrl.Result{}, dissolve(ctx, c, obj, f.dissolvePolicy, f.licenseSecrets)
-	}
-	if err := ensureFinalizer(ctx, c, obj); err != nil {
-		return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		return ctrl.Result{}, dissolve(ctx, c, reader, obj, f.dissolvePolicy, f.licenseSecrets)
 	}
 	before := obj.DeepCopyObject().(client.Object)
 	defer func() {

@@ -71,11 +71,7 @@ func (r *groupReconciler) removeLeftovers(ctx context.Context, g builder.Group) 
 		}
 	}
 	// Uncached reads: deleting is decided on what the API server holds.
-	var reader client.Reader = r.APIReader
-	if reader == nil {
-		reader = r.Client
-	}
-	log := logf.FromContext(ctx)
+	reader := r.reader()
 	var left []string
 	for _, gvk := range leftoverKinds {
 		list := &metav1.PartialObjectMetadataList{}
@@ -89,16 +85,8 @@ func (r *groupReconciler) removeLeftovers(ctx context.Context, g builder.Group) 
 				continue
 			}
 			left = append(left, gvk.Kind+" "+obj.Name)
-			if obj.DeletionTimestamp != nil {
-				continue
-			}
-			log.Info("Deleting an object a deleted group of the same name left behind", "kind", gvk.Kind, "name", obj.Name,
-				"ownerUID", metav1.GetControllerOfNoCopy(obj).UID)
-			obj.SetGroupVersionKind(gvk)
-			// The UID precondition makes sure only that very object goes.
-			uid := obj.UID
-			if err := r.Delete(ctx, obj, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-				return nil, ctrl.Result{}, fmt.Errorf("deleting %s %s left by a deleted group: %w", gvk.Kind, obj.Name, err)
+			if err := r.deleteLeftover(ctx, gvk, obj); err != nil {
+				return nil, ctrl.Result{}, err
 			}
 		}
 	}
@@ -109,6 +97,23 @@ func (r *groupReconciler) removeLeftovers(ctx context.Context, g builder.Group) 
 		return nil, ctrl.Result{}, nil
 	}
 	return leftoverBlocker(g, left), ctrl.Result{RequeueAfter: leftoverRequeue}, nil
+}
+
+// deleteLeftover deletes one object a deleted group of the same kind and
+// name left behind, unless it is going already.
+func (r *groupReconciler) deleteLeftover(ctx context.Context, gvk schema.GroupVersionKind, obj *metav1.PartialObjectMetadata) error {
+	if obj.DeletionTimestamp != nil {
+		return nil
+	}
+	logf.FromContext(ctx).Info("Deleting an object a deleted group of the same name left behind", "kind", gvk.Kind, "name", obj.Name,
+		"ownerUID", metav1.GetControllerOfNoCopy(obj).UID)
+	obj.SetGroupVersionKind(gvk)
+	// The UID precondition makes sure only that very object goes.
+	uid := obj.UID
+	if err := r.Delete(ctx, obj, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting %s %s left by a deleted group: %w", gvk.Kind, obj.Name, err)
+	}
+	return nil
 }
 
 // leftoverBlocker names what a predecessor left and the operator is deleting.

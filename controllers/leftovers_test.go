@@ -143,7 +143,9 @@ var _ = Describe("A group re-created under the same name", func() {
 	It("triad: deletes its predecessor's objects, the Lease too after dissolvePolicy Delete, and forms", func() {
 		first := validTriad(ns, "again")
 		first.Spec.DissolvePolicy = licensehav1.DissolveDelete
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "again-licenses"))).To(Succeed())
+		optedIn := licenseSecret(ns, "again-licenses")
+		optedIn.Labels = map[string]string{licensehav1.LabelDeleteWithGroup: "true"}
+		Expect(k8sClient.Create(ctx, optedIn)).To(Succeed())
 		Expect(k8sClient.Create(ctx, first)).To(Succeed())
 		for _, m := range []string{"a", "b", "c"} {
 			Eventually(podUID(ns, "again-"+m), timeout, interval).ShouldNot(BeEmpty())
@@ -157,7 +159,7 @@ var _ = Describe("A group re-created under the same name", func() {
 		oldLease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "again-active"}}
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(oldLease), oldLease)).To(Succeed())
 
-		By("deleting the triad (dissolvePolicy Delete): the licence Secret goes, its pods and Lease stay")
+		By("deleting the triad (dissolvePolicy Delete): the licence Secret (opted in) goes, its pods and Lease stay")
 		deleteAndWait(first)
 		children := groupChildren(ns, "again", "again", "again-members")
 		for _, obj := range append(children, getPod(ns, "again-a"), getPod(ns, "again-b"), getPod(ns, "again-c"),

@@ -35,7 +35,7 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if err := r.Get(ctx, req.NamespacedName, pair); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	return reconcileGroup(ctx, r.Client, pair, groupFrame[*licensehav1.LicenseBackupPair]{
+	return reconcileGroup(ctx, r.Client, r.reader(), pair, groupFrame[*licensehav1.LicenseBackupPair]{
 		dissolvePolicy: pair.Spec.DissolvePolicy,
 		licenseSecrets: []string{pair.Spec.Main.LicenseSecretRef.Name, pair.Spec.Backup.LicenseSecretRef.Name},
 		steps: []step[*licensehav1.LicenseBackupPair]{
@@ -139,18 +139,21 @@ func (r *LicenseBackupPairReconciler) verifyLicences(p *licensehav1.LicenseBacku
 	return cond, res
 }
 
-// reconcileMembers removes what a deleted pair of the same name left behind,
-// brings up the pair's objects and pods and derives status. While
-// LicenseValid is not True (or a predecessor's objects are still there)
-// nothing is created, but the servers are still observed.
+// reconcileMembers brings up the pair's objects and pods and derives
+// status. While LicenseValid is not True, a deleted pair of the same name
+// left objects behind, or a name the pair needs belongs to someone else,
+// nothing is written (see prepareWrites), but the servers are still
+// observed.
 func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error) {
 	g := builder.FromPair(p)
-	blocked, res, err := r.removeLeftovers(ctx, g)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	blocked := licenceBlocker(meta.FindStatusCondition(p.Status.Conditions, licensehav1.ConditionLicenseValid))
+	var res ctrl.Result
+	var have children
 	if blocked == nil {
-		blocked = licenceBlocker(meta.FindStatusCondition(p.Status.Conditions, licensehav1.ConditionLicenseValid))
+		var err error
+		if blocked, have, res, err = r.prepareWrites(ctx, p, g); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	pods, err := listMemberPods(ctx, r.Client, g)
 	if err != nil {
@@ -158,9 +161,7 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 	}
 	if blocked == nil {
 		cfg := builder.PairConfig(p, podAddresses(pods))
-		services := []*corev1.Service{builder.ActiveService(g),
-			builder.MemberService(g, string(licensehav1.SideMain)), builder.MemberService(g, string(licensehav1.SideBackup))}
-		if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, services); err != nil {
+		if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, have); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -175,7 +176,7 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 		}
 	}
 	if blocked == nil {
-		conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder)
+		conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder, have)
 		if err != nil {
 			return ctrl.Result{}, err
 		}

@@ -36,7 +36,7 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, triad); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	return reconcileGroup(ctx, r.Client, triad, groupFrame[*licensehav1.LicenseTriad]{
+	return reconcileGroup(ctx, r.Client, r.reader(), triad, groupFrame[*licensehav1.LicenseTriad]{
 		dissolvePolicy: triad.Spec.DissolvePolicy,
 		licenseSecrets: []string{triad.Spec.LicenseSecretRef.Name},
 		steps: []step[*licensehav1.LicenseTriad]{
@@ -76,20 +76,23 @@ func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *lic
 	return res, nil
 }
 
-// reconcileMembers removes what a deleted triad of the same name left
-// behind, brings up the triad's objects and pods, corrects role labels, and
-// derives status from the pods and the Lease. Members need their licences:
-// while LicenseValid is not True (or a predecessor's objects are still
-// there) nothing is created or rolled, but the members are still observed,
-// so the status says what they do.
+// reconcileMembers brings up the triad's objects and pods, corrects role
+// labels, and derives status from the pods and the Lease. Members need their
+// licences: while LicenseValid is not True the operator writes nothing for
+// the triad (no finalizer either), and it writes nothing while a deleted
+// triad of the same name left objects behind, or a name the triad needs
+// belongs to someone else (see prepareWrites). The members are still
+// observed, so the status says what they do.
 func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
 	g := builder.FromTriad(t)
-	blocked, res, err := r.removeLeftovers(ctx, g)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	blocked := licenceBlocker(meta.FindStatusCondition(t.Status.Conditions, licensehav1.ConditionLicenseValid))
+	var res ctrl.Result
+	var have children
 	if blocked == nil {
-		blocked = licenceBlocker(meta.FindStatusCondition(t.Status.Conditions, licensehav1.ConditionLicenseValid))
+		var err error
+		if blocked, have, res, err = r.prepareWrites(ctx, t, g); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	pods, err := listMemberPods(ctx, r.Client, g)
 	if err != nil {
@@ -97,8 +100,7 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 	}
 	if blocked == nil {
 		cfg := builder.TriadConfig(t, podAddresses(pods))
-		services := []*corev1.Service{builder.ActiveService(g), builder.MembersService(g)}
-		if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, services); err != nil {
+		if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, have); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -111,10 +113,10 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 		return ctrl.Result{}, err
 	}
 	if blocked == nil {
-		if err := r.replaceMember(ctx, t, g, pods); err != nil {
+		if err := r.replaceMember(ctx, t, g, pods, have); err != nil {
 			return ctrl.Result{}, err
 		}
-		conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder)
+		conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder, have)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -134,7 +136,7 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 // synced state on the next reconcile, and the annotation is removed so the
 // request runs once. Licences are bound to the triad, so nothing is
 // relicensed. Deleting an active member's pod hands the role over first.
-func (r *LicenseTriadReconciler) replaceMember(ctx context.Context, t *licensehav1.LicenseTriad, g builder.Group, pods map[string]*corev1.Pod) error {
+func (r *LicenseTriadReconciler) replaceMember(ctx context.Context, t *licensehav1.LicenseTriad, g builder.Group, pods map[string]*corev1.Pod, have children) error {
 	name, ok := t.Annotations[licensehav1.AnnotationReplaceMember]
 	if !ok {
 		return nil
@@ -143,14 +145,18 @@ func (r *LicenseTriadReconciler) replaceMember(ctx context.Context, t *licenseha
 	if _, member := g.Member(name); member {
 		if p := pods[name]; p != nil && p.DeletionTimestamp == nil {
 			log.Info("Replacing member", "member", name, "pod", p.Name)
-			if err := r.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
+			if err := deleteExact(ctx, r.Client, p); err != nil {
 				return err
 			}
 			delete(pods, name)
 		}
 		if pvc := builder.PVC(g, builder.Member{Name: name}); pvc != nil {
-			if err := r.Delete(ctx, pvc); client.IgnoreNotFound(err) != nil {
-				return err
+			// Only the triad's own claim, the one inspectChildren found.
+			if f, ok := have["PersistentVolumeClaim/"+pvc.Name]; ok && !f.retained {
+				pvc.UID = f.uid
+				if err := deleteExact(ctx, r.Client, pvc); err != nil {
+					return err
+				}
 			}
 		}
 		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "ReplacingMember", "Replace", "Member %s is replaced; it starts again from the synced state", name)

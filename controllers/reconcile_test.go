@@ -238,10 +238,12 @@ var _ = Describe("LicenseTriad reconciler", func() {
 			Expect(lease.OwnerReferences).To(BeEmpty(), "the Lease keeps the fencing epoch for a group of the same name")
 		})
 
-		It("Delete removes the licence Secret and the synced state", func() {
+		It("Delete removes the synced state, and the licence Secret that opts in", func() {
 			t := validTriad(ns, "drop")
 			t.Spec.DissolvePolicy = licensehav1.DissolveDelete
-			Expect(k8sClient.Create(ctx, licenseSecret(ns, "drop-licenses"))).To(Succeed())
+			s := licenseSecret(ns, "drop-licenses")
+			s.Labels = map[string]string{licensehav1.LabelDeleteWithGroup: "true"}
+			Expect(k8sClient.Create(ctx, s)).To(Succeed())
 			Expect(k8sClient.Create(ctx, t)).To(Succeed())
 			Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionLicenseValid), timeout, interval).ShouldNot(BeNil())
 			cm, s := stateObjects(t)
@@ -270,7 +272,7 @@ var _ = Describe("LicenseBackupPair reconciler", func() {
 				HaveField("Message", ContainSubstring("spec.backup.licenseSecretRef"))))
 		got := &licensehav1.LicenseBackupPair{}
 		Expect(k8sClient.Get(ctx, key, got)).To(Succeed())
-		Expect(got.Finalizers).To(ContainElement(licensehav1.Finalizer))
+		Expect(got.Finalizers).To(BeEmpty(), "the finalizer comes with the first object the pair may create")
 		Expect(got.Status.Phase).To(Equal(licensehav1.PairForming))
 		Expect(got.Status.SyncState).To(Equal(licensehav1.DisconnectedNotSynchronized))
 		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
@@ -278,15 +280,19 @@ var _ = Describe("LicenseBackupPair reconciler", func() {
 		Expect(k8sClient.Create(ctx, licenseSecret(ns, "pair-backup"))).To(Succeed())
 		Eventually(pairCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
 			Should(haveReason(metav1.ConditionTrue, licensehav1.ReasonLicensesPresent))
+		Eventually(finalizers(got), timeout, interval).Should(ContainElement(licensehav1.Finalizer))
 	})
 
-	It("dissolves with Delete: both licence Secrets go", func() {
+	It("dissolves with Delete: both licence Secrets go when they opt in", func() {
 		p := validPair(ns, "gone")
 		p.Spec.DissolvePolicy = licensehav1.DissolveDelete
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "gone-main"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "gone-backup"))).To(Succeed())
+		for _, name := range []string{"gone-main", "gone-backup"} {
+			s := licenseSecret(ns, name)
+			s.Labels = map[string]string{licensehav1.LabelDeleteWithGroup: "true"}
+			Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		}
 		Expect(k8sClient.Create(ctx, p)).To(Succeed())
-		Eventually(pairCondition(client.ObjectKeyFromObject(p), licensehav1.ConditionLicenseValid), timeout, interval).ShouldNot(BeNil())
+		Eventually(finalizers(p), timeout, interval).Should(ContainElement(licensehav1.Finalizer))
 
 		Expect(k8sClient.Delete(ctx, p)).To(Succeed())
 		for _, name := range []string{"gone", "gone-main", "gone-backup"} {

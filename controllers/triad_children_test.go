@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/builder"
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/notify"
 )
@@ -198,6 +199,14 @@ var _ = Describe("LicenseTriad children", func() {
 		rb := &rbacv1.RoleBinding{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "plant-agent"}, rb)).To(Succeed())
 		Expect(rb.Subjects).To(ConsistOf(HaveField("Name", "plant-agent")))
+
+		By("every name the operator checks before it writes is one of these objects")
+		for _, ch := range builder.Children(builder.FromTriad(t)) {
+			obj := &metav1.PartialObjectMetadata{}
+			obj.SetGroupVersionKind(ch.GVK)
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: ch.Name}, obj)).To(Succeed(), ch.Key())
+			Expect(metav1.GetControllerOf(obj)).To(HaveField("UID", t.UID), ch.Key())
+		}
 	})
 
 	It("creates member pods a namespace enforcing the restricted Pod Security Standard admits", func() {

@@ -60,40 +60,47 @@ func listMemberPods(ctx context.Context, c ctrl.Client, g builder.Group) (map[st
 
 // reconcileGroupObjects creates or updates every object of a group except
 // its pods: RBAC for the agents, the admin token, the synced state, the
-// Lease, the Services, the PVCs and the agents' configuration.
-func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, cfg group.Config, trustedKeys []byte, services []*corev1.Service) error {
+// Lease, the Services, the PVCs and the agents' configuration. have is what
+// inspectChildren found: each write goes only to a free name or to the
+// group's own object.
+func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, cfg group.Config, trustedKeys []byte, have children) error {
+	at := func(obj ctrl.Object, kind string) (found, bool) {
+		f, ok := have[kind+"/"+obj.GetName()]
+		return f, ok
+	}
 	for _, obj := range []ctrl.Object{builder.AgentServiceAccount(g), builder.AgentRole(g), builder.AgentRoleBinding(g)} {
-		if err := apply(ctx, c, obj); err != nil {
+		f, ok := at(obj, obj.GetObjectKind().GroupVersionKind().Kind)
+		if err := apply(ctx, c, obj, f, ok); err != nil {
 			return err
 		}
 	}
-	admin := &corev1.Secret{}
-	err := c.Get(ctx, types.NamespacedName{Namespace: g.Namespace, Name: group.AdminSecretName(g.Name)}, admin)
-	if apierrors.IsNotFound(err) {
+	adminName := group.AdminSecretName(g.Name)
+	if _, ok := have["Secret/"+adminName]; !ok {
 		token, err := newToken()
 		if err != nil {
 			return err
 		}
-		if err := createOnce(ctx, c, builder.AdminSecret(g, token), g.Owner); err != nil {
+		if err := createOnce(ctx, c, builder.AdminSecret(g, token), found{}, false, g.Owner); err != nil {
 			return err
 		}
-	} else if err != nil {
-		return err
 	}
 	for _, obj := range []ctrl.Object{builder.StateConfigMap(g), builder.StateSecret(g), builder.Lease(g)} {
-		if err := createOnce(ctx, c, obj, g.Owner); err != nil {
+		f, ok := at(obj, obj.GetObjectKind().GroupVersionKind().Kind)
+		if err := createOnce(ctx, c, obj, f, ok, g.Owner); err != nil {
 			return err
 		}
 	}
 	for _, m := range g.Members {
 		if pvc := builder.PVC(g, m); pvc != nil {
-			if err := createOnce(ctx, c, pvc, g.Owner); err != nil {
+			f, ok := at(pvc, "PersistentVolumeClaim")
+			if err := createOnce(ctx, c, pvc, f, ok, g.Owner); err != nil {
 				return err
 			}
 		}
 	}
-	for _, svc := range services {
-		if err := apply(ctx, c, svc); err != nil {
+	for _, svc := range builder.Services(g) {
+		f, ok := at(svc, "Service")
+		if err := apply(ctx, c, svc, f, ok); err != nil {
 			return err
 		}
 	}
@@ -108,7 +115,8 @@ func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, 
 		}
 		cm.Annotations[k] = v
 	}
-	return apply(ctx, c, cm)
+	f, ok := at(cm, "ConfigMap")
+	return apply(ctx, c, cm, f, ok)
 }
 
 // reconcileMemberPods creates missing member pods, deletes pods of members
@@ -116,12 +124,12 @@ func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, 
 // time: witness first, then standbys, the active last, and only while every
 // member is ready so the triad never drops below quorum. Deleting the active
 // pod makes its agent hand the role over before the pod goes.
-func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, opts builder.Options, pods map[string]*corev1.Pod, holder string) (conflicts []string, err error) {
+func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, opts builder.Options, pods map[string]*corev1.Pod, holder string, have children) (conflicts []string, err error) {
 	log := logf.FromContext(ctx)
 	for name, p := range pods {
 		if _, ok := g.Member(name); !ok && p.DeletionTimestamp == nil {
 			log.Info("Removing pod of a member that left the spec", "pod", p.Name)
-			if err := c.Delete(ctx, p); ctrl.IgnoreNotFound(err) != nil {
+			if err := deleteExact(ctx, c, p); err != nil {
 				return nil, err
 			}
 		}
@@ -135,6 +143,11 @@ func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, op
 	for _, m := range g.Members {
 		desired := builder.Pod(g, m, opts)
 		p, ok := pods[m.Name]
+		if _, mine := have["Pod/"+desired.Name]; !ok && mine {
+			// The group's pod exists; the cache has not seen it yet.
+			allReady = false
+			continue
+		}
 		if !ok {
 			log.Info("Creating member pod", "pod", desired.Name)
 			err := c.Create(ctx, desired, ctrl.FieldOwner(FieldManager))
@@ -172,7 +185,7 @@ func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, op
 	})
 	next := stale[0].pod
 	log.Info("Rolling member pod to the new template", "pod", next.Name)
-	return conflicts, ctrl.IgnoreNotFound(c.Delete(ctx, next))
+	return conflicts, deleteExact(ctx, c, next)
 }
 
 // fixRoleLabels is the operator's belt and braces on top of the agents: a

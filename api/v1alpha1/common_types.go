@@ -31,7 +31,16 @@ const (
 	DefaultMACAddressAnnotation = "cni.projectcalico.org/hwAddr"
 
 	// Finalizer lets the operator apply dissolvePolicy before a group goes.
+	// A group gets it only once its licences verified, right before the
+	// operator creates the group's first object.
 	Finalizer = "licenseha.io/dissolve"
+
+	// LabelDeleteWithGroup, set to "true" on a licence Secret, lets a group
+	// with dissolvePolicy Delete delete that Secret when the group is
+	// deleted. Without it the Secret is kept whatever the policy: the
+	// operator deletes only what a group owns, and a licence Secret belongs
+	// to whoever created it.
+	LabelDeleteWithGroup = "licenseha.io/delete-with-group"
 
 	// DefaultServerPort is the license server's client port.
 	DefaultServerPort = 5160
@@ -97,6 +106,15 @@ const (
 	// ReasonPredecessorLeftovers (Ready) says that the operator is deleting
 	// the objects a deleted group of the same kind and name left behind.
 	ReasonPredecessorLeftovers = "PredecessorLeftovers"
+	// ReasonObjectNotOwned (Ready) says that an object with a name the group
+	// needs (a Service, ConfigMap, Secret, ...) exists and is not the
+	// group's: the operator changes nothing until it is gone.
+	ReasonObjectNotOwned = "ObjectNotOwned"
+	// ReasonNameConflict (Ready) says that another group, created earlier,
+	// needs an object of the same kind and name as this group (e.g. triad
+	// plant's member a-b and triad plant-a's member b both need the pod
+	// plant-a-b); this group creates nothing until the conflict is gone.
+	ReasonNameConflict = "NameConflict"
 )
 
 // ServerSpec describes how every member runs its license server. The

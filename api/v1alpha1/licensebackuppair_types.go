@@ -226,7 +226,9 @@ type LicenseBackupPairSpec struct {
 
 	// dissolvePolicy decides what happens to the licence Secrets and the
 	// synced state when the pair is deleted: Retain keeps them, Delete
-	// removes them.
+	// removes the synced state, and each licence Secret only when it
+	// carries the label licenseha.io/delete-with-group: "true". Objects the
+	// pair does not own are never deleted.
 	// +optional
 	// +kubebuilder:default=Retain
 	DissolvePolicy DissolvePolicy `json:"dissolvePolicy,omitempty"`

@@ -43,8 +43,9 @@ const (
 	// (ConfigMap and Secret <triad>-state), so a new triad of the same name
 	// starts where this one stopped.
 	DissolveRetain DissolvePolicy = "Retain"
-	// DissolveDelete deletes the synced state and the licence Secret with
-	// the triad.
+	// DissolveDelete deletes the synced state with the group, and the
+	// licence Secrets that opt in with the label
+	// licenseha.io/delete-with-group: "true".
 	DissolveDelete DissolvePolicy = "Delete"
 )
 
@@ -209,7 +210,9 @@ type LicenseTriadSpec struct {
 
 	// dissolvePolicy decides what happens to the licence Secret and the
 	// synced state when the triad is deleted: Retain keeps them, Delete
-	// removes them.
+	// removes the synced state, and the licence Secret only when it carries
+	// the label licenseha.io/delete-with-group: "true". Objects the triad
+	// does not own are never deleted.
 	// +optional
 	// +kubebuilder:default=Retain
 	DissolvePolicy DissolvePolicy `json:"dissolvePolicy,omitempty"`

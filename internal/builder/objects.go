@@ -9,6 +9,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -197,4 +198,60 @@ func AgentRoleBinding(g Group) *rbacv1.RoleBinding {
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: group.AgentName(g.Name)},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: group.AgentName(g.Name), Namespace: g.Namespace}},
 	}
+}
+
+// Services are the group's Services: for a triad the client Service <triad>
+// and the headless <triad>-members; for a pair <pair>, <pair>-main and
+// <pair>-backup.
+func Services(g Group) []*corev1.Service {
+	if g.Kind == group.KindBackupPair {
+		return []*corev1.Service{ActiveService(g),
+			MemberService(g, string(licensehav1.SideMain)), MemberService(g, string(licensehav1.SideBackup))}
+	}
+	return []*corev1.Service{ActiveService(g), MembersService(g)}
+}
+
+// Child is an object the operator creates for a group, by kind and name.
+type Child struct {
+	GVK  schema.GroupVersionKind
+	Name string
+	// Retained is true for the objects dissolvePolicy Retain keeps for a
+	// group of the same kind and name: the synced state and the Lease.
+	Retained bool
+	// Member is the member whose pod or volume claim it is; "" otherwise.
+	Member string
+}
+
+// Key identifies a child by kind and name, e.g. "Service/plant".
+func (c Child) Key() string { return c.GVK.Kind + "/" + c.Name }
+
+// Children lists every object the operator writes for a group, in the order
+// it writes them; each name is derived from the group's name and members.
+// The operator checks each of them before it writes anything.
+func Children(g Group) []Child {
+	gvk := func(group, kind string) schema.GroupVersionKind {
+		return schema.GroupVersionKind{Group: group, Version: "v1", Kind: kind}
+	}
+	out := []Child{
+		{GVK: gvk("", "ServiceAccount"), Name: group.AgentName(g.Name)},
+		{GVK: gvk(rbacv1.GroupName, "Role"), Name: group.AgentName(g.Name)},
+		{GVK: gvk(rbacv1.GroupName, "RoleBinding"), Name: group.AgentName(g.Name)},
+		{GVK: gvk("", "Secret"), Name: group.AdminSecretName(g.Name)},
+		{GVK: gvk("", "ConfigMap"), Name: group.StateName(g.Name), Retained: true},
+		{GVK: gvk("", "Secret"), Name: group.StateName(g.Name), Retained: true},
+		{GVK: gvk(coordinationv1.GroupName, "Lease"), Name: group.LeaseName(g.Name), Retained: true},
+	}
+	if g.Storage != nil {
+		for _, m := range g.Members {
+			out = append(out, Child{GVK: gvk("", "PersistentVolumeClaim"), Name: group.PVCName(g.Name, m.Name), Member: m.Name})
+		}
+	}
+	for _, svc := range Services(g) {
+		out = append(out, Child{GVK: gvk("", "Service"), Name: svc.Name})
+	}
+	out = append(out, Child{GVK: gvk("", "ConfigMap"), Name: group.ConfigName(g.Name)})
+	for _, m := range g.Members {
+		out = append(out, Child{GVK: gvk("", "Pod"), Name: group.PodName(g.Name, m.Name), Member: m.Name})
+	}
+	return out
 }

@@ -294,6 +294,14 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 			t, err := env.WaitTriad(ctx, ns, "lic", 90*time.Second, formed)
 			Expect(err).NotTo(HaveOccurred())
 			rememberTriadSecrets(ctx, ns, "lic", t)
+			if policy == licensehav1.DissolveDelete {
+				// A licence Secret is deleted with its group only when it opts in.
+				s := &corev1.Secret{}
+				Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: t.Spec.LicenseSecretRef.Name}, s)).To(Succeed())
+				base := s.DeepCopy()
+				s.Labels = map[string]string{licensehav1.LabelDeleteWithGroup: "true"}
+				Expect(env.Client.Patch(ctx, s, client.MergeFrom(base))).To(Succeed())
+			}
 			Eventually(func() bool { return exists(ctx, &corev1.ConfigMap{}, ns, group.StateName("lic")) }).
 				WithTimeout(30 * time.Second).Should(BeTrue())
 			Expect(env.Client.Delete(ctx, t)).To(Succeed())
