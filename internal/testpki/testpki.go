@@ -12,9 +12,15 @@ import (
 	"math/big"
 	"net"
 	"sync/atomic"
-	"testing"
 	"time"
 )
+
+// TB is what the helpers need of a test: *testing.T, *testing.B, and
+// Ginkgo's GinkgoT() all have it.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+}
 
 var serial atomic.Int64
 
@@ -27,7 +33,7 @@ type CA struct {
 }
 
 // NewCA creates a CA valid for a day.
-func NewCA(t testing.TB) *CA {
+func NewCA(t TB) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -62,7 +68,7 @@ func (ca *CA) Pool() *x509.CertPool {
 
 // Issue returns a server certificate and its key (PEM) for the given names;
 // names that parse as IP addresses become IP SANs, the others DNS SANs.
-func (ca *CA) Issue(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
+func (ca *CA) Issue(t TB, names ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

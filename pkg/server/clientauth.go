@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,35 +9,17 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/licenseha/licenseha/internal/group"
 )
 
 // ParseClientTokens reads client API tokens, one per line. Surrounding white
-// space is trimmed; empty lines and lines starting with # are skipped. At
-// least one token is required.
+// space is trimmed; empty lines and lines starting with # are skipped; a
+// token may not contain white space. At least one token is required.
 func ParseClientTokens(data []byte) ([]string, error) {
-	var tokens []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if strings.ContainsAny(line, " \t") {
-			return nil, errors.New("a client token may not contain white space")
-		}
-		tokens = append(tokens, line)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(tokens) == 0 {
-		return nil, errors.New("no client token (one per line; empty lines and # comments are skipped)")
-	}
-	return tokens, nil
+	return group.ParseClientTokens(data)
 }
 
 // ClientTokens is the set of bearer tokens the client API accepts. It is
