@@ -60,8 +60,9 @@ func listMemberPods(ctx context.Context, c ctrl.Client, g builder.Group) (map[st
 
 // reconcileGroupObjects creates or updates every object of a group except
 // its pods: RBAC for the agents, the admin token, the synced state, the
-// Lease, the Services, the PVCs and the agents' configuration.
-func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, cfg group.Config, trustedKeys []byte, services []*corev1.Service) error {
+// Lease, the Services, the NetworkPolicy, the PVCs and the agents'
+// configuration.
+func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, opts builder.Options, cfg group.Config, trustedKeys []byte, services []*corev1.Service) error {
 	for _, obj := range []ctrl.Object{builder.AgentServiceAccount(g), builder.AgentRole(g), builder.AgentRoleBinding(g)} {
 		if err := apply(ctx, c, obj); err != nil {
 			return err
@@ -96,6 +97,9 @@ func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, 
 		if err := apply(ctx, c, svc); err != nil {
 			return err
 		}
+	}
+	if err := reconcileNetworkPolicy(ctx, c, g, opts); err != nil {
+		return err
 	}
 	carried := carryPriorPeerTimeout(ctx, c, g, &cfg, time.Now())
 	cm, err := builder.ConfigMap(g, cfg, trustedKeys)
