@@ -157,13 +157,12 @@ var _ = Describe("Client tokens", func() {
 		Expect(podVolumes(pod)).To(HaveKeyWithValue("client-tokens", "plant-tokens"))
 		Expect(pod.Spec.Containers[0].Command).To(ContainElement("--client-token-file=" + group.ClientTokensFile))
 
-		// Without clientAccess the condition goes and the members roll back
-		// to the unprotected template.
+		// Without clientAccess the condition goes.
 		Expect(update(t, func(t *licensehav1.LicenseTriad) { t.Spec.ClientAccess = nil })).To(Succeed())
 		Eventually(triadCondition(key, licensehav1.ConditionClientAccessReady), timeout, interval).Should(BeNil())
 	})
 
-	It("reports a pair's missing token Secret", func() {
+	It("reports a pair's missing certificate Secret, then starts its servers with it", func() {
 		Expect(k8sClient.Create(ctx, pairSecret(ns, "plant-main", "plant", "LIC-M", licensing.EditionEnterprise))).To(Succeed())
 		Expect(k8sClient.Create(ctx, pairSecret(ns, "plant-backup", "plant", "LIC-B", licensing.EditionEnterprise))).To(Succeed())
 		p := validPair(ns, "plant")
