@@ -9,6 +9,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -40,6 +41,7 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		licenseSecrets: []string{pair.Spec.Main.LicenseSecretRef.Name, pair.Spec.Backup.LicenseSecretRef.Name},
 		steps: []step[*licensehav1.LicenseBackupPair]{
 			{"references", r.reconcileReferences},
+			{"clientAccess", r.reconcilePairClientAccess},
 			{"members", r.reconcileMembers},
 		},
 		observed:   func() { pair.Status.ObservedGeneration = pair.Generation },
@@ -139,6 +141,12 @@ func (r *LicenseBackupPairReconciler) verifyLicences(p *licensehav1.LicenseBacku
 	return cond, res
 }
 
+// reconcilePairClientAccess records ClientAccessReady (see
+// reconcileClientAccess).
+func (r *LicenseBackupPairReconciler) reconcilePairClientAccess(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error) {
+	return r.reconcileClientAccess(ctx, builder.FromPair(p), p.Generation, &p.Status.Conditions)
+}
+
 // reconcileMembers brings up the pair's objects and pods and derives
 // status. While LicenseValid is not True, a deleted pair of the same name
 // left objects behind, or a name the pair needs belongs to someone else,
@@ -155,13 +163,16 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 			return ctrl.Result{}, err
 		}
 	}
+	if blocked == nil {
+		blocked = clientAccessBlocker(meta.FindStatusCondition(p.Status.Conditions, licensehav1.ConditionClientAccessReady))
+	}
 	pods, err := listMemberPods(ctx, r.Client, g)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if blocked == nil {
 		cfg := builder.PairConfig(p, podAddresses(pods))
-		if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, have); err != nil {
+		if err := reconcileGroupObjects(ctx, r.Client, g, r.Options, cfg, r.TrustedKeys, have); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -199,6 +210,7 @@ func (r *LicenseBackupPairReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("licensebackuppair").
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Service{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
 		WatchesMetadata(&corev1.Secret{},
 			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexSecretRefs, newList))).

@@ -6,6 +6,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -41,6 +42,7 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		licenseSecrets: []string{triad.Spec.LicenseSecretRef.Name},
 		steps: []step[*licensehav1.LicenseTriad]{
 			{"references", r.reconcileReferences},
+			{"clientAccess", r.reconcileTriadClientAccess},
 			{"members", r.reconcileMembers},
 		},
 		observed:   func() { triad.Status.ObservedGeneration = triad.Generation },
@@ -76,6 +78,12 @@ func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *lic
 	return res, nil
 }
 
+// reconcileTriadClientAccess records ClientAccessReady (see
+// reconcileClientAccess).
+func (r *LicenseTriadReconciler) reconcileTriadClientAccess(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
+	return r.reconcileClientAccess(ctx, builder.FromTriad(t), t.Generation, &t.Status.Conditions)
+}
+
 // reconcileMembers brings up the triad's objects and pods, corrects role
 // labels, and derives status from the pods and the Lease. Members need their
 // licences: while LicenseValid is not True the operator writes nothing for
@@ -94,13 +102,16 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 			return ctrl.Result{}, err
 		}
 	}
+	if blocked == nil {
+		blocked = clientAccessBlocker(meta.FindStatusCondition(t.Status.Conditions, licensehav1.ConditionClientAccessReady))
+	}
 	pods, err := listMemberPods(ctx, r.Client, g)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if blocked == nil {
 		cfg := builder.TriadConfig(t, podAddresses(pods))
-		if err := reconcileGroupObjects(ctx, r.Client, g, cfg, r.TrustedKeys, have); err != nil {
+		if err := reconcileGroupObjects(ctx, r.Client, g, r.Options, cfg, r.TrustedKeys, have); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -176,6 +187,7 @@ func (r *LicenseTriadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("licensetriad").
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Service{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
 		WatchesMetadata(&corev1.Secret{},
 			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexSecretRefs, newList))).

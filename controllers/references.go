@@ -43,13 +43,15 @@ func settingsRefs(ref *licensehav1.LocalObjectReference) []string {
 
 // triadSecretRefs lists every Secret a triad reads.
 func triadSecretRefs(t *licensehav1.LicenseTriad) []string {
-	return append([]string{t.Spec.LicenseSecretRef.Name}, notificationSecretRefs(t.Spec.Notifications)...)
+	names := append([]string{t.Spec.LicenseSecretRef.Name}, notificationSecretRefs(t.Spec.Notifications)...)
+	return append(names, clientAccessSecretRefs(t.Name, t.Spec.ClientAccess)...)
 }
 
 // pairSecretRefs lists every Secret a backup pair reads.
 func pairSecretRefs(p *licensehav1.LicenseBackupPair) []string {
 	names := []string{p.Spec.Main.LicenseSecretRef.Name, p.Spec.Backup.LicenseSecretRef.Name}
-	return append(names, notificationSecretRefs(p.Spec.Notifications)...)
+	names = append(names, notificationSecretRefs(p.Spec.Notifications)...)
+	return append(names, clientAccessSecretRefs(p.Name, p.Spec.ClientAccess)...)
 }
 
 // SetupIndexes registers the field indexes both reconcilers rely on. Call it

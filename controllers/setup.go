@@ -7,6 +7,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -24,10 +25,16 @@ type Config struct {
 	Image string
 	// TrustedKeys are the PEM public keys licences must be signed with.
 	TrustedKeys []byte
+	// OperatorNamespace is where the operator runs: groups' NetworkPolicies
+	// admit metrics scrapers from it by default.
+	OperatorNamespace string
+	// ClusterDomain is the cluster's DNS domain (default cluster.local),
+	// for the names in client certificates.
+	ClusterDomain string
 }
 
-// CacheOptions restricts the operator's informers for Pods, Services and
-// Leases to objects labelled with a group, so the operator's memory grows
+// CacheOptions restricts the operator's informers for Pods, Services,
+// Leases, NetworkPolicies and the agents' objects to objects labelled with a group, so the operator's memory grows
 // with the number of groups, not with the size of the cluster.
 func CacheOptions() cache.Options {
 	req, err := labels.NewRequirement(licensehav1.LabelGroup, selection.Exists, nil)
@@ -41,6 +48,7 @@ func CacheOptions() cache.Options {
 		&coordinationv1.Lease{}:         {Label: sel},
 		&corev1.ServiceAccount{}:        {Label: sel},
 		&corev1.PersistentVolumeClaim{}: {Label: sel},
+		&networkingv1.NetworkPolicy{}:   {Label: sel},
 	}}
 }
 
@@ -49,7 +57,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err := SetupIndexes(ctx, mgr); err != nil {
 		return fmt.Errorf("registering indexes: %w", err)
 	}
-	opts := builder.Options{Image: cfg.Image}
+	opts := builder.Options{Image: cfg.Image, OperatorNamespace: cfg.OperatorNamespace, ClusterDomain: cfg.ClusterDomain}
 	var keys licensing.KeyRing
 	if len(cfg.TrustedKeys) > 0 {
 		var err error

@@ -60,10 +60,10 @@ func listMemberPods(ctx context.Context, c ctrl.Client, g builder.Group) (map[st
 
 // reconcileGroupObjects creates or updates every object of a group except
 // its pods: RBAC for the agents, the admin token, the synced state, the
-// Lease, the Services, the PVCs and the agents' configuration. have is what
-// inspectChildren found: each write goes only to a free name or to the
-// group's own object.
-func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, cfg group.Config, trustedKeys []byte, have children) error {
+// Lease, the Services, the NetworkPolicy, the PVCs and the agents'
+// configuration. have is what inspectChildren found: each write goes only to
+// a free name or to the group's own object.
+func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, opts builder.Options, cfg group.Config, trustedKeys []byte, have children) error {
 	at := func(obj ctrl.Object, kind string) (found, bool) {
 		f, ok := have[kind+"/"+obj.GetName()]
 		return f, ok
@@ -103,6 +103,14 @@ func reconcileGroupObjects(ctx context.Context, c ctrl.Client, g builder.Group, 
 		if err := apply(ctx, c, svc, f, ok); err != nil {
 			return err
 		}
+	}
+	if np := builder.NetworkPolicy(g, opts); np != nil {
+		f, ok := at(np, "NetworkPolicy")
+		if err := apply(ctx, c, np, f, ok); err != nil {
+			return err
+		}
+	} else if err := removeNetworkPolicy(ctx, c, g); err != nil {
+		return err
 	}
 	carried := carryPriorPeerTimeout(ctx, c, g, &cfg, time.Now())
 	cm, err := builder.ConfigMap(g, cfg, trustedKeys)

@@ -76,6 +76,11 @@ const (
 	ConditionDegraded = "Degraded"
 	// ConditionConnected (pair) is True when main and backup reach each other.
 	ConditionConnected = "Connected"
+	// ConditionClientAccessReady is set only when spec.clientAccess is: True
+	// when the client tokens and the TLS certificate it names exist and hold
+	// their keys. While it is not True the operator creates and rolls no
+	// member pod (they could not start), so members keep running as they are.
+	ConditionClientAccessReady = "ClientAccessReady"
 )
 
 // Condition reasons.
@@ -115,6 +120,24 @@ const (
 	// plant's member a-b and triad plant-a's member b both need the pod
 	// plant-a-b); this group creates nothing until the conflict is gone.
 	ReasonNameConflict = "NameConflict"
+
+	// ReasonCredentialsPresent (ClientAccessReady True): the token Secret and
+	// the certificate Secret exist and hold their keys.
+	ReasonCredentialsPresent = "CredentialsPresent"
+	// ReasonSecretKeyMissing (ClientAccessReady): a referenced Secret lacks
+	// the key the members need (the token key, tls.crt or tls.key).
+	ReasonSecretKeyMissing = "SecretKeyMissing"
+	// ReasonNoClientTokens (ClientAccessReady): the token key holds no token.
+	ReasonNoClientTokens = "NoClientTokens"
+	// ReasonCertificateInvalid (ClientAccessReady): tls.crt and tls.key of
+	// the certificate Secret do not form a valid key pair.
+	ReasonCertificateInvalid = "CertificateInvalid"
+	// ReasonCertificateNotReady (ClientAccessReady): cert-manager has not
+	// issued the group's Certificate into its Secret yet.
+	ReasonCertificateNotReady = "CertificateNotReady"
+	// ReasonCertManagerNotInstalled (ClientAccessReady): tls.certManager is
+	// set but the cluster has no certificates.cert-manager.io CRD.
+	ReasonCertManagerNotInstalled = "CertManagerNotInstalled"
 )
 
 // ServerSpec describes how every member runs its license server. The
@@ -249,6 +272,147 @@ type Placement struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	MACAddressAnnotation string `json:"macAddressAnnotation,omitempty"`
+}
+
+// ClientAccessSpec protects the license servers' client API (the port
+// spec.server.port behind the group's Services). Both parts are optional and
+// independent; without clientAccess the API is plain HTTP and open to every
+// client that reaches the port. The members' pods mount the Secrets and the
+// reference license server is started with --client-token-file,
+// --tls-cert-file and --tls-key-file; it re-reads them when the Secrets
+// change, so rotation needs no restart. A vendor server (spec.server.command)
+// finds the files under /etc/licenseha/client-tokens and
+// /etc/licenseha/client-tls and must be configured to use them.
+// +kubebuilder:validation:XValidation:rule="has(self.tokenSecretRef) || has(self.tls)",message="spec.clientAccess needs tokenSecretRef, tls or both"
+type ClientAccessSpec struct {
+	// tokenSecretRef names the Secret key holding the client tokens, one per
+	// line (empty lines and lines starting with # are skipped). Every client
+	// request must then carry "Authorization: Bearer <token>" with one of
+	// them, or is answered 401; GET /healthz and GET /readyz stay open for
+	// load balancers' health checks.
+	// +optional
+	TokenSecretRef *TokenSecretReference `json:"tokenSecretRef,omitempty"`
+
+	// tls serves the client API over HTTPS only, with a certificate from a
+	// Secret or issued by cert-manager.
+	// +optional
+	TLS *ClientTLSSpec `json:"tls,omitempty"`
+}
+
+// TokenSecretReference names a key of a Secret in the group's namespace.
+type TokenSecretReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key of the Secret that holds the tokens. Defaults to "tokens".
+	// +optional
+	// +kubebuilder:default=tokens
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
+}
+
+// ClientTLSSpec says where the client API's certificate comes from: exactly
+// one of secretRef and certManager. The certificate must cover the names
+// clients connect to: the group's Services (<group>, for a pair also
+// <pair>-main and <pair>-backup) and, for clients that list the members,
+// each member's name <hostname>.<group>-members, all in the forms <name>,
+// <name>.<namespace>, <name>.<namespace>.svc and
+// <name>.<namespace>.svc.cluster.local.
+// +kubebuilder:validation:XValidation:rule="has(self.secretRef) != has(self.certManager)",message="spec.clientAccess.tls needs exactly one of secretRef and certManager"
+type ClientTLSSpec struct {
+	// secretRef names a Secret of type kubernetes.io/tls (keys tls.crt, with
+	// the chain, and tls.key) that you manage.
+	// +optional
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+
+	// certManager makes the operator create a cert-manager Certificate
+	// <group>-client-tls for every name above; cert-manager issues it into the
+	// Secret <group>-client-tls and renews it. Needs cert-manager installed.
+	// +optional
+	CertManager *CertManagerSpec `json:"certManager,omitempty"`
+}
+
+// CertManagerSpec configures the Certificate the operator creates.
+type CertManagerSpec struct {
+	// issuerRef is the cert-manager Issuer or ClusterIssuer that signs the
+	// certificate.
+	// +required
+	IssuerRef CertManagerIssuerReference `json:"issuerRef"`
+
+	// dnsNames adds names to the certificate besides the Service and member
+	// names, e.g. the DNS name of a LoadBalancer Service.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=253
+	DNSNames []string `json:"dnsNames,omitempty"`
+}
+
+// CertManagerIssuerReference names a cert-manager issuer.
+type CertManagerIssuerReference struct {
+	// name of the issuer.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// kind of the issuer: Issuer (in the group's namespace), ClusterIssuer,
+	// or the kind of an external issuer.
+	// +optional
+	// +kubebuilder:default=Issuer
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind,omitempty"`
+
+	// group of the issuer's API; cert-manager.io unless an external issuer.
+	// +optional
+	// +kubebuilder:default=cert-manager.io
+	// +kubebuilder:validation:MaxLength=253
+	Group string `json:"group,omitempty"`
+}
+
+// NetworkPolicySpec makes the operator maintain a NetworkPolicy named after
+// the group that admits to the member pods only what the group needs:
+// clients on the client port, the members to each other on the agent ports,
+// and metrics scrapers on the agent's HTTP port. It restricts ingress only;
+// the kubelet's probes are always admitted. Your cluster's network plugin
+// must enforce NetworkPolicies for it to have an effect.
+type NetworkPolicySpec struct {
+	// enabled creates the NetworkPolicy; false or absent deletes it.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// clientNamespaceSelector admits clients from the namespaces it selects
+	// (together with clientPodSelector: the selected pods of those
+	// namespaces). When no client selector and no clientCIDRs are set, the
+	// client port is open to every source.
+	// +optional
+	ClientNamespaceSelector *metav1.LabelSelector `json:"clientNamespaceSelector,omitempty"`
+
+	// clientPodSelector admits clients from the pods it selects, in the
+	// group's namespace unless clientNamespaceSelector is set.
+	// +optional
+	ClientPodSelector *metav1.LabelSelector `json:"clientPodSelector,omitempty"`
+
+	// clientCIDRs admits clients outside the cluster (printer hosts, licensed
+	// tools) by address, e.g. 10.20.0.0/16. With a NodePort or LoadBalancer
+	// Service the address the pod sees depends on externalTrafficPolicy:
+	// Cluster replaces it with a node's.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(c, c.matches('^[0-9a-fA-F:.]+/[0-9]{1,3}$'))",message="spec.networkPolicy.clientCIDRs must be CIDRs such as 10.20.0.0/16"
+	ClientCIDRs []string `json:"clientCIDRs,omitempty"`
+
+	// metricsNamespaceSelector admits Prometheus from the namespaces it
+	// selects to the agents' metrics (agent HTTP port). Defaults to the
+	// operator's namespace.
+	// +optional
+	MetricsNamespaceSelector *metav1.LabelSelector `json:"metricsNamespaceSelector,omitempty"`
 }
 
 // LocalObjectReference names an object in the group's namespace.

@@ -214,6 +214,16 @@ type LicenseBackupPairSpec struct {
 	// +kubebuilder:default={}
 	Service ServiceSpec `json:"service,omitempty"`
 
+	// clientAccess requires client tokens and/or TLS on the license
+	// servers' client API. Unset: plain HTTP, open to every client.
+	// +optional
+	ClientAccess *ClientAccessSpec `json:"clientAccess,omitempty"`
+
+	// networkPolicy maintains a NetworkPolicy <pair> restricting who reaches
+	// the member pods.
+	// +optional
+	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
+
 	// storage gives each server a PersistentVolumeClaim for its data folder.
 	// Cannot be added or removed after creation.
 	// +optional
@@ -294,7 +304,8 @@ type LicenseBackupPairStatus struct {
 	// failovers counts takeovers by the backup (ActivePassive).
 	// +optional
 	Failovers int32 `json:"failovers"`
-	// conditions: Ready, Connected, Synchronized, LicenseValid, Degraded.
+	// conditions: Ready, Connected, Synchronized, LicenseValid, Degraded,
+	// and ClientAccessReady when spec.clientAccess is set.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

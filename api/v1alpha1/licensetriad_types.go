@@ -198,6 +198,16 @@ type LicenseTriadSpec struct {
 	// +kubebuilder:default={}
 	Service ServiceSpec `json:"service,omitempty"`
 
+	// clientAccess requires client tokens and/or TLS on the license
+	// servers' client API. Unset: plain HTTP, open to every client.
+	// +optional
+	ClientAccess *ClientAccessSpec `json:"clientAccess,omitempty"`
+
+	// networkPolicy maintains a NetworkPolicy <triad> restricting who reaches
+	// the member pods.
+	// +optional
+	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
+
 	// storage gives each member a PersistentVolumeClaim for its data folder.
 	// Cannot be added or removed after creation.
 	// +optional
@@ -294,7 +304,8 @@ type LicenseTriadStatus struct {
 	// sync reports state sync between members.
 	// +optional
 	Sync SyncStatus `json:"sync,omitempty"`
-	// conditions: Ready, QuorumSatisfied, Synchronized, LicenseValid, Degraded.
+	// conditions: Ready, QuorumSatisfied, Synchronized, LicenseValid, Degraded,
+	// and ClientAccessReady when spec.clientAccess is set.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/licenseha/licenseha/pkg/client"
+	"github.com/licenseha/licenseha/pkg/server"
 )
 
 // clientFlags are the connection flags of the client subcommands.
@@ -23,6 +24,8 @@ type clientFlags struct {
 	clientID  string
 	timeout   time.Duration
 	output    string
+	tokenFile string
+	caFile    string
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
@@ -33,6 +36,8 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.clientID, "client-id", defaultClientID(), "client id the servers see")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "time allowed for the whole command")
 	fl.StringVarP(&f.output, "output", "o", "", "output format: json, or empty for text")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file with the client token to send as a bearer token (spec.clientAccess.tokenSecretRef; the first token in the file)")
+	fl.StringVar(&f.caFile, "ca-file", "", "PEM file with the CA certificates to verify https endpoints with (default: the system's)")
 }
 
 func defaultClientID() string {
@@ -51,10 +56,29 @@ func (f *clientFlags) connect() (*client.Client, context.Context, context.Cancel
 	if f.output != "" && f.output != "json" {
 		return nil, nil, nil, fmt.Errorf("--output %q: only json is supported", f.output)
 	}
-	c, err := client.New(client.Config{
+	cfg := client.Config{
 		Endpoints: f.endpoints, Home: f.home, Members: f.members, ClientID: f.clientID,
 		HeartbeatInterval: -1, HomeCheckInterval: -1,
-	})
+	}
+	if f.tokenFile != "" {
+		data, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--token-file: %w", err)
+		}
+		tokens, err := server.ParseClientTokens(data)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--token-file %s: %w", f.tokenFile, err)
+		}
+		cfg.Token = tokens[0]
+	}
+	if f.caFile != "" {
+		data, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		cfg.RootCAs = data
+	}
+	c, err := client.New(cfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/yaml"
 
+	"github.com/licenseha/licenseha/internal/testpki"
 	"github.com/licenseha/licenseha/pkg/client"
 	"github.com/licenseha/licenseha/pkg/licensing"
 	"github.com/licenseha/licenseha/pkg/server"
@@ -122,5 +124,54 @@ func TestClientCommands(t *testing.T) {
 	}
 	if _, err := run(t, "client", "--endpoint", hs.URL, "release", co.ID); err == nil || !strings.Contains(err.Error(), "not_found") {
 		t.Fatalf("second release = %v, want not_found", err)
+	}
+}
+
+func TestClientCommandsWithTokenAndTLS(t *testing.T) {
+	pubKey, privKey, _ := licensing.GenerateKey()
+	dir := t.TempDir()
+	now := time.Now()
+	data, err := licensing.Issue(privKey, licensing.License{ID: "LIC-1", Product: "LabelDesigner", Edition: licensing.EditionStandard,
+		Printers: 3, Group: "printing/plant-a", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lic-1.lic"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{Group: "printing/plant-a", Member: "a", DataDir: t.TempDir(), LicenseDir: dir,
+		TrustedKeys: licensing.NewKeyRing(pubKey), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ca := testpki.NewCA(t)
+	crt, key := ca.Issue(t, "127.0.0.1")
+	pair, err := tls.X509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokens server.ClientTokens
+	tokens.Set([]string{"station-token"})
+	hs := httptest.NewUnstartedServer(server.RequireClientToken(&tokens, srv.ClientHandler(0)))
+	hs.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	hs.StartTLS()
+	defer hs.Close()
+	caFile, tokenFile, wrongFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "tokens"), filepath.Join(dir, "wrong")
+	for f, content := range map[string][]byte{caFile: ca.CertPEM, tokenFile: []byte("# the plant's token\nstation-token\n"), wrongFile: []byte("other\n")} {
+		if err := os.WriteFile(f, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	out, err := run(t, "client", "--endpoint", hs.URL, "--token-file", tokenFile, "--ca-file", caFile, "status")
+	if err != nil || !strings.Contains(out, "active") {
+		t.Fatalf("status with token and CA = %v\n%s", err, out)
+	}
+	if _, err := run(t, "client", "--endpoint", hs.URL, "--token-file", wrongFile, "--ca-file", caFile, "status"); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Fatalf("status with a wrong token = %v, want unauthorized", err)
+	}
+	if _, err := run(t, "client", "--endpoint", hs.URL, "--token-file", tokenFile, "status"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("status without the CA = %v, want a certificate error", err)
 	}
 }

@@ -1,7 +1,8 @@
 // Command license-server is the licenseha reference license server.
 //
-// It serves the client API on --listen and the admin API, for the member's
-// supervisor, on --admin-listen. Every flag can also be set through an
+// It serves the client API on --listen (over HTTPS with --tls-cert-file and
+// --tls-key-file, and only for bearer tokens from --client-token-file when
+// set) and the admin API, for the member's supervisor, on --admin-listen. Every flag can also be set through an
 // environment variable: LICENSEHA_ followed by the flag name in upper case
 // with dashes as underscores (for example LICENSEHA_GROUP). See
 // docs/license-server.md.
@@ -31,6 +32,9 @@ var version = "dev"
 
 type config struct {
 	listen, adminListen, adminTokenFile string
+	clientTokenFile                     string
+	tlsCertFile, tlsKeyFile             string
+	clientAuthReloadInterval            time.Duration
 	dataDir, licenseDir, trustedKeys    string
 	group, member, role                 string
 	checkoutTTL, licenseCheckInterval   time.Duration
@@ -47,6 +51,10 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.listen, "listen", ":5160", "address of the client API")
 	fs.StringVar(&c.adminListen, "admin-listen", "127.0.0.1:5161", "address of the admin API (keep it on loopback in a pod)")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "file holding the admin API bearer token (required)")
+	fs.StringVar(&c.clientTokenFile, "client-token-file", "", "file holding the client API bearer tokens, one per line; when set, every client request but GET /healthz and /readyz needs one")
+	fs.StringVar(&c.tlsCertFile, "tls-cert-file", "", "PEM certificate (chain) of the client API; with --tls-key-file the client API speaks HTTPS only")
+	fs.StringVar(&c.tlsKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fs.DurationVar(&c.clientAuthReloadInterval, "client-auth-reload-interval", 10*time.Second, "how often the client token and TLS files are re-read (also on SIGHUP)")
 	fs.StringVar(&c.dataDir, "data-dir", "/var/lib/licenseha", "folder of the durable store")
 	fs.StringVar(&c.licenseDir, "license-dir", "/etc/licenseha/licenses", "folder of the licence files (*.lic)")
 	fs.StringVar(&c.trustedKeys, "trusted-keys", "/etc/licenseha/trusted-keys.pem", "PEM file with the public keys licences must be signed with")
@@ -73,6 +81,12 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if c.adminTokenFile == "" {
 		return nil, errors.New("--admin-token-file is required")
+	}
+	if (c.tlsCertFile == "") != (c.tlsKeyFile == "") {
+		return nil, errors.New("--tls-cert-file and --tls-key-file go together: set both or neither")
+	}
+	if c.clientAuthReloadInterval <= 0 {
+		return nil, errors.New("--client-auth-reload-interval must be positive")
 	}
 	if c.member == "" {
 		h, err := os.Hostname()
@@ -156,6 +170,13 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 	}()
 
+	var auth *server.ClientAuth
+	if cfg.clientTokenFile != "" || cfg.tlsCertFile != "" {
+		if auth, err = server.LoadClientAuth(cfg.clientTokenFile, cfg.tlsCertFile, cfg.tlsKeyFile); err != nil {
+			return err
+		}
+	}
+
 	clientLn, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
@@ -172,21 +193,46 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 	}
-	clientHTTP := newHTTP(srv.ClientHandler(cfg.maxBodyBytes))
+	clientHTTP := newHTTP(auth.Handler(srv.ClientHandler(cfg.maxBodyBytes)))
+	clientHTTP.TLSConfig = auth.TLSConfig()
 	adminHTTP := newHTTP(srv.AdminHandler(token))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
-	go func() { errc <- clientHTTP.Serve(clientLn) }()
+	go func() {
+		if clientHTTP.TLSConfig != nil {
+			errc <- clientHTTP.ServeTLS(clientLn, "", "")
+			return
+		}
+		errc <- clientHTTP.Serve(clientLn)
+	}()
 	go func() { errc <- adminHTTP.Serve(adminLn) }()
 	done := make(chan struct{})
 	go func() { srv.Run(ctx); close(done) }()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var reload <-chan time.Time
+	if auth != nil {
+		t := time.NewTicker(cfg.clientAuthReloadInterval)
+		defer t.Stop()
+		reload = t.C
+	}
+	reloadAuth := func() {
+		if auth == nil {
+			return
+		}
+		changed, err := auth.Reload()
+		if err != nil {
+			log.Error("Failed to reload the client API credentials; the previous ones stay in force", "err", err)
+		}
+		if len(changed) > 0 {
+			log.Info("Reloaded client API credentials", "changed", strings.Join(changed, ", "))
+		}
+	}
 	log.Info("License server started", "listen", clientLn.Addr().String(), "adminListen", adminLn.Addr().String(),
-		"role", cfg.role, "version", version)
+		"role", cfg.role, "version", version, "clientTLS", clientHTTP.TLSConfig != nil, "clientTokens", cfg.clientTokenFile != "")
 
 	var serveErr error
 loop:
@@ -195,6 +241,9 @@ loop:
 		case <-hup:
 			log.Info("Reloading licences on SIGHUP")
 			srv.ReloadLicenses()
+			reloadAuth()
+		case <-reload:
+			reloadAuth()
 		case serveErr = <-errc:
 			break loop
 		case <-ctx.Done():

@@ -2,18 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/licenseha/licenseha/internal/testpki"
 	"github.com/licenseha/licenseha/pkg/client"
 	"github.com/licenseha/licenseha/pkg/licensing"
 	"github.com/licenseha/licenseha/pkg/server"
@@ -74,14 +78,23 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-func startServer(t *testing.T, bin, name, role, keys, licDir, tokenFile string) *proc {
+// startServer starts a license-server process; extra flags are appended
+// (with --tls-cert-file the client API URL is https).
+func startServer(t *testing.T, bin, name, role, keys, licDir, tokenFile string, extra ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, licDir: licDir, logs: &strings.Builder{}, exited: make(chan struct{})}
 	listen, adminListen := freePort(t), freePort(t)
-	p.url, p.admin = "http://"+listen, "http://"+adminListen
-	p.cmd = exec.Command(bin, "--listen", listen, "--admin-listen", adminListen, "--admin-token-file", tokenFile,
+	scheme, health := "http://", http.DefaultClient
+	if slices.Contains(extra, "--tls-cert-file") {
+		// Only to wait for the process; the tests verify the certificate.
+		scheme = "https://"
+		health = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec
+	}
+	p.url, p.admin = scheme+listen, "http://"+adminListen
+	args := []string{"--listen", listen, "--admin-listen", adminListen, "--admin-token-file", tokenFile,
 		"--data-dir", t.TempDir(), "--license-dir", licDir, "--trusted-keys", keys,
-		"--group", e2eGroup, "--member", name, "--role", role, "--checkout-ttl", "30s")
+		"--group", e2eGroup, "--member", name, "--role", role, "--checkout-ttl", "30s"}
+	p.cmd = exec.Command(bin, append(args, extra...)...)
 	w := lockedWriter{&p.mu, p.logs}
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
@@ -100,7 +113,7 @@ func startServer(t *testing.T, bin, name, role, keys, licDir, tokenFile string) 
 	p.adminClient = server.NewAdminClient(p.admin, e2eToken, nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(p.url + "/healthz")
+		resp, err := health.Get(p.url + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -266,6 +279,124 @@ func TestFailoverBetweenProcesses(t *testing.T) {
 	a.mu.Unlock()
 	if strings.Contains(logs, e2eToken) || strings.Contains(logs, "signature") {
 		t.Fatal("server logs contain the admin token or licence signatures")
+	}
+}
+
+func TestClientAuthFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"--tls-cert-file", "/c"}, "go together"},
+		{[]string{"--tls-key-file", "/k"}, "go together"},
+		{[]string{"--client-auth-reload-interval", "0s"}, "must be positive"},
+	} {
+		if _, err := parseFlags(append([]string{"--group", "ns/g", "--admin-token-file", "/tok"}, tc.args...)); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("parseFlags(%q) = %v, want an error containing %q", tc.args, err, tc.err)
+		}
+	}
+	t.Setenv("LICENSEHA_CLIENT_TOKEN_FILE", "/tokens")
+	cfg, err := parseFlags([]string{"--group", "ns/g", "--admin-token-file", "/tok", "--tls-cert-file", "/c", "--tls-key-file", "/k"})
+	if err != nil || cfg.clientTokenFile != "/tokens" || cfg.tlsCertFile != "/c" || cfg.tlsKeyFile != "/k" {
+		t.Fatalf("parseFlags = %+v, %v; want the client auth files from flags and environment", cfg, err)
+	}
+}
+
+// TestClientAuthBetweenProcesses starts two license-server processes whose
+// client API needs a token and speaks TLS with certificates from one CA, and
+// checks that the failover client keeps its checkouts through a crash of the
+// active process; tokens rotate without a restart.
+func TestClientAuthBetweenProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts server processes")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "license-server")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	pub, priv, err := licensing.GenerateKey()
+	must(t, err)
+	pubPEM, _ := licensing.EncodePublicKey(pub)
+	keys := filepath.Join(dir, "trusted.pem")
+	adminToken := filepath.Join(dir, "admin-token")
+	clientTokens := filepath.Join(dir, "client-tokens")
+	licDir := filepath.Join(dir, "licenses")
+	must(t, os.WriteFile(keys, pubPEM, 0o600))
+	must(t, os.WriteFile(adminToken, []byte(e2eToken+"\n"), 0o600))
+	must(t, os.WriteFile(clientTokens, []byte("station-token\n"), 0o600))
+	must(t, os.Mkdir(licDir, 0o750))
+	now := time.Now()
+	lic, err := licensing.Issue(priv, licensing.License{ID: "LIC-1", Product: "LabelDesigner", Edition: licensing.EditionEnterprise,
+		Printers: 10, Group: e2eGroup, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(licDir, "lic-1.lic"), lic, 0o600))
+
+	ca := testpki.NewCA(t)
+	start := func(name, role string) *proc {
+		crt, key := ca.Issue(t, "127.0.0.1", "localhost")
+		crtFile, keyFile := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+		must(t, os.WriteFile(crtFile, crt, 0o600))
+		must(t, os.WriteFile(keyFile, key, 0o600))
+		return startServer(t, bin, name, role, keys, licDir, adminToken, "--client-token-file", clientTokens,
+			"--tls-cert-file", crtFile, "--tls-key-file", keyFile, "--client-auth-reload-interval", "100ms")
+	}
+	a, b := start("a", "active"), start("b", "standby")
+
+	c, err := client.New(client.Config{
+		Endpoints: []string{a.url, b.url}, Members: map[string]string{"a": a.url, "b": b.url},
+		ClientID: "station-7", Token: "station-token", RootCAs: ca.CertPEM,
+		HeartbeatInterval: -1, HomeCheckInterval: -1, RequestTimeout: time.Second,
+	})
+	must(t, err)
+	defer c.Close()
+	ctx := context.Background()
+	co, err := c.Checkout(ctx, "zebra-1", "LIC-1")
+	must(t, err)
+
+	// Crash: a dies, b is promoted; the client moves over TLS and
+	// re-asserts its checkout there with its token.
+	must(t, a.cmd.Process.Signal(syscall.SIGKILL))
+	<-a.exited
+	b.setRole(t, server.RoleActive, 1, "")
+	heartbeatAll(t, c)
+	if c.Endpoint() != b.url {
+		t.Fatalf("client on %s after a crashed, want b", c.Endpoint())
+	}
+	if got := strings.Join(b.checkoutIDs(t), ","); got != co.ID {
+		t.Fatalf("b holds %s, want the checkout %s", got, co.ID)
+	}
+
+	// Rotation: the token file changes; the server picks it up without a
+	// restart and refuses the old token.
+	must(t, os.WriteFile(clientTokens, []byte("rotated-token\n"), 0o600))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.Status(ctx)
+		var re *server.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusUnauthorized && server.IsCode(err, server.CodeUnauthorized) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status with the rotated-out token = %v, want 401 unauthorized", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rotated, err := client.New(client.Config{Endpoints: []string{b.url}, ClientID: "station-8", Token: "rotated-token",
+		RootCAs: ca.CertPEM, HeartbeatInterval: -1, HomeCheckInterval: -1})
+	must(t, err)
+	defer rotated.Close()
+	if _, err := rotated.Status(ctx); err != nil {
+		t.Fatalf("status with the rotated token: %v", err)
+	}
+	b.mu.Lock()
+	logs := b.logs.String()
+	b.mu.Unlock()
+	if strings.Contains(logs, "station-token") || strings.Contains(logs, "rotated-token") {
+		t.Fatal("server logs contain a client token")
+	}
+	if !strings.Contains(logs, "Reloaded client API credentials") {
+		t.Fatalf("server logs do not record the reload:\n%s", logs)
 	}
 }
 

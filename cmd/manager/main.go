@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +32,7 @@ func run() error {
 	var (
 		metricsAddr, probeAddr, leaderElectionNamespace string
 		image, trustedKeysFile                          string
+		operatorNamespace, clusterDomain                string
 		leaderElect                                     bool
 		leaseDuration, renewDeadline, retryPeriod       time.Duration
 	)
@@ -43,6 +45,8 @@ func run() error {
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to acquire or renew leadership.")
 	flag.StringVar(&image, "image", envOr("LICENSEHA_IMAGE", "ghcr.io/licenseha/licenseha:dev"), "The licenseha image: member pods take the agent from it, and it is the default server image (env LICENSEHA_IMAGE).")
 	flag.StringVar(&trustedKeysFile, "trusted-keys-file", os.Getenv("LICENSEHA_TRUSTED_KEYS_FILE"), "PEM file with the public keys licences must be signed with; handed to every member (env LICENSEHA_TRUSTED_KEYS_FILE).")
+	flag.StringVar(&operatorNamespace, "operator-namespace", envOr("LICENSEHA_OPERATOR_NAMESPACE", inClusterNamespace()), "Namespace the operator runs in; groups' NetworkPolicies admit metrics scrapers from it by default (env LICENSEHA_OPERATOR_NAMESPACE; default: the pod's namespace).")
+	flag.StringVar(&clusterDomain, "cluster-domain", envOr("LICENSEHA_CLUSTER_DOMAIN", "cluster.local"), "The cluster's DNS domain, for the fully qualified names in the client certificates the operator requests from cert-manager (env LICENSEHA_CLUSTER_DOMAIN).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -82,7 +86,8 @@ func run() error {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.Setup(ctx, mgr, controllers.Config{Image: image, TrustedKeys: trustedKeys}); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Config{Image: image, TrustedKeys: trustedKeys,
+		OperatorNamespace: operatorNamespace, ClusterDomain: clusterDomain}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -93,6 +98,16 @@ func run() error {
 	}
 	log.Info("Starting operator")
 	return mgr.Start(ctx)
+}
+
+// inClusterNamespace is the namespace of the operator's pod, read from its
+// service account; empty outside a cluster.
+func inClusterNamespace() string {
+	data, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
 }
 
 func envOr(key, def string) string {

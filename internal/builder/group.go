@@ -17,6 +17,12 @@ type Options struct {
 	// Image is the licenseha image: the agent comes from it, and it is the
 	// default server image.
 	Image string
+	// OperatorNamespace is where the operator runs; a group's NetworkPolicy
+	// admits metrics scrapers from it by default. Empty: no default.
+	OperatorNamespace string
+	// ClusterDomain is the cluster's DNS domain, for the fully qualified
+	// names in client certificates; empty means cluster.local.
+	ClusterDomain string
 }
 
 // Group is the kind-independent view of a triad or a pair that the builders
@@ -29,7 +35,11 @@ type Group struct {
 	Server    licensehav1.ServerSpec
 	Storage   *licensehav1.StorageSpec
 	Service   licensehav1.ServiceSpec
-	Members   []Member
+	// ClientAccess and NetworkPolicy are the optional protections
+	// (spec.clientAccess, spec.networkPolicy); nil when unset.
+	ClientAccess  *licensehav1.ClientAccessSpec
+	NetworkPolicy *licensehav1.NetworkPolicySpec
+	Members       []Member
 }
 
 // Member is one member of a group.
@@ -51,6 +61,9 @@ func FromTriad(t *licensehav1.LicenseTriad) Group {
 		Server:    t.Spec.Server,
 		Storage:   t.Spec.Storage,
 		Service:   t.Spec.Service,
+
+		ClientAccess:  t.Spec.ClientAccess,
+		NetworkPolicy: t.Spec.NetworkPolicy,
 	}
 	for _, m := range t.Spec.Members {
 		g.Members = append(g.Members, Member{
@@ -72,6 +85,9 @@ func FromPair(p *licensehav1.LicenseBackupPair) Group {
 		Server:    p.Spec.Server,
 		Storage:   p.Spec.Storage,
 		Service:   p.Spec.Service,
+
+		ClientAccess:  p.Spec.ClientAccess,
+		NetworkPolicy: p.Spec.NetworkPolicy,
 		Members: []Member{
 			{Name: string(licensehav1.SideMain), Role: string(licensehav1.SideMain), Placement: p.Spec.Main.Placement,
 				LicenseSecret: p.Spec.Main.LicenseSecretRef.Name},

@@ -6,6 +6,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -250,6 +251,9 @@ func Children(g Group) []Child {
 		out = append(out, Child{GVK: gvk("", "Service"), Name: svc.Name})
 	}
 	out = append(out, Child{GVK: gvk("", "ConfigMap"), Name: group.ConfigName(g.Name)})
+	if g.NetworkPolicy != nil && g.NetworkPolicy.Enabled {
+		out = append(out, Child{GVK: gvk(networkingv1.GroupName, "NetworkPolicy"), Name: group.NetworkPolicyName(g.Name)})
+	}
 	for _, m := range g.Members {
 		out = append(out, Child{GVK: gvk("", "Pod"), Name: group.PodName(g.Name, m.Name), Member: m.Name})
 	}

@@ -34,7 +34,8 @@ const (
 
 // ServerCommand is the command the agent supervises: the user's command for a
 // vendor image, otherwise the reference license server wired to the pod's
-// mounts. spec.server.args are appended in both cases.
+// mounts (with spec.clientAccess, also to the client tokens and
+// certificate). spec.server.args are appended in both cases.
 func ServerCommand(g Group, m Member) []string {
 	cmd := g.Server.Command
 	if len(cmd) == 0 {
@@ -50,6 +51,7 @@ func ServerCommand(g Group, m Member) []string {
 			"--member=" + m.Name,
 			"--role=standby",
 		}
+		cmd = append(cmd, clientAccessFlags(g)...)
 	}
 	return append(append([]string{}, cmd...), g.Server.Args...)
 }
@@ -80,10 +82,7 @@ func Pod(g Group, m Member, opts Options) *corev1.Pod {
 	if pullPolicy == "" {
 		pullPolicy = corev1.PullIfNotPresent
 	}
-	hostname := m.Placement.Hostname
-	if hostname == "" {
-		hostname = m.Name
-	}
+	hostname := memberHostname(m)
 
 	meta := objectMeta(g, group.PodName(g.Name, m.Name))
 	meta.Labels[licensehav1.LabelMember] = m.Name
@@ -188,6 +187,11 @@ func Pod(g Group, m Member, opts Options) *corev1.Pod {
 			},
 		},
 	}
+	// Added only when set, so a group without clientAccess keeps the pod
+	// template (and hash) it always had.
+	vols, mounts := clientAccessVolumes(g)
+	pod.Spec.Volumes = append(pod.Spec.Volumes, vols...)
+	pod.Spec.Containers[0].VolumeMounts = append(pod.Spec.Containers[0].VolumeMounts, mounts...)
 	pod.Annotations = setAnnotation(pod.Annotations, AnnotationTemplateHash, templateHash(pod))
 	return pod
 }

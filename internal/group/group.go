@@ -31,6 +31,18 @@ func AgentName(group string) string { return group + "-agent" }
 // PVCName names a member's data volume claim.
 func PVCName(group, member string) string { return group + "-" + member + "-data" }
 
+// NetworkPolicyName names the group's NetworkPolicy (spec.networkPolicy).
+func NetworkPolicyName(group string) string { return group }
+
+// ClientTLSName names the cert-manager Certificate the operator creates for
+// spec.clientAccess.tls.certManager, and the Secret it is issued into.
+func ClientTLSName(group string) string { return group + "-client-tls" }
+
+// MemberDNSName is a member's name under the headless Service: the pod's
+// hostname (placement.hostname, default the member name) in the subdomain
+// <group>-members.
+func MemberDNSName(group, hostname string) string { return hostname + "." + MembersServiceName(group) }
+
 // Ports and paths inside a member pod.
 const (
 	// AgentHTTPPort serves the agent's probes, metrics and admin requests.
@@ -57,6 +69,23 @@ const (
 	AdminTokenDir = "/etc/licenseha/admin"
 	// AdminTokenFile is the bearer token of the server's admin API.
 	AdminTokenFile = AdminTokenDir + "/" + AdminTokenKey
+	// ClientTokensDir is where the client token Secret key is mounted
+	// (spec.clientAccess.tokenSecretRef).
+	ClientTokensDir = "/etc/licenseha/client-tokens"
+	// ClientTokensFile holds the client API tokens, one per line.
+	ClientTokensFile = ClientTokensDir + "/tokens"
+	// ClientTLSDir is where the client API's certificate Secret is mounted
+	// (spec.clientAccess.tls).
+	ClientTLSDir = "/etc/licenseha/client-tls"
+	// ClientTLSCertFile and ClientTLSKeyFile are the client API's
+	// certificate (with chain) and private key.
+	ClientTLSCertFile = ClientTLSDir + "/" + TLSCertKey
+	ClientTLSKeyFile  = ClientTLSDir + "/" + TLSKeyKey
+	// TLSCertKey and TLSKeyKey are the keys of a kubernetes.io/tls Secret.
+	TLSCertKey = "tls.crt"
+	TLSKeyKey  = "tls.key"
+	// DefaultClientTokensKey is the default key of the client token Secret.
+	DefaultClientTokensKey = "tokens"
 
 	// ConfigKey is the key of the group configuration in ConfigName.
 	ConfigKey = "group.json"

@@ -5,13 +5,18 @@
 // one fails to connect, times out or answers 503 (not active), following the
 // "active" hint of a not-active answer when the hint names a known member. It
 // re-asserts every checkout it holds after each move, so no seat is lost, and
-// returns home as soon as the home server serves again. Heartbeats run in the
+// returns home as soon as the home server serves again. For groups that
+// protect their client API (spec.clientAccess) it sends a bearer token
+// (Config.Token) and verifies the servers' certificates (Config.RootCAs,
+// Config.TLSConfig). Heartbeats run in the
 // background. A Client is safe for concurrent use; Close stops its goroutines.
 package client
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,8 +48,24 @@ type Config struct {
 	Members map[string]string
 	// ClientID identifies this client to the servers (required).
 	ClientID string
-	// HTTPClient sends the requests; nil means a keep-alive client.
+	// HTTPClient sends the requests; nil means a keep-alive client built
+	// with TLSConfig and RootCAs. When set, configure TLS on its transport
+	// instead: RootCAs and TLSConfig must then be empty.
 	HTTPClient *http.Client
+	// Token, when set, is sent with every request as "Authorization:
+	// Bearer <token>": one of the group's client tokens
+	// (spec.clientAccess.tokenSecretRef). Use it with https endpoints only;
+	// over http anyone on the path can read it.
+	Token string
+	// RootCAs is a PEM bundle of the CA certificates that sign the servers'
+	// certificates (spec.clientAccess.tls), added to TLSConfig's roots;
+	// neither set means the system's roots.
+	RootCAs []byte
+	// TLSConfig configures TLS for https endpoints, e.g. RootCAs or a client
+	// certificate for a proxy in front of the servers. Leave ServerName
+	// empty: each endpoint's own host name is verified, which is what lets
+	// the client fail over between members with different names.
+	TLSConfig *tls.Config
 	// RequestTimeout bounds each attempt on one endpoint; default 2s.
 	RequestTimeout time.Duration
 	// HeartbeatInterval is how often held checkouts are renewed; default 10s.
@@ -139,16 +160,32 @@ func New(cfg Config) (*Client, error) {
 		cfg.HomeCheckInterval = 2 * time.Second
 	}
 	c := &Client{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger, current: cfg.Home, held: map[string]*Checkout{}}
+	if c.http != nil && (cfg.TLSConfig != nil || len(cfg.RootCAs) > 0) {
+		return nil, errors.New("TLSConfig and RootCAs apply to the client's own transport: configure TLS on HTTPClient's transport instead")
+	}
 	if c.http == nil {
+		tlsCfg, err := clientTLSConfig(cfg.TLSConfig, cfg.RootCAs)
+		if err != nil {
+			return nil, err
+		}
 		c.http = &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: cfg.RequestTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     tlsCfg,
+			TLSHandshakeTimeout: cfg.RequestTimeout,
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     90 * time.Second,
 		}}
 	}
 	if c.log == nil {
 		c.log = slog.Default()
+	}
+	if cfg.Token != "" {
+		for _, ep := range cfg.Endpoints {
+			if strings.HasPrefix(strings.ToLower(ep), "http://") {
+				c.log.Warn("The client token is sent over plain HTTP; use https endpoints", "endpoint", ep)
+			}
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
@@ -159,6 +196,27 @@ func New(cfg Config) (*Client, error) {
 		c.every(ctx, cfg.HomeCheckInterval, c.checkHome)
 	}
 	return c, nil
+}
+
+// clientTLSConfig is base (or an empty configuration) with the CA
+// certificates of rootCAs added to its roots.
+func clientTLSConfig(base *tls.Config, rootCAs []byte) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if base != nil {
+		cfg = base.Clone()
+	}
+	if len(rootCAs) == 0 {
+		return cfg, nil
+	}
+	pool := x509.NewCertPool()
+	if cfg.RootCAs != nil {
+		pool = cfg.RootCAs.Clone()
+	}
+	if !pool.AppendCertsFromPEM(rootCAs) {
+		return nil, errors.New("RootCAs holds no PEM certificate")
+	}
+	cfg.RootCAs = pool
+	return cfg, nil
 }
 
 func (c *Client) every(ctx context.Context, d time.Duration, f func(context.Context)) {
@@ -352,6 +410,9 @@ func (c *Client) send(ctx context.Context, ep, method, path string, body []byte,
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
