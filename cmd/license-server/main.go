@@ -39,6 +39,8 @@ type config struct {
 	group, member, role                 string
 	checkoutTTL, licenseCheckInterval   time.Duration
 	maxCheckoutsPerClient               int
+	maxCheckoutsPerAddress              int
+	usageRowsPerPeriod, usageMonths     int
 	maxBodyBytes                        int64
 	readTimeout, writeTimeout           time.Duration
 	idleTimeout, readHeaderTimeout      time.Duration
@@ -64,6 +66,11 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.checkoutTTL, "checkout-ttl", 30*time.Second, "how long a checkout lives without a heartbeat")
 	fs.DurationVar(&c.licenseCheckInterval, "license-check-interval", 10*time.Second, "how often the licence folder is re-read")
 	fs.IntVar(&c.maxCheckoutsPerClient, "max-checkouts-per-client", 1000, "checkouts one client id may hold (0: no limit)")
+	fs.IntVar(&c.maxCheckoutsPerAddress, "max-checkouts-per-address", 0,
+		"checkouts created from one source address (IPv6: one /64) may hold, whatever their client ids (0: as --max-checkouts-per-client; -1: no limit)")
+	fs.IntVar(&c.usageRowsPerPeriod, "usage-rows-per-period", server.DefaultUsageRowsPerPeriod,
+		"usage statistics rows of named printers per month; further printers are counted under printer \"*\"")
+	fs.IntVar(&c.usageMonths, "usage-months", server.DefaultUsageMonths, "months of usage statistics kept, the current one included")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest client API request body")
 	fs.DurationVar(&c.readTimeout, "read-timeout", 10*time.Second, "time to read a whole request")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", 5*time.Second, "time to read request headers")
@@ -87,6 +94,10 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if c.clientAuthReloadInterval <= 0 {
 		return nil, errors.New("--client-auth-reload-interval must be positive")
+	}
+	if c.usageRowsPerPeriod < 1 || c.usageMonths < 1 {
+		return nil, fmt.Errorf("--usage-rows-per-period and --usage-months must be at least 1, got %d and %d",
+			c.usageRowsPerPeriod, c.usageMonths)
 	}
 	if c.member == "" {
 		h, err := os.Hostname()
@@ -159,6 +170,8 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		Group: cfg.group, Member: cfg.member, Role: server.Role(cfg.role),
 		DataDir: cfg.dataDir, LicenseDir: cfg.licenseDir, TrustedKeys: keys,
 		CheckoutTTL: cfg.checkoutTTL, MaxCheckoutsPerClient: cfg.maxCheckoutsPerClient,
+		MaxCheckoutsPerAddress: cfg.maxCheckoutsPerAddress,
+		UsageRowsPerPeriod:     cfg.usageRowsPerPeriod, UsageMonths: cfg.usageMonths,
 		LicenseCheckInterval: cfg.licenseCheckInterval, Version: version, Logger: log,
 	})
 	if err != nil {

@@ -5,10 +5,11 @@ FUZZTIME ?= 10s
 BENCHTIME ?= 2s
 
 .PHONY: fuzz
-fuzz: ## Run every licence, snapshot and role request fuzz target for FUZZTIME each (default 10s).
+fuzz: ## Run every licence, snapshot, role request and client API fuzz target for FUZZTIME each (default 10s).
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./pkg/licensing/
 	$(GO) test -run '^$$' -fuzz '^FuzzImportSnapshot$$' -fuzztime $(FUZZTIME) ./pkg/server/
 	$(GO) test -run '^$$' -fuzz '^FuzzRoleRequests$$' -fuzztime $(FUZZTIME) ./pkg/server/
+	$(GO) test -run '^$$' -fuzz '^FuzzClientAPI$$' -fuzztime $(FUZZTIME) ./pkg/server/
 
 .PHONY: bench-server
 bench-server: ## Benchmark checkouts+heartbeats over loopback HTTP and snapshot export/import of 10,000 checkouts.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"sort"
+	"strings"
 	"time"
 )
 
@@ -28,75 +28,125 @@ func (s *Server) notActiveLocked() *apiError {
 // Checkout grants a printer seat. When id is not empty the request
 // re-asserts a checkout under that id (after a failover the new active
 // member may not know it). A client that already holds a seat for the printer
-// on the resolved licence gets that checkout back, renewed.
+// on the resolved licence gets that checkout back, renewed. addr is the
+// connection's remote address (the zero Addr when unknown).
 func (s *Server) Checkout(req CheckoutRequest, id string, addr netip.Addr) (Checkout, error) {
 	if err := validateCheckoutRequest(req); err != nil {
 		return Checkout{}, err
 	}
-	if len(id) > 128 {
-		return Checkout{}, fieldErrorf("id", "checkout ids are at most 128 bytes")
+	if id != "" {
+		if err := validID(id); err != nil {
+			return Checkout{}, err
+		}
 	}
+	if addr.IsValid() {
+		addr = addr.Unmap().WithZone("")
+	}
+	c, measure, err := s.checkout(req, id, addr, true)
+	if measure {
+		s.measureCheckouts()
+		c, _, err = s.checkout(req, id, addr, false)
+	}
+	return c, err
+}
+
+// checkout does the work of Checkout. When the new checkout does not fit the
+// state budget by the current estimate and a measurement may help, it
+// reports measure (if allowed) instead of refusing.
+func (s *Server) checkout(req CheckoutRequest, id string, addr netip.Addr, mayMeasure bool) (Checkout, bool, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.effectiveRoleLocked() != RoleActive {
-		return Checkout{}, s.notActiveLocked()
+		return Checkout{}, false, s.notActiveLocked()
 	}
 	if c, ok := s.checkouts[id]; ok {
-		return s.renewLocked(c, &req, now)
+		co, err := s.renewLocked(c, &req, now)
+		return co, false, err
 	}
 	if reason := s.rules.admit(req.Client, addr, req.Printer); reason != "" {
-		return Checkout{}, newAPIError(http.StatusForbidden, CodeForbidden, "%s", reason)
+		return Checkout{}, false, newAPIError(http.StatusForbidden, CodeForbidden, "%s", reason)
 	}
-	lic, err := s.resolveLocked(req.License)
+	group := s.rules.clientGroupOf(req.Client, addr)
+	lic, err := s.resolveLocked(req.License, group)
 	if err != nil {
-		return Checkout{}, err
+		return Checkout{}, false, err
 	}
 	// The licence directory is re-verified periodically; do not grant a
 	// seat in between on a licence that has just expired.
 	if l := s.licenses[lic]; now.After(l.NotAfter) {
-		return Checkout{}, newAPIError(http.StatusConflict, CodeLicenseInvalid, "licence %s expired at %s", lic, l.NotAfter.Format(time.RFC3339))
+		return Checkout{}, false, newAPIError(http.StatusConflict, CodeLicenseInvalid, "licence %s expired at %s", lic, l.NotAfter.Format(time.RFC3339))
 	}
 	if c, ok := s.seats[seatKey{lic, req.Client, req.Printer}]; ok {
-		return s.renewLocked(c, nil, now)
+		co, err := s.renewLocked(c, nil, now)
+		return co, false, err
 	}
 	if max := s.opts.MaxCheckoutsPerClient; max > 0 && s.perClient[req.Client] >= max {
-		return Checkout{}, newAPIError(http.StatusTooManyRequests, CodeTooManyCheckouts,
+		return Checkout{}, false, newAPIError(http.StatusTooManyRequests, CodeTooManyCheckouts,
 			"client %q already holds %d checkouts, the limit", req.Client, max)
 	}
-	parts := s.rules.partitionsOf(req.Printer)
-	if err := s.seatFreeLocked(lic, parts, now); err != nil {
-		return Checkout{}, err
-	}
-	if id == "" {
-		id = newID()
+	source := sourceKey(addr)
+	if max := s.maxPerSource(); max > 0 && source != "" && s.perSource[source] >= max {
+		return Checkout{}, false, newAPIError(http.StatusTooManyRequests, CodeTooManyCheckouts,
+			"address %s already holds %d checkouts, the limit per source address, whatever the client ids", source, max)
 	}
 	c := &checkout{
 		CheckoutRecord: CheckoutRecord{
 			ID: id, Client: req.Client, Printer: req.Printer, Requested: req.License,
 			License: lic, ExpiresAt: now.Add(s.opts.CheckoutTTL),
 		},
-		partitions: parts,
+		partitions: s.rules.partitionsOf(req.Printer),
+		group:      group,
+		source:     source,
+	}
+	if addr.IsValid() {
+		c.Address = addr.String()
+	}
+	if err := s.seatFreeLocked(c, now); err != nil {
+		return Checkout{}, false, err
+	}
+	if c.ID == "" {
+		c.ID = newID()
+	}
+	c.bytes = checkoutRowBytes(&c.CheckoutRecord)
+	if !s.coFitsLocked(c.bytes) && (s.expireLocked(now) == 0 || !s.coFitsLocked(c.bytes)) {
+		if mayMeasure && s.coMeasureUsefulLocked(now) {
+			return Checkout{}, true, nil
+		}
+		return Checkout{}, false, s.stateFullLocked()
 	}
 	s.addLocked(c)
-	u := s.usageLocked(lic, req.Printer)
-	u.Checkouts++
-	u.LastUse = now
+	if u := s.usage.record(lic, req.Printer, now); u != nil {
+		s.usage.add(&u.Checkouts, 1)
+		u.LastUse = now
+	}
 	s.usageDirty = true
 	s.changedLocked()
-	return s.viewLocked(c), nil
+	return s.viewLocked(c), false, nil
+}
+
+// maxPerSource is the per-address limit in effect; 0 means none.
+func (s *Server) maxPerSource() int {
+	switch n := s.opts.MaxCheckoutsPerAddress; {
+	case n < 0:
+		return 0
+	case n == 0:
+		return s.opts.MaxCheckoutsPerClient
+	default:
+		return n
+	}
 }
 
 func validateCheckoutRequest(req CheckoutRequest) error {
 	for _, f := range []struct{ name, value string }{
 		{"client", req.Client}, {"printer", req.Printer}, {"license", req.License},
 	} {
-		if f.value == "" {
-			return fieldErrorf(f.name, "must not be empty")
+		if err := validName(f.name, f.value); err != nil {
+			return err
 		}
-		if len(f.value) > 256 {
-			return fieldErrorf(f.name, "is longer than 256 bytes")
-		}
+	}
+	if req.Printer == OtherPrinter {
+		return fieldErrorf("printer", "%q is reserved: it names the usage statistics of other printers", OtherPrinter)
 	}
 	return nil
 }
@@ -118,8 +168,9 @@ func (s *Server) viewLocked(c *checkout) Checkout {
 
 // resolveLocked maps what a client asked for (licence id, alias of a peer's
 // licence id, or product name) to a valid local licence id. For a product
-// name the licence with most free seats wins.
-func (s *Server) resolveLocked(name string) (string, error) {
+// name the licence with most seats free for a client of group (see
+// freeLocked) wins.
+func (s *Server) resolveLocked(name, group string) (string, error) {
 	if _, ok := s.licenses[name]; ok {
 		return name, nil
 	}
@@ -135,7 +186,7 @@ func (s *Server) resolveLocked(name string) (string, error) {
 		if l.Product != name {
 			continue
 		}
-		if free := l.Printers - s.inUse[id]; free > bestFree || (free == bestFree && id < best) {
+		if free, _ := s.freeLocked(id, group); free > bestFree || (free == bestFree && id < best) {
 			best, bestFree = id, free
 		}
 	}
@@ -150,20 +201,52 @@ func (s *Server) resolveLocked(name string) (string, error) {
 	return "", newAPIError(http.StatusNotFound, CodeUnknownLicense, "no licence or product %q on this server", name)
 }
 
-// seatFreeLocked checks the licence's printer count and the partitions of
-// the printer's groups, expiring stale checkouts before refusing.
-func (s *Server) seatFreeLocked(lic string, parts []string, now time.Time) error {
-	err := s.seatLimitLocked(lic, parts)
+// seatFreeLocked checks the licence's printer count, its reservations and
+// the partitions of the printer's groups for the new checkout c, expiring
+// stale checkouts before refusing.
+func (s *Server) seatFreeLocked(c *checkout, now time.Time) error {
+	err := s.seatLimitLocked(c)
 	if err != nil && s.expireLocked(now) > 0 {
-		err = s.seatLimitLocked(lic, parts)
+		err = s.seatLimitLocked(c)
 	}
 	return err
 }
 
-func (s *Server) seatLimitLocked(lic string, parts []string) error {
-	if max := s.licenses[lic].Printers; s.inUse[lic] >= max {
+// freeLocked returns the seats of lic a client of the client group group
+// ("" for none) may take: a member of a group whose reservation is not used
+// up may take any free seat; anybody else only seats beyond every group's
+// unused reservation. It also returns the groups holding back seats from
+// this client.
+func (s *Server) freeLocked(lic, group string) (int, []string) {
+	free := s.licenses[lic].Printers - s.inUse[lic]
+	if free <= 0 {
+		return free, nil
+	}
+	groups := s.rules.reservedOn[lic]
+	if len(groups) == 0 || (group != "" && s.resUse[group][lic] < s.rules.reservations[group][lic]) {
+		return free, nil
+	}
+	var holders []string
+	for _, g := range groups {
+		if n := s.rules.reservations[g][lic] - s.resUse[g][lic]; n > 0 {
+			free -= n
+			holders = append(holders, g)
+		}
+	}
+	return free, holders
+}
+
+func (s *Server) seatLimitLocked(c *checkout) error {
+	lic := c.License
+	max := s.licenses[lic].Printers
+	if s.inUse[lic] >= max {
 		return newAPIError(http.StatusConflict, CodeNoSeat, "all %d printer seats of licence %s are in use", max, lic)
 	}
+	if free, holders := s.freeLocked(lic, c.group); free <= 0 {
+		return newAPIError(http.StatusConflict, CodeNoSeat,
+			"the %d free seats of licence %s are reserved for the client groups %s", max-s.inUse[lic], lic, strings.Join(holders, ", "))
+	}
+	parts := c.partitions
 	for _, g := range parts {
 		if max, ok := s.rules.partitions[g][lic]; ok && s.partUse[g][lic] >= max {
 			return newAPIError(http.StatusConflict, CodeNoSeat,
@@ -178,12 +261,18 @@ func (s *Server) addLocked(c *checkout) {
 	s.seats[seatKey{c.License, c.Client, c.Printer}] = c
 	s.inUse[c.License]++
 	s.perClient[c.Client]++
-	for _, g := range c.partitions {
-		if s.partUse[g] == nil {
-			s.partUse[g] = map[string]int{}
-		}
-		s.partUse[g][c.License]++
+	if c.source != "" {
+		s.perSource[c.source]++
 	}
+	for _, g := range c.partitions {
+		incr2(s.partUse, g, c.License)
+	}
+	if c.group != "" {
+		incr2(s.resUse, c.group, c.License)
+	}
+	s.coBytes += c.bytes
+	s.coAdded += int64(c.bytes + perCheckoutMargin)
+	s.coChanges++
 }
 
 func (s *Server) removeLocked(c *checkout) {
@@ -191,9 +280,24 @@ func (s *Server) removeLocked(c *checkout) {
 	delete(s.seats, seatKey{c.License, c.Client, c.Printer})
 	decr(s.inUse, c.License)
 	decr(s.perClient, c.Client)
+	if c.source != "" {
+		decr(s.perSource, c.source)
+	}
 	for _, g := range c.partitions {
 		decr(s.partUse[g], c.License)
 	}
+	if c.group != "" {
+		decr(s.resUse[c.group], c.License)
+	}
+	s.coBytes -= c.bytes
+	s.coChanges++
+}
+
+func incr2(m map[string]map[string]int, k1, k2 string) {
+	if m[k1] == nil {
+		m[k1] = map[string]int{}
+	}
+	m[k1][k2]++
 }
 
 func decr(m map[string]int, k string) {
@@ -254,44 +358,21 @@ func (s *Server) ReportUsage(id string, r UsageReport) error {
 	if !ok {
 		return newAPIError(http.StatusNotFound, CodeNotFound, "checkout %s is not known", id)
 	}
-	u := s.usageLocked(c.License, c.Printer)
-	u.Jobs += r.Jobs
-	u.Labels += r.Labels
-	u.LastUse = now
+	if u := s.usage.record(c.License, c.Printer, now); u != nil {
+		s.usage.add(&u.Jobs, r.Jobs)
+		s.usage.add(&u.Labels, r.Labels)
+		u.LastUse = now
+	}
 	s.usageDirty = true
 	s.changedLocked()
 	return nil
 }
 
-func (s *Server) usageLocked(lic, printer string) *UsageRecord {
-	k := usageKey{lic, printer}
-	u, ok := s.usage[k]
-	if !ok {
-		u = &UsageRecord{License: lic, Printer: printer}
-		s.usage[k] = u
-	}
-	return u
-}
-
-// Usage returns the usage statistics, sorted by licence and printer.
+// Usage returns the usage statistics, sorted by period, licence and printer.
 func (s *Server) Usage() []UsageRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.usageRecordsLocked()
-}
-
-func (s *Server) usageRecordsLocked() []UsageRecord {
-	out := make([]UsageRecord, 0, len(s.usage))
-	for _, u := range s.usage {
-		out = append(out, *u)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].License != out[j].License {
-			return out[i].License < out[j].License
-		}
-		return out[i].Printer < out[j].Printer
-	})
-	return out
+	return s.usage.records()
 }
 
 // ExpireCheckouts frees the seats of checkouts whose TTL passed. Only the

@@ -92,6 +92,10 @@ func withMember(m string) option     { return func(o *Options) { o.Member = m } 
 func withDataDir(d string) option    { return func(o *Options) { o.DataDir = d } }
 func withLicenseDir(d string) option { return func(o *Options) { o.LicenseDir = d } }
 func withMaxPerClient(n int) option  { return func(o *Options) { o.MaxCheckoutsPerClient = n } }
+func withMaxPerAddress(n int) option { return func(o *Options) { o.MaxCheckoutsPerAddress = n } }
+func withUsageLimits(rowsPerPeriod, months int) option {
+	return func(o *Options) { o.UsageRowsPerPeriod, o.UsageMonths = rowsPerPeriod, months }
+}
 func withBoottime(f func() int64) option {
 	return func(o *Options) { o.BoottimeNow = f }
 }

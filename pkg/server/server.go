@@ -40,6 +40,17 @@ type Options struct {
 	CheckoutTTL time.Duration
 	// MaxCheckoutsPerClient bounds the checkouts one client id may hold; 0 means no bound.
 	MaxCheckoutsPerClient int
+	// MaxCheckoutsPerAddress bounds the checkouts created from one source
+	// address (the connection's remote address; IPv6 addresses count per
+	// /64), whatever client ids they name. 0 means MaxCheckoutsPerClient;
+	// a negative value means no bound.
+	MaxCheckoutsPerAddress int
+	// UsageRowsPerPeriod caps the usage rows of named printers per month;
+	// 0 means DefaultUsageRowsPerPeriod.
+	UsageRowsPerPeriod int
+	// UsageMonths is how many months of usage statistics are kept, the
+	// current one included; 0 means DefaultUsageMonths.
+	UsageMonths int
 	// LicenseCheckInterval is how often the licence directory is re-read.
 	LicenseCheckInterval time.Duration
 	// FlushInterval is how often usage statistics are written to the store.
@@ -84,20 +95,33 @@ type Server struct {
 	seats       map[seatKey]*checkout
 	inUse       map[string]int            // seats held per licence id
 	perClient   map[string]int            // checkouts per client id
+	perSource   map[string]int            // checkouts per source address, see sourceKey
 	partUse     map[string]map[string]int // printer group → licence id → seats
-	usage       map[usageKey]*UsageRecord
+	resUse      map[string]map[string]int // client group → licence id → seats
+	usage       *usageTable
 	usageDirty  bool
 	metaDirty   bool
+	corr        Corrections
 	lastLicErrs map[string]string // file → last logged refusal, to log changes only
+
+	// The checkouts' share of the synced state, see budget.go.
+	coBudget  int    // CheckoutBudgetBytes; tests lower it
+	coBytes   int    // upper bound of the checkouts' JSON
+	coAdded   int64  // bytes added since start (with a margin per checkout), never decreasing
+	coChanges uint64 // checkouts added or removed since start
+	coImports uint64 // imports since start: they replace the checkouts
+	coMeasure measurement
+	measureMu sync.Mutex // one measurement at a time
 }
 
 type seatKey struct{ license, client, printer string }
 
-type usageKey struct{ license, printer string }
-
 type checkout struct {
 	CheckoutRecord
 	partitions []string // printer groups with partitions the printer belongs to
+	group      string   // client group with reservations the client belongs to
+	source     string   // sourceKey of Address
+	bytes      int      // checkoutRowBytes
 }
 
 // New opens the store in opts.DataDir, restores durable state and loads the
@@ -134,14 +158,17 @@ func New(opts Options) (*Server, error) {
 		seats:       map[seatKey]*checkout{},
 		inUse:       map[string]int{},
 		perClient:   map[string]int{},
+		perSource:   map[string]int{},
 		partUse:     map[string]map[string]int{},
-		usage:       map[usageKey]*UsageRecord{},
+		resUse:      map[string]map[string]int{},
 		licenses:    map[string]*licensing.License{},
 		lastLicErrs: map[string]string{},
+		coBudget:    CheckoutBudgetBytes,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.usage = newUsageTable(defaultUsageLimits(opts.UsageRowsPerPeriod, opts.UsageMonths), &s.corr, s.log)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -164,9 +191,11 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("stored settings: %w", err)
 	}
 	s.epoch, s.revision, s.settings, s.rules, s.aliases = d.epoch, d.revision, d.settings, r, d.aliases
-	for i := range d.usage {
-		u := d.usage[i]
-		s.usage[usageKey{u.License, u.Printer}] = &u
+	before := s.corr
+	s.usage.load(d.usage, s.now())
+	if s.corr != before {
+		s.usageDirty = true
+		s.logCorrections("Corrected stored usage statistics", before, s.corr)
 	}
 	if s.role == RoleActive {
 		s.active = opts.Member
@@ -220,7 +249,7 @@ func (s *Server) flush() {
 	rev := s.revision
 	w.revision = &rev
 	if s.usageDirty {
-		w.usage = s.usageRecordsLocked()
+		w.usage = s.usage.records()
 	}
 	s.usageDirty, s.metaDirty = false, false
 	s.mu.Unlock()
@@ -242,10 +271,28 @@ func (s *Server) changedLocked() {
 func (s *Server) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return State{
+	st := State{
 		Role: s.effectiveRoleLocked(), Epoch: s.epoch, Revision: s.revision,
 		Member: s.opts.Member, Group: s.opts.Group, Active: s.active, Version: s.opts.Version,
 	}
+	if s.corr != (Corrections{}) {
+		c := s.corr
+		st.Corrections = &c
+	}
+	return st
+}
+
+// logCorrections logs what changed between two counts of corrections. It
+// logs counts only: never licence ids, client ids or printer names.
+func (s *Server) logCorrections(msg string, before, after Corrections) {
+	s.log.Warn(msg,
+		"clampedCounts", after.ClampedCounts-before.ClampedCounts,
+		"saturatedCounts", after.SaturatedCounts-before.SaturatedCounts,
+		"mergedUsageRows", after.MergedUsageRows-before.MergedUsageRows,
+		"overflowUsage", after.OverflowUsage-before.OverflowUsage,
+		"uncountedUsage", after.UncountedUsage-before.UncountedUsage,
+		"foldedUsageRows", after.FoldedUsageRows-before.FoldedUsageRows,
+		"droppedUsageRows", after.DroppedUsageRows-before.DroppedUsageRows)
 }
 
 // effectiveRoleLocked is the role the server acts on: an active role whose

@@ -28,6 +28,16 @@ type rules struct {
 	// groupPatterns lists, per printer group that has partitions, its patterns.
 	groupPatterns map[string][]string
 	partitions    map[string]map[string]int
+	// clientGroups are the client groups with reservations, sorted by name.
+	clientGroups []clientGroup
+	reservations map[string]map[string]int // client group → licence id → seats
+	reservedOn   map[string][]string       // licence id → client groups reserving seats of it
+}
+
+type clientGroup struct {
+	name    string
+	clients []string
+	nets    []netip.Prefix
 }
 
 // compileSettings validates settings and prepares them for evaluation.
@@ -72,7 +82,64 @@ func compileSettings(s Settings) (*rules, error) {
 		}
 		r.groupPatterns[group] = patterns
 	}
+	if err := r.compileReservations(s); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+func (r *rules) compileReservations(s Settings) error {
+	groups := map[string]clientGroup{}
+	for name, g := range s.ClientGroups {
+		field := "settings.clientGroups." + name
+		if len(g.Clients) == 0 && len(g.Addresses) == 0 {
+			return fieldErrorf(field, "names neither clients nor addresses; a group needs at least one")
+		}
+		if err := checkPatterns(field+".clients", g.Clients); err != nil {
+			return err
+		}
+		nets, err := parseNets(field+".addresses", g.Addresses)
+		if err != nil {
+			return err
+		}
+		groups[name] = clientGroup{name: name, clients: g.Clients, nets: nets}
+	}
+	r.reservations, r.reservedOn = s.Reservations, map[string][]string{}
+	for name, seats := range s.Reservations {
+		g, ok := groups[name]
+		if !ok {
+			return fieldErrorf("settings.reservations."+name, "client group %q is not defined in clientGroups", name)
+		}
+		for lic, n := range seats {
+			if n < 0 {
+				return fieldErrorf("settings.reservations."+name+"."+lic, "reserved seats are %d, must not be negative", n)
+			}
+			if n > 0 {
+				r.reservedOn[lic] = append(r.reservedOn[lic], name)
+			}
+		}
+		r.clientGroups = append(r.clientGroups, g)
+	}
+	sort.Slice(r.clientGroups, func(i, j int) bool { return r.clientGroups[i].name < r.clientGroups[j].name })
+	for _, names := range r.reservedOn {
+		sort.Strings(names)
+	}
+	return nil
+}
+
+// clientGroupOf returns the first client group with reservations, by name,
+// that client at addr belongs to; "" when none.
+func (r *rules) clientGroupOf(client string, addr netip.Addr) string {
+	for _, g := range r.clientGroups {
+		if len(g.clients) > 0 && !matchAny(g.clients, client) {
+			continue
+		}
+		if len(g.nets) > 0 && (!addr.IsValid() || !containsAddr(g.nets, addr.Unmap())) {
+			continue
+		}
+		return g.name
+	}
+	return ""
 }
 
 func checkPatterns(field string, patterns []string) error {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -18,10 +19,18 @@ func (s *Server) Settings() Settings {
 }
 
 // SetSettings validates and applies settings, and records them durably.
+// Settings larger than SettingsBudgetBytes as JSON are refused: they share
+// the synced state's ConfigMap with the usage statistics.
 func (s *Server) SetSettings(settings Settings) error {
 	r, err := compileSettings(settings)
 	if err != nil {
 		return err
+	}
+	if raw, err := json.Marshal(settings); err != nil {
+		return err
+	} else if len(raw) > SettingsBudgetBytes {
+		return fieldErrorf("settings", "take %d bytes as JSON, at most %d are allowed (they are synchronised with the usage statistics in one Kubernetes object)",
+			len(raw), SettingsBudgetBytes)
 	}
 	s.mu.Lock()
 	s.applySettingsLocked(settings, r)
@@ -33,15 +42,17 @@ func (s *Server) SetSettings(settings Settings) error {
 
 func (s *Server) applySettingsLocked(settings Settings, r *rules) {
 	s.settings, s.rules = settings, r
-	// Printer groups may have changed: recount the partitions.
-	s.partUse = map[string]map[string]int{}
+	// Printer and client groups may have changed: recount the partitions
+	// and reservations.
+	s.partUse, s.resUse = map[string]map[string]int{}, map[string]map[string]int{}
 	for _, c := range s.checkouts {
 		c.partitions = r.partitionsOf(c.Printer)
+		c.group = r.clientGroupOf(c.Client, parseAddress(c.Address))
 		for _, g := range c.partitions {
-			if s.partUse[g] == nil {
-				s.partUse[g] = map[string]int{}
-			}
-			s.partUse[g][c.License]++
+			incr2(s.partUse, g, c.License)
+		}
+		if c.group != "" {
+			incr2(s.resUse, c.group, c.License)
 		}
 	}
 }
@@ -73,7 +84,7 @@ func (s *Server) Export() *Snapshot {
 		Epoch:         s.epoch,
 		TakenAt:       s.now().UTC(),
 		Settings:      s.settings,
-		Usage:         s.usageRecordsLocked(),
+		Usage:         s.usage.records(),
 		Checkouts:     make([]CheckoutRecord, 0, len(s.checkouts)),
 	}
 	for _, c := range s.checkouts {
@@ -88,6 +99,12 @@ func (s *Server) Export() *Snapshot {
 // A snapshot from an older epoch, or from an older revision of the same
 // epoch, is refused; the server takes the snapshot's revision (and its epoch
 // when newer).
+//
+// Usage statistics another server wrote are corrected rather than refused,
+// so that one bad counter cannot stop a standby from following the active
+// member: negative counts become 0, duplicate rows are added together, and
+// the usage limits apply (see usage.go). What was corrected is counted in
+// State.Corrections and logged, as counts only.
 func (s *Server) Import(snap *Snapshot) error {
 	if snap.FormatVersion != SnapshotFormatVersion {
 		return fieldErrorf("formatVersion", "is %d, this server reads version %d", snap.FormatVersion, SnapshotFormatVersion)
@@ -103,8 +120,9 @@ func (s *Server) Import(snap *Snapshot) error {
 	// must not stall checkouts.
 	checkouts := make(map[string]*checkout, len(snap.Checkouts))
 	seats := make(map[seatKey]*checkout, len(snap.Checkouts))
-	inUse, perClient := map[string]int{}, map[string]int{}
+	inUse, perClient, perSource := map[string]int{}, map[string]int{}, map[string]int{}
 	records := make([]checkout, len(snap.Checkouts))
+	coBytes := 0
 	for i := range snap.Checkouts {
 		c := &records[i]
 		c.CheckoutRecord = snap.Checkouts[i]
@@ -118,15 +136,22 @@ func (s *Server) Import(snap *Snapshot) error {
 		checkouts[c.ID], seats[k] = c, c
 		inUse[c.License]++
 		perClient[c.Client]++
-	}
-	usage := make(map[usageKey]*UsageRecord, len(snap.Usage))
-	for i := range snap.Usage {
-		u := snap.Usage[i]
-		if u.Checkouts < 0 || u.Jobs < 0 || u.Labels < 0 {
-			return fieldErrorf(fmt.Sprintf("usage[%d]", i), "counts must not be negative")
+		if c.source = sourceKey(parseAddress(c.Address)); c.source != "" {
+			perSource[c.source]++
 		}
-		usage[usageKey{u.License, u.Printer}] = &u
+		c.bytes = checkoutRowBytes(&c.CheckoutRecord)
+		coBytes += c.bytes
 	}
+	var corr Corrections
+	s.mu.Lock()
+	lim := s.usage.lim
+	s.mu.Unlock()
+	usage := newUsageTable(lim, &corr, nil)
+	fallback := snap.TakenAt
+	if fallback.IsZero() {
+		fallback = s.now()
+	}
+	usage.load(snap.Usage, fallback)
 
 	s.mu.Lock()
 	if snap.Epoch < s.epoch || (snap.Epoch == s.epoch && snap.Revision < s.revision) {
@@ -135,7 +160,10 @@ func (s *Server) Import(snap *Snapshot) error {
 		return fmt.Errorf("%w: snapshot is at epoch %d revision %d, the server at epoch %d revision %d",
 			errStaleSnapshot, snap.Epoch, snap.Revision, epoch, rev)
 	}
-	s.checkouts, s.seats, s.inUse, s.perClient = checkouts, seats, inUse, perClient
+	s.checkouts, s.seats, s.inUse, s.perClient, s.perSource = checkouts, seats, inUse, perClient, perSource
+	s.coBytes, s.coMeasure = coBytes, measurement{}
+	s.coChanges++
+	s.coImports++
 	// Write synchronously only what changed and matters for safety (the
 	// epoch) or is rarely written (settings); usage and the revision follow
 	// with the next flush. A steady group's periodic sync then costs no disk
@@ -148,11 +176,29 @@ func (s *Server) Import(snap *Snapshot) error {
 		w.epoch = &snap.Epoch
 	}
 	s.applySettingsLocked(snap.Settings, r)
+	usage.corr, usage.log = &s.corr, s.log
 	s.usage, s.usageDirty, s.metaDirty = usage, true, true
+	before := s.corr
+	s.corr.add(corr)
+	after := s.corr
 	s.epoch, s.revision = snap.Epoch, snap.Revision
 	s.mu.Unlock()
+	if corr != (Corrections{}) {
+		s.logCorrections("Corrected imported usage statistics", before, after)
+	}
 	if w.settings == nil && w.epoch == nil {
 		return nil
 	}
 	return s.store.write(w)
+}
+
+// add adds the counts of o.
+func (c *Corrections) add(o Corrections) {
+	c.SaturatedCounts += o.SaturatedCounts
+	c.ClampedCounts += o.ClampedCounts
+	c.MergedUsageRows += o.MergedUsageRows
+	c.OverflowUsage += o.OverflowUsage
+	c.UncountedUsage += o.UncountedUsage
+	c.FoldedUsageRows += o.FoldedUsageRows
+	c.DroppedUsageRows += o.DroppedUsageRows
 }

@@ -155,7 +155,7 @@ func (s *store) write(w write) error {
 		if w.usage != nil {
 			if err := replaceBucket(tx, bucketUsage, len(w.usage), func(i int) ([]byte, any) {
 				u := &w.usage[i]
-				return []byte(u.License + "\x00" + u.Printer), u
+				return []byte(u.Period + "\x00" + u.License + "\x00" + u.Printer), u
 			}); err != nil {
 				return err
 			}

@@ -36,6 +36,7 @@ const (
 	CodeUnknownLicense   = "unknown_license"
 	CodeLicenseInvalid   = "license_invalid"
 	CodeTooLarge         = "too_large"
+	CodeStateFull        = "state_full"
 	CodeInternal         = "internal"
 )
 
@@ -54,11 +55,13 @@ type Error struct {
 }
 
 // CheckoutRequest asks for a printer seat (POST /v1/checkouts) or heartbeats
-// and re-asserts one (PUT /v1/checkouts/{id}).
+// and re-asserts one (PUT /v1/checkouts/{id}). Each field is 1 to
+// MaxNameBytes bytes of printable UTF-8 characters.
 type CheckoutRequest struct {
 	// Client identifies the user or program.
 	Client string `json:"client"`
-	// Printer names the printer the seat is for.
+	// Printer names the printer the seat is for; OtherPrinter ("*") is
+	// reserved.
 	Printer string `json:"printer"`
 	// License is a licence id, a product name, or (on backup pairs) the id of
 	// the peer's licence mapped by an alias.
@@ -79,7 +82,8 @@ type Checkout struct {
 }
 
 // UsageReport adds printed jobs and labels to a checkout's usage statistics
-// (POST /v1/checkouts/{id}/usage).
+// (POST /v1/checkouts/{id}/usage). Both must not be negative; the counters
+// they add to stop at the int64 maximum.
 type UsageReport struct {
 	Jobs   int64 `json:"jobs"`
 	Labels int64 `json:"labels"`
@@ -127,6 +131,37 @@ type State struct {
 	// Active is the member name of the active member when known.
 	Active  string `json:"active,omitempty"`
 	Version string `json:"version"`
+	// Corrections counts what the server corrected, since it started, to
+	// keep its state within its bounds; omitted while nothing was.
+	Corrections *Corrections `json:"corrections,omitempty"`
+}
+
+// Corrections counts values the server corrected instead of refusing or
+// overflowing. Counters are per server process.
+type Corrections struct {
+	// SaturatedCounts counts usage counters that stopped at the int64
+	// maximum instead of wrapping around.
+	SaturatedCounts uint64 `json:"saturatedCounts,omitempty"`
+	// ClampedCounts counts negative counts of imported or stored usage
+	// statistics that were set to 0.
+	ClampedCounts uint64 `json:"clampedCounts,omitempty"`
+	// MergedUsageRows counts duplicate rows of imported or stored usage
+	// statistics added into one.
+	MergedUsageRows uint64 `json:"mergedUsageRows,omitempty"`
+	// OverflowUsage counts checkouts and usage reports of printers without
+	// a row of their own in the month (beyond the row cap or the size
+	// budget), counted under the printer "*" row of their licence.
+	OverflowUsage uint64 `json:"overflowUsage,omitempty"`
+	// UncountedUsage counts checkouts and usage reports not counted at all
+	// because not even a "*" row fitted the size budget.
+	UncountedUsage uint64 `json:"uncountedUsage,omitempty"`
+	// FoldedUsageRows counts rows added into the "*" row of their licence
+	// and month: months before the previous one, rows beyond the row cap
+	// or size budget in imported or stored statistics.
+	FoldedUsageRows uint64 `json:"foldedUsageRows,omitempty"`
+	// DroppedUsageRows counts usage rows removed: months past retention, or
+	// beyond the size budget.
+	DroppedUsageRows uint64 `json:"droppedUsageRows,omitempty"`
 }
 
 // RoleRequest is the body of PUT /admin/v1/role.
@@ -175,6 +210,25 @@ type Settings struct {
 	// AllowedPrinters, when not empty, restricts checkouts to printers
 	// matching one of these glob patterns.
 	AllowedPrinters []string `json:"allowedPrinters,omitempty"`
+	// ClientGroups names sets of clients, for reservations.
+	ClientGroups map[string]ClientGroup `json:"clientGroups,omitempty"`
+	// Reservations keep seats of a licence for a client group:
+	// client group → licence id → seats. Other clients get a seat only
+	// while the seats not held by a group stay enough for every group's
+	// unused reservation.
+	Reservations map[string]map[string]int `json:"reservations,omitempty"`
+}
+
+// ClientGroup selects clients by id and by address. A client is a member
+// when its id matches one of Clients (or Clients is empty) and its address
+// is in one of Addresses (or Addresses is empty); at least one must be set.
+// Client ids are whatever clients claim; addresses are the connections'
+// remote addresses, which clients cannot choose as freely.
+type ClientGroup struct {
+	// Clients are glob patterns (path.Match syntax) of client ids.
+	Clients []string `json:"clients,omitempty"`
+	// Addresses are CIDRs or single addresses.
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // AccessRules allow or deny checkouts by client id (glob patterns) and by
@@ -193,13 +247,19 @@ type Aliases struct {
 	Aliases map[string]string `json:"aliases"`
 }
 
-// UsageRecord holds the statistics of one printer on one licence.
+// UsageRecord holds the statistics of one printer on one licence in one
+// month. Printer OtherPrinter ("*") counts the printers beyond the month's
+// row cap, and, for months before the previous one, all printers of the
+// licence.
 type UsageRecord struct {
-	License   string    `json:"license"`
-	Printer   string    `json:"printer"`
-	Checkouts int64     `json:"checkouts"`
-	Jobs      int64     `json:"jobs"`
-	Labels    int64     `json:"labels"`
+	License string `json:"license"`
+	Printer string `json:"printer"`
+	// Period is the month, "YYYY-MM" in UTC. Records without one (written
+	// by older servers) take the month of LastUse.
+	Period    string    `json:"period"`
+	Checkouts Count     `json:"checkouts"`
+	Jobs      Count     `json:"jobs"`
+	Labels    Count     `json:"labels"`
 	LastUse   time.Time `json:"lastUse"`
 }
 
@@ -211,6 +271,10 @@ type CheckoutRecord struct {
 	Requested string    `json:"requested"`
 	License   string    `json:"license"`
 	ExpiresAt time.Time `json:"expiresAt"`
+	// Address is the remote address of the connection that created the
+	// checkout, for the per-address limit and client groups; empty when
+	// unknown.
+	Address string `json:"address,omitempty"`
 }
 
 // SnapshotFormatVersion is the snapshot format this server writes and reads.
