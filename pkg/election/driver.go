@@ -175,7 +175,10 @@ func (d *Driver) actions(now time.Duration, out Output) Actions {
 			// A fence goes out at once, whatever is in flight: the server
 			// refuses the older requests that arrive after it.
 			a.Server = d.command(st)
-			if d.fenceSeq == 0 || st.Seq > d.fenceSeq {
+			// Only a fence the machine waits for (its server may still
+			// serve) is escalated; the first state of a server that never
+			// served is not.
+			if d.m.fenceSeq != 0 && (d.fenceSeq == 0 || st.Seq > d.fenceSeq) {
 				if d.fenceSeq == 0 {
 					d.fenceAt = now
 				}

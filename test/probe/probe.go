@@ -8,7 +8,9 @@ package probe
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -42,11 +44,25 @@ type Watcher struct {
 	// overlap is the time two or more members were seen serving at once.
 	overlap time.Duration
 	lastAt  time.Time
+	// answer is each member's last answer; a member that is slow to
+	// answer (a timeout, not a refusal) keeps it for up to staleLimit.
+	answer map[string]answer
 }
+
+type answer struct {
+	serving bool
+	at      time.Time
+}
+
+// staleLimit bounds how long a member that does not answer in time (a busy
+// machine, not a refused connection) is taken to keep its last answer: a
+// slow status request is not a change of role, but a frozen member must not
+// count as serving for long.
+const staleLimit = 500 * time.Millisecond
 
 // NewWatcher watches targets every interval (50 ms in the suite).
 func NewWatcher(targets []Target, interval time.Duration) *Watcher {
-	return &Watcher{targets: targets, interval: interval,
+	return &Watcher{targets: targets, interval: interval, answer: map[string]answer{},
 		http: &http.Client{Timeout: interval * 2, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}}
 }
 
@@ -82,7 +98,17 @@ func (w *Watcher) sample(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if w.serves(ctx, tg.URL) {
+			ok, slow := w.serves(ctx, tg.URL)
+			now := time.Now()
+			w.mu.Lock()
+			last, known := w.answer[tg.Name]
+			if slow && known && now.Sub(last.at) < staleLimit {
+				ok = last.serving
+			} else if !slow {
+				w.answer[tg.Name] = answer{serving: ok, at: now}
+			}
+			w.mu.Unlock()
+			if ok {
 				mu.Lock()
 				serving = append(serving, tg.Name)
 				mu.Unlock()
@@ -104,19 +130,21 @@ func (w *Watcher) sample(ctx context.Context) {
 	w.serving = serving
 }
 
-// serves asks one member whether it is the active one.
-func (w *Watcher) serves(ctx context.Context, url string) bool {
+// serves asks one member whether it is the active one; slow is true when
+// it did not answer in time (as opposed to refusing or answering).
+func (w *Watcher) serves(ctx context.Context, url string) (serving, slow bool) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/status", nil)
 	if err != nil {
-		return false
+		return false, false
 	}
 	resp, err := w.http.Do(req)
 	if err != nil {
-		return false
+		var ne net.Error
+		return false, errors.As(err, &ne) && ne.Timeout()
 	}
 	defer resp.Body.Close()
 	var st server.Status
-	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil && st.Role == server.RoleActive
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil && st.Role == server.RoleActive, false
 }
 
 // Serving returns the members serving at the last sample.
