@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 )
 
 // Each child object has exactly one write strategy:
@@ -38,10 +39,10 @@ func apply(ctx context.Context, c client.Client, obj client.Object) error {
 
 // createOnce creates obj when it does not exist yet. An existing object is
 // left alone, except that an orphaned one (kept by dissolvePolicy Retain
-// from an earlier group of the same name) is adopted by owner.
+// from an earlier group of the same name) is adopted by owner. Only the
+// existing object's metadata is read.
 func createOnce(ctx context.Context, c client.Client, obj client.Object, owner metav1.OwnerReference) error {
-	existing := obj.DeepCopyObject().(client.Object)
-	err := c.Get(ctx, client.ObjectKeyFromObject(obj), existing)
+	existing, err := getMetadata(ctx, c, obj)
 	switch {
 	case apierrors.IsNotFound(err):
 		if err := c.Create(ctx, obj, client.FieldOwner(FieldManager)); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -64,4 +65,21 @@ func createOnce(ctx context.Context, c client.Client, obj client.Object, owner m
 	base := existing.DeepCopyObject().(client.Object)
 	existing.SetOwnerReferences([]metav1.OwnerReference{owner})
 	return c.Patch(ctx, existing, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager))
+}
+
+// getMetadata reads the object named like obj. Secrets and ConfigMaps are
+// read from the API server as metadata only (no data crosses the wire);
+// other kinds come whole from the cache, where they are watched anyway.
+func getMetadata(ctx context.Context, c client.Client, obj client.Object) (client.Object, error) {
+	if !isUncached(obj) {
+		existing := obj.DeepCopyObject().(client.Object)
+		return existing, c.Get(ctx, client.ObjectKeyFromObject(obj), existing)
+	}
+	gvk, err := apiutil.GVKForObject(obj, c.Scheme())
+	if err != nil {
+		return nil, err
+	}
+	existing := &metav1.PartialObjectMetadata{}
+	existing.SetGroupVersionKind(gvk)
+	return existing, c.Get(ctx, client.ObjectKeyFromObject(obj), existing)
 }

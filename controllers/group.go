@@ -128,7 +128,12 @@ func dissolve(ctx context.Context, c client.Client, group client.Object, policy 
 
 // orphan removes the owner reference to owner from obj, if obj exists.
 func orphan(ctx context.Context, c client.Client, obj client.Object, owner types.UID) error {
-	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+	kind := obj.GetObjectKind().GroupVersionKind().Kind
+	if kind == "" {
+		kind = fmt.Sprintf("%T", obj)
+	}
+	obj, err := getMetadata(ctx, c, obj)
+	if err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	refs := obj.GetOwnerReferences()
@@ -144,7 +149,7 @@ func orphan(ctx context.Context, c client.Client, obj client.Object, owner types
 	base := obj.DeepCopyObject().(client.Object)
 	obj.SetOwnerReferences(kept)
 	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager)); err != nil {
-		return fmt.Errorf("keeping %s %s on dissolve: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+		return fmt.Errorf("keeping %s %s on dissolve: %w", kind, obj.GetName(), err)
 	}
 	return nil
 }

@@ -172,8 +172,8 @@ func (r *LicenseTriadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
 		WatchesMetadata(&corev1.Secret{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexSecretRefs, newList))).
+			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexSecretRefs, newList))).
 		WatchesMetadata(&corev1.ConfigMap{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexConfigMapRefs, newList))).
+			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexConfigMapRefs, newList))).
 		Complete(r)
 }

@@ -3,11 +3,14 @@ package controllers_test
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -16,7 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -44,7 +49,37 @@ var (
 	// public key the operator under test trusts.
 	signingKey  ed25519.PrivateKey
 	trustedKeys []byte
+
+	// operatorCache is the cache of the operator under test; informers
+	// records every informer it starts.
+	operatorCache cache.Cache
+	informers     = &informerLog{}
 )
+
+// informerLog records the informers the operator's cache starts, by Go type
+// and GroupVersionKind: a typed *v1.Secret informer holds every Secret of the
+// cluster with its data, a *v1.PartialObjectMetadata one only metadata.
+type informerLog struct {
+	mu    sync.Mutex
+	types []string
+}
+
+func (l *informerLog) record(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, idx toolscache.Indexers) toolscache.SharedIndexInformer {
+	name := fmt.Sprintf("%T", obj)
+	if gvk := obj.GetObjectKind().GroupVersionKind(); !gvk.Empty() {
+		name += " " + gvk.Kind
+	}
+	l.mu.Lock()
+	l.types = append(l.types, name)
+	l.mu.Unlock()
+	return toolscache.NewSharedIndexInformer(lw, obj, resync, idx)
+}
+
+func (l *informerLog) started() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.types...)
+}
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -87,13 +122,16 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
+	cacheOpts := controllers.CacheOptions()
+	cacheOpts.NewInformer = informers.record
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
+	operatorCache = mgr.GetCache()
 	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: trustedKeys})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
