@@ -25,10 +25,6 @@ type LicenseBackupPairReconciler struct {
 	groupReconciler
 }
 
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs/finalizers,verbs=update
-
 // Reconcile moves a LicenseBackupPair towards its spec.
 func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pair := &licensehav1.LicenseBackupPair{}

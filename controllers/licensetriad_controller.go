@@ -23,13 +23,6 @@ type LicenseTriadReconciler struct {
 	groupReconciler
 }
 
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;patch;delete
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;patch;delete
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-
 // Reconcile moves a LicenseTriad towards its spec.
 func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	triad := &licensehav1.LicenseTriad{}

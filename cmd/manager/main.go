@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -30,7 +32,7 @@ func main() {
 func run() error {
 	var (
 		metricsAddr, probeAddr, leaderElectionNamespace string
-		image, trustedKeysFile                          string
+		image, trustedKeysFile, watchNamespaces         string
 		leaderElect                                     bool
 		leaseDuration, renewDeadline, retryPeriod       time.Duration
 	)
@@ -43,6 +45,8 @@ func run() error {
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to acquire or renew leadership.")
 	flag.StringVar(&image, "image", envOr("LICENSEHA_IMAGE", "ghcr.io/licenseha/licenseha:dev"), "The licenseha image: member pods take the agent from it, and it is the default server image (env LICENSEHA_IMAGE).")
 	flag.StringVar(&trustedKeysFile, "trusted-keys-file", os.Getenv("LICENSEHA_TRUSTED_KEYS_FILE"), "PEM file with the public keys licences must be signed with; handed to every member (env LICENSEHA_TRUSTED_KEYS_FILE).")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces the operator watches and manages groups in; empty: all namespaces. "+
+		"The operator then needs permissions in those namespaces only.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -54,6 +58,10 @@ func run() error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(licensehav1.AddToScheme(scheme))
 
+	namespaces, err := parseNamespaces(watchNamespaces)
+	if err != nil {
+		return fmt.Errorf("--watch-namespaces: %w", err)
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -66,7 +74,7 @@ func run() error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         controllers.CacheOptions(namespaces...),
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
@@ -91,8 +99,33 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("Starting operator")
+	if len(namespaces) > 0 {
+		log.Info("Starting operator", "watchNamespaces", namespaces)
+	} else {
+		log.Info("Starting operator", "watchNamespaces", "all")
+	}
 	return mgr.Start(ctx)
+}
+
+// parseNamespaces splits the --watch-namespaces list; empty means all
+// namespaces.
+func parseNamespaces(s string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, ns := range strings.Split(s, ",") {
+		ns = strings.TrimSpace(ns)
+		if ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+		if !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	return out, nil
 }
 
 func envOr(key, def string) string {
