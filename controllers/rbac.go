@@ -21,8 +21,8 @@ package controllers
 // +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads/finalizers;licensebackuppairs/finalizers,verbs=update
 
 // Pods: informer; members are created, rolled and replaced (create,
-// delete); role labels are corrected (patch); get (agents).
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;patch
+// delete); role labels are corrected (patch).
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;create;delete;patch
 
 // Services: informer; server-side apply (create, patch); leftovers of a
 // deleted group of the same name (list, delete).

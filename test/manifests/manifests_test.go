@@ -301,6 +301,8 @@ func compareChartWithKustomize(t *testing.T, dir string, chartFlags, want []stri
 		"CustomResourceDefinition/ licensebackuppairs.licenseha.io",
 		"Role/licenseha-system licenseha-leader-election",
 		"RoleBinding/licenseha-system licenseha-leader-election",
+		"ValidatingAdmissionPolicy/ licenseha-agent-pods",
+		"ValidatingAdmissionPolicyBinding/ licenseha-agent-pods",
 		"ServiceAccount/licenseha-system licenseha-operator",
 		"Deployment/licenseha-system licenseha-operator",
 		"Service/licenseha-system licenseha-operator-metrics",
@@ -414,7 +416,8 @@ func TestChartDefaultsAreLeastPrivilege(t *testing.T) {
 				}
 			}
 			want := map[string]int{"CustomResourceDefinition": 2, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
-				"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1}
+				"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
+				"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1}
 			switch filepath.Base(vf) {
 			case "all-features-values.yaml":
 				want["ConfigMap"], want["ServiceMonitor"], want["PodDisruptionBudget"] = 1, 1, 1
