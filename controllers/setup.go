@@ -17,6 +17,7 @@ import (
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
 	"github.com/licenseha/licenseha/pkg/licensing"
+	"github.com/licenseha/licenseha/pkg/notify"
 )
 
 // Config is what the reconcilers need from the operator's flags.
@@ -25,6 +26,8 @@ type Config struct {
 	Image string
 	// TrustedKeys are the PEM public keys licences must be signed with.
 	TrustedKeys []byte
+	// Notify says which webhook and mail targets notifications may reach.
+	Notify notify.Policy
 }
 
 // uncachedObjects are the kinds the reconcilers always read from the API
@@ -124,7 +127,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		Client:      c,
 		APIReader:   mgr.GetAPIReader(),
 		Recorder:    recorder,
-		notifier:    &notifier{reader: mgr.GetAPIReader(), recorder: recorder},
+		notifier:    &notifier{reader: mgr.GetAPIReader(), recorder: recorder, policy: cfg.Notify},
 		Options:     opts,
 		TrustedKeys: cfg.TrustedKeys,
 		Keys:        keys,

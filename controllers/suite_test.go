@@ -33,6 +33,7 @@ import (
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/controllers"
 	"github.com/licenseha/licenseha/pkg/licensing"
+	"github.com/licenseha/licenseha/pkg/notify"
 )
 
 const testImage = "ghcr.io/licenseha/licenseha:test"
@@ -134,7 +135,9 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	operatorCache = mgr.GetCache()
-	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: trustedKeys})).To(Succeed())
+	// The webhook receivers of the tests listen on loopback, over http.
+	notifyPolicy := notify.Policy{AllowInternal: true, AllowHTTPCredentials: true}
+	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: trustedKeys, Notify: notifyPolicy})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

@@ -20,6 +20,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/controllers"
+	"github.com/licenseha/licenseha/pkg/notify"
 )
 
 func main() {
@@ -33,7 +34,7 @@ func run() error {
 	var (
 		metricsAddr, probeAddr, leaderElectionNamespace string
 		image, trustedKeysFile, watchNamespaces         string
-		leaderElect                                     bool
+		leaderElect, notifyInternal, notifyHTTPCreds    bool
 		leaseDuration, renewDeadline, retryPeriod       time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
@@ -47,6 +48,9 @@ func run() error {
 	flag.StringVar(&trustedKeysFile, "trusted-keys-file", os.Getenv("LICENSEHA_TRUSTED_KEYS_FILE"), "PEM file with the public keys licences must be signed with; handed to every member (env LICENSEHA_TRUSTED_KEYS_FILE).")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces the operator watches and manages groups in; empty: all namespaces. "+
 		"The operator then needs permissions in those namespaces only.")
+	flag.BoolVar(&notifyInternal, "notify-allow-internal", false, "Let notifications reach loopback, private and cluster-internal targets (*.svc, *.cluster.local, single-label names). "+
+		"Link-local addresses stay refused.")
+	flag.BoolVar(&notifyHTTPCreds, "notify-allow-http-credentials", false, "Let a webhook's bearer token, or credentials in its URL, go over plain http.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -90,7 +94,8 @@ func run() error {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.Setup(ctx, mgr, controllers.Config{Image: image, TrustedKeys: trustedKeys}); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Config{Image: image, TrustedKeys: trustedKeys,
+		Notify: notify.Policy{AllowInternal: notifyInternal, AllowHTTPCredentials: notifyHTTPCreds}}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
