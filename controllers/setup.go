@@ -28,6 +28,9 @@ type Config struct {
 	TrustedKeys []byte
 	// Notify says which webhook and mail targets notifications may reach.
 	Notify notify.Policy
+	// ExposeServerToken lets the members' license servers read their pods'
+	// service-account tokens (see builder.Options).
+	ExposeServerToken bool
 }
 
 // uncachedObjects are the kinds the reconcilers always read from the API
@@ -115,7 +118,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("creating the reconcilers' client: %w", err)
 	}
-	opts := builder.Options{Image: cfg.Image}
+	opts := builder.Options{Image: cfg.Image, ExposeServerToken: cfg.ExposeServerToken}
 	var keys licensing.KeyRing
 	if len(cfg.TrustedKeys) > 0 {
 		if keys, err = licensing.ParseTrustedKeys(cfg.TrustedKeys); err != nil {

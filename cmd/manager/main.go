@@ -35,6 +35,7 @@ func run() error {
 		metricsAddr, probeAddr, leaderElectionNamespace string
 		image, trustedKeysFile, watchNamespaces         string
 		leaderElect, notifyInternal, notifyHTTPCreds    bool
+		hideServerToken                                 bool
 		leaseDuration, renewDeadline, retryPeriod       time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
@@ -51,6 +52,8 @@ func run() error {
 	flag.BoolVar(&notifyInternal, "notify-allow-internal", false, "Let notifications reach loopback, private and cluster-internal targets (*.svc, *.cluster.local, single-label names). "+
 		"Link-local addresses stay refused.")
 	flag.BoolVar(&notifyHTTPCreds, "notify-allow-http-credentials", false, "Let a webhook's bearer token, or credentials in its URL, go over plain http.")
+	flag.BoolVar(&hideServerToken, "hide-server-token", true, "Have the member agents start the license server unable to read the pod's service-account token "+
+		"(Landlock, where the nodes offer it). false rolls every member pod.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -95,7 +98,8 @@ func run() error {
 
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, controllers.Config{Image: image, TrustedKeys: trustedKeys,
-		Notify: notify.Policy{AllowInternal: notifyInternal, AllowHTTPCredentials: notifyHTTPCreds}}); err != nil {
+		Notify:            notify.Policy{AllowInternal: notifyInternal, AllowHTTPCredentials: notifyHTTPCreds},
+		ExposeServerToken: !hideServerToken}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -17,6 +17,10 @@ type Options struct {
 	// Image is the licenseha image: the agent comes from it, and it is the
 	// default server image.
 	Image string
+	// ExposeServerToken lets the license server read the pod's
+	// service-account token: the agents start it without hiding the token
+	// (agent --hide-token=false).
+	ExposeServerToken bool
 }
 
 // Group is the kind-independent view of a triad or a pair that the builders
