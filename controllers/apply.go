@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 )
 
 // Each child object has exactly one write strategy:
@@ -82,4 +83,21 @@ func createOnce(ctx context.Context, c client.Client, obj client.Object, existin
 		return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
 	}
 	return nil
+}
+
+// getMetadata reads the object named like obj. Secrets and ConfigMaps are
+// read from the API server as metadata only (no data crosses the wire);
+// other kinds come whole from the cache, where they are watched anyway.
+func getMetadata(ctx context.Context, c client.Client, obj client.Object) (client.Object, error) {
+	if !isUncached(obj) {
+		existing := obj.DeepCopyObject().(client.Object)
+		return existing, c.Get(ctx, client.ObjectKeyFromObject(obj), existing)
+	}
+	gvk, err := apiutil.GVKForObject(obj, c.Scheme())
+	if err != nil {
+		return nil, err
+	}
+	existing := &metav1.PartialObjectMetadata{}
+	existing.SetGroupVersionKind(gvk)
+	return existing, c.Get(ctx, client.ObjectKeyFromObject(obj), existing)
 }

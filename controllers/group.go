@@ -179,7 +179,7 @@ func orphan(ctx context.Context, c client.Client, reader client.Reader, obj clie
 	base := obj.DeepCopyObject().(client.Object)
 	obj.SetOwnerReferences(kept)
 	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager)); err != nil {
-		return fmt.Errorf("keeping %s %s on dissolve: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+		return fmt.Errorf("keeping %T %s on dissolve: %w", obj, obj.GetName(), err)
 	}
 	return nil
 }

@@ -26,10 +26,6 @@ type LicenseBackupPairReconciler struct {
 	groupReconciler
 }
 
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensebackuppairs/finalizers,verbs=update
-
 // Reconcile moves a LicenseBackupPair towards its spec.
 func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pair := &licensehav1.LicenseBackupPair{}
@@ -213,8 +209,8 @@ func (r *LicenseBackupPairReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
 		WatchesMetadata(&corev1.Secret{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexSecretRefs, newList))).
+			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexSecretRefs, newList))).
 		WatchesMetadata(&corev1.ConfigMap{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexConfigMapRefs, newList))).
+			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexConfigMapRefs, newList))).
 		Complete(r)
 }

@@ -24,13 +24,6 @@ type LicenseTriadReconciler struct {
 	groupReconciler
 }
 
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=licenseha.io,resources=licensetriads/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;patch;delete
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;patch;delete
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-
 // Reconcile moves a LicenseTriad towards its spec.
 func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	triad := &licensehav1.LicenseTriad{}
@@ -190,8 +183,8 @@ func (r *LicenseTriadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
 		WatchesMetadata(&corev1.Secret{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexSecretRefs, newList))).
+			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexSecretRefs, newList))).
 		WatchesMetadata(&corev1.ConfigMap{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(mgr.GetClient(), indexConfigMapRefs, newList))).
+			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexConfigMapRefs, newList))).
 		Complete(r)
 }

@@ -19,10 +19,13 @@ const EventNotificationFailed = "NotificationFailed"
 
 // notifier sends a group's notifications in the background, so a slow
 // webhook or mail relay never holds up a reconcile. Credentials are read
-// from their Secrets at send time and never logged.
+// from their Secrets at send time and never logged; errors name a webhook
+// without its credentials or query (notify.Redact), and Events name neither.
+// policy decides which targets may be reached.
 type notifier struct {
 	reader   client.Reader
 	recorder events.EventRecorder
+	policy   notify.Policy
 }
 
 // send delivers e to every channel of spec, each in its own goroutine.
@@ -60,7 +63,7 @@ func (n *notifier) send(ctx context.Context, obj client.Object, spec *licensehav
 	}
 	if w := spec.Webhook; w != nil {
 		deliver("webhook", func(ctx context.Context) error {
-			return notify.Webhook{URL: w.URL, Token: secretKey(ctx, w.SecretRef, "token")}.Send(ctx, e)
+			return notify.Webhook{URL: w.URL, Token: secretKey(ctx, w.SecretRef, "token"), Policy: n.policy}.Send(ctx, e)
 		})
 	}
 	if m := spec.Email; m != nil {
@@ -68,7 +71,7 @@ func (n *notifier) send(ctx context.Context, obj client.Object, spec *licensehav
 			return notify.Email{Host: m.SMTPHost, Port: int(m.Port), From: m.From, To: m.To,
 				StartTLS: m.StartTLS == nil || *m.StartTLS,
 				Username: secretKey(ctx, m.CredentialsSecretRef, "username"),
-				Password: secretKey(ctx, m.CredentialsSecretRef, "password")}.Send(ctx, e)
+				Password: secretKey(ctx, m.CredentialsSecretRef, "password"), Policy: n.policy}.Send(ctx, e)
 		})
 	}
 }

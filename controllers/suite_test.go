@@ -3,29 +3,37 @@ package controllers_test
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/controllers"
 	"github.com/licenseha/licenseha/pkg/licensing"
+	"github.com/licenseha/licenseha/pkg/notify"
 )
 
 const testImage = "ghcr.io/licenseha/licenseha:test"
@@ -44,7 +52,37 @@ var (
 	// public key the operator under test trusts.
 	signingKey  ed25519.PrivateKey
 	trustedKeys []byte
+
+	// operatorCache is the cache of the operator under test; informers
+	// records every informer it starts.
+	operatorCache cache.Cache
+	informers     = &informerLog{}
 )
+
+// informerLog records the informers the operator's cache starts, by Go type
+// and GroupVersionKind: a typed *v1.Secret informer holds every Secret of the
+// cluster with its data, a *v1.PartialObjectMetadata one only metadata.
+type informerLog struct {
+	mu    sync.Mutex
+	types []string
+}
+
+func (l *informerLog) record(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, idx toolscache.Indexers) toolscache.SharedIndexInformer {
+	name := fmt.Sprintf("%T", obj)
+	if gvk := obj.GetObjectKind().GroupVersionKind(); !gvk.Empty() {
+		name += " " + gvk.Kind
+	}
+	l.mu.Lock()
+	l.types = append(l.types, name)
+	l.mu.Unlock()
+	return toolscache.NewSharedIndexInformer(lw, obj, resync, idx)
+}
+
+func (l *informerLog) started() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.types...)
+}
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -87,14 +125,19 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	cacheOpts := controllers.CacheOptions()
+	cacheOpts.NewInformer = informers.record
+	mgr, err := ctrl.NewManager(operatorConfig(), ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: trustedKeys})).To(Succeed())
+	operatorCache = mgr.GetCache()
+	// The webhook receivers of the tests listen on loopback, over http.
+	notifyPolicy := notify.Policy{AllowInternal: true, AllowHTTPCredentials: true}
+	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: trustedKeys, Notify: notifyPolicy})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
@@ -109,6 +152,30 @@ var _ = AfterSuite(func() {
 		Expect(testEnv.Stop()).To(Succeed())
 	}
 })
+
+// operatorConfig returns the REST config the operator under test runs with:
+// the identity of the ServiceAccount licenseha-system/licenseha-operator,
+// bound to the ClusterRole of config/rbac/role.yaml (generated from the RBAC
+// markers), so that every spec also checks that the operator needs no
+// permission it is not given.
+func operatorConfig() *rest.Config {
+	const ns, sa = "licenseha-system", "licenseha-operator"
+	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	Expect(k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})).To(Succeed())
+	data, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	role := &rbacv1.ClusterRole{}
+	Expect(yaml.UnmarshalStrict(data, role)).To(Succeed())
+	Expect(k8sClient.Create(ctx, role)).To(Succeed())
+	Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}},
+	})).To(Succeed())
+	c := rest.CopyConfig(cfg)
+	c.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + sa}
+	return c
+}
 
 // newNamespace creates a namespace of its own for one test.
 func newNamespace() string {

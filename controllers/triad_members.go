@@ -23,15 +23,6 @@ import (
 	"github.com/licenseha/licenseha/internal/group"
 )
 
-// Delete covers what a deleted group of the same name left behind (see
-// removeLeftovers) and a replaced member's volume claim.
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;patch
-// +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=create;update
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
-
 // newToken returns a random admin token.
 func newToken() (string, error) {
 	b := make([]byte, 32)

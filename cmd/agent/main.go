@@ -4,6 +4,7 @@
 //
 //	agent install DEST                 copy this binary to DEST (init container)
 //	agent run [flags] -- SERVER-CMD    supervise SERVER-CMD as the group member
+//	agent sandbox [flags] -- CMD       exec CMD unable to reach the service-account token (used by run)
 package main
 
 import (
@@ -36,6 +37,8 @@ func main() {
 		err = install(os.Args[2])
 	case "run":
 		err = run(os.Args[2:])
+	case "sandbox":
+		err = agent.SandboxMain(os.Args[2:])
 	default:
 		usage()
 	}
@@ -46,7 +49,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: agent install DEST | agent run [flags] -- SERVER-COMMAND [ARGS...]")
+	fmt.Fprintln(os.Stderr, "usage: agent install DEST | agent run [flags] -- SERVER-COMMAND [ARGS...] | agent sandbox [--hide DIR] -- COMMAND [ARGS...]")
 	os.Exit(2)
 }
 
@@ -95,12 +98,14 @@ func run(args []string) error {
 	fs.BoolVar(&opts.StopToFence, "stop-to-fence", false, "Fence the server by stopping it: run it only while this member serves (vendor servers without the licenseha admin API).")
 	fs.StringVar(&opts.DataDir, "data-dir", licensehav1.DefaultDataPath, "The server's data folder (spec.server.dataPath): a backup pair syncs its spec.sync.paths.")
 	fs.StringVar(&opts.PeerAddr, "peer-address", agent.DefaultPeerAddr, "Address the agent receives peer heartbeats on.")
+	hideToken := fs.Bool("hide-token", true, "Start the server unable to read the pod's service-account token, where the node offers Landlock.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	opts.ServerCommand = fs.Args()
+	opts.ExposeToken = !*hideToken
 	if opts.Group == "" || opts.Member == "" || opts.Namespace == "" {
 		return fmt.Errorf("--group, --member and --namespace (or $POD_NAMESPACE) are required")
 	}

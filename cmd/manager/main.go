@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -19,6 +20,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/controllers"
+	"github.com/licenseha/licenseha/pkg/notify"
 )
 
 func main() {
@@ -31,9 +33,10 @@ func main() {
 func run() error {
 	var (
 		metricsAddr, probeAddr, leaderElectionNamespace string
-		image, trustedKeysFile                          string
+		image, trustedKeysFile, watchNamespaces         string
 		operatorNamespace, clusterDomain                string
-		leaderElect                                     bool
+		leaderElect, notifyInternal, notifyHTTPCreds    bool
+		hideServerToken                                 bool
 		leaseDuration, renewDeadline, retryPeriod       time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
@@ -47,6 +50,13 @@ func run() error {
 	flag.StringVar(&trustedKeysFile, "trusted-keys-file", os.Getenv("LICENSEHA_TRUSTED_KEYS_FILE"), "PEM file with the public keys licences must be signed with; handed to every member (env LICENSEHA_TRUSTED_KEYS_FILE).")
 	flag.StringVar(&operatorNamespace, "operator-namespace", envOr("LICENSEHA_OPERATOR_NAMESPACE", inClusterNamespace()), "Namespace the operator runs in; groups' NetworkPolicies admit metrics scrapers from it by default (env LICENSEHA_OPERATOR_NAMESPACE; default: the pod's namespace).")
 	flag.StringVar(&clusterDomain, "cluster-domain", envOr("LICENSEHA_CLUSTER_DOMAIN", "cluster.local"), "The cluster's DNS domain, for the fully qualified names in the client certificates the operator requests from cert-manager (env LICENSEHA_CLUSTER_DOMAIN).")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces the operator watches and manages groups in; empty: all namespaces. "+
+		"The operator then needs permissions in those namespaces only.")
+	flag.BoolVar(&notifyInternal, "notify-allow-internal", false, "Let notifications reach loopback, private and cluster-internal targets (*.svc, *.cluster.local, single-label names). "+
+		"Link-local addresses stay refused.")
+	flag.BoolVar(&notifyHTTPCreds, "notify-allow-http-credentials", false, "Let a webhook's bearer token, or credentials in its URL, go over plain http.")
+	flag.BoolVar(&hideServerToken, "hide-server-token", true, "Have the member agents start the license server unable to read the pod's service-account token "+
+		"(Landlock, where the nodes offer it). false rolls every member pod.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -58,6 +68,10 @@ func run() error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(licensehav1.AddToScheme(scheme))
 
+	namespaces, err := parseNamespaces(watchNamespaces)
+	if err != nil {
+		return fmt.Errorf("--watch-namespaces: %w", err)
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -70,7 +84,7 @@ func run() error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         controllers.CacheOptions(namespaces...),
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
@@ -87,7 +101,9 @@ func run() error {
 
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, controllers.Config{Image: image, TrustedKeys: trustedKeys,
-		OperatorNamespace: operatorNamespace, ClusterDomain: clusterDomain}); err != nil {
+		OperatorNamespace: operatorNamespace, ClusterDomain: clusterDomain,
+		Notify:            notify.Policy{AllowInternal: notifyInternal, AllowHTTPCredentials: notifyHTTPCreds},
+		ExposeServerToken: !hideServerToken}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -96,7 +112,11 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("Starting operator")
+	if len(namespaces) > 0 {
+		log.Info("Starting operator", "watchNamespaces", namespaces)
+	} else {
+		log.Info("Starting operator", "watchNamespaces", "all")
+	}
 	return mgr.Start(ctx)
 }
 
@@ -108,6 +128,27 @@ func inClusterNamespace() string {
 		return ""
 	}
 	return strings.TrimSpace(string(data))
+}
+
+// parseNamespaces splits the --watch-namespaces list; empty means all
+// namespaces.
+func parseNamespaces(s string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, ns := range strings.Split(s, ",") {
+		ns = strings.TrimSpace(ns)
+		if ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+		if !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	return out, nil
 }
 
 func envOr(key, def string) string {

@@ -46,6 +46,10 @@ type Options struct {
 	// StopToFence fences a vendor server that has no licenseha admin API by
 	// running it only while the member serves.
 	StopToFence bool
+	// ExposeToken starts the server without hiding the service-account
+	// token from it (see SandboxExec); by default it is hidden where the
+	// node allows.
+	ExposeToken bool
 }
 
 // desired is what the role protocol wants of the server.
@@ -93,6 +97,9 @@ type Agent struct {
 	srvOKAt time.Time
 	srvRev  uint64
 	srvVer  string
+	// tokenHidden is whether the running server was kept from the
+	// service-account token; nil before the first start.
+	tokenHidden *bool
 }
 
 // Run runs the agent until ctx ends (SIGTERM), then hands over and stops
@@ -128,6 +135,13 @@ func Run(ctx context.Context, opts Options) error {
 		cfgCh:   make(chan *group.Config, 1),
 		peerKey: []byte(strings.TrimSpace(string(token))),
 		metrics: newAgentMetrics(),
+	}
+	if opts.ExposeToken {
+		log.Info("The license server can read the service-account token: hiding it is switched off (--hide-token=false)")
+		a.metrics.tokenHidden.Set(0)
+	} else {
+		a.sup.Hide = TokenDir
+		a.sup.OnSandbox = a.reportSandbox
 	}
 	a.files = newFileSync(a)
 	a.control = &serverControl{a: a}

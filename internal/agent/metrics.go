@@ -22,6 +22,7 @@ type agentMetrics struct {
 	capacity     *prometheus.GaugeVec
 	restarts     prometheus.Gauge
 	roleFailures prometheus.Counter
+	tokenHidden  prometheus.Gauge
 }
 
 func newAgentMetrics() *agentMetrics {
@@ -45,8 +46,11 @@ func newAgentMetrics() *agentMetrics {
 			Help: "Times the agent restarted its license server."}),
 		roleFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "licenseha_agent_role_change_failures_total",
 			Help: "Role changes the license server did not accept."}),
+		tokenHidden: prometheus.NewGauge(prometheus.GaugeOpts{Name: "licenseha_agent_server_token_hidden",
+			Help: "1 when the license server runs unable to read the pod's service-account token (Landlock), 0 when it can read it."}),
 	}
-	m.reg.MustRegister(m.role, m.epoch, m.takeover, m.revision, m.syncAge, m.inUse, m.capacity, m.restarts, m.roleFailures)
+	m.reg.MustRegister(m.role, m.epoch, m.takeover, m.revision, m.syncAge, m.inUse, m.capacity, m.restarts, m.roleFailures,
+		m.tokenHidden)
 	return m
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"sync"
@@ -18,6 +19,12 @@ import (
 type Supervisor struct {
 	Command []string
 	Log     logr.Logger
+	// Hide, when set, is a directory the server must not reach (the
+	// service-account token): the server is started through `agent
+	// sandbox` (see SandboxExec), and OnSandbox learns, at every start,
+	// whether it could be hidden.
+	Hide      string
+	OnSandbox func(hidden bool, detail string)
 	// MinBackoff and MaxBackoff bound the restart delay; it doubles after
 	// every exit that follows a short run and resets after a long one.
 	MinBackoff, MaxBackoff time.Duration
@@ -104,12 +111,43 @@ func (s *Supervisor) Run(ctx context.Context, grace time.Duration) error {
 }
 
 func (s *Supervisor) start() error {
-	cmd := exec.Command(s.Command[0], s.Command[1:]...)
+	argv := s.Command
+	var statusR, statusW *os.File
+	if s.Hide != "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding the agent binary for the sandbox: %w", err)
+		}
+		if statusR, statusW, err = os.Pipe(); err != nil {
+			return err
+		}
+		// The status pipe is the child's fd 3 (the first of ExtraFiles).
+		argv = append([]string{self, "sandbox", "--hide=" + s.Hide, "--status-fd=3", "--"}, s.Command...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = os.Environ()
 	// Its own process group, so a stop reaches the server's children too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if statusW != nil {
+		cmd.ExtraFiles = []*os.File{statusW}
+	}
+	err := cmd.Start()
+	if statusW != nil {
+		statusW.Close()
+		if err != nil {
+			statusR.Close()
+		} else {
+			go func() {
+				st, ok := readSandboxStatus(statusR)
+				statusR.Close()
+				if ok && s.OnSandbox != nil {
+					s.OnSandbox(st.hidden, st.detail)
+				}
+			}()
+		}
+	}
+	if err != nil {
 		return err
 	}
 	exited := make(chan struct{})

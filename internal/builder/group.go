@@ -23,6 +23,10 @@ type Options struct {
 	// ClusterDomain is the cluster's DNS domain, for the fully qualified
 	// names in client certificates; empty means cluster.local.
 	ClusterDomain string
+	// ExposeServerToken lets the license server read the pod's
+	// service-account token: the agents start it without hiding the token
+	// (agent --hide-token=false).
+	ExposeServerToken bool
 }
 
 // Group is the kind-independent view of a triad or a pair that the builders

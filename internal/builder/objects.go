@@ -168,8 +168,14 @@ func AgentServiceAccount(g Group) *corev1.ServiceAccount {
 }
 
 // AgentRole grants the agents exactly what the protocol needs, each rule
-// restricted to the group's own objects by name: read the group config, read
-// and write the synced state, hold the Lease, and label their own pods.
+// restricted to the group's own objects by name, each verb one the agent
+// uses: watch the group config (list and watch with a name selector), watch
+// and write the synced state (the ConfigMap by update, the Secret by update
+// and patch), hold the Lease (get, update; the operator creates it), and
+// label their pods (watch, patch). RBAC cannot restrict a patch to one pod of
+// the group or to some fields: the ValidatingAdmissionPolicy
+// licenseha-agent-pods (config/admission) confines each agent to its own
+// pod's role label and member-state annotation.
 func AgentRole(g Group) *rbacv1.Role {
 	pods := make([]string, 0, len(g.Members))
 	for _, m := range g.Members {
@@ -180,13 +186,15 @@ func AgentRole(g Group) *rbacv1.Role {
 		ObjectMeta: objectMeta(g, group.AgentName(g.Name)),
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{group.ConfigName(g.Name)},
-				Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{""}, Resources: []string{"configmaps", "secrets"}, ResourceNames: []string{group.StateName(g.Name)},
-				Verbs: []string{"get", "list", "watch", "update", "patch"}},
+				Verbs: []string{"list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{group.StateName(g.Name)},
+				Verbs: []string{"list", "watch", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{group.StateName(g.Name)},
+				Verbs: []string{"list", "watch", "update", "patch"}},
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{group.LeaseName(g.Name)},
-				Verbs: []string{"get", "list", "watch", "update", "patch"}},
+				Verbs: []string{"get", "update"}},
 			{APIGroups: []string{""}, Resources: []string{"pods"}, ResourceNames: pods,
-				Verbs: []string{"get", "list", "watch", "patch"}},
+				Verbs: []string{"list", "watch", "patch"}},
 		},
 	}
 }

@@ -109,6 +109,9 @@ func Pod(g Group, m Member, opts Options) *corev1.Pod {
 		// by running it only while the member serves.
 		agentArgs = append(agentArgs, "--stop-to-fence")
 	}
+	if opts.ExposeServerToken {
+		agentArgs = append(agentArgs, "--hide-token=false")
+	}
 	agentArgs = append(agentArgs, "--")
 
 	pod := &corev1.Pod{

@@ -1,6 +1,6 @@
 // Package notify sends a group's notifications — a member took over, the
 // group lost service — to a webhook (JSON, bearer token) and by e-mail
-// (SMTP with STARTTLS and authentication).
+// (SMTP with STARTTLS and authentication), to targets a Policy allows.
 package notify
 
 import (
@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/smtp"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -43,36 +45,54 @@ func (e Event) Subject() string {
 type Webhook struct {
 	URL string
 	// Token, when set, is sent as "Authorization: Bearer <token>".
-	Token  string
-	Client *http.Client
+	Token string
+	// Policy decides which URLs may be posted to (see Policy).
+	Policy Policy
+	// TLSConfig overrides the TLS settings (tests trust their own CA).
+	TLSConfig *tls.Config
+	// Timeout bounds the whole request; default 10 s.
+	Timeout time.Duration
 }
 
-// Send posts one event; any answer but 2xx is an error.
+// Send posts one event; any answer but 2xx is an error, redirects included.
+// Errors name the URL without credentials or query (Redact): they end up in
+// the operator's log.
 func (w Webhook) Send(ctx context.Context, e Event) error {
+	target := Redact(w.URL)
+	u, err := w.Policy.checkURL(w.URL, w.Token != "")
+	if err != nil {
+		return fmt.Errorf("webhook %s: %w", target, err)
+	}
 	body, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook request: %w", err)
+		return fmt.Errorf("webhook %s: invalid request", target)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "licenseha-operator")
 	if w.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+w.Token)
 	}
-	c := w.Client
-	if c == nil {
-		c = &http.Client{Timeout: 10 * time.Second}
+	timeout := w.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
 	}
-	resp, err := c.Do(req)
+	resp, err := w.Policy.httpClient(timeout, w.TLSConfig).Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		// A *url.Error quotes the URL with its user name and query.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("webhook POST %s: %w", target, err)
 	}
 	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook answered %s", resp.Status)
+		return fmt.Errorf("webhook %s answered %s", target, resp.Status)
 	}
 	return nil
 }
@@ -91,6 +111,8 @@ type Email struct {
 	// TLSConfig overrides the TLS settings (tests trust their own CA).
 	TLSConfig *tls.Config
 	Timeout   time.Duration
+	// Policy decides which relays may be connected to (see Policy).
+	Policy Policy
 }
 
 // Send delivers one event as a plain-text mail.
@@ -99,9 +121,11 @@ func (m Email) Send(ctx context.Context, e Event) error {
 	if timeout == 0 {
 		timeout = 15 * time.Second
 	}
+	if err := m.Policy.checkHost(m.Host); err != nil {
+		return fmt.Errorf("smtp %s: %w", m.Host, err)
+	}
 	addr := net.JoinHostPort(m.Host, strconv.Itoa(m.Port))
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := m.Policy.dialer(timeout).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}

@@ -38,7 +38,9 @@ func TestWebhookPostsJSONWithBearerToken(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	if err := (Webhook{URL: srv.URL, Token: "s3cret"}).Send(context.Background(), event); err != nil {
+	// The test server listens on loopback over http: both need allowing.
+	allow := Policy{AllowInternal: true, AllowHTTPCredentials: true}
+	if err := (Webhook{URL: srv.URL, Token: "s3cret", Policy: allow}).Send(context.Background(), event); err != nil {
 		t.Fatal(err)
 	}
 	if auth != "Bearer s3cret" {
@@ -54,7 +56,7 @@ func TestWebhookErrorStatusIsAnError(t *testing.T) {
 		w.WriteHeader(http.StatusUnauthorized)
 	}))
 	defer srv.Close()
-	err := (Webhook{URL: srv.URL}).Send(context.Background(), event)
+	err := (Webhook{URL: srv.URL, Policy: Policy{AllowInternal: true}}).Send(context.Background(), event)
 	if err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("err = %v, want the 401 named", err)
 	}
@@ -150,7 +152,8 @@ func startRelay(t *testing.T, withTLS bool) (*relay, int, *x509.CertPool) {
 func TestEmailOverSTARTTLSWithAuth(t *testing.T) {
 	r, port, pool := startRelay(t, true)
 	m := Email{Host: "127.0.0.1", Port: port, From: "ops@example.com", To: []string{"oncall@example.com", "lead@example.com"},
-		StartTLS: true, Username: "ops", Password: "hunter2", TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
+		StartTLS: true, Username: "ops", Password: "hunter2", TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"},
+		Policy: Policy{AllowInternal: true}}
 	if err := m.Send(context.Background(), event); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +175,8 @@ func TestEmailOverSTARTTLSWithAuth(t *testing.T) {
 func TestEmailWrongPasswordIsRefused(t *testing.T) {
 	_, port, pool := startRelay(t, true)
 	m := Email{Host: "127.0.0.1", Port: port, From: "ops@example.com", To: []string{"oncall@example.com"},
-		StartTLS: true, Username: "ops", Password: "wrong", TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
+		StartTLS: true, Username: "ops", Password: "wrong", TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"},
+		Policy: Policy{AllowInternal: true}}
 	if err := m.Send(context.Background(), event); err == nil || !strings.Contains(err.Error(), "smtp auth") {
 		t.Fatalf("err = %v, want an authentication error", err)
 	}
@@ -180,7 +184,8 @@ func TestEmailWrongPasswordIsRefused(t *testing.T) {
 
 func TestEmailRequiresSTARTTLSWhenAsked(t *testing.T) {
 	_, port, _ := startRelay(t, false)
-	m := Email{Host: "127.0.0.1", Port: port, From: "ops@example.com", To: []string{"oncall@example.com"}, StartTLS: true}
+	m := Email{Host: "127.0.0.1", Port: port, From: "ops@example.com", To: []string{"oncall@example.com"}, StartTLS: true,
+		Policy: Policy{AllowInternal: true}}
 	if err := m.Send(context.Background(), event); err == nil || !strings.Contains(err.Error(), "does not offer STARTTLS") {
 		t.Fatalf("err = %v, want STARTTLS refused", err)
 	}

@@ -3,7 +3,10 @@
 //
 //   - TestChartMatchesKustomize renders both and requires the same operator
 //     objects: kinds, names (modulo the release prefix), RBAC rules, security
-//     contexts, args, probes and CRDs.
+//     contexts, args, probes and CRDs; also for the operator watching some
+//     namespaces (watchNamespaces, config/namespaced).
+//   - TestNamespacedOperator runs the operator with only the chart's
+//     namespaced RBAC and its --watch-namespaces.
 //   - TestChartServerSideDryRun applies the rendered chart, with default and
 //     non-default values, to a real kube-apiserver (envtest) with server-side
 //     dry-run and strict field validation, in namespaces that enforce the
@@ -117,9 +120,10 @@ func renderChart(t *testing.T, release, ns string, flags ...string) []*unstructu
 	return decode(t, run(t, helmBin(t), args...))
 }
 
-func renderKustomize(t *testing.T) []*unstructured.Unstructured {
+// renderKustomize renders config/<dir> (default, namespaced).
+func renderKustomize(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	return decode(t, run(t, kubectlBin(t), "kustomize", filepath.Join(root, "config", "default")))
+	return decode(t, run(t, kubectlBin(t), "kustomize", filepath.Join(root, "config", dir)))
 }
 
 func decode(t *testing.T, manifests []byte) []*unstructured.Unstructured {
@@ -251,8 +255,36 @@ func diff(path string, a, b any, out *[]string) {
 }
 
 func TestChartMatchesKustomize(t *testing.T) {
+	for _, tc := range []struct {
+		dir        string
+		chartFlags []string
+		want       []string
+	}{
+		{"default", nil, []string{
+			"ClusterRole/ licenseha-manager",
+			"ClusterRoleBinding/ licenseha-manager",
+		}},
+		// The operator watching two namespaces: a Role in each of them
+		// instead of the ClusterRole.
+		{"namespaced", []string{"--set", "watchNamespaces={team-a,team-b}"}, []string{
+			"Role/team-a licenseha-manager",
+			"RoleBinding/team-a licenseha-manager",
+			"Role/team-b licenseha-manager",
+			"RoleBinding/team-b licenseha-manager",
+		}},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			compareChartWithKustomize(t, tc.dir, tc.chartFlags, tc.want)
+		})
+	}
+}
+
+// compareChartWithKustomize requires config/<dir> and the chart rendered with
+// chartFlags to hold the same objects, among them those named in want and the
+// ones every installation has.
+func compareChartWithKustomize(t *testing.T, dir string, chartFlags, want []string) {
 	kust := map[string]*unstructured.Unstructured{}
-	for _, u := range renderKustomize(t) {
+	for _, u := range renderKustomize(t, dir) {
 		// The chart leaves the namespace to `helm install --create-namespace`
 		// (or to whoever manages namespaces); kustomize creates it, labelled
 		// to enforce the restricted Pod Security Standard.
@@ -264,17 +296,17 @@ func TestChartMatchesKustomize(t *testing.T) {
 		}
 		kust[key(u)] = normalise(u, "licenseha")
 	}
-	for _, k := range []string{
+	for _, k := range append([]string{
 		"CustomResourceDefinition/ licensetriads.licenseha.io",
 		"CustomResourceDefinition/ licensebackuppairs.licenseha.io",
-		"ClusterRole/ licenseha-manager",
-		"ClusterRoleBinding/ licenseha-manager",
 		"Role/licenseha-system licenseha-leader-election",
 		"RoleBinding/licenseha-system licenseha-leader-election",
+		"ValidatingAdmissionPolicy/ licenseha-agent-pods",
+		"ValidatingAdmissionPolicyBinding/ licenseha-agent-pods",
 		"ServiceAccount/licenseha-system licenseha-operator",
 		"Deployment/licenseha-system licenseha-operator",
 		"Service/licenseha-system licenseha-operator-metrics",
-	} {
+	}, want...) {
 		if kust[k] == nil {
 			t.Errorf("kustomize output lacks %s", k)
 		}
@@ -285,7 +317,8 @@ func TestChartMatchesKustomize(t *testing.T) {
 	for _, rel := range []struct{ release, prefix string }{{"licenseha", "licenseha"}, {"prod", "prod-licenseha"}} {
 		t.Run("release="+rel.release, func(t *testing.T) {
 			chart := map[string]*unstructured.Unstructured{}
-			for _, u := range renderChart(t, rel.release, namespace, "--set", "image.tag="+kustomizeTag) {
+			flags := append([]string{"--set", "image.tag=" + kustomizeTag}, chartFlags...)
+			for _, u := range renderChart(t, rel.release, namespace, flags...) {
 				n := normalise(u, rel.prefix)
 				chart[key(n)] = n
 			}
@@ -321,7 +354,8 @@ func TestChartMatchesKustomize(t *testing.T) {
 // TestChartDefaultsAreLeastPrivilege pins properties of the rendered chart
 // that a diff against kustomize would not catch if both drifted together.
 func TestChartDefaultsAreLeastPrivilege(t *testing.T) {
-	for _, vf := range []string{"", chartDir + "/ci/all-features-values.yaml", chartDir + "/ci/existing-configmap-values.yaml"} {
+	for _, vf := range []string{"", chartDir + "/ci/all-features-values.yaml", chartDir + "/ci/existing-configmap-values.yaml",
+		chartDir + "/ci/namespaced-values.yaml"} {
 		flags := []string{}
 		if vf != "" {
 			flags = append(flags, "-f", vf)
@@ -332,6 +366,10 @@ func TestChartDefaultsAreLeastPrivilege(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			objs := renderChart(t, "licenseha", namespace, flags...)
+			watched := map[string]bool{}
+			if name == "namespaced-values.yaml" {
+				watched["printing"], watched["warehouse"] = true, true
+			}
 			kinds := map[string]int{}
 			for _, u := range objs {
 				kinds[u.GetKind()]++
@@ -344,9 +382,11 @@ func TestChartDefaultsAreLeastPrivilege(t *testing.T) {
 							t.Errorf("ClusterRole rule with a wildcard: %s", s)
 						}
 					}
-				case "Role":
-					if u.GetNamespace() != namespace {
-						t.Errorf("Role %s outside the release namespace", u.GetName())
+				case "Role", "RoleBinding":
+					// Only the operator's Role of a watched namespace
+					// (namespaced-values.yaml) lives elsewhere.
+					if u.GetNamespace() != namespace && (u.GetName() != "licenseha-manager" || !watched[u.GetNamespace()]) {
+						t.Errorf("%s %s/%s outside the release namespace", u.GetKind(), u.GetNamespace(), u.GetName())
 					}
 				case "Deployment":
 					var d struct {
@@ -376,13 +416,19 @@ func TestChartDefaultsAreLeastPrivilege(t *testing.T) {
 				}
 			}
 			want := map[string]int{"CustomResourceDefinition": 2, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
-				"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1}
+				"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
+				"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1}
 			switch filepath.Base(vf) {
 			case "all-features-values.yaml":
 				want["ConfigMap"], want["ServiceMonitor"], want["PodDisruptionBudget"] = 1, 1, 1
 			case "existing-configmap-values.yaml":
 				want["PodDisruptionBudget"] = 1
 				delete(want, "CustomResourceDefinition")
+			case "namespaced-values.yaml":
+				// No cluster-wide permission at all.
+				delete(want, "ClusterRole")
+				delete(want, "ClusterRoleBinding")
+				want["Role"], want["RoleBinding"] = 3, 3
 			}
 			if !reflect.DeepEqual(kinds, want) {
 				t.Errorf("kinds rendered: %v, want %v", kinds, want)
@@ -475,7 +521,14 @@ func TestChartServerSideDryRun(t *testing.T) {
 		{"defaults", "chart-defaults", ""},
 		{"all-features", "chart-all-features", chartDir + "/ci/all-features-values.yaml"},
 		{"existing-configmap", "chart-existing-cm", chartDir + "/ci/existing-configmap-values.yaml"},
+		{"namespaced", "chart-namespaced", chartDir + "/ci/namespaced-values.yaml"},
 		{"kustomize", namespace, ""},
+	}
+	// The namespaces namespaced-values.yaml watches.
+	for _, ns := range []string{"printing", "warehouse"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Run("idempotent", func(t *testing.T) { applyTwice(ctx, t, c) })
 	for _, tc := range cases {
@@ -491,7 +544,7 @@ func TestChartServerSideDryRun(t *testing.T) {
 			}
 			var objs []*unstructured.Unstructured
 			if tc.name == "kustomize" {
-				objs = renderKustomize(t)
+				objs = renderKustomize(t, "default")
 			} else {
 				var flags []string
 				if tc.values != "" {
