@@ -211,7 +211,7 @@ func (r *triadRun) servedSince(member string, t time.Time) bool {
 // stoppedServing returns when member was first seen not serving after t.
 func (r *triadRun) stoppedServing(member string, t time.Time) (time.Time, bool) {
 	for _, c := range r.watcher.History() {
-		if c.At.After(t) && !slices.Contains(c.Serving, member) {
+		if c.At.After(t) && !slices.Contains(c.Serving, member) && !slices.Contains(c.Unknown, member) {
 			return c.At, true
 		}
 	}

@@ -30,6 +30,10 @@ type Target struct {
 type Change struct {
 	At      time.Time
 	Serving []string
+	// Unknown names members that served at their last answer and did not
+	// answer this sample in time (a busy machine): counted neither as
+	// serving nor as stopped.
+	Unknown []string
 }
 
 // Watcher samples which members serve.
@@ -40,6 +44,7 @@ type Watcher struct {
 
 	mu      sync.Mutex
 	serving []string
+	unknown []string
 	history []Change
 	// overlap is the time two or more members were seen serving at once.
 	overlap time.Duration
@@ -56,8 +61,9 @@ type answer struct {
 
 // staleLimit bounds how long a member that does not answer in time (a busy
 // machine, not a refused connection) is taken to keep its last answer: a
-// slow status request is not a change of role, but a frozen member must not
-// count as serving for long.
+// slow status request is not a change of role (it is "unknown"), but a
+// frozen member must not stay unknown for long, and an unknown member never
+// counts as serving.
 const staleLimit = 500 * time.Millisecond
 
 // NewWatcher watches targets every interval (50 ms in the suite).
@@ -90,7 +96,7 @@ func (w *Watcher) SetTargets(targets []Target) {
 func (w *Watcher) sample(ctx context.Context) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	var serving []string
+	var serving, unknown []string
 	w.mu.Lock()
 	targets := w.targets
 	w.mu.Unlock()
@@ -102,21 +108,25 @@ func (w *Watcher) sample(ctx context.Context) {
 			now := time.Now()
 			w.mu.Lock()
 			last, known := w.answer[tg.Name]
-			if slow && known && now.Sub(last.at) < staleLimit {
-				ok = last.serving
-			} else if !slow {
+			if !slow {
 				w.answer[tg.Name] = answer{serving: ok, at: now}
 			}
 			w.mu.Unlock()
-			if ok {
-				mu.Lock()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case ok:
 				serving = append(serving, tg.Name)
-				mu.Unlock()
+			case slow && known && last.serving && now.Sub(last.at) < staleLimit:
+				// It served and did not answer in time: unknown, neither
+				// serving (no overlap) nor stopped.
+				unknown = append(unknown, tg.Name)
 			}
 		}()
 	}
 	wg.Wait()
 	sort.Strings(serving)
+	sort.Strings(unknown)
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -124,10 +134,11 @@ func (w *Watcher) sample(ctx context.Context) {
 		w.overlap += now.Sub(w.lastAt)
 	}
 	w.lastAt = now
-	if strings.Join(serving, ",") != strings.Join(w.serving, ",") || len(w.history) == 0 {
-		w.history = append(w.history, Change{At: now, Serving: serving})
+	if strings.Join(serving, ",") != strings.Join(w.serving, ",") || strings.Join(unknown, ",") != strings.Join(w.unknown, ",") ||
+		len(w.history) == 0 {
+		w.history = append(w.history, Change{At: now, Serving: serving, Unknown: unknown})
 	}
-	w.serving = serving
+	w.serving, w.unknown = serving, unknown
 }
 
 // serves asks one member whether it is the active one; slow is true when
