@@ -95,8 +95,10 @@ type Agent struct {
 	srvOK   bool
 	// srvOKAt is when the server last answered a state poll.
 	srvOKAt time.Time
-	srvRev  uint64
-	srvVer  string
+	// srvEpoch is the epoch the server reported at srvOKAt.
+	srvEpoch uint64
+	srvRev   uint64
+	srvVer   string
 	// tokenHidden is whether the running server was kept from the
 	// service-account token; nil before the first start.
 	tokenHidden *bool
@@ -234,9 +236,16 @@ func (a *Agent) serverHealthy() bool {
 	if a.opts.StopToFence {
 		return true
 	}
+	ok, _ := a.serverPoll(2 * time.Second)
+	return ok
+}
+
+// serverPoll returns the loop's latest state poll of the server: whether it
+// answered within maxAge, and the epoch it reported.
+func (a *Agent) serverPoll(maxAge time.Duration) (ok bool, epoch uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return !a.srvOKAt.IsZero() && time.Since(a.srvOKAt) < 2*time.Second
+	return !a.srvOKAt.IsZero() && time.Since(a.srvOKAt) < maxAge, a.srvEpoch
 }
 
 // loop applies the desired role, syncs state and reports on the pod.
@@ -269,7 +278,7 @@ func (a *Agent) loop(ctx context.Context) {
 		a.mu.Lock()
 		a.srvOK = err == nil
 		if err == nil {
-			a.srvOKAt = time.Now()
+			a.srvOKAt, a.srvEpoch = time.Now(), st.Epoch
 		}
 		want := a.want
 		if st != nil {

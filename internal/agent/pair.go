@@ -157,8 +157,9 @@ func fetchPeerStatus(ctx context.Context, client *http.Client, url string) (st *
 	return &s, true
 }
 
-// watchServer samples the local license server's health: a state poll
-// every 250 ms, and the supervisor's view of the process.
+// watchServer samples the local license server's health every 250 ms: the
+// agent loop's latest state poll (no request of its own) and the
+// supervisor's view of the process.
 func (d *pairDriver) watchServer(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -169,11 +170,7 @@ func (d *pairDriver) watchServer(ctx context.Context) {
 		if s.StopToFence {
 			s.Held = d.a.sup.heldChan() != nil
 		} else {
-			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			if st, err := d.a.admin.State(pctx); err == nil {
-				s.Polled, s.Epoch = true, st.Epoch
-			}
-			cancel()
+			s.Polled, s.Epoch = d.a.serverPoll(500 * time.Millisecond)
 		}
 		now := boottime.Now()
 		d.health.observeServer(s, now)
