@@ -87,12 +87,15 @@ type Agent struct {
 	// control is the only way the server's role is changed.
 	control *serverControl
 
-	mu      sync.Mutex
-	cfg     *group.Config
-	cfgCh   chan *group.Config
-	want    desired
-	applied desired
-	srvOK   bool
+	mu    sync.Mutex
+	cfg   *group.Config
+	cfgCh chan *group.Config
+	want  desired
+	// activeAt is the last time the protocol's wish for this member's
+	// server was "active" (see drainAfterHandover).
+	activeAt time.Time
+	applied  desired
+	srvOK    bool
 	// srvOKAt is when the server last answered a state poll.
 	srvOKAt time.Time
 	// srvEpoch is the epoch the server reported at srvOKAt.
@@ -176,7 +179,31 @@ func Run(ctx context.Context, opts Options) error {
 	defer stopLoop()
 	go a.loop(loopCtx)
 	log.Info("Agent started", "kind", opts.GroupKind)
-	return driver.Run(ctx)
+	err = driver.Run(ctx)
+	a.drain(ctx)
+	return err
+}
+
+// drainAfterHandover is how long a member that served until SIGTERM keeps
+// its fenced server answering after the handover. Clients on a keep-alive
+// connection, or with this member's address, then get "not active" and the
+// new active's name at once instead of waiting out a timeout on an address
+// that is gone; a Service's endpoints are updated well within it. The pod's
+// termination grace period (30 s) covers it and the handover.
+const drainAfterHandover = 2 * time.Second
+
+// drain waits drainAfterHandover after a deliberate stop (ctx ended) when
+// this member's server was active shortly before. A vendor server fenced by
+// stopping it has nothing to answer with.
+func (a *Agent) drain(ctx context.Context) {
+	a.mu.Lock()
+	activeAt := a.activeAt
+	a.mu.Unlock()
+	if ctx.Err() == nil || a.opts.StopToFence || activeAt.IsZero() || time.Since(activeAt) > shutdownLimit+time.Second {
+		return
+	}
+	a.log.Info("Handed over; the fenced server keeps answering so that clients move at once", "for", drainAfterHandover.String())
+	time.Sleep(drainAfterHandover)
 }
 
 // roleDriver runs a group kind's active-role protocol and tells the agent
@@ -209,6 +236,9 @@ func (a *Agent) setDesired(ctx context.Context, d desired) {
 // setWant records what the protocol wants, for reports, probes and sync.
 func (a *Agent) setWant(d desired) {
 	a.mu.Lock()
+	if d.role == server.RoleActive || a.want.role == server.RoleActive {
+		a.activeAt = time.Now()
+	}
 	a.want = d
 	a.mu.Unlock()
 }

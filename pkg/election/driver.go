@@ -209,7 +209,12 @@ func (d *Driver) actions(now time.Duration, out Output) Actions {
 func (d *Driver) command(st ServerState) *ServerCommand {
 	d.started, d.issued = true, st.Seq
 	c := &ServerCommand{ServerState: st}
-	if d.m.view.Holder != "" {
+	switch {
+	case st.Mode != Serve && d.m.handingOver && d.m.handoverTo != "":
+		// Fenced for a handover: clients asking here go straight to the
+		// member taking over, not back to this one the Lease still names.
+		c.Active = d.m.handoverTo
+	case d.m.view.Holder != "":
 		c.Active = d.m.view.Holder
 	}
 	return c

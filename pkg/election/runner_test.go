@@ -205,6 +205,14 @@ func TestRunnersOnLoopbackHandOverOnShutdown(t *testing.T) {
 	}
 	members["a"].stopped <- nil
 	exited := time.Since(start)
+	// The fence tells a's clients where to go: the member taking over, not
+	// a itself (which the Lease still named when it fenced).
+	srv.mu.Lock()
+	fence := srv.state["a"]
+	srv.mu.Unlock()
+	if fence.Mode == Serve || fence.Active != "b" {
+		t.Errorf("a's last server command: mode %v, active hint %q; want a fence naming b", fence.Mode, fence.Active)
+	}
 	next, _, _ := srv.waitActive(t, "a", 2*time.Second)
 	t.Logf("a exited after %v; %s serves %v after the shutdown began", exited, next, time.Since(start))
 	if next != "b" {

@@ -2,16 +2,20 @@ package e2e
 
 import (
 	"slices"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
+	lhclient "github.com/licenseha/licenseha/pkg/client"
+	"github.com/licenseha/licenseha/test/probe"
 )
 
 var _ = Describe("LicenseTriad", Label("e2e"), func() {
@@ -152,6 +156,38 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		time.Sleep(3 * time.Second)
 		Expect(r.watcher.Serving()).To(Equal([]string{"b"}))
+		r.invariants()
+	})
+
+	// Deleting the active pod (a drain, an eviction, a rolling node update)
+	// hands over: the fenced server keeps answering "not active, ask b" for
+	// a moment, so a client learns where to go from its answer instead of
+	// waiting out a timeout on an address that is gone.
+	It("hands over when the active pod is deleted; its clients are sent on, none waits out a timeout", func(ctx SpecContext) {
+		r := startTriad(ctx, "graceful", nil)
+		var mu sync.Mutex
+		var moves []lhclient.Move
+		load, err := probe.StartLoad(r.ctx, lhclient.Config{Endpoints: []string{r.urls["a"], r.urls["b"], r.urls["c"]}, Home: r.urls["a"],
+			Members: r.urls, ClientID: "e2e-graceful-moves", Logger: clientLogger(), OnMove: func(m lhclient.Move) {
+				mu.Lock()
+				moves = append(moves, m)
+				mu.Unlock()
+			}}, r.licence, 1, 50*time.Millisecond)
+		Expect(err).NotTo(HaveOccurred())
+		deleted := time.Now()
+		Expect(env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: r.ns,
+			Name: group.PodName(r.name, "a")}})).To(Succeed())
+		_, at := r.waitServing(ctx, 60*time.Second, "b")
+		figure("active pod deleted → secondary serves", at.Sub(deleted))
+		time.Sleep(3 * time.Second)
+		figure("active pod deleted → client gap", r.load.LongestGapSince(deleted))
+		mu.Lock()
+		defer mu.Unlock()
+		Expect(moves).NotTo(BeEmpty(), "the client never left a")
+		Expect(moves[0].Reason).To(Equal("not active"), "moves: %+v", moves)
+		Expect(moves[0].To).To(Equal(r.urls["b"]), "a's answer names the member taking over: %+v", moves)
+		Expect(load.Lost()).To(BeZero())
+		Expect(r.load.Lost()).To(BeZero())
 		r.invariants()
 	})
 
