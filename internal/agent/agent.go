@@ -19,6 +19,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/server"
@@ -73,14 +74,16 @@ type desired struct {
 
 // Agent is one running member agent.
 type Agent struct {
-	opts  Options
-	log   logr.Logger
-	cs    kubernetes.Interface
-	admin *server.AdminClient
-	sup   *Supervisor
-	sync  *syncer
-	pod   *podReporter
-	files *fileSync
+	opts Options
+	log  logr.Logger
+	cs   kubernetes.Interface
+	// watchRC serves the watches (no per-request timeout; see newClientset).
+	watchRC rest.Interface
+	admin   *server.AdminClient
+	sup     *Supervisor
+	sync    *syncer
+	pod     *podReporter
+	files   *fileSync
 	// peerKey authenticates heartbeats between the members (the admin token).
 	peerKey []byte
 	metrics *agentMetrics
@@ -119,7 +122,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("reading the admin token: %w", err)
 	}
-	cs, err := newClientset()
+	cs, watchRC, err := newClientset()
 	if err != nil {
 		return err
 	}
@@ -128,11 +131,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	admin := server.NewAdminClient(opts.AdminURL, strings.TrimSpace(string(token)), &http.Client{Timeout: time.Second})
 	a := &Agent{
-		opts:  opts,
-		log:   log,
-		cs:    cs,
-		admin: admin,
-		sup:   &Supervisor{Command: opts.ServerCommand, Log: log.WithName("supervisor")},
+		opts:    opts,
+		log:     log,
+		cs:      cs,
+		watchRC: watchRC,
+		admin:   admin,
+		sup:     &Supervisor{Command: opts.ServerCommand, Log: log.WithName("supervisor")},
 		sync: &syncer{log: log.WithName("sync"), cs: cs, namespace: opts.Namespace, group: opts.Group, admin: admin,
 			debounce: time.Second, settingsOnly: opts.GroupKind == group.KindBackupPair},
 		pod:     &podReporter{cs: cs, namespace: opts.Namespace, pod: opts.Pod},
@@ -361,7 +365,7 @@ func (a *Agent) publishes(want desired, st *server.State) bool {
 
 // watch follows the group configuration and the synced state.
 func (a *Agent) watch(ctx context.Context) {
-	rc := a.cs.CoreV1().RESTClient()
+	rc := a.watchRC
 	watchNamed(ctx, rc, "configmaps", a.opts.Namespace, group.ConfigName(a.opts.Group), &corev1.ConfigMap{}, func(cm *corev1.ConfigMap) {
 		cfg, err := configFromConfigMap(cm)
 		if err != nil {

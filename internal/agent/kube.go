@@ -26,16 +26,29 @@ import (
 // (failsafe serving with a peer quorum).
 const apiTimeout = 2 * time.Second
 
-// newClientset builds a client from the pod's service account.
-func newClientset() (*kubernetes.Clientset, error) {
+// newClientset builds a client from the pod's service account, and the
+// REST client the agent's watches use. Every call of the first is bounded by
+// apiTimeout; the watches are not (a watch is one long request, ended by the
+// server after its timeoutSeconds of several minutes): bounding them too
+// would end and re-open every watch every apiTimeout, about 90 requests a
+// minute per member for nothing.
+func newClientset() (*kubernetes.Clientset, rest.Interface, error) {
 	cfg, err := rest.InClusterConfig()
 	if err != nil {
-		return nil, fmt.Errorf("reading the pod's service account: %w", err)
+		return nil, nil, fmt.Errorf("reading the pod's service account: %w", err)
 	}
-	cfg.Timeout = apiTimeout
 	cfg.QPS, cfg.Burst = 50, 100
 	cfg.UserAgent = "licenseha-agent"
-	return kubernetes.NewForConfig(cfg)
+	watchCS, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Timeout = apiTimeout
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cs, watchCS.CoreV1().RESTClient(), nil
 }
 
 // watchNamed keeps the latest version of one named object in store and

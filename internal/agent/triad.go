@@ -88,7 +88,9 @@ func (d *triadDriver) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 	store := &kubelease.Store{
-		Mapping: kubelease.Mapping{Group: a.opts.Group, DurationSeconds: int32(max(1, 3*cfg.PeerTimeoutMillis/1000))},
+		// For people reading the Lease: the holder renews it every
+		// RenewInterval at rest; nothing reads the duration to decide.
+		Mapping: kubelease.Mapping{Group: a.opts.Group, DurationSeconds: int32(2 * ec.WithDefaults().RenewInterval / time.Second)},
 		Client:  a.cs, Namespace: a.opts.Namespace, Name: group.LeaseName(a.opts.Group), Timeout: apiTimeout,
 	}
 	runner, err := election.NewRunner(election.RunnerConfig{

@@ -13,6 +13,9 @@ const (
 	DefaultFailbackDelay     = 30 * time.Second
 	DefaultMaxClockDrift     = 0.05
 	DefaultFenceDelay        = 100 * time.Millisecond
+	// DefaultRenewInterval keeps a steady group quiet: two Lease requests
+	// a minute (the holder's renewal and the other candidate's read).
+	DefaultRenewInterval = 30 * time.Second
 )
 
 // Config configures one member's machine.
@@ -39,8 +42,13 @@ type Config struct {
 	// leaves it alone (the API default is DefaultFailbackDelay).
 	Failback      FailbackPolicy
 	FailbackDelay time.Duration
-	// RenewInterval is how often the holder renews the Lease and standbys
-	// read it. Default PeerTimeout/2.
+	// RenewInterval is how often, at rest, the holder renews the Lease and
+	// the other candidate reads it. Default DefaultRenewInterval. Safety
+	// never rests on it (grants do), nor does failover speed: a takeover,
+	// a handover and a failed call each make the member read or write at
+	// once, and heartbeats carry the Lease record the others last saw. What it bounds is how
+	// long a candidate that lost the Lease store unnoticed may still say it
+	// can take the role (2·RenewInterval; a failed call says so at once).
 	RenewInterval time.Duration
 	// MaxClockDrift bounds the rate error of every member's monotonic clock
 	// against true time (0.05 = each clock runs between 5% slow and 5% fast).
@@ -69,7 +77,7 @@ func (c Config) WithDefaults() Config {
 		c.Failback = FailbackAutomatic
 	}
 	if c.RenewInterval == 0 {
-		c.RenewInterval = c.PeerTimeout / 2
+		c.RenewInterval = DefaultRenewInterval
 	}
 	if c.MaxClockDrift == 0 {
 		c.MaxClockDrift = DefaultMaxClockDrift

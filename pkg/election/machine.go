@@ -253,7 +253,9 @@ func (m *Machine) LeaseResult(now time.Duration, r LeaseResult) Output {
 	case LeaseConflict:
 		m.leaseOK, m.leaseOKAt, m.needRead = true, now, true
 	default: // Unreachable: a write may or may not have happened.
-		m.needRead, m.retryAt = true, now+m.cfg.HeartbeatInterval
+		// Not eligible until a call succeeds again: a member that cannot
+		// write the Lease must not be the one a handover waits for.
+		m.leaseOK, m.needRead, m.retryAt = false, true, now+m.cfg.HeartbeatInterval
 	}
 	return m.step(now)
 }
@@ -481,7 +483,11 @@ func (m *Machine) nextLeaseCommand(now time.Duration) *LeaseCommand {
 		default:
 			op, rec = LeaseUpdate, m.acquireRecord()
 		}
-	case !m.shutdown && now >= m.lastOpEnd+m.cfg.RenewInterval:
+	case !m.shutdown && (m.needRead || !m.leaseOK || now >= m.lastOpEnd+m.cfg.RenewInterval):
+		// A candidate that never reached the store (a tertiary just
+		// promoted) reads at once, and a failed or conflicting call is
+		// retried soon (retryAt), not at the next renewal: it decides
+		// whether we may take the role.
 		op = LeaseGet
 	default:
 		return nil
@@ -656,6 +662,10 @@ func (m *Machine) nextWake(now time.Duration) time.Duration {
 func (m *Machine) mergeView(r LeaseRecord) {
 	if r.rank() > m.view.rank() {
 		m.view = r
+		if r.Epoch > 0 {
+			// Someone wrote the Lease since our last call found none.
+			m.absent = false
+		}
 	}
 }
 

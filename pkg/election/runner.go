@@ -73,7 +73,7 @@ type RunnerConfig struct {
 	Clock func() time.Duration
 	// OnState is called from the runner's goroutine after every input.
 	OnState func(RunnerState)
-	// LeaseTimeout bounds each Lease call (default Machine.RenewInterval);
+	// LeaseTimeout bounds each Lease call (default PeerTimeout/2);
 	// ServerTimeout each server request (default 1 s).
 	LeaseTimeout, ServerTimeout time.Duration
 }
@@ -102,7 +102,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		return nil, errors.New("election: runner needs a store, a connection, addresses, a server and a clock")
 	}
 	if cfg.LeaseTimeout == 0 {
-		cfg.LeaseTimeout = cfg.Machine.RenewInterval
+		cfg.LeaseTimeout = cfg.Machine.WithDefaults().PeerTimeout / 2
 	}
 	if cfg.ServerTimeout == 0 {
 		cfg.ServerTimeout = time.Second

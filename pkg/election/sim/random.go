@@ -34,6 +34,7 @@ func RandomRun(seed int64, trace bool) Outcome {
 	rng := rand.New(rand.NewSource(seed))
 	cfg := election.Config{PeerTimeout: []time.Duration{time.Second, 2 * time.Second}[rng.Intn(2)]}
 	cfg.HeartbeatInterval = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, cfg.PeerTimeout / 2}[rng.Intn(3)]
+	cfg.RenewInterval = renewInterval(rng, cfg.PeerTimeout)
 	cfg.Failback = election.FailbackAutomatic
 	if rng.Intn(4) == 0 {
 		cfg.Failback = election.FailbackManual
@@ -168,13 +169,19 @@ func RandomRun(seed int64, trace bool) Outcome {
 	return out
 }
 
+// renewInterval draws the Lease renewal interval: the quiet default or a
+// short one.
+func renewInterval(rng *rand.Rand, pt time.Duration) time.Duration {
+	return []time.Duration{election.DefaultRenewInterval, pt / 2, 5 * time.Second}[rng.Intn(3)]
+}
+
 // RecoveryBound is how soon after faults stop service must return: a
 // restarted member's quiet period, a takeover's peer timeout and the
 // grant-hold of the former holder's voters, plus slack for heartbeats and
 // Lease calls.
 func RecoveryBound(cfg election.Config) time.Duration {
 	cfg = cfg.WithDefaults()
-	return 2*cfg.PeerTimeout + cfg.QuietPeriod() + 4*cfg.HeartbeatInterval + 2*cfg.RenewInterval + time.Second
+	return 2*cfg.PeerTimeout + cfg.QuietPeriod() + 4*cfg.HeartbeatInterval + cfg.PeerTimeout + time.Second
 }
 
 func injectFault(w *World, rng *rand.Rand, calm *bool) {
@@ -287,7 +294,7 @@ func randomEdit(w *World, rng *rand.Rand, calm bool) {
 		old := cfg.PeerTimeout
 		cfg.PeerTimeout = []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}[rng.Intn(3)]
 		cfg.HeartbeatInterval = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, cfg.PeerTimeout / 2}[rng.Intn(3)]
-		cfg.RenewInterval = cfg.PeerTimeout / 2
+		cfg.RenewInterval = renewInterval(rng, cfg.PeerTimeout)
 		// The operator keeps the longest recent peer timeout in the spec,
 		// so that restarted members' quiet periods cover it.
 		cfg.PriorPeerTimeout = max(cfg.PriorPeerTimeout, old, cfg.PeerTimeout)

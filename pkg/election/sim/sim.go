@@ -177,7 +177,7 @@ func (s *Store) Rec() election.LeaseRecord {
 func New(seed int64, cfg election.Config, net Network, trace bool) *World {
 	cfg.Primary, cfg.Secondary, cfg.Tertiary = "p", "s", "t"
 	cfg = cfg.WithDefaults()
-	w := &World{Cfg: cfg, Net: net, LeaseTimeout: cfg.RenewInterval, ServerTimeout: time.Second,
+	w := &World{Cfg: cfg, Net: net, LeaseTimeout: cfg.PeerTimeout / 2, ServerTimeout: time.Second,
 		Server: ServerFaults{MaxDelay: time.Millisecond},
 		rng:    rand.New(rand.NewSource(seed))}
 	w.Store.mapping = kubelease.Mapping{Group: group}
