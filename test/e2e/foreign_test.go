@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -79,7 +80,14 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 
 		By("the triad reports every foreign object and waits")
 		reported := time.Now()
-		blocked := waitReady(ctx, ns, name, blockedBound, licensehav1.ReasonObjectNotOwned,
+		unchanged := func() {
+			for _, obj := range foreign {
+				if now := snapshotOf(ctx, obj); !equality.Semantic.DeepEqual(now, snapshots[kindName(obj)]) {
+					StopTrying(fmt.Sprintf("%s changed: %+v, was %+v", kindName(obj), now, snapshots[kindName(obj)])).Now()
+				}
+			}
+		}
+		blocked := waitReadyGuarded(ctx, ns, name, blockedBound, unchanged, []string{licensehav1.ReasonObjectNotOwned},
 			"Service plant exists and is not owned by this LicenseTriad",
 			"ConfigMap plant-config exists and is not owned by this LicenseTriad",
 			"Secret plant-state exists and is not owned by this LicenseTriad")
@@ -90,7 +98,7 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 			for _, obj := range foreign {
 				g.Expect(snapshotOf(ctx, obj)).To(Equal(snapshots[kindName(obj)]), "%s changed", kindName(obj))
 			}
-			nothingWritten(ctx, g, ns, name)
+			nothingWritten(ctx, g, ns, name, memberPods(name)...)
 		}).WithTimeout(15 * time.Second).WithPolling(time.Second).Should(Succeed())
 		_, err = env.WaitTriad(ctx, ns, "opted", 120*time.Second, formed)
 		Expect(err).NotTo(HaveOccurred(), "the other triad of the namespace forms meanwhile")
@@ -110,7 +118,7 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 		}).WithTimeout(blockedBound).WithPolling(time.Second).Should(Succeed())
 		Consistently(func(g Gomega) {
 			g.Expect(snapshotOf(ctx, web)).To(Equal(snapshots[kindName(web)]), "the Service changed")
-			nothingWritten(ctx, g, ns, name)
+			nothingWritten(ctx, g, ns, name, memberPods(name)...)
 		}).WithTimeout(10 * time.Second).WithPolling(time.Second).Should(Succeed())
 
 		By("removing the Service: the triad comes up")
@@ -163,8 +171,8 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 		shared := group.PodName("web", "a-b")
 		Expect(group.PodName("web-a", "b")).To(Equal(shared))
 
-		ready := waitReadyAny(ctx, ns, "web-a", blockedBound,
-			[]string{licensehav1.ReasonNameConflict, licensehav1.ReasonMemberInOtherGroup}, "Pod "+shared)
+		ready := waitReadyGuarded(ctx, ns, "web-a", blockedBound, nil,
+			[]string{licensehav1.ReasonNameConflict, licensehav1.ReasonMemberInOtherGroup}, shared)
 		GinkgoWriter.Printf("web-a Ready: %s\n", ready)
 		first, err = env.WaitTriad(ctx, ns, "web", 120*time.Second, formed)
 		Expect(err).NotTo(HaveOccurred())
@@ -173,9 +181,7 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 			g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: shared}, p)).To(Succeed())
 			g.Expect(metav1.IsControlledBy(p, first)).To(BeTrue(), "pod %s changed hands", shared)
 			g.Expect(p.Labels).To(HaveKeyWithValue(licensehav1.LabelMember, "a-b"))
-			for _, m := range []string{"c"} {
-				g.Expect(exists(ctx, &corev1.Pod{}, ns, group.PodName("web-a", m))).To(BeFalse(), "web-a created pods while blocked")
-			}
+			nothingWritten(ctx, g, ns, "web-a", group.PodName("web-a", "a"), group.PodName("web-a", "c"))
 			tr := &licensehav1.LicenseTriad{}
 			g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-a"}, tr)).To(Succeed())
 			c := meta.FindStatusCondition(tr.Status.Conditions, licensehav1.ConditionReady)
@@ -225,14 +231,24 @@ func snapshotOf(ctx context.Context, obj client.Object) objectSnapshot {
 	return s
 }
 
+// memberPods are the pods of a triad with the suite's members.
+func memberPods(name string) []string {
+	var out []string
+	for _, m := range triadMembers {
+		out = append(out, group.PodName(name, m))
+	}
+	return out
+}
+
 // nothingWritten checks that a blocked group has no finalizer and none of
-// the objects the operator would create for it.
-func nothingWritten(ctx context.Context, g Gomega, ns, name string) {
+// the objects the operator would create for it (pods names its pods that
+// no other group has).
+func nothingWritten(ctx context.Context, g Gomega, ns, name string, pods ...string) {
 	tr := &licensehav1.LicenseTriad{}
 	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, tr)).To(Succeed())
 	g.Expect(tr.Finalizers).NotTo(ContainElement(licensehav1.Finalizer), "a blocked group got the finalizer")
-	for _, m := range triadMembers {
-		g.Expect(exists(ctx, &corev1.Pod{}, ns, group.PodName(name, m))).To(BeFalse(), "member pod %s of a blocked group", m)
+	for _, p := range pods {
+		g.Expect(exists(ctx, &corev1.Pod{}, ns, p)).To(BeFalse(), "member pod %s of a blocked group", p)
 	}
 	g.Expect(exists(ctx, &corev1.ServiceAccount{}, ns, group.AgentName(name))).To(BeFalse(), "agent ServiceAccount of a blocked group")
 	g.Expect(exists(ctx, &rbacv1.RoleBinding{}, ns, group.AgentName(name))).To(BeFalse(), "agent RoleBinding of a blocked group")
@@ -240,17 +256,16 @@ func nothingWritten(ctx context.Context, g Gomega, ns, name string) {
 	g.Expect(exists(ctx, &corev1.Service{}, ns, group.MembersServiceName(name))).To(BeFalse(), "members Service of a blocked group")
 }
 
-// waitReady waits until the triad's Ready condition is False with reason
-// and a message containing every one of parts, and returns the condition.
-func waitReady(ctx context.Context, ns, name string, timeout time.Duration, reason string, parts ...string) string {
-	GinkgoHelper()
-	return waitReadyAny(ctx, ns, name, timeout, []string{reason}, parts...)
-}
-
-func waitReadyAny(ctx context.Context, ns, name string, timeout time.Duration, reasons []string, parts ...string) string {
+// waitReadyGuarded waits until the triad's Ready condition is False with
+// one of reasons and a message containing every one of parts, and returns
+// the condition; guard, when set, runs at every poll (to stop early).
+func waitReadyGuarded(ctx context.Context, ns, name string, timeout time.Duration, guard func(), reasons []string, parts ...string) string {
 	GinkgoHelper()
 	var got string
 	Eventually(func(g Gomega) {
+		if guard != nil {
+			guard()
+		}
 		tr := &licensehav1.LicenseTriad{}
 		g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, tr)).To(Succeed())
 		c := meta.FindStatusCondition(tr.Status.Conditions, licensehav1.ConditionReady)
