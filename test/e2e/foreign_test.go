@@ -64,6 +64,7 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 		}
 
 		By("creating the triad (dissolvePolicy Delete, licence Secret without the opt-in label) and a second one whose licence opts in")
+		created := time.Now()
 		t, err := env.CreateTriad(ctx, ns, name, func(t *licensehav1.LicenseTriad) { t.Spec.DissolvePolicy = licensehav1.DissolveDelete })
 		Expect(err).NotTo(HaveOccurred())
 		licences := t.Spec.LicenseSecretRef.Name
@@ -79,7 +80,6 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 		Expect(env.Client.Patch(ctx, optedLicences, client.MergeFrom(base))).To(Succeed())
 
 		By("the triad reports every foreign object and waits")
-		reported := time.Now()
 		unchanged := func() {
 			for _, obj := range foreign {
 				if now := snapshotOf(ctx, obj); !equality.Semantic.DeepEqual(now, snapshots[kindName(obj)]) {
@@ -91,7 +91,7 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 			"Service plant exists and is not owned by this LicenseTriad",
 			"ConfigMap plant-config exists and is not owned by this LicenseTriad",
 			"Secret plant-state exists and is not owned by this LicenseTriad")
-		figure("foreign object → ObjectNotOwned reported", time.Since(reported))
+		figure("foreign object → ObjectNotOwned reported", time.Since(created))
 		GinkgoWriter.Printf("Ready: %s\n", blocked)
 		// Long enough for a few of the operator's looks (every 5 s).
 		Consistently(func(g Gomega) {
@@ -154,13 +154,17 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 	})
 
 	// Triad "web" with member "a-b" and triad "web-a" with member "b" both
-	// need the pod "web-a-b": the group created first has it, the other
-	// reports the conflict and waits until the name is free.
+	// need the pod "web-a-b". The group created first has the name, even
+	// before it creates the pod (its licence Secret comes later here): the
+	// other one reports NameConflict, then, once the pod exists,
+	// MemberInAnotherGroup, writes nothing and waits until the name is free.
 	It("two groups needing the same pod name: the later one reports the conflict and waits", func(ctx SpecContext) {
 		ns, err := env.Namespace(ctx, "collide")
 		Expect(err).NotTo(HaveOccurred())
+		const laterLicences = "web-licences-later"
 		first, err := env.CreateTriad(ctx, ns, "web", func(t *licensehav1.LicenseTriad) {
 			t.Spec.Members[0].Name = "a-b"
+			t.Spec.LicenseSecretRef.Name = laterLicences
 		})
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func(ctx SpecContext) { deleteTriad(ctx, ns, "web"); deleteTriad(ctx, ns, "web-a") })
@@ -171,11 +175,25 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 		shared := group.PodName("web", "a-b")
 		Expect(group.PodName("web-a", "b")).To(Equal(shared))
 
-		ready := waitReadyGuarded(ctx, ns, "web-a", blockedBound, nil,
-			[]string{licensehav1.ReasonNameConflict, licensehav1.ReasonMemberInOtherGroup}, shared)
+		By("the first group has no licence yet: the second reports NameConflict and writes nothing")
+		ready := waitReadyGuarded(ctx, ns, "web-a", blockedBound, nil, []string{licensehav1.ReasonNameConflict},
+			"Pod "+shared+" is also a name of LicenseTriad web, created earlier")
 		GinkgoWriter.Printf("web-a Ready: %s\n", ready)
+		Consistently(func(g Gomega) {
+			nothingWritten(ctx, g, ns, "web-a", memberPods("web-a")...)
+			g.Expect(exists(ctx, &corev1.Pod{}, ns, shared)).To(BeFalse(), "pod %s created", shared)
+		}).WithTimeout(10 * time.Second).WithPolling(time.Second).Should(Succeed())
+
+		By("the first group gets its licence and forms; the second keeps waiting")
+		s, err := env.LicenceSecret(ns, laterLicences, "web", "LIC-WEB", 100)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(env.Client.Create(ctx, s)).To(Succeed())
+		rememberLicenceSecret(ctx, ns, laterLicences)
 		first, err = env.WaitTriad(ctx, ns, "web", 120*time.Second, formed)
 		Expect(err).NotTo(HaveOccurred())
+		ready = waitReadyGuarded(ctx, ns, "web-a", blockedBound, nil,
+			[]string{licensehav1.ReasonNameConflict, licensehav1.ReasonMemberInOtherGroup}, shared)
+		GinkgoWriter.Printf("web-a Ready: %s\n", ready)
 		Consistently(func(g Gomega) {
 			p := &corev1.Pod{}
 			g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: shared}, p)).To(Succeed())
