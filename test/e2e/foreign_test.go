@@ -26,7 +26,7 @@ import (
 // it does not own (it looks again every 5 s).
 const blockedBound = 60 * time.Second
 
-// Objects a user owns whose names a group would use (issue 11): the
+// Objects a user owns whose names a group would use: the
 // operator reports them and waits, changes none of them, and deletes on
 // dissolve only what the group owns.
 var _ = Describe("Foreign objects", Label("e2e"), func() {

@@ -44,12 +44,13 @@ const (
 	maxStateObjectBytes = 900 * 1024
 )
 
-// A hostile client — any pod that reaches the client API — sends what
-// overflowed counters, grew the synced state without bound and exhausted a
-// licence with rotating client ids (issue 11), while an honest client holds
-// seats. The honest client must keep its seats and its reservation, the
-// state must keep reaching the standbys within its size limit, and a
-// failover afterwards must lose nothing.
+// A hostile client — any pod that reaches the client API — sends what once
+// overflowed the usage counters (standbys then refused every snapshot), grew
+// the synced state without bound and exhausted a licence with rotating
+// client ids, while an honest client holds seats. The honest client must
+// keep its seats and its reservation, the state must keep reaching the
+// standbys within its size limit, and a failover afterwards must lose
+// nothing.
 var _ = Describe("Hostile clients", Label("e2e"), func() {
 	It("cannot break a triad's state sync, exhaust its licence or take an honest client's seats", func(ctx SpecContext) {
 		r := startTriad(ctx, "hostile", func(t *licensehav1.LicenseTriad) {
