@@ -97,7 +97,7 @@ func TestAlerts(t *testing.T) {
 // config/prometheus (make manifests).
 func TestMonitoringCopies(t *testing.T) {
 	for src, dst := range map[string]string{
-		"config/prometheus/alerts.yaml":           chartDir + "/files/alerts.yaml",
+		"config/prometheus/alerts.yaml":            chartDir + "/files/alerts.yaml",
 		"config/prometheus/grafana-dashboard.json": chartDir + "/files/grafana-dashboard.json",
 	} {
 		if read(t, root+"/"+src) != read(t, dst) {
