@@ -98,7 +98,14 @@ func TestGroupSeries(t *testing.T) {
 		}
 	}
 	forgetGroup(ns, "plant")
-	if n := testutil.CollectAndCount(reg); n != 0 {
-		t.Errorf("%d series left after the group was deleted", n)
+	mfs, _ = reg.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "namespace" && l.GetValue() == ns {
+					t.Errorf("%s: a series of the deleted group is left: %v", mf.GetName(), m.GetLabel())
+				}
+			}
+		}
 	}
 }
