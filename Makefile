@@ -115,11 +115,15 @@ envtest-assets: ## Build etcd, kube-apiserver, kube-controller-manager when miss
 	@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh
 
 .PHONY: test
-test: verify-generate verify-fmt vet verify-chart test-unit test-integration test-manifests ## Generation checks, vet, and all tests.
+test: verify-generate verify-fmt vet verify-chart test-unit test-integration test-manifests test-promql ## Generation checks, vet, and all tests.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (no API server).
 	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -e /controllers -e /test/) ./test/podnet/...
+
+.PHONY: test-promql
+test-promql: ## Parse every query of the alerting rules and the Grafana dashboard; each metric must be exported (own module: test/promql).
+	cd test/promql && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 .PHONY: test-integration
 test-integration: ## envtest suites against a real kube-apiserver and etcd.

@@ -162,6 +162,19 @@ func readyAndDegraded(generation int64, now metav1.Time, h health) (ready, degra
 	return ready, degraded
 }
 
+// setStalled adds the Stalled condition while a blocker leaves the group
+// Failed (only a change of spec or of other objects helps), with the
+// blocker's reason and message, and removes it otherwise. kstatus (Flux)
+// reads Stalled=True as a failure; Ready=False alone means "in progress".
+func setStalled(conds *[]metav1.Condition, generation int64, now metav1.Time, b *blocker) {
+	if b == nil || !b.failed {
+		meta.RemoveStatusCondition(conds, licensehav1.ConditionStalled)
+		return
+	}
+	setConditions(conds, now, metav1.Condition{Type: licensehav1.ConditionStalled, Status: metav1.ConditionTrue,
+		ObservedGeneration: generation, Reason: b.reason, Message: b.message})
+}
+
 // setConditions sets conditions computed at now: a condition whose status
 // does not change keeps its lastTransitionTime.
 func setConditions(conds *[]metav1.Condition, now metav1.Time, cs ...metav1.Condition) {

@@ -165,6 +165,7 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observedPair) licen
 		// Serving, but not as specified.
 		st.Phase = licensehav1.PairDegraded
 	}
+	setStalled(&st.Conditions, gen, obs.now, obs.blocked)
 	return *st
 }
 

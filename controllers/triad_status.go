@@ -210,5 +210,6 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) licenseh
 		// Serving, but not as specified.
 		st.Phase = licensehav1.TriadDegraded
 	}
+	setStalled(&st.Conditions, gen, obs.now, obs.blocked)
 	return *st
 }

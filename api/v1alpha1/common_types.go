@@ -81,6 +81,13 @@ const (
 	// their keys. While it is not True the operator creates and rolls no
 	// member pod (they could not start), so members keep running as they are.
 	ConditionClientAccessReady = "ClientAccessReady"
+	// ConditionStalled is present, True, only while the phase is Failed:
+	// the group cannot progress until its spec or another object changes
+	// (the reason and message are those of Ready). It follows the kstatus
+	// convention, so Flux and other kstatus readers report such a group as
+	// failed instead of waiting for it; it is removed when the group can
+	// progress again.
+	ConditionStalled = "Stalled"
 )
 
 // Condition reasons.

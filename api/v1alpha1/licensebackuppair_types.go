@@ -305,7 +305,8 @@ type LicenseBackupPairStatus struct {
 	// +optional
 	Failovers int32 `json:"failovers"`
 	// conditions: Ready, Connected, Synchronized, LicenseValid, Degraded,
-	// and ClientAccessReady when spec.clientAccess is set.
+	// and ClientAccessReady when spec.clientAccess is set; Stalled while the
+	// phase is Failed.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

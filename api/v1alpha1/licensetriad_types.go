@@ -305,7 +305,8 @@ type LicenseTriadStatus struct {
 	// +optional
 	Sync SyncStatus `json:"sync,omitempty"`
 	// conditions: Ready, QuorumSatisfied, Synchronized, LicenseValid, Degraded,
-	// and ClientAccessReady when spec.clientAccess is set.
+	// and ClientAccessReady when spec.clientAccess is set; Stalled while the
+	// phase is Failed.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -20,7 +20,10 @@ type agentMetrics struct {
 	syncAge      prometheus.Gauge
 	inUse        *prometheus.GaugeVec
 	capacity     *prometheus.GaugeVec
-	restarts     prometheus.Gauge
+	restarts     prometheus.Counter
+	// restartsSeen is the supervisor's restart count already added to
+	// restarts.
+	restartsSeen int
 	roleFailures prometheus.Counter
 	tokenHidden  prometheus.Gauge
 }
@@ -42,16 +45,31 @@ func newAgentMetrics() *agentMetrics {
 			Help: "Printer seats in use per licence on this member's server."}, []string{"license"}),
 		capacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "licenseha_license_capacity",
 			Help: "Printer seats per licence on this member's server."}, []string{"license"}),
-		restarts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "licenseha_agent_server_restarts",
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "licenseha_agent_server_restarts_total",
 			Help: "Times the agent restarted its license server."}),
 		roleFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "licenseha_agent_role_change_failures_total",
 			Help: "Role changes the license server did not accept."}),
 		tokenHidden: prometheus.NewGauge(prometheus.GaugeOpts{Name: "licenseha_agent_server_token_hidden",
 			Help: "1 when the license server runs unable to read the pod's service-account token (Landlock), 0 when it can read it."}),
 	}
-	m.reg.MustRegister(m.role, m.epoch, m.takeover, m.revision, m.syncAge, m.inUse, m.capacity, m.restarts, m.roleFailures,
-		m.tokenHidden)
+	m.reg.MustRegister(m.collectors()...)
 	return m
+}
+
+// collectors are every metric the agent serves (docs/metrics.md lists them;
+// metrics_test.go checks the list, the names and the types).
+func (m *agentMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.role, m.epoch, m.takeover, m.revision, m.syncAge, m.inUse, m.capacity, m.restarts,
+		m.roleFailures, m.tokenHidden}
+}
+
+// observeRestarts adds the license server restarts the supervisor counted
+// since the last call.
+func (m *agentMetrics) observeRestarts(total int) {
+	if total > m.restartsSeen {
+		m.restarts.Add(float64(total - m.restartsSeen))
+		m.restartsSeen = total
+	}
 }
 
 func (m *agentMetrics) handler() http.Handler {
@@ -83,7 +101,7 @@ func (a *Agent) collectLicences(ctx context.Context) {
 				}
 			}
 		}
-		a.metrics.restarts.Set(float64(a.sup.Status().Restarts))
+		a.metrics.observeRestarts(a.sup.Status().Restarts)
 		select {
 		case <-ctx.Done():
 			return

@@ -420,7 +420,13 @@ func TestChartDefaultsAreLeastPrivilege(t *testing.T) {
 				"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1}
 			switch filepath.Base(vf) {
 			case "all-features-values.yaml":
-				want["ConfigMap"], want["ServiceMonitor"], want["PodDisruptionBudget"] = 1, 1, 1
+				want["ConfigMap"], want["ServiceMonitor"], want["PodDisruptionBudget"] = 2, 1, 1
+				want["PodMonitor"], want["PrometheusRule"] = 1, 1
+			case "external-rbac-values.yaml":
+				// Neither the ServiceAccount nor any permission.
+				for _, k := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
+					delete(want, k)
+				}
 			case "existing-configmap-values.yaml":
 				want["PodDisruptionBudget"] = 1
 				delete(want, "CustomResourceDefinition")
@@ -470,24 +476,27 @@ func (w *warnings) take() []string {
 	return m
 }
 
-// serviceMonitorCRD stands in for the Prometheus Operator's CRD so that the
-// ServiceMonitor of the chart can be dry-run applied.
-const serviceMonitorCRD = `
+// monitoringCRD stands in for one of the Prometheus Operator's CRDs so that
+// the chart's ServiceMonitor, PodMonitor and PrometheusRule can be dry-run
+// applied.
+func monitoringCRD(kind, plural string) string {
+	return fmt.Sprintf(`
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: servicemonitors.monitoring.coreos.com
+  name: %[2]s.monitoring.coreos.com
 spec:
   group: monitoring.coreos.com
   scope: Namespaced
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  names: {kind: %[1]s, listKind: %[1]sList, plural: %[2]s, singular: %[3]s}
   versions:
   - name: v1
     served: true
     storage: true
     schema:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`
+`, kind, plural, strings.ToLower(kind))
+}
 
 func TestChartServerSideDryRun(t *testing.T) {
 	helmBin(t) // fail early, before starting the API server
@@ -511,7 +520,9 @@ func TestChartServerSideDryRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	installServiceMonitorCRD(ctx, t, c)
+	for _, k := range [][2]string{{"ServiceMonitor", "servicemonitors"}, {"PodMonitor", "podmonitors"}, {"PrometheusRule", "prometheusrules"}} {
+		installMonitoringCRD(ctx, t, c, k[0], k[1])
+	}
 
 	cases := []struct {
 		name   string
@@ -522,7 +533,9 @@ func TestChartServerSideDryRun(t *testing.T) {
 		{"all-features", "chart-all-features", chartDir + "/ci/all-features-values.yaml"},
 		{"existing-configmap", "chart-existing-cm", chartDir + "/ci/existing-configmap-values.yaml"},
 		{"namespaced", "chart-namespaced", chartDir + "/ci/namespaced-values.yaml"},
+		{"external-rbac", "chart-external-rbac", chartDir + "/ci/external-rbac-values.yaml"},
 		{"kustomize", namespace, ""},
+		{"kustomize-monitoring", namespace, ""},
 	}
 	// The namespaces namespaced-values.yaml watches.
 	for _, ns := range []string{"printing", "warehouse"} {
@@ -543,9 +556,15 @@ func TestChartServerSideDryRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			var objs []*unstructured.Unstructured
-			if tc.name == "kustomize" {
+			switch tc.name {
+			case "kustomize":
 				objs = renderKustomize(t, "default")
-			} else {
+			case "kustomize-monitoring":
+				objs = renderKustomize(t, "prometheus")
+				if len(objs) != 4 {
+					t.Errorf("config/prometheus: %d objects, want ServiceMonitor, PodMonitor, PrometheusRule and the dashboard ConfigMap", len(objs))
+				}
+			default:
 				var flags []string
 				if tc.values != "" {
 					flags = []string{"-f", tc.values}
@@ -636,16 +655,16 @@ func applyTwice(ctx context.Context, t *testing.T, c client.Client) {
 	}
 }
 
-// installServiceMonitorCRD creates the stand-in ServiceMonitor CRD and waits
-// until a ServiceMonitor can be dry-run applied.
-func installServiceMonitorCRD(ctx context.Context, t *testing.T, c client.Client) {
+// installMonitoringCRD creates a stand-in monitoring.coreos.com CRD and
+// waits until an object of its kind can be dry-run applied.
+func installMonitoringCRD(ctx context.Context, t *testing.T, c client.Client, kind, plural string) {
 	t.Helper()
-	crd := decode(t, []byte(serviceMonitorCRD))[0]
+	crd := decode(t, []byte(monitoringCRD(kind, plural)))[0]
 	if err := c.Create(ctx, crd); err != nil {
-		t.Fatalf("creating the ServiceMonitor CRD: %v", err)
+		t.Fatalf("creating the %s CRD: %v", kind, err)
 	}
 	probe := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+		"apiVersion": "monitoring.coreos.com/v1", "kind": kind,
 		"metadata": map[string]any{"name": "probe", "namespace": "default"},
 	}}
 	var err error
@@ -655,5 +674,5 @@ func installServiceMonitorCRD(ctx context.Context, t *testing.T, c client.Client
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("the ServiceMonitor CRD never became usable: %v", err)
+	t.Fatalf("the %s CRD never became usable: %v", kind, err)
 }

@@ -21,6 +21,15 @@ prefix "licenseha" (test/manifests compares both).
 {{ include "licenseha.fullname" . }}-operator
 {{- end }}
 
+{{/* Name of the operator's ServiceAccount, created by the chart or not. */}}
+{{- define "licenseha.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "licenseha.operatorName" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
 {{- define "licenseha.selectorLabels" -}}
 app.kubernetes.io/name: {{ default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/instance: {{ .Release.Name }}
