@@ -56,6 +56,11 @@ verify-generate: generate manifests ## Fail when committed generated files are s
 		echo "Generated files are stale; run 'make generate manifests' and commit:"; \
 		git status --porcelain -- api config charts; git --no-pager diff --stat -- api config charts; exit 1; fi
 
+.PHONY: verify-imports
+verify-imports: ## Fail when a package under pkg/ imports one under internal/ (pkg/ is for other programs too).
+	@out=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./pkg/... | grep 'licenseha/internal/' || true); \
+		if [ -n "$$out" ]; then echo "pkg/ must not import internal/:"; echo "$$out"; exit 1; fi
+
 .PHONY: fmt
 fmt: ## Format the Go code.
 	$(GO) fmt ./...
@@ -85,8 +90,12 @@ docker-build: ## Build the container image (needs a Docker engine).
 ##@ Cluster
 
 .PHONY: bench-failover
-bench-failover: build localcluster ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20).
-	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20)
+bench-failover: build localcluster ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20, PEER_TIMEOUT=seconds, KINDS=crash,...).
+	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20) $(if $(PEER_TIMEOUT),-peer-timeout $(PEER_TIMEOUT)) $(if $(KINDS),-kinds $(KINDS))
+
+.PHONY: bench-api
+bench-api: build localcluster ## Measure the API requests per steady triad and pair per minute (kube-apiserver's apiserver_request_total, baseline subtracted; root; ≈15 min).
+	$(GO) run ./hack/bench-api
 
 .PHONY: deps
 deps: ## Install the Debian packages the local cluster needs (iptables, iproute2, util-linux, ...), when missing.
@@ -115,7 +124,7 @@ envtest-assets: ## Build etcd, kube-apiserver, kube-controller-manager when miss
 	@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh
 
 .PHONY: test
-test: verify-generate verify-fmt vet verify-chart test-unit test-integration test-manifests test-promql ## Generation checks, vet, and all tests.
+test: verify-generate verify-fmt verify-imports vet verify-chart test-unit test-integration test-manifests test-promql ## Generation checks, vet, and all tests.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (no API server).

@@ -19,6 +19,7 @@ import (
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/server"
 )
 
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
@@ -75,7 +76,7 @@ func clientAccessCondition(generation int64, g builder.Group, in clientAccessInp
 		case s.Data[key] == nil:
 			return fail(licensehav1.ReasonSecretKeyMissing, "Secret %q named by %s has no key %q; put the client tokens there, one per line", name, field, key)
 		}
-		if _, err := group.ParseClientTokens(s.Data[key]); err != nil {
+		if _, err := server.ParseClientTokens(s.Data[key]); err != nil {
 			return fail(licensehav1.ReasonNoClientTokens, "Secret %q key %q named by %s: %v", name, key, field, err)
 		}
 	}

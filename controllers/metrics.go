@@ -106,7 +106,9 @@ func (c *statusCounter) Collect(ch chan<- prometheus.Metric) {
 	for k := range c.values {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+"/"+keys[i][1]+"/"+keys[i][2] < keys[j][0]+"/"+keys[j][1]+"/"+keys[j][2] })
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i][0]+"/"+keys[i][1]+"/"+keys[i][2] < keys[j][0]+"/"+keys[j][1]+"/"+keys[j][2]
+	})
 	for _, k := range keys {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, c.values[k], k[0], k[1], k[2])
 	}

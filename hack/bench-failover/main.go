@@ -56,10 +56,11 @@ func main() {
 	trials := flag.Int("trials", 20, "trials per kind of fault")
 	kinds := flag.String("kinds", "crash,graceful,switchover,failback", "kinds of fault to measure")
 	instance := flag.Int("instance", 6, "local cluster instance to use")
+	peerTimeout := flag.Int("peer-timeout", 0, "spec.failover.peerTimeoutSeconds of the triad (0: the default, 2)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *instance, *trials, strings.Split(*kinds, ",")); err != nil {
+	if err := run(ctx, *instance, *trials, int32(*peerTimeout), strings.Split(*kinds, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
@@ -67,7 +68,7 @@ func main() {
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
-func run(ctx context.Context, instance, trials int, kinds []string) error {
+func run(ctx context.Context, instance, trials int, peerTimeout int32, kinds []string) error {
 	env, err := harness.Start(ctx, harness.Options{Instance: instance, Log: logf})
 	if err != nil {
 		return err
@@ -78,6 +79,11 @@ func run(ctx context.Context, instance, trials int, kinds []string) error {
 	}
 	if _, err := env.CreateTriad(ctx, ns, triad, func(t *licensehav1.LicenseTriad) {
 		t.Spec.Failover.FailbackDelaySeconds = 3
+		if peerTimeout > 0 {
+			t.Spec.Failover.PeerTimeoutSeconds = peerTimeout
+			// The default heartbeat interval, 250 ms, is at most half of
+			// any allowed peer timeout, as the CEL rule requires.
+		}
 	}); err != nil {
 		return err
 	}

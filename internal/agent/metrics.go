@@ -12,15 +12,15 @@ import (
 // agentMetrics are served on the agent's HTTP port at /metrics: what only a
 // member itself knows, beside the operator's view of the whole group.
 type agentMetrics struct {
-	reg          *prometheus.Registry
-	role         *prometheus.GaugeVec
-	epoch        prometheus.Gauge
-	takeover     prometheus.Gauge
-	revision     *prometheus.GaugeVec
-	syncAge      prometheus.Gauge
-	inUse        *prometheus.GaugeVec
-	capacity     *prometheus.GaugeVec
-	restarts     prometheus.Counter
+	reg      *prometheus.Registry
+	role     *prometheus.GaugeVec
+	epoch    prometheus.Gauge
+	takeover prometheus.Gauge
+	revision *prometheus.GaugeVec
+	syncAge  prometheus.Gauge
+	inUse    *prometheus.GaugeVec
+	capacity *prometheus.GaugeVec
+	restarts prometheus.Counter
 	// restartsSeen is the supervisor's restart count already added to
 	// restarts.
 	restartsSeen int

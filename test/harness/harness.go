@@ -40,6 +40,11 @@ type Options struct {
 	StateDir string
 	// RestartBackoff is the kubelet-like back-off after the first restart.
 	RestartBackoff time.Duration
+	// VolumeResync is how often the nodes refresh configMap and secret
+	// volumes (a GET of each source); default the local cluster's 2 s.
+	// A real kubelet watches the sources instead, so measurements of what
+	// groups cost the API server set it long.
+	VolumeResync time.Duration
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
 }
@@ -115,8 +120,12 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		backoff = 10 * time.Second
 	}
 	e.logf("Starting the local cluster (instance %d) in %s", opts.Instance, e.StateDir)
-	if _, err := e.localcluster(ctx, "up", "--detach", "--k8s-bin-dir", e.K8sBin, "--state-dir", e.StateDir,
-		"--restart-backoff", backoff.String()); err != nil {
+	args := []string{"up", "--detach", "--k8s-bin-dir", e.K8sBin, "--state-dir", e.StateDir,
+		"--restart-backoff", backoff.String()}
+	if opts.VolumeResync > 0 {
+		args = append(args, "--volume-resync", opts.VolumeResync.String())
+	}
+	if _, err := e.localcluster(ctx, args...); err != nil {
 		return nil, err
 	}
 	if _, err := e.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
