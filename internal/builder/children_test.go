@@ -4,9 +4,8 @@ import (
 	"slices"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 )
 
 func childKeys(g Group) []string {
@@ -18,10 +17,8 @@ func childKeys(g Group) []string {
 }
 
 func TestChildrenNameEveryObjectOfAGroup(t *testing.T) {
-	triad := &licensehav1.LicenseTriad{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "plant"},
-		Spec: licensehav1.LicenseTriadSpec{
-			Members: []licensehav1.TriadMember{{Name: "a"}, {Name: "b"}, {Name: "c"}},
-			Storage: &licensehav1.StorageSpec{}}}
+	triad := testfixtures.Triad("ns", "plant")
+	triad.Spec.Storage = &licensehav1.StorageSpec{}
 	want := []string{
 		"ServiceAccount/plant-agent", "Role/plant-agent", "RoleBinding/plant-agent",
 		"Secret/plant-admin", "ConfigMap/plant-state", "Secret/plant-state", "Lease/plant-active",
@@ -33,7 +30,7 @@ func TestChildrenNameEveryObjectOfAGroup(t *testing.T) {
 		t.Errorf("triad children:\n got %v\nwant %v", got, want)
 	}
 
-	pair := &licensehav1.LicenseBackupPair{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "px"}}
+	pair := testfixtures.Pair("ns", "px")
 	want = []string{
 		"ServiceAccount/px-agent", "Role/px-agent", "RoleBinding/px-agent",
 		"Secret/px-admin", "ConfigMap/px-state", "Secret/px-state", "Lease/px-active",

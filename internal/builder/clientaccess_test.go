@@ -15,30 +15,22 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 )
 
+// testTriad and testPair are the shared fixtures, named plant-a and
+// plant-b, member a of the triad with its own hostname.
 func testTriad() *licensehav1.LicenseTriad {
-	return &licensehav1.LicenseTriad{
-		ObjectMeta: metav1.ObjectMeta{Name: "plant-a", Namespace: "printing", UID: "uid-1"},
-		Spec: licensehav1.LicenseTriadSpec{
-			LicenseSecretRef: licensehav1.LocalObjectReference{Name: "plant-a-licenses"},
-			Members: []licensehav1.TriadMember{
-				{Name: "a", Role: licensehav1.RolePrimary, Placement: licensehav1.Placement{Hostname: "lic-a"}},
-				{Name: "b", Role: licensehav1.RoleSecondary},
-				{Name: "c", Role: licensehav1.RoleTertiary},
-			},
-		},
-	}
+	t := testfixtures.Triad("printing", "plant-a")
+	t.UID = "uid-1"
+	t.Spec.Members[0].Placement.Hostname = "lic-a"
+	return t
 }
 
 func testPair() *licensehav1.LicenseBackupPair {
-	return &licensehav1.LicenseBackupPair{
-		ObjectMeta: metav1.ObjectMeta{Name: "plant-b", Namespace: "printing", UID: "uid-2"},
-		Spec: licensehav1.LicenseBackupPairSpec{
-			Main:   licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "plant-b-main"}},
-			Backup: licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "plant-b-backup"}},
-		},
-	}
+	p := testfixtures.Pair("printing", "plant-b")
+	p.UID = "uid-2"
+	return p
 }
 
 func volumeNamed(p *corev1.Pod, name string) *corev1.Volume {

@@ -3,15 +3,10 @@ package builder
 import (
 	"slices"
 	"testing"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/licenseha/licenseha/internal/group"
 )
 
 func TestPodHidesTheTokenFromTheServerUnlessTold(t *testing.T) {
-	g := Group{Kind: group.KindTriad, Name: "plant", Namespace: "printing",
-		Owner: metav1.OwnerReference{Kind: group.KindTriad, Name: "plant"}, Members: []Member{{Name: "a"}}}
+	g := FromTriad(fixtureTriad())
 	hidden := Pod(g, g.Members[0], Options{Image: "img"})
 	if slices.Contains(hidden.Spec.Containers[0].Command, "--hide-token=false") {
 		t.Errorf("default command %v: the agent must hide the token", hidden.Spec.Containers[0].Command)
