@@ -39,13 +39,8 @@ type healthCase struct {
 }
 
 func healthTriad(generation int64, in triadInput, observed bool) *licensehav1.LicenseTriad {
-	t := &licensehav1.LicenseTriad{
-		TypeMeta:   metav1.TypeMeta{APIVersion: licensehav1.GroupVersion.String(), Kind: "LicenseTriad"},
-		ObjectMeta: metav1.ObjectMeta{Name: "plant", Namespace: "ns", Generation: generation},
-		Spec: licensehav1.LicenseTriadSpec{Members: []licensehav1.TriadMember{
-			{Name: "a", Role: licensehav1.RolePrimary}, {Name: "b", Role: licensehav1.RoleSecondary},
-			{Name: "c", Role: licensehav1.RoleTertiary}}},
-	}
+	t := statusTriad(generation)
+	t.TypeMeta = metav1.TypeMeta{APIVersion: licensehav1.GroupVersion.String(), Kind: "LicenseTriad"}
 	t.Status = triadStatusOf(nil, t, in)
 	if observed {
 		// What reconcileGroup records once every step has run.
@@ -57,12 +52,9 @@ func healthTriad(generation int64, in triadInput, observed bool) *licensehav1.Li
 }
 
 func healthPair(in pairInput, prev licensehav1.PairPhase) *licensehav1.LicenseBackupPair {
-	p := &licensehav1.LicenseBackupPair{
-		TypeMeta:   metav1.TypeMeta{APIVersion: licensehav1.GroupVersion.String(), Kind: "LicenseBackupPair"},
-		ObjectMeta: metav1.ObjectMeta{Name: "plant", Namespace: "ns", Generation: 2},
-		Spec:       licensehav1.LicenseBackupPairSpec{Mode: licensehav1.ActivePassive},
-		Status:     licensehav1.LicenseBackupPairStatus{Phase: prev},
-	}
+	p := statusPair(2, licensehav1.ActivePassive)
+	p.TypeMeta = metav1.TypeMeta{APIVersion: licensehav1.GroupVersion.String(), Kind: "LicenseBackupPair"}
+	p.Status = licensehav1.LicenseBackupPairStatus{Phase: prev}
 	p.Status = pairStatusOf(nil, p, in)
 	p.Status.ObservedGeneration = 2
 	return p

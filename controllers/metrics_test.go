@@ -11,20 +11,17 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/metricsdoc"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 )
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
 
 func metricsTriad(ns string) *licensehav1.LicenseTriad {
 	expires := metav1.NewTime(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	return &licensehav1.LicenseTriad{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plant"},
-		Spec: licensehav1.LicenseTriadSpec{Members: []licensehav1.TriadMember{
-			{Name: "a", Role: licensehav1.RolePrimary}, {Name: "b", Role: licensehav1.RoleSecondary},
-			{Name: "c", Role: licensehav1.RoleTertiary}}},
-		Status: licensehav1.LicenseTriadStatus{Phase: licensehav1.TriadActive, ActiveMember: "a", MembersInQuorum: 3,
-			Failovers: 2, Licenses: []licensehav1.LicenseStatus{{ID: "lic-1", Expires: &expires}}},
-	}
+	t := testfixtures.Triad(ns, "plant")
+	t.Status = licensehav1.LicenseTriadStatus{Phase: licensehav1.TriadActive, ActiveMember: "a", MembersInQuorum: 3,
+		Failovers: 2, Licenses: []licensehav1.LicenseStatus{{ID: "lic-1", Expires: &expires}}}
+	return t
 }
 
 // TestOperatorMetrics: every metric the operator adds to controller-runtime's

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
@@ -24,11 +25,7 @@ const (
 
 // licenceFile issues a licence signed by the key the operator trusts.
 func licenceFile(id, groupKey string, edition licensing.Edition) []byte {
-	now := time.Now()
-	data, err := licensing.Issue(signingKey, licensing.License{
-		ID: id, Product: "LabelDesigner", Edition: edition, Printers: 10, Group: groupKey,
-		IssuedAt: now, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour),
-	})
+	data, err := testfixtures.Licence(signingKey, id, groupKey, edition)
 	Expect(err).NotTo(HaveOccurred())
 	return data
 }
@@ -37,11 +34,8 @@ func licenceFile(id, groupKey string, edition licensing.Edition) []byte {
 // named after ("<group>-licenses", "<pair>-main", ...).
 func licenseSecret(ns, name string) *corev1.Secret {
 	groupName := name[:strings.LastIndex(name, "-")]
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Data: map[string][]byte{"plant.lic": licenceFile("LIC-"+strings.ToUpper(name), ns+"/"+groupName,
-			licensing.EditionEnterprise)},
-	}
+	return testfixtures.LicenceSecret(ns, name, licenceFile("LIC-"+strings.ToUpper(name), ns+"/"+groupName,
+		licensing.EditionEnterprise))
 }
 
 // condition returns the named condition of a group, re-read from the API.

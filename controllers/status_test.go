@@ -15,6 +15,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 )
 
 // These tests feed the status functions what the operator observes (the
@@ -24,6 +25,20 @@ import (
 // itself (checkConsistent).
 
 var statusNow = metav1.NewTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+
+// statusTriad and statusPair are the shared fixtures ns/plant at a
+// generation.
+func statusTriad(generation int64) *licensehav1.LicenseTriad {
+	t := testfixtures.Triad("ns", "plant")
+	t.Generation = generation
+	return t
+}
+
+func statusPair(generation int64, mode licensehav1.PairMode) *licensehav1.LicenseBackupPair {
+	p := testfixtures.Pair("ns", "plant")
+	p.Generation, p.Spec.Mode = generation, mode
+	return p
+}
 
 // memberPod is a running, ready member pod whose agent reports r.
 func memberPod(groupName, member string, r group.MemberState) *corev1.Pod {
@@ -175,12 +190,7 @@ func TestTriadStatus(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			triad := &licensehav1.LicenseTriad{
-				ObjectMeta: metav1.ObjectMeta{Name: "plant", Namespace: "ns", Generation: 3},
-				Spec: licensehav1.LicenseTriadSpec{Members: []licensehav1.TriadMember{
-					{Name: "a", Role: licensehav1.RolePrimary}, {Name: "b", Role: licensehav1.RoleSecondary},
-					{Name: "c", Role: licensehav1.RoleTertiary}}},
-			}
+			triad := statusTriad(3)
 			in := triadInput{pods: tc.pods, lease: tc.lease, blocked: tc.blocked}
 			st := triadStatusOf(t, triad, in)
 			got := want{phase: string(st.Phase), active: st.ActiveMember}
@@ -302,11 +312,8 @@ func TestPairStatus(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &licensehav1.LicenseBackupPair{
-				ObjectMeta: metav1.ObjectMeta{Name: "plant", Namespace: "ns", Generation: 2},
-				Spec:       licensehav1.LicenseBackupPairSpec{Mode: tc.mode},
-				Status:     licensehav1.LicenseBackupPairStatus{Phase: tc.prevPhase, ActiveServer: tc.prevSide},
-			}
+			p := statusPair(2, tc.mode)
+			p.Status = licensehav1.LicenseBackupPairStatus{Phase: tc.prevPhase, ActiveServer: tc.prevSide}
 			st := pairStatusOf(t, p, pairInput{pods: tc.pods, lease: tc.lease, blocked: tc.blocked})
 			got := want{phase: string(st.Phase), active: string(st.ActiveServer)}
 			if c := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionReady); c != nil {
@@ -323,6 +330,11 @@ func TestPairStatus(t *testing.T) {
 				t.Errorf("a server serves (main %v, backup %v) but activeServer is %q", st.Main.Serving, st.Backup.Serving, st.ActiveServer)
 			}
 			checkConsistent(t, st.Conditions, serving, string(st.Phase), "Active")
+			for _, c := range st.Conditions {
+				if c.ObservedGeneration != 2 {
+					t.Errorf("%s: observedGeneration %d, want 2", c.Type, c.ObservedGeneration)
+				}
+			}
 		})
 	}
 }
@@ -349,6 +361,10 @@ func checkConsistent(t *testing.T, conds []metav1.Condition, serving bool, phase
 	if (phase == activePhase) != healthy {
 		t.Errorf("phase %s with Ready %s and Degraded %s", phase, ready.Status, degraded.Status)
 	}
+	// Stalled (kstatus' failure) is reported exactly in phase Failed.
+	if stalled := meta.IsStatusConditionTrue(conds, licensehav1.ConditionStalled); stalled != (phase == "Failed") {
+		t.Errorf("phase %s with Stalled %v", phase, stalled)
+	}
 	for _, c := range conds {
 		if c.LastTransitionTime.IsZero() || c.Reason == "" {
 			t.Errorf("condition %s lacks a transition time or a reason: %+v", c.Type, c)
@@ -359,10 +375,7 @@ func checkConsistent(t *testing.T, conds []metav1.Condition, serving bool, phase
 // TestStatusIsPure: the same observations give the same status, and the
 // group passed in is left as it was.
 func TestStatusIsPure(t *testing.T) {
-	triad := &licensehav1.LicenseTriad{ObjectMeta: metav1.ObjectMeta{Name: "plant", Generation: 1},
-		Spec: licensehav1.LicenseTriadSpec{Members: []licensehav1.TriadMember{
-			{Name: "a", Role: licensehav1.RolePrimary}, {Name: "b", Role: licensehav1.RoleSecondary},
-			{Name: "c", Role: licensehav1.RoleTertiary}}}}
+	triad := statusTriad(1)
 	in := triadInput{pods: pods(triadMember("a", group.StateActive, 4, "b", "c"),
 		triadMember("b", group.StateStandby, 4, "a", "c"), triadMember("c", group.StateWitness, 4, "a", "b")),
 		lease: heldLease("plant-a", 2)}
@@ -375,8 +388,7 @@ func TestStatusIsPure(t *testing.T) {
 		t.Errorf("two computations differ:\n%+v\n%+v", first, second)
 	}
 
-	pair := &licensehav1.LicenseBackupPair{ObjectMeta: metav1.ObjectMeta{Name: "plant", Generation: 1},
-		Spec: licensehav1.LicenseBackupPairSpec{Mode: licensehav1.ActivePassive}}
+	pair := statusPair(1, licensehav1.ActivePassive)
 	pin := pairInput{pods: pods(pairMember("main", group.StateActive, 5, "1.0", "backup"),
 		pairMember("backup", group.StateStandby, 5, "1.0", "main")), lease: heldLease("plant-main", 1)}
 	pbefore := pair.DeepCopy()
@@ -395,20 +407,16 @@ func TestStatusIsPure(t *testing.T) {
 // TestFailoversAreCounted: a takeover is counted once, from what was
 // observed, with the observation time.
 func TestFailoversAreCounted(t *testing.T) {
-	triad := &licensehav1.LicenseTriad{ObjectMeta: metav1.ObjectMeta{Name: "plant"},
-		Spec: licensehav1.LicenseTriadSpec{Members: []licensehav1.TriadMember{
-			{Name: "a", Role: licensehav1.RolePrimary}, {Name: "b", Role: licensehav1.RoleSecondary},
-			{Name: "c", Role: licensehav1.RoleTertiary}}},
-		Status: licensehav1.LicenseTriadStatus{Epoch: 1, ActiveMember: "a"}}
+	triad := statusTriad(0)
+	triad.Status = licensehav1.LicenseTriadStatus{Epoch: 1, ActiveMember: "a"}
 	st := triadStatusOf(t, triad, triadInput{pods: pods(triadMember("b", group.StateActive, 4, "c"),
 		triadMember("c", group.StateWitness, 4, "b")), lease: heldLease("plant-b", 2)})
 	if st.ActiveMember != "b" || st.Failovers != 1 || st.LastFailoverTime == nil || !st.LastFailoverTime.Equal(&statusNow) {
 		t.Errorf("triad after a takeover: active %q, failovers %d, last failover %v", st.ActiveMember, st.Failovers, st.LastFailoverTime)
 	}
 
-	pair := &licensehav1.LicenseBackupPair{ObjectMeta: metav1.ObjectMeta{Name: "plant"},
-		Spec:   licensehav1.LicenseBackupPairSpec{Mode: licensehav1.ActivePassive},
-		Status: licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, ActiveServer: licensehav1.SideMain}}
+	pair := statusPair(0, licensehav1.ActivePassive)
+	pair.Status = licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, ActiveServer: licensehav1.SideMain}
 	in := pairInput{pods: pods(pairMember("backup", group.StateActive, 5, "1.0")), lease: heldLease("plant-backup", 2)}
 	pair.Status = pairStatusOf(t, pair, in)
 	pair.Status = pairStatusOf(t, pair, in)
@@ -433,4 +441,145 @@ func triadStatusOf(_ *testing.T, t *licensehav1.LicenseTriad, in triadInput) lic
 
 func pairStatusOf(_ *testing.T, p *licensehav1.LicenseBackupPair, in pairInput) licensehav1.LicenseBackupPairStatus {
 	return computePairStatus(p, observedPair{pods: in.pods, lease: in.lease, blocked: in.blocked, now: statusNow})
+}
+
+// TestTriadQuorum: a member counts in the quorum when another member hears
+// it and it is not still joining; the quorum string, the count, the
+// QuorumSatisfied condition and the phase agree.
+func TestTriadQuorum(t *testing.T) {
+	joining := func(p *corev1.Pod) *corev1.Pod {
+		var r group.MemberState
+		_ = json.Unmarshal([]byte(p.Annotations[group.AnnotationMemberState]), &r)
+		r.Joining = true
+		raw, _ := json.Marshal(r)
+		p.Annotations[group.AnnotationMemberState] = string(raw)
+		return p
+	}
+	cases := []struct {
+		name     string
+		pods     map[string]*corev1.Pod
+		lease    *coordinationv1.Lease
+		quorum   string
+		in       int32
+		phase    licensehav1.TriadPhase
+		synced   bool
+		states   []licensehav1.MemberState
+		revision int64
+	}{{
+		name: "all three hear each other",
+		pods: pods(triadMember("a", group.StateActive, 4, "b", "c"), triadMember("b", group.StateStandby, 4, "a", "c"),
+			triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 1), quorum: "3/3", in: 3, phase: licensehav1.TriadActive, synced: true, revision: 4,
+		states: []licensehav1.MemberState{licensehav1.MemberActive, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name: "b lags behind a's state",
+		pods: pods(triadMember("a", group.StateActive, 4, "b", "c"), triadMember("b", group.StateStandby, 3, "a", "c"),
+			triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 1), quorum: "3/3", in: 3, phase: licensehav1.TriadDegraded, revision: 4,
+		states: []licensehav1.MemberState{licensehav1.MemberActive, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name: "c is still joining after a restart",
+		pods: pods(triadMember("a", group.StateActive, 4, "b", "c"), triadMember("b", group.StateStandby, 4, "a", "c"),
+			joining(triadMember("c", group.StateWitness, 4, "a", "b"))),
+		lease: heldLease("plant-a", 1), quorum: "2/3", in: 2, phase: licensehav1.TriadDegraded, synced: true, revision: 4,
+		states: []licensehav1.MemberState{licensehav1.MemberActive, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name: "c reports hearing a and b, but nobody hears c (a frozen last report)",
+		pods: pods(triadMember("a", group.StateActive, 4, "b"), triadMember("b", group.StateStandby, 4, "a"),
+			triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 1), quorum: "2/3", in: 2, phase: licensehav1.TriadDegraded, synced: true, revision: 4,
+		states: []licensehav1.MemberState{licensehav1.MemberActive, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name: "the active crashed: its report no longer counts",
+		pods: pods(crashed(triadMember("a", group.StateActive, 4, "b", "c")), triadMember("b", group.StateStandby, 4, "c"),
+			triadMember("c", group.StateWitness, 4, "b")),
+		lease: heldLease("plant-a", 1), quorum: "2/3", in: 2, phase: licensehav1.TriadDegraded,
+		states: []licensehav1.MemberState{licensehav1.MemberUnhealthy, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name:  "one member alone",
+		pods:  pods(triadMember("a", group.StateFenced, 4)),
+		lease: heldLease("plant-a", 2), quorum: "0/3", in: 0, phase: licensehav1.TriadNoQuorum,
+		states: []licensehav1.MemberState{licensehav1.MemberFenced, licensehav1.MemberPending, licensehav1.MemberPending},
+	}, {
+		name: "forming: no pod reports yet", pods: pods(), quorum: "0/3", in: 0, phase: licensehav1.TriadForming,
+		states: []licensehav1.MemberState{licensehav1.MemberPending, licensehav1.MemberPending, licensehav1.MemberPending},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := triadStatusOf(t, statusTriad(5), triadInput{pods: tc.pods, lease: tc.lease})
+			if st.Quorum != tc.quorum || st.MembersInQuorum != tc.in || st.Phase != tc.phase ||
+				st.Sync.Synchronized != tc.synced || st.Sync.Revision != tc.revision {
+				t.Errorf("quorum %s (%d), phase %s, synchronized %v at %d; want %s (%d), %s, %v at %d",
+					st.Quorum, st.MembersInQuorum, st.Phase, st.Sync.Synchronized, st.Sync.Revision,
+					tc.quorum, tc.in, tc.phase, tc.synced, tc.revision)
+			}
+			var states []licensehav1.MemberState
+			for i, m := range st.Members {
+				states = append(states, m.State)
+				if want := "plant-" + testfixtures.TriadMembers[i]; m.Name != testfixtures.TriadMembers[i] || m.Pod != want {
+					t.Errorf("member %d is %s (pod %s), want %s", i, m.Name, m.Pod, want)
+				}
+			}
+			if !reflect.DeepEqual(states, tc.states) {
+				t.Errorf("member states %v, want %v", states, tc.states)
+			}
+			q := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionQuorumSatisfied)
+			if q == nil || (q.Status == metav1.ConditionTrue) != (tc.in >= 2) {
+				t.Errorf("QuorumSatisfied %+v with %d members in quorum", q, tc.in)
+			}
+			s := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionSynchronized)
+			if s == nil || (s.Status == metav1.ConditionTrue) != tc.synced {
+				t.Errorf("Synchronized %+v, want %v", s, tc.synced)
+			}
+			checkConsistent(t, st.Conditions, st.ActiveMember != "", string(st.Phase), "Active")
+		})
+	}
+}
+
+// TestPairSyncState: the pair's four sync states follow from the two agents'
+// reports; the Connected and Synchronized conditions agree with them.
+func TestPairSyncState(t *testing.T) {
+	member := func(side string, rev, filesRev int64, peers ...string) *corev1.Pod {
+		return memberPod("plant", side, group.MemberState{State: group.StateActive, Revision: rev, FilesRevision: filesRev,
+			ServerVersion: "1.0", Peers: peers})
+	}
+	for _, tc := range []struct {
+		name      string
+		pods      map[string]*corev1.Pod
+		syncPaths bool
+		want      licensehav1.SyncState
+	}{
+		{name: "connected, the backup holds the main's revision",
+			pods: pods(member("main", 5, 0, "backup"), member("backup", 5, 0, "main")), want: licensehav1.ConnectedSynchronized},
+		{name: "connected, the backup lags",
+			pods: pods(member("main", 6, 0, "backup"), member("backup", 5, 0, "main")), want: licensehav1.ConnectedNotSynchronized},
+		{name: "disconnected after syncing",
+			pods: pods(member("main", 5, 0), member("backup", 5, 0)), want: licensehav1.DisconnectedSynchronized},
+		{name: "the backup is down",
+			pods: pods(member("main", 5, 0)), want: licensehav1.DisconnectedNotSynchronized},
+		{name: "with sync paths, the files lag", syncPaths: true,
+			pods: pods(member("main", 5, 3, "backup"), member("backup", 5, 2, "main")), want: licensehav1.ConnectedNotSynchronized},
+		{name: "without sync paths, files are not compared",
+			pods: pods(member("main", 5, 3, "backup"), member("backup", 5, 2, "main")), want: licensehav1.ConnectedSynchronized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := statusPair(1, licensehav1.ActiveActive)
+			if tc.syncPaths {
+				p.Spec.Sync.Paths = []licensehav1.SyncPath{{Path: "labels"}}
+			}
+			st := pairStatusOf(t, p, pairInput{pods: tc.pods})
+			if st.SyncState != tc.want {
+				t.Errorf("sync state %s, want %s", st.SyncState, tc.want)
+			}
+			connected := tc.want == licensehav1.ConnectedSynchronized || tc.want == licensehav1.ConnectedNotSynchronized
+			synced := tc.want == licensehav1.ConnectedSynchronized || tc.want == licensehav1.DisconnectedSynchronized
+			if st.Connected != connected || meta.IsStatusConditionTrue(st.Conditions, licensehav1.ConditionConnected) != connected ||
+				st.Synchronized != synced || meta.IsStatusConditionTrue(st.Conditions, licensehav1.ConditionSynchronized) != synced {
+				t.Errorf("connected %v, synchronized %v, conditions %+v", st.Connected, st.Synchronized, st.Conditions)
+			}
+			if synced != (st.LastSyncTime != nil) {
+				t.Errorf("lastSyncTime %v with synchronized %v", st.LastSyncTime, synced)
+			}
+		})
+	}
 }

@@ -10,7 +10,6 @@ import (
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -18,31 +17,14 @@ import (
 	"sigs.k8s.io/yaml"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 )
 
-func validTriad(ns, name string) *licensehav1.LicenseTriad {
-	return &licensehav1.LicenseTriad{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: licensehav1.LicenseTriadSpec{
-			LicenseSecretRef: licensehav1.LocalObjectReference{Name: name + "-licenses"},
-			Members: []licensehav1.TriadMember{
-				{Name: "a", Role: licensehav1.RolePrimary},
-				{Name: "b", Role: licensehav1.RoleSecondary},
-				{Name: "c", Role: licensehav1.RoleTertiary},
-			},
-		},
-	}
-}
+// validTriad and validPair are the shared fixtures: triad members a, b, c
+// reading <triad>-licenses; a pair reading <pair>-main and <pair>-backup.
+func validTriad(ns, name string) *licensehav1.LicenseTriad { return testfixtures.Triad(ns, name) }
 
-func validPair(ns, name string) *licensehav1.LicenseBackupPair {
-	return &licensehav1.LicenseBackupPair{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: licensehav1.LicenseBackupPairSpec{
-			Main:   licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: name + "-main"}},
-			Backup: licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: name + "-backup"}},
-		},
-	}
-}
+func validPair(ns, name string) *licensehav1.LicenseBackupPair { return testfixtures.Pair(ns, name) }
 
 func email() *licensehav1.NotificationsSpec {
 	return &licensehav1.NotificationsSpec{Email: &licensehav1.EmailNotification{

@@ -796,3 +796,47 @@ func TestChildrenAreTheBuiltObjects(t *testing.T) {
 		})
 	}
 }
+
+// TestServerCommand: the reference server is wired to the pod's port and
+// mounts; a vendor command runs as given, fenced by stopping it.
+func TestServerCommand(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		server  licensehav1.ServerSpec
+		want    []string // the server command
+		fenceBy string   // "--stop-to-fence" when the agent stops the server to fence it
+	}{{
+		name: "reference server, defaults",
+		want: []string{group.ImageBinDir + "/license-server", "--listen=:5160", "--admin-listen=127.0.0.1:5161",
+			"--admin-token-file=" + group.AdminTokenFile, "--data-dir=" + licensehav1.DefaultDataPath,
+			"--license-dir=" + group.LicenseDir, "--trusted-keys=" + group.TrustedKeysFile,
+			"--group=printing/plant", "--member=b", "--role=standby"},
+	}, {
+		name:   "reference server, own port, data path and args",
+		server: licensehav1.ServerSpec{Port: 27000, DataPath: "/srv/lic", Args: []string{"--log-level=debug"}},
+		want: []string{group.ImageBinDir + "/license-server", "--listen=:27000", "--admin-listen=127.0.0.1:5161",
+			"--admin-token-file=" + group.AdminTokenFile, "--data-dir=/srv/lic",
+			"--license-dir=" + group.LicenseDir, "--trusted-keys=" + group.TrustedKeysFile,
+			"--group=printing/plant", "--member=b", "--role=standby", "--log-level=debug"},
+	}, {
+		name:    "vendor server",
+		server:  licensehav1.ServerSpec{Image: "vendor/lmgrd", Command: []string{"/opt/lmgrd", "-z"}, Args: []string{"-c", "/etc/licenseha/licenses"}},
+		want:    []string{"/opt/lmgrd", "-z", "-c", "/etc/licenseha/licenses"},
+		fenceBy: "--stop-to-fence",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := fixtureTriad()
+			tr.Spec.Server = tc.server
+			g := FromTriad(tr)
+			m := g.Members[1]
+			if got := ServerCommand(g, m); !slices.Equal(got, tc.want) {
+				t.Errorf("server command\n got %q\nwant %q", got, tc.want)
+			}
+			cmd := Pod(g, m, Options{Image: opImage}).Spec.Containers[0].Command
+			agent := cmd[:slices.Index(cmd, "--")]
+			if got := slices.Contains(agent, "--stop-to-fence"); got != (tc.fenceBy != "") {
+				t.Errorf("agent args %q: --stop-to-fence %v, want %v", agent, got, tc.fenceBy != "")
+			}
+		})
+	}
+}

@@ -23,6 +23,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 	"github.com/licenseha/licenseha/controllers"
 	"github.com/licenseha/licenseha/pkg/licensing"
 )
@@ -147,28 +148,14 @@ func TestNamespacedOperator(t *testing.T) {
 	}()
 
 	for _, ns := range []string{"team-a", "team-c"} {
-		now := time.Now()
-		lic, err := licensing.Issue(priv, licensing.License{ID: "LIC-" + ns, Product: "LabelDesigner",
-			Edition: licensing.EditionEnterprise, Printers: 10, Group: ns + "/plant",
-			IssuedAt: now, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)})
+		lic, err := testfixtures.Licence(priv, "LIC-"+ns, ns+"/plant", licensing.EditionEnterprise)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plant-licenses"},
-			Data: map[string][]byte{"plant.lic": lic}}); err != nil {
+		if err := c.Create(ctx, testfixtures.LicenceSecret(ns, testfixtures.TriadLicenseSecret("plant"), lic)); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Create(ctx, &licensehav1.LicenseTriad{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plant"},
-			Spec: licensehav1.LicenseTriadSpec{
-				LicenseSecretRef: licensehav1.LocalObjectReference{Name: "plant-licenses"},
-				Members: []licensehav1.TriadMember{
-					{Name: "a", Role: licensehav1.RolePrimary},
-					{Name: "b", Role: licensehav1.RoleSecondary},
-					{Name: "c", Role: licensehav1.RoleTertiary},
-				},
-			},
-		}); err != nil {
+		if err := c.Create(ctx, testfixtures.Triad(ns, "plant")); err != nil {
 			t.Fatal(err)
 		}
 	}
