@@ -183,3 +183,26 @@ func setConditions(conds *[]metav1.Condition, now metav1.Time, cs ...metav1.Cond
 		meta.SetStatusCondition(conds, c)
 	}
 }
+
+// boolCondition is a condition that is True or False with a reason and a
+// message for each.
+func boolCondition(generation int64, typ string, ok bool, reasonTrue, reasonFalse, msgTrue, msgFalse string) metav1.Condition {
+	c := metav1.Condition{Type: typ, ObservedGeneration: generation, Status: metav1.ConditionTrue, Reason: reasonTrue, Message: msgTrue}
+	if !ok {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, reasonFalse, msgFalse
+	}
+	return c
+}
+
+// blockedPhase is the phase a blocker leaves a group in: failed when only a
+// change of spec or of other objects helps, degraded instead of active when
+// the group serves but not as specified, otherwise phase.
+func blockedPhase[P ~string](phase P, b *blocker, active, degraded, failed P) P {
+	switch {
+	case b != nil && b.failed:
+		return failed
+	case b != nil && phase == active:
+		return degraded
+	}
+	return phase
+}

@@ -192,7 +192,7 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 		}
 	}
 	before := p.Status.DeepCopy()
-	p.Status = computePairStatus(p, observedPair{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
+	p.Status = computePairStatus(p, observed{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
 	r.recordTransitions(ctx, p, before)
 	observePairMetrics(p)
 	return res, nil

@@ -129,7 +129,7 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 		}
 	}
 	before := t.Status.DeepCopy()
-	t.Status = computeTriadStatus(t, observedTriad{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
+	t.Status = computeTriadStatus(t, observed{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
 	r.recordTransitions(ctx, t, before, leaseReason(lease))
 	observeTriadMetrics(t)
 	return res, nil

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,23 @@ import (
 
 // EventNotificationFailed is recorded when a notification cannot be sent.
 const EventNotificationFailed = "NotificationFailed"
+
+// eventEmitter returns a function that records an Event on a group and,
+// for the reasons in notifyOn, sends the group's notifications: ev with the
+// reason and the Event's note as its message.
+func (r *groupReconciler) eventEmitter(ctx context.Context, obj client.Object, spec *licensehav1.NotificationsSpec,
+	ev notify.Event, notifyOn ...string) func(typ, reason, action, note string) {
+	return func(typ, reason, action, note string) {
+		if r.Recorder != nil {
+			r.Recorder.Eventf(obj, nil, typ, reason, action, "%s", note)
+		}
+		if slices.Contains(notifyOn, reason) {
+			e := ev
+			e.Reason, e.Message = reason, note
+			r.notifier.send(ctx, obj, spec, e)
+		}
+	}
+}
 
 // notifier sends a group's notifications in the background, so a slow
 // webhook or mail relay never holds up a reconcile. Credentials are read

@@ -1,27 +1,12 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
-	"github.com/licenseha/licenseha/pkg/notify"
-)
-
-// Event reasons of a backup pair.
-const (
-	EventDisconnected   = "Disconnected"
-	EventReconnected    = "Reconnected"
-	EventOutOfSync      = "OutOfSync"
-	EventResynchronized = "Synchronized"
-	EventTookOver       = "TookOver"
-	EventServiceLost    = "ServiceLost"
 )
 
 // syncStateOf combines the two flags into the pair's four states.
@@ -37,18 +22,6 @@ func syncStateOf(connected, synchronized bool) licensehav1.SyncState {
 	return licensehav1.DisconnectedNotSynchronized
 }
 
-// observedPair is everything a pair's status is derived from, besides the
-// pair itself (its spec and the status it had).
-type observedPair struct {
-	// pods by side ("main", "backup"); a side without a pod is absent.
-	pods  map[string]*corev1.Pod
-	lease *coordinationv1.Lease
-	// blocked, when set, is why the pair cannot serve as specified.
-	blocked *blocker
-	// now is when the observation was made.
-	now metav1.Time
-}
-
 // computePairStatus derives a pair's status from its pods and the Lease.
 // Connected: both agents report hearing each other. Synchronized: the backup
 // holds the settings revision the main last published and, with
@@ -56,7 +29,7 @@ type observedPair struct {
 // reports it active and, in ActivePassive, it holds the Lease. It is a pure
 // function: it reads the pair (spec, generation, the status it had) and obs,
 // changes neither, and returns the new status.
-func computePairStatus(p *licensehav1.LicenseBackupPair, obs observedPair) licensehav1.LicenseBackupPairStatus {
+func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licensehav1.LicenseBackupPairStatus {
 	prev := &p.Status
 	st := p.Status.DeepCopy()
 	holder, _ := leaseHolder(obs.lease)
@@ -107,13 +80,6 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observedPair) licen
 	versionMismatch := mainOK && backOK && mainR.ServerVersion != backR.ServerVersion
 
 	gen := p.Generation
-	cond := func(typ string, ok bool, rt, rf, mt, mf string) metav1.Condition {
-		c := metav1.Condition{Type: typ, ObservedGeneration: gen, Status: metav1.ConditionTrue, Reason: rt, Message: mt}
-		if !ok {
-			c.Status, c.Reason, c.Message = metav1.ConditionFalse, rf, mf
-		}
-		return c
-	}
 	servingMsg := "Main and backup serve clients"
 	switch {
 	case activePassive:
@@ -141,9 +107,9 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observedPair) licen
 	ready, degraded := readyAndDegraded(gen, obs.now, h)
 	setConditions(&st.Conditions, obs.now,
 		ready,
-		cond(licensehav1.ConditionConnected, st.Connected, licensehav1.ReasonPeersConnected, licensehav1.ReasonPeersDisconnected,
+		boolCondition(gen, licensehav1.ConditionConnected, st.Connected, licensehav1.ReasonPeersConnected, licensehav1.ReasonPeersDisconnected,
 			"Main and backup reach each other", "Main and backup do not reach each other"),
-		cond(licensehav1.ConditionSynchronized, st.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
+		boolCondition(gen, licensehav1.ConditionSynchronized, st.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
 			"The backup holds the main's latest settings", "The backup does not hold the main's latest settings"),
 		degraded,
 	)
@@ -158,13 +124,7 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observedPair) licen
 	default:
 		st.Phase = licensehav1.PairDegraded
 	}
-	switch {
-	case obs.blocked != nil && obs.blocked.failed:
-		st.Phase = licensehav1.PairFailed
-	case obs.blocked != nil && st.Phase == licensehav1.PairActive:
-		// Serving, but not as specified.
-		st.Phase = licensehav1.PairDegraded
-	}
+	st.Phase = blockedPhase(st.Phase, obs.blocked, licensehav1.PairActive, licensehav1.PairDegraded, licensehav1.PairFailed)
 	setStalled(&st.Conditions, gen, obs.now, obs.blocked)
 	return *st
 }
@@ -174,40 +134,4 @@ func sideLicenses(st *licensehav1.LicenseBackupPairStatus, side string) []licens
 		return st.Main.Licenses
 	}
 	return st.Backup.Licenses
-}
-
-// recordTransitions emits Events when the pair disconnects, reconnects,
-// falls out of sync, or changes the serving server.
-func (r *LicenseBackupPairReconciler) recordTransitions(ctx context.Context, p *licensehav1.LicenseBackupPair, before *licensehav1.LicenseBackupPairStatus) {
-	emit := func(typ, reason, action, note string) {
-		if r.Recorder != nil {
-			r.Recorder.Eventf(p, nil, typ, reason, action, "%s", note)
-		}
-		switch reason {
-		case EventTookOver, EventServiceLost:
-			r.notifier.send(ctx, p, p.Spec.Notifications, notify.Event{Kind: "LicenseBackupPair", Namespace: p.Namespace,
-				Name: p.Name, Reason: reason, Member: string(p.Status.ActiveServer), Message: note})
-		}
-	}
-	if meta.IsStatusConditionTrue(before.Conditions, licensehav1.ConditionReady) &&
-		!meta.IsStatusConditionTrue(p.Status.Conditions, licensehav1.ConditionReady) {
-		emit(corev1.EventTypeWarning, EventServiceLost, "Serve", "Neither server serves")
-	}
-	formed := before.Phase != "" && before.Phase != licensehav1.PairForming
-	if formed && before.Connected && !p.Status.Connected {
-		emit(corev1.EventTypeWarning, EventDisconnected, "Connect", "Main and backup no longer reach each other")
-	}
-	if formed && !before.Connected && p.Status.Connected {
-		emit(corev1.EventTypeNormal, EventReconnected, "Connect", "Main and backup reach each other again")
-	}
-	if before.Synchronized && !p.Status.Synchronized {
-		emit(corev1.EventTypeWarning, EventOutOfSync, "Sync", "The backup no longer holds the main's latest settings")
-	}
-	if before.ActiveServer != p.Status.ActiveServer && p.Status.ActiveServer != "" {
-		if p.Status.ActiveServer == licensehav1.SideBackup {
-			emit(corev1.EventTypeWarning, EventTookOver, "Takeover", "The backup took over while the main is down")
-		} else if before.ActiveServer == licensehav1.SideBackup {
-			emit(corev1.EventTypeNormal, EventFailedBack, "Failback", "The main serves again")
-		}
-	}
 }

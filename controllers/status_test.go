@@ -436,11 +436,11 @@ type triadInput struct {
 type pairInput = triadInput
 
 func triadStatusOf(_ *testing.T, t *licensehav1.LicenseTriad, in triadInput) licensehav1.LicenseTriadStatus {
-	return computeTriadStatus(t, observedTriad{pods: in.pods, lease: in.lease, blocked: in.blocked, now: statusNow})
+	return computeTriadStatus(t, observed{pods: in.pods, lease: in.lease, blocked: in.blocked, now: statusNow})
 }
 
 func pairStatusOf(_ *testing.T, p *licensehav1.LicenseBackupPair, in pairInput) licensehav1.LicenseBackupPairStatus {
-	return computePairStatus(p, observedPair{pods: in.pods, lease: in.lease, blocked: in.blocked, now: statusNow})
+	return computePairStatus(p, observed{pods: in.pods, lease: in.lease, blocked: in.blocked, now: statusNow})
 }
 
 // TestTriadQuorum: a member counts in the quorum when another member hears

@@ -17,7 +17,8 @@ import (
 	"github.com/licenseha/licenseha/pkg/notify"
 )
 
-// Event reasons for role changes, part of the documented interface.
+// Event reasons of a triad's role changes, part of the documented
+// interface.
 const (
 	EventFormed         = "Formed"
 	EventFailingOver    = "FailingOver"
@@ -26,6 +27,16 @@ const (
 	EventFailedBack     = "FailedBack"
 	EventQuorumLost     = "QuorumLost"
 	EventQuorumRestored = "QuorumRestored"
+)
+
+// Event reasons of a backup pair.
+const (
+	EventDisconnected   = "Disconnected"
+	EventReconnected    = "Reconnected"
+	EventOutOfSync      = "OutOfSync"
+	EventResynchronized = "Synchronized"
+	EventTookOver       = "TookOver"
+	EventServiceLost    = "ServiceLost"
 )
 
 // leaseHolderChanged lets a Lease event through only when the holder or the
@@ -52,17 +63,10 @@ func leaseHolderChanged() predicate.Predicate {
 // (Acquire, Takeover, Switchover, Shutdown, Failback), written by the agent.
 func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licensehav1.LicenseTriad, before *licensehav1.LicenseTriadStatus, reason string) {
 	prev, cur := before.ActiveMember, t.Status.ActiveMember
-	emit := func(typ, reason, action, note string) {
-		if r.Recorder != nil {
-			r.Recorder.Eventf(t, nil, typ, reason, action, "%s", note)
-		}
-		// Takeovers and loss of service are worth waking someone for.
-		switch reason {
-		case EventFailingOver, EventFailedOver, EventQuorumLost:
-			r.notifier.send(ctx, t, t.Spec.Notifications, notify.Event{Kind: "LicenseTriad", Namespace: t.Namespace,
-				Name: t.Name, Reason: reason, Member: cur, Epoch: t.Status.Epoch, Message: note})
-		}
-	}
+	// Takeovers and loss of service are worth waking someone for.
+	emit := r.eventEmitter(ctx, t, t.Spec.Notifications,
+		notify.Event{Kind: "LicenseTriad", Namespace: t.Namespace, Name: t.Name, Member: cur, Epoch: t.Status.Epoch},
+		EventFailingOver, EventFailedOver, EventQuorumLost)
 	roleOf := func(name string) licensehav1.MemberRole {
 		for _, m := range t.Spec.Members {
 			if m.Name == name {
@@ -95,6 +99,36 @@ func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licen
 		emit(corev1.EventTypeWarning, EventQuorumLost, "Quorum", fmt.Sprintf("Only %d of 3 members are in contact; nobody may serve", t.Status.MembersInQuorum))
 	case !wasQuorum && isQuorum && hadQuorumCond && before.Epoch > 0:
 		emit(corev1.EventTypeNormal, EventQuorumRestored, "Quorum", fmt.Sprintf("%d of 3 members are in contact", t.Status.MembersInQuorum))
+	}
+}
+
+// recordTransitions emits Events when the pair disconnects, reconnects,
+// falls out of sync, or changes the serving server.
+func (r *LicenseBackupPairReconciler) recordTransitions(ctx context.Context, p *licensehav1.LicenseBackupPair, before *licensehav1.LicenseBackupPairStatus) {
+	// Takeovers and loss of service are worth waking someone for.
+	emit := r.eventEmitter(ctx, p, p.Spec.Notifications,
+		notify.Event{Kind: "LicenseBackupPair", Namespace: p.Namespace, Name: p.Name, Member: string(p.Status.ActiveServer)},
+		EventTookOver, EventServiceLost)
+	if meta.IsStatusConditionTrue(before.Conditions, licensehav1.ConditionReady) &&
+		!meta.IsStatusConditionTrue(p.Status.Conditions, licensehav1.ConditionReady) {
+		emit(corev1.EventTypeWarning, EventServiceLost, "Serve", "Neither server serves")
+	}
+	formed := before.Phase != "" && before.Phase != licensehav1.PairForming
+	if formed && before.Connected && !p.Status.Connected {
+		emit(corev1.EventTypeWarning, EventDisconnected, "Connect", "Main and backup no longer reach each other")
+	}
+	if formed && !before.Connected && p.Status.Connected {
+		emit(corev1.EventTypeNormal, EventReconnected, "Connect", "Main and backup reach each other again")
+	}
+	if before.Synchronized && !p.Status.Synchronized {
+		emit(corev1.EventTypeWarning, EventOutOfSync, "Sync", "The backup no longer holds the main's latest settings")
+	}
+	if before.ActiveServer != p.Status.ActiveServer && p.Status.ActiveServer != "" {
+		if p.Status.ActiveServer == licensehav1.SideBackup {
+			emit(corev1.EventTypeWarning, EventTookOver, "Takeover", "The backup took over while the main is down")
+		} else if before.ActiveServer == licensehav1.SideBackup {
+			emit(corev1.EventTypeNormal, EventFailedBack, "Failback", "The main serves again")
+		}
 	}
 }
 

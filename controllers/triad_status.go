@@ -2,83 +2,19 @@ package controllers
 
 import (
 	"fmt"
-	"strconv"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
 )
-
-// observedTriad is everything a triad's status is derived from, besides the
-// triad itself (its spec and the status it had).
-type observedTriad struct {
-	// pods by member name; a member without a pod is absent.
-	pods  map[string]*corev1.Pod
-	lease *coordinationv1.Lease
-	// blocked, when set, is why the triad cannot serve as specified.
-	blocked *blocker
-	// now is when the observation was made: condition transitions and
-	// failovers are stamped with it.
-	now metav1.Time
-}
-
-// leaseHolder returns the pod named in the Lease and the fencing epoch.
-func leaseHolder(l *coordinationv1.Lease) (string, int64) {
-	if l == nil {
-		return "", 0
-	}
-	holder := ""
-	if l.Spec.HolderIdentity != nil {
-		holder = *l.Spec.HolderIdentity
-	}
-	epoch, _ := strconv.ParseInt(l.Annotations[group.AnnotationLeaseEpoch], 10, 64)
-	return holder, epoch
-}
-
-// leaseReason is why the role last changed hands, as the agents record it.
-func leaseReason(l *coordinationv1.Lease) string {
-	if l == nil {
-		return ""
-	}
-	return l.Annotations[group.AnnotationLeaseReason]
-}
-
-func podReady(p *corev1.Pod) bool {
-	if p == nil || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
-		return false
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// podFailing is true when a pod can no longer serve: it is being deleted, or
-// a container is not running. The operator labels a failing active
-// "unhealthy" at once, so the Service stops sending it clients.
-func podFailing(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
-		return true
-	}
-	for _, cs := range p.Status.ContainerStatuses {
-		if cs.State.Running == nil {
-			return true
-		}
-	}
-	return false
-}
 
 // computeTriadStatus derives the member list, the active member, the quorum,
 // the failover count, the phase and the conditions of a triad from what was
 // observed. It is a pure function: it reads the triad (spec, generation, the
 // status it had) and obs, changes neither, and returns the new status, so a
 // steady triad yields identical status and nothing is written.
-func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) licensehav1.LicenseTriadStatus {
+func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.LicenseTriadStatus {
 	prev := &t.Status
 	st := t.Status.DeepCopy()
 	holder, epoch := leaseHolder(obs.lease)
@@ -147,13 +83,6 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) licenseh
 	st.Sync.Synchronized = synced && len(revisions) == len(t.Spec.Members)
 
 	gen := t.Generation
-	cond := func(typ string, ok bool, reasonTrue, reasonFalse, msgTrue, msgFalse string) metav1.Condition {
-		c := metav1.Condition{Type: typ, ObservedGeneration: gen, Status: metav1.ConditionTrue, Reason: reasonTrue, Message: msgTrue}
-		if !ok {
-			c.Status, c.Reason, c.Message = metav1.ConditionFalse, reasonFalse, msgFalse
-		}
-		return c
-	}
 	quorum := inQuorum >= 2
 	full := inQuorum == 3 && st.Sync.Synchronized
 	forming := epoch == 0 && holder == ""
@@ -183,9 +112,9 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) licenseh
 	ready, degraded := readyAndDegraded(gen, obs.now, h)
 	setConditions(&st.Conditions, obs.now,
 		ready,
-		cond(licensehav1.ConditionQuorumSatisfied, quorum, licensehav1.ReasonQuorum, licensehav1.ReasonNoQuorum,
+		boolCondition(gen, licensehav1.ConditionQuorumSatisfied, quorum, licensehav1.ReasonQuorum, licensehav1.ReasonNoQuorum,
 			"At least two members are in contact", "Fewer than two members are in contact; nobody may serve"),
-		cond(licensehav1.ConditionSynchronized, st.Sync.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
+		boolCondition(gen, licensehav1.ConditionSynchronized, st.Sync.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
 			"Every member holds the latest state", notSyncedMsg),
 		degraded,
 	)
@@ -203,13 +132,7 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observedTriad) licenseh
 	default:
 		st.Phase = licensehav1.TriadDegraded
 	}
-	switch {
-	case obs.blocked != nil && obs.blocked.failed:
-		st.Phase = licensehav1.TriadFailed
-	case obs.blocked != nil && st.Phase == licensehav1.TriadActive:
-		// Serving, but not as specified.
-		st.Phase = licensehav1.TriadDegraded
-	}
+	st.Phase = blockedPhase(st.Phase, obs.blocked, licensehav1.TriadActive, licensehav1.TriadDegraded, licensehav1.TriadFailed)
 	setStalled(&st.Conditions, gen, obs.now, obs.blocked)
 	return *st
 }
