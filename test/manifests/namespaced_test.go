@@ -23,8 +23,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
-	"github.com/licenseha/licenseha/internal/testfixtures"
 	"github.com/licenseha/licenseha/controllers"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 	"github.com/licenseha/licenseha/pkg/licensing"
 )
 

@@ -1,0 +1,140 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/pkg/notify"
+)
+
+// webhookSink collects the notifications a webhook receives, as
+// "<reason> <member>".
+type webhookSink struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (s *webhookSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var e notify.Event
+	_ = json.NewDecoder(r.Body).Decode(&e)
+	s.mu.Lock()
+	s.got = append(s.got, e.Reason+" "+e.Member)
+	s.mu.Unlock()
+}
+
+func (s *webhookSink) wait(n int) []string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		got := append([]string(nil), s.got...)
+		s.mu.Unlock()
+		if len(got) >= n || time.Now().After(deadline) {
+			if len(got) == n {
+				// Give one sent in excess the time to arrive.
+				time.Sleep(200 * time.Millisecond)
+				s.mu.Lock()
+				got = append([]string(nil), s.got...)
+				s.mu.Unlock()
+			}
+			sort.Strings(got)
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func drain(rec *events.FakeRecorder) []string {
+	var out []string
+	for {
+		select {
+		case e := <-rec.Events:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
+// TestPairTransitions: a pair records an Event for each change of its
+// connection, sync and serving server, and notifies only for a takeover and
+// a loss of service.
+func TestPairTransitions(t *testing.T) {
+	ready := func(s metav1.ConditionStatus) []metav1.Condition {
+		return []metav1.Condition{{Type: licensehav1.ConditionReady, Status: s}}
+	}
+	active := licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, Connected: true, Synchronized: true,
+		ActiveServer: licensehav1.SideMain, Conditions: ready(metav1.ConditionTrue)}
+	with := func(f func(*licensehav1.LicenseBackupPairStatus)) licensehav1.LicenseBackupPairStatus {
+		s := *active.DeepCopy()
+		f(&s)
+		return s
+	}
+	for _, tc := range []struct {
+		name           string
+		before, after  licensehav1.LicenseBackupPairStatus
+		events, notify []string
+	}{{
+		name: "steady", before: active, after: active,
+	}, {
+		name:   "the backup takes over from a main that went away",
+		before: active,
+		after: with(func(s *licensehav1.LicenseBackupPairStatus) {
+			s.ActiveServer, s.Connected, s.Synchronized = licensehav1.SideBackup, false, false
+		}),
+		events: []string{
+			"Warning Disconnected Main and backup no longer reach each other",
+			"Warning OutOfSync The backup no longer holds the main's latest settings",
+			"Warning TookOver The backup took over while the main is down",
+		},
+		notify: []string{"TookOver backup"},
+	}, {
+		name: "the main serves again",
+		before: with(func(s *licensehav1.LicenseBackupPairStatus) {
+			s.ActiveServer, s.Connected = licensehav1.SideBackup, false
+		}),
+		after:  active,
+		events: []string{"Normal Reconnected Main and backup reach each other again", "Normal FailedBack The main serves again"},
+	}, {
+		name:   "nobody serves any more",
+		before: active,
+		after: with(func(s *licensehav1.LicenseBackupPairStatus) {
+			s.ActiveServer, s.Conditions = "", ready(metav1.ConditionFalse)
+		}),
+		events: []string{"Warning ServiceLost Neither server serves"},
+		notify: []string{"ServiceLost "},
+	}, {
+		name:   "a forming pair connects: no Event",
+		before: licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairForming},
+		after:  with(func(s *licensehav1.LicenseBackupPairStatus) { s.ActiveServer = "" }),
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &webhookSink{}
+			srv := httptest.NewServer(sink)
+			defer srv.Close()
+			rec := events.NewFakeRecorder(10)
+			r := &LicenseBackupPairReconciler{groupReconciler{Recorder: rec,
+				notifier: &notifier{policy: notify.Policy{AllowInternal: true, AllowHTTPCredentials: true}}}}
+			p := statusPair(1, licensehav1.ActivePassive)
+			p.Spec.Notifications = &licensehav1.NotificationsSpec{Webhook: &licensehav1.WebhookNotification{URL: srv.URL}}
+			p.Status = tc.after
+			r.recordTransitions(context.Background(), p, &tc.before)
+			if got := drain(rec); !slices.Equal(got, tc.events) {
+				t.Errorf("events\n got %q\nwant %q", got, tc.events)
+			}
+			if got := sink.wait(len(tc.notify)); !slices.Equal(got, tc.notify) {
+				t.Errorf("notifications %q, want %q", got, tc.notify)
+			}
+		})
+	}
+}
