@@ -138,3 +138,77 @@ func TestPairTransitions(t *testing.T) {
 		})
 	}
 }
+
+// TestTriadTransitions: a triad records an Event for each change of its
+// active member, named by why it changed, and of its quorum; it notifies for
+// failovers and a lost quorum.
+func TestTriadTransitions(t *testing.T) {
+	quorum := func(s metav1.ConditionStatus) []metav1.Condition {
+		return []metav1.Condition{{Type: licensehav1.ConditionQuorumSatisfied, Status: s}}
+	}
+	st := func(active string, epoch int64, q metav1.ConditionStatus) licensehav1.LicenseTriadStatus {
+		return licensehav1.LicenseTriadStatus{ActiveMember: active, Epoch: epoch, MembersInQuorum: 3, Conditions: quorum(q)}
+	}
+	standingBy := func(s licensehav1.LicenseTriadStatus, name string) licensehav1.LicenseTriadStatus {
+		s.Members = []licensehav1.TriadMemberStatus{{Name: name, Ready: true, State: licensehav1.MemberStandby}}
+		return s
+	}
+	for _, tc := range []struct {
+		name           string
+		before, after  licensehav1.LicenseTriadStatus
+		leaseReason    string
+		events, notify []string
+	}{{
+		name: "steady", before: st("a", 1, "True"), after: st("a", 1, "True"),
+	}, {
+		name: "formed", before: licensehav1.LicenseTriadStatus{}, after: st("a", 1, "True"), leaseReason: "Acquire",
+		events: []string{"Normal Formed Member a serves"},
+	}, {
+		name: "the active stopped serving", before: st("a", 1, "True"), after: st("", 1, "True"),
+		events: []string{"Warning FailingOver Member a stopped serving; waiting for another member to take over"},
+		notify: []string{"FailingOver "},
+	}, {
+		name: "b took over", before: st("a", 1, "True"), after: st("b", 2, "True"), leaseReason: "Takeover",
+		events: []string{"Warning FailedOver Member b took over (epoch 2)"},
+		notify: []string{"FailedOver b"},
+	}, {
+		name: "a handed over to b", before: st("a", 1, "True"), after: st("b", 2, "True"), leaseReason: "Switchover",
+		events: []string{"Normal SwitchedOver Member a handed over to b (epoch 2)"},
+	}, {
+		name: "a handed over, the Lease says nothing: a stands by", before: st("a", 1, "True"),
+		after:  standingBy(st("b", 2, "True"), "a"),
+		events: []string{"Normal SwitchedOver Member a handed over to b (epoch 2)"},
+	}, {
+		name: "the Primary serves again", before: st("b", 2, "True"), after: st("a", 3, "True"), leaseReason: "Failback",
+		events: []string{"Normal FailedBack Primary a serves again (epoch 3)"},
+	}, {
+		name: "quorum lost", before: st("a", 1, "True"),
+		after:  licensehav1.LicenseTriadStatus{ActiveMember: "a", Epoch: 1, MembersInQuorum: 1, Conditions: quorum("False")},
+		events: []string{"Warning QuorumLost Only 1 of 3 members are in contact; nobody may serve"},
+		notify: []string{"QuorumLost a"},
+	}, {
+		name: "quorum restored", before: st("a", 1, "False"), after: st("a", 1, "True"),
+		events: []string{"Normal QuorumRestored 3 of 3 members are in contact"},
+	}, {
+		name: "quorum reached while forming: no Event", before: st("", 0, "False"), after: st("", 0, "True"),
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &webhookSink{}
+			srv := httptest.NewServer(sink)
+			defer srv.Close()
+			rec := events.NewFakeRecorder(10)
+			r := &LicenseTriadReconciler{groupReconciler{Recorder: rec,
+				notifier: &notifier{policy: notify.Policy{AllowInternal: true, AllowHTTPCredentials: true}}}}
+			triad := statusTriad(1)
+			triad.Spec.Notifications = &licensehav1.NotificationsSpec{Webhook: &licensehav1.WebhookNotification{URL: srv.URL}}
+			triad.Status = tc.after
+			r.recordTransitions(context.Background(), triad, &tc.before, tc.leaseReason)
+			if got := drain(rec); !slices.Equal(got, tc.events) {
+				t.Errorf("events\n got %q\nwant %q", got, tc.events)
+			}
+			if got := sink.wait(len(tc.notify)); !slices.Equal(got, tc.notify) {
+				t.Errorf("notifications %q, want %q", got, tc.notify)
+			}
+		})
+	}
+}
