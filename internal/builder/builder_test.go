@@ -840,3 +840,60 @@ func TestServerCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupView: FromTriad and FromPair give the builders one view of both
+// kinds: members with their roles and licence Secrets, the owner, and the
+// optional protections as set.
+func TestGroupView(t *testing.T) {
+	tr := fixtureTriad()
+	tr.Spec.Members[2].Placement.Hostname = "lic-c"
+	tr.Spec.NetworkPolicy = &licensehav1.NetworkPolicySpec{Enabled: true}
+	p := fixturePair()
+	p.Spec.Backup.Placement.NodeSelector = map[string]string{"site": "dr"}
+	p.Spec.ClientAccess = &licensehav1.ClientAccessSpec{TokenSecretRef: &licensehav1.TokenSecretReference{Name: "tok"}}
+	for _, tc := range []struct {
+		name    string
+		g       Group
+		kind    string
+		members []string // "<name>/<role>/<licence Secret>"
+		owner   string
+	}{
+		{name: "triad", g: FromTriad(tr), kind: group.KindTriad, owner: "uid-triad",
+			members: []string{"a/Primary/plant-licenses", "b/Secondary/plant-licenses", "c/Tertiary/plant-licenses"}},
+		{name: "pair", g: FromPair(p), kind: group.KindBackupPair, owner: "uid-pair",
+			members: []string{"main/main/plant-main", "backup/backup/plant-backup"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := tc.g
+			var got []string
+			for _, m := range g.Members {
+				got = append(got, m.Name+"/"+m.Role+"/"+m.LicenseSecret)
+			}
+			if !slices.Equal(got, tc.members) {
+				t.Errorf("members %v, want %v", got, tc.members)
+			}
+			if g.Kind != tc.kind || g.Name != "plant" || g.Namespace != "printing" || string(g.Owner.UID) != tc.owner {
+				t.Errorf("group %s %s/%s owned by %s", g.Kind, g.Namespace, g.Name, g.Owner.UID)
+			}
+			// A triad and a pair of the same name must not select each
+			// other's pods.
+			if other := SelectorLabels(FromPair(fixturePair())); tc.kind == group.KindTriad &&
+				labels.SelectorFromSet(other).Matches(labels.Set(SelectorLabels(g))) {
+				t.Errorf("the pair's selector %v selects the triad's pods %v", other, SelectorLabels(g))
+			}
+			if _, ok := g.Member("zz"); ok {
+				t.Error("an unknown member was found")
+			}
+			last := g.Members[len(g.Members)-1]
+			if m, ok := g.Member(last.Name); !ok || m.Name != last.Name {
+				t.Errorf("member %s not found", last.Name)
+			}
+		})
+	}
+	if g := FromTriad(tr); g.Members[2].Placement.Hostname != "lic-c" || g.NetworkPolicy == nil || g.ClientAccess != nil {
+		t.Errorf("triad placement and protections not carried: %+v", g)
+	}
+	if g := FromPair(p); g.Members[1].Placement.NodeSelector["site"] != "dr" || g.ClientAccess == nil || g.NetworkPolicy != nil {
+		t.Errorf("pair placement and protections not carried: %+v", g)
+	}
+}
