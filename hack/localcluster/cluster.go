@@ -15,13 +15,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/licenseha/licenseha/hack/internal/controlplane"
 )
 
 // cluster is one running local cluster: network, control plane, node agent.
 type cluster struct {
 	opts upOptions
 	l    layout
-	cp   *controlPlane
+	cp   *controlplane.ControlPlane
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -50,14 +52,14 @@ func (c *cluster) start(ctx context.Context) error {
 	if err := setupBridge(); err != nil {
 		return err
 	}
-	c.cp = &controlPlane{l: c.l, binDir: c.opts.k8sBinDir, apiHost: bridgeIP}
-	if err := c.cp.writePKI(); err != nil {
+	c.cp = newControlPlane(c.l, c.opts.k8sBinDir)
+	if err := writePKI(c.cp); err != nil {
 		return fmt.Errorf("creating certificates: %w", err)
 	}
-	if err := c.cp.start(ctx); err != nil {
+	if err := c.cp.Start(ctx); err != nil {
 		return err
 	}
-	log.Printf("API server ready at %s after %.1fs", c.cp.apiServerURL(), time.Since(began).Seconds())
+	log.Printf("API server ready at %s after %.1fs", c.cp.APIServerURL(), time.Since(began).Seconds())
 
 	cs, _, err := clientFromKubeconfig(c.l.componentKubeconfig("node-agent"))
 	if err != nil {
@@ -90,7 +92,7 @@ func (c *cluster) start(ctx context.Context) error {
 	}
 	services, slices := factory.Core().V1().Services(), factory.Discovery().V1().EndpointSlices()
 	proxy := newServiceProxy(services, slices)
-	dns, err := newDNSServer(services.Lister(), slices.Lister())
+	dns, err := controlplane.NewDNSServer(bridgeIP, services.Lister(), slices.Lister())
 	if err != nil {
 		return err
 	}
@@ -101,7 +103,7 @@ func (c *cluster) start(ctx context.Context) error {
 			log.Printf("service proxy disabled: %v", err)
 		}
 	})
-	c.goRun(func() { dns.serve(runCtx) })
+	c.goRun(func() { dns.Serve(runCtx) })
 	c.goRun(func() { p.run(runCtx) })
 	if err := serveKubeletAPI(runCtx, c.l); err != nil {
 		return err
@@ -135,7 +137,7 @@ func (c *cluster) stop() {
 		c.wg.Wait()
 	}
 	if c.cp != nil {
-		c.cp.stop()
+		c.cp.Stop()
 	}
 	cleanupLeftovers(c.l)
 	_ = os.Remove(c.l.readyFile())
