@@ -86,8 +86,8 @@ func (c *cluster) start(ctx context.Context) error {
 	// The provisioner, the service proxy and the DNS server share one
 	// watch per kind.
 	factory := informers.NewSharedInformerFactory(cs, 0)
-	p := newProvisioner(cs, c.l.volumesDir(), factory)
-	if err := p.createStorageClass(ctx); err != nil {
+	p := controlplane.NewProvisioner(cs, c.l.volumesDir(), factory)
+	if err := p.CreateStorageClass(ctx); err != nil {
 		return fmt.Errorf("creating the default StorageClass: %w", err)
 	}
 	services, slices := factory.Core().V1().Services(), factory.Discovery().V1().EndpointSlices()
@@ -104,7 +104,7 @@ func (c *cluster) start(ctx context.Context) error {
 		}
 	})
 	c.goRun(func() { dns.Serve(runCtx) })
-	c.goRun(func() { p.run(runCtx) })
+	c.goRun(func() { p.Run(runCtx) })
 	if err := serveKubeletAPI(runCtx, c.l); err != nil {
 		return err
 	}

@@ -199,7 +199,10 @@ func (cp *ControlPlane) Start(ctx context.Context) error {
 type component struct {
 	cp   *ControlPlane
 	name string
+	path string
 	args []string
+	// setup runs once the process has started (it may move it to a cgroup).
+	setup func(pid int) error
 	// restart: the component is started again when it exits (the
 	// controller manager and the scheduler exit when the API server fails
 	// them during their start; a kubelet restarts such static pods too).
@@ -213,13 +216,21 @@ type component struct {
 
 // run starts one component with its log in <state>/logs.
 func (cp *ControlPlane) run(name string, restart bool, args ...string) error {
+	return cp.RunProcess(name, filepath.Join(cp.BinDir, name), restart, nil, args...)
+}
+
+// RunProcess starts and supervises another program beside the control plane
+// (a node's daemons), logged to LogFile(name) and recorded for "down" like
+// the components; setup, when not nil, runs with its pid after each start.
+// Stop stops it with the components, in reverse start order.
+func (cp *ControlPlane) RunProcess(name, path string, restart bool, setup func(pid int) error, args ...string) error {
 	if err := os.MkdirAll(filepath.Dir(cp.LogFile(name)), 0o755); err != nil {
 		return err
 	}
 	if err := os.Remove(cp.LogFile(name)); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	c := &component{cp: cp, name: name, args: args, restart: restart}
+	c := &component{cp: cp, name: name, path: path, args: args, restart: restart, setup: setup}
 	if err := c.start(); err != nil {
 		return err
 	}
@@ -233,13 +244,20 @@ func (c *component) start() error {
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(filepath.Join(c.cp.BinDir, c.name), c.args...)
+	cmd := exec.Command(c.path, c.args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Own process group: Ctrl-C on the terminal reaches only the cluster tool,
 	// which then stops the components in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", c.name, err)
+	}
+	if c.setup != nil {
+		if err := c.setup(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return fmt.Errorf("setting up %s: %w", c.name, err)
+		}
 	}
 	exited := make(chan struct{})
 	c.mu.Lock()

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/licenseha/licenseha/hack/internal/controlplane"
+)
+
+func pidFile(p controlplane.Paths) string   { return filepath.Join(p.Dir, "realcluster.pid") }
+func readyFile(p controlplane.Paths) string { return filepath.Join(p.Dir, "ready") }
+
+// repoRoot is the checkout the running binary belongs to (bin/realcluster).
+func repoRoot() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return "", err
+	}
+	return filepath.Dir(filepath.Dir(exe)), nil
+}
+
+// defaultStateDir is $REALCLUSTER_STATE_DIR, else the checkout's .local-real/.
+func defaultStateDir() string {
+	if d := os.Getenv("REALCLUSTER_STATE_DIR"); d != "" {
+		return d
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return ".local-real"
+	}
+	return filepath.Join(root, ".local-real")
+}
+
+func requireRoot() error {
+	if os.Geteuid() != 0 {
+		return errors.New("the real-node cluster needs root (containerd, cgroups, bridges, iptables); run it with sudo")
+	}
+	return nil
+}
+
+func readPid(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
