@@ -141,7 +141,7 @@ var _ = Describe("Real nodes", Label("realnode"), func() {
 		figure("kill of active container → secondary serves", at.Sub(killed))
 		// The client goes on through the Service: kube-proxy sends it to
 		// the member that serves once the EndpointSlice changes.
-		Eventually(func() time.Time { return load.LastSuccess() }).WithTimeout(60 * time.Second).
+		Eventually(func() time.Time { return load.LastSuccess() }).WithTimeout(60*time.Second).
 			Should(BeTemporally(">", at), "the client through the Service is served again")
 		time.Sleep(2 * time.Second)
 		figure("kill of active container → client gap through the Service", load.LongestGapSince(killed))
@@ -257,4 +257,3 @@ func rootMountOptions(pid string) []string {
 	}
 	return nil
 }
-
