@@ -136,13 +136,24 @@ var _ = Describe("Real nodes", Label("realnode"), func() {
 		By("killing the active member's container")
 		killed := time.Now()
 		Expect(env.Fault(ctx, "kill", harness.PodName(ns, name, "a"))).To(Succeed())
-		at, err := watcher.WaitFor(ctx, "b", 90*time.Second)
-		Expect(err).NotTo(HaveOccurred(), "the secondary takes over")
-		figure("kill of active container → secondary serves", at.Sub(killed))
+		// The kubelet restarts a killed container at once (the first
+		// restart has no back-off), so either the restarted primary takes
+		// its role back or the secondary takes over first: both are a
+		// failover; what matters is that one member serves again, never
+		// two, and the client through the Service loses nothing.
+		var back time.Time
+		var who string
+		Eventually(func() bool {
+			var ok bool
+			_, back, who, ok = watcher.Outage(killed, 5*time.Second)
+			return ok
+		}).WithTimeout(90*time.Second).WithPolling(100*time.Millisecond).Should(BeTrue(), "a member serves again after the kill")
+		figure("kill of active container → a member serves", back.Sub(killed))
+		fmt.Fprintf(GinkgoWriter, "after the kill %s serves\n", who)
 		// The client goes on through the Service: kube-proxy sends it to
 		// the member that serves once the EndpointSlice changes.
 		Eventually(func() time.Time { return load.LastSuccess() }).WithTimeout(60*time.Second).
-			Should(BeTemporally(">", at), "the client through the Service is served again")
+			Should(BeTemporally(">", back), "the client through the Service is served again")
 		time.Sleep(2 * time.Second)
 		figure("kill of active container → client gap through the Service", load.LongestGapSince(killed))
 		Expect(load.Lost()).To(BeZero(), "seats lost in the failover")
