@@ -172,13 +172,21 @@ func run(ctx context.Context) error {
 	}
 	info("A client holds 5 printer seats and sends a heartbeat every 50 ms; a probe asks every member every 50 ms whether it serves")
 
-	step("Crash: SIGKILL every process of the active member's pod")
+	if *nodes == "real" {
+		step("Crash: SIGKILL the processes of the active member's container (its cgroup)")
+	} else {
+		step("Crash: SIGKILL every process of the active member's pod")
+	}
 	active := t.Status.ActiveMember
 	if err := crash(ctx, w, load, active, "kill"); err != nil {
 		return err
 	}
 
-	step("Freeze: SIGSTOP the active member (a hung server: no restart to the rescue)")
+	if *nodes == "real" {
+		step("Freeze: freeze the active member's pod (cgroup freezer: a hung server, no restart to the rescue)")
+	} else {
+		step("Freeze: SIGSTOP the active member (a hung server: no restart to the rescue)")
+	}
 	now := w.Serving()
 	if len(now) != 1 {
 		return fmt.Errorf("expected one member serving, saw %v", now)
