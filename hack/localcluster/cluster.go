@@ -10,11 +10,8 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/licenseha/licenseha/hack/internal/controlplane"
 )
@@ -109,10 +106,10 @@ func (c *cluster) start(ctx context.Context) error {
 		return err
 	}
 	c.goRun(func() { a.run(runCtx) })
-	if err := waitDefaultServiceAccount(ctx, cs); err != nil {
+	if err := controlplane.WaitDefaultServiceAccount(ctx, cs); err != nil {
 		return err
 	}
-	if err := waitNodesSchedulable(ctx, cs, c.opts.nodes); err != nil {
+	if err := controlplane.WaitNodesSchedulable(ctx, cs, c.opts.nodes, 60*time.Second); err != nil {
 		return err
 	}
 	if err := os.WriteFile(c.l.readyFile(), []byte(time.Now().Format(time.RFC3339)), 0o644); err != nil {
@@ -142,79 +139,4 @@ func (c *cluster) stop() {
 	cleanupLeftovers(c.l)
 	_ = os.Remove(c.l.readyFile())
 	_ = os.Remove(c.l.pidFile())
-}
-
-// waitDefaultServiceAccount waits for the "default" ServiceAccount, without
-// which the ServiceAccount admission rejects pods in the default namespace.
-func waitDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
-	// Long enough for one restart of a controller manager whose first
-	// requests the API server left hanging (it gives up after 30 s).
-	deadline := time.Now().Add(75 * time.Second)
-	for {
-		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the default ServiceAccount did not appear (is kube-controller-manager running?): %w", err)
-		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-}
-
-// waitNodesSchedulable waits until every node is Ready and carries no
-// NoSchedule or NoExecute taint. The controller manager taints a node it
-// saw before its first status (node.kubernetes.io/not-ready) and lifts the
-// taint a few seconds later; pods created meanwhile could wait many seconds
-// for the scheduler to try them again.
-func waitNodesSchedulable(ctx context.Context, cs kubernetes.Interface, want int) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		ready, why := 0, ""
-		if err == nil {
-			for _, n := range nodes.Items {
-				if reason := unschedulable(&n); reason != "" {
-					why = n.Name + ": " + reason
-					continue
-				}
-				ready++
-			}
-		} else {
-			why = err.Error()
-		}
-		if ready >= want {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d nodes are schedulable after 60s (%s)", ready, want, why)
-		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-}
-
-// unschedulable says why the scheduler would not place a pod without
-// tolerations on n, "" when it would.
-func unschedulable(n *corev1.Node) string {
-	if n.Spec.Unschedulable {
-		return "cordoned"
-	}
-	for _, t := range n.Spec.Taints {
-		if t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute {
-			return "taint " + t.Key
-		}
-	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			if c.Status == corev1.ConditionTrue {
-				return ""
-			}
-			return "not ready"
-		}
-	}
-	return "no Ready condition yet"
 }

@@ -39,17 +39,7 @@ func (l layout) podLogDir(namespace, name string) string {
 
 // repoRoot is the checkout the running binary belongs to: bin/localcluster
 // lives in <repo>/bin.
-func repoRoot() (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	exe, err = filepath.EvalSymlinks(exe)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Dir(filepath.Dir(exe)), nil
-}
+func repoRoot() (string, error) { return controlplane.RepoRoot() }
 
 // defaultStateDir is $LOCALCLUSTER_STATE_DIR, else the checkout's .local/.
 func defaultStateDir() string {

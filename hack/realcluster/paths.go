@@ -4,8 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/licenseha/licenseha/hack/internal/controlplane"
 )
@@ -13,17 +11,7 @@ import (
 func pidFile(p controlplane.Paths) string   { return filepath.Join(p.Dir, "realcluster.pid") }
 func readyFile(p controlplane.Paths) string { return filepath.Join(p.Dir, "ready") }
 
-// repoRoot is the checkout the running binary belongs to (bin/realcluster).
-func repoRoot() (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	if exe, err = filepath.EvalSymlinks(exe); err != nil {
-		return "", err
-	}
-	return filepath.Dir(filepath.Dir(exe)), nil
-}
+func repoRoot() (string, error) { return controlplane.RepoRoot() }
 
 // defaultStateDir is $REALCLUSTER_STATE_DIR, else the checkout's .local-real/.
 func defaultStateDir() string {
@@ -44,10 +32,4 @@ func requireRoot() error {
 	return nil
 }
 
-func readPid(path string) (int, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(data)))
-}
+func readPid(path string) (int, error) { return controlplane.ReadPid(path) }

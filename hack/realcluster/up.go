@@ -15,13 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/licenseha/licenseha/hack/internal/controlplane"
-	"golang.org/x/sys/unix"
 )
 
 // pauseImage is the sandbox image containerd runs for every pod (built by
@@ -220,11 +216,11 @@ func (c *cluster) start(ctx context.Context) error {
 	go dns.Serve(runCtx)
 	go p.Run(runCtx)
 
-	if err := waitNodesReady(ctx, cs, c.opts.nodes, 120*time.Second); err != nil {
+	if err := controlplane.WaitNodesSchedulable(ctx, cs, c.opts.nodes, 120*time.Second); err != nil {
 		return err
 	}
 	log.Printf("%d node(s) ready after %.1fs", c.opts.nodes, time.Since(began).Seconds())
-	if err := waitDefaultServiceAccount(ctx, cs); err != nil {
+	if err := controlplane.WaitDefaultServiceAccount(ctx, cs); err != nil {
 		return err
 	}
 	if err := os.WriteFile(readyFile(c.paths), []byte(time.Now().Format(time.RFC3339)), 0o644); err != nil {
@@ -250,82 +246,13 @@ func (c *cluster) stop() {
 	_ = os.Remove(pidFile(c.paths))
 }
 
-func waitNodesReady(ctx context.Context, cs kubernetes.Interface, want int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		ready, why := 0, "no nodes yet"
-		if err == nil {
-			for _, n := range nodes.Items {
-				if r := unschedulable(&n); r != "" {
-					why = n.Name + ": " + r
-					continue
-				}
-				ready++
-			}
-		} else {
-			why = err.Error()
-		}
-		if ready >= want {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d nodes ready after %s (%s)", ready, want, timeout, why)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func unschedulable(n *corev1.Node) string {
-	for _, t := range n.Spec.Taints {
-		if t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute {
-			return "taint " + t.Key
-		}
-	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			if c.Status == corev1.ConditionTrue {
-				return ""
-			}
-			return "not ready: " + c.Message
-		}
-	}
-	return "no Ready condition yet"
-}
-
-func waitDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
-	deadline := time.Now().Add(75 * time.Second)
-	for {
-		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the default ServiceAccount did not appear: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 // takeLock fails when this instance runs already.
 func takeLock(in instance) (*os.File, error) {
-	f, err := os.OpenFile(in.lockFile(), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
+	f, err := controlplane.TakeLock(in.lockFile())
+	if errors.Is(err, controlplane.ErrLocked) {
 		return nil, fmt.Errorf("real-node cluster instance %d is running already (lock %s held): stop it with \"realcluster down\" or choose another $REALCLUSTER_INSTANCE", in.index, in.lockFile())
 	}
-	return f, nil
+	return f, err
 }
 
 // k8sAssets builds (when missing) and locates the Kubernetes binaries.
@@ -353,45 +280,5 @@ func k8sAssets() (string, error) {
 // directory, and waits until it is ready or has failed.
 func detach(o upOptions, args []string) error {
 	p := controlplane.Paths{Dir: o.stateDir}
-	if err := os.MkdirAll(filepath.Join(o.stateDir, "logs"), 0o755); err != nil {
-		return err
-	}
-	_ = os.Remove(readyFile(p))
-	logFile, err := os.Create(p.LogFile("realcluster"))
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	var rest []string
-	for _, a := range args {
-		if a != "--detach" && a != "-detach" && a != "--detach=true" {
-			rest = append(rest, a)
-		}
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(exe, append([]string{"up", "--state-dir=" + o.stateDir}, rest...)...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.After(20 * time.Minute) // the first run may build the binaries
-	for {
-		if _, err := os.Stat(readyFile(p)); err == nil {
-			fmt.Printf("real-node cluster running (pid %d); kubeconfig: %s; log: %s\n", cmd.Process.Pid, p.Kubeconfig(), p.LogFile("realcluster"))
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("the cluster exited (%v); see %s", err, p.LogFile("realcluster"))
-		case <-deadline:
-			return errors.New("the cluster did not become ready in time; see " + p.LogFile("realcluster"))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return controlplane.Detach("real-node cluster", o.stateDir, p.LogFile("realcluster"), readyFile(p), p.Kubeconfig(), args)
 }
