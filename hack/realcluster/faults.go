@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -98,19 +99,20 @@ func runFault(args []string) error {
 		}
 		return nil
 	case "heal":
-		if len(pods) == 0 {
-			list, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return err
-			}
-			for i := range list.Items {
-				if list.Items[i].Status.PodIP != "" && !list.Items[i].Spec.HostNetwork {
-					pods = append(pods, &list.Items[i])
-				}
-			}
+		list, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
 		}
-		for _, p := range pods {
-			if err := healPod(in, p); err != nil {
+		var target *corev1.Pod
+		if len(pods) == 1 {
+			target = pods[0]
+		}
+		for i := range list.Items {
+			p := &list.Items[i]
+			if p.Spec.NodeName == "" || p.Status.PodIP == "" || p.Spec.HostNetwork {
+				continue
+			}
+			if err := healPod(in, p, target); err != nil {
 				return err
 			}
 		}
@@ -243,12 +245,18 @@ func podRules(in instance, p *corev1.Pod) ([][]string, error) {
 	return rules, nil
 }
 
-func healPod(in instance, p *corev1.Pod) error {
+// healPod removes the fault rules in p's network namespace: all of them
+// when target is nil or p itself, else those against target's address
+// (the other side of a partition).
+func healPod(in instance, p, target *corev1.Pod) error {
 	rules, err := podRules(in, p)
 	if err != nil {
 		return nil // a pod without processes has no rules
 	}
 	for _, r := range rules {
+		if target != nil && target.UID != p.UID && !slices.Contains(r, target.Status.PodIP+"/32") {
+			continue
+		}
 		if err := podIptables(in, p, append([]string{"-D"}, r...)...); err != nil {
 			return err
 		}
