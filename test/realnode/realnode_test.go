@@ -224,7 +224,7 @@ func checkMemberPod(p *corev1.Pod) {
 		Expect(s.Ready).To(BeTrue(), "container %s is ready (its readiness probe passes)", s.Name)
 	}
 	// The containers' processes: not root, and "/" mounted read-only.
-	procs := podProcesses(string(p.UID))
+	procs := harness.PodProcesses(string(p.UID))
 	Expect(procs).NotTo(BeEmpty(), "processes of pod %s on this host", p.Name)
 	checked := 0
 	for _, pid := range procs {
@@ -237,22 +237,6 @@ func checkMemberPod(p *corev1.Pod) {
 		checked++
 	}
 	Expect(checked).To(BeNumerically(">", 0))
-}
-
-// podProcesses lists the pids whose freezer cgroup is the pod's.
-func podProcesses(uid string) []string {
-	var out []string
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
-		if err == nil && strings.Contains(string(data), "/pod"+uid+"/") {
-			out = append(out, e.Name())
-		}
-	}
-	return out
 }
 
 func procUID(pid string) string {
