@@ -155,9 +155,18 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if _, err := e.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
 		return nil, err
 	}
-	// The client discovers the API when created: the CRDs must be served by then.
-	if _, err := e.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
-		return nil, err
+	// The client discovers the API when created: the CRDs must be served by
+	// then. kubectl wait fails at once, instead of waiting, on a CRD whose
+	// status has no conditions yet: ask again until the deadline.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		_, err := e.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || !strings.Contains(err.Error(), ".status.conditions accessor error") {
+			return nil, err
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
 	if err != nil {
