@@ -152,6 +152,14 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if _, err := e.localcluster(ctx, up...); err != nil {
 		return nil, err
 	}
+	// From here on a failure stops the cluster: the caller gets no Env to
+	// stop it with.
+	started := false
+	defer func() {
+		if !started {
+			e.Stop()
+		}
+	}()
 	if _, err := e.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
 		return nil, err
 	}
@@ -199,6 +207,7 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	started = true
 	return e, nil
 }
 
