@@ -54,7 +54,7 @@ type Options struct {
 	Log func(format string, args ...any)
 	// Real selects the real-node cluster (bin/realcluster, make image
 	// realcluster helm); Instance is then its $REALCLUSTER_INSTANCE and
-	// RestartBackoff is the kubelet's own (10 s, not configurable).
+	// RestartBackoff and VolumeResync are the kubelet's own (ignored).
 	Real bool
 }
 
