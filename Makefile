@@ -105,9 +105,12 @@ deps: ## Install the Debian packages the local cluster needs (iptables, iproute2
 bench-pair: ## After make demo: freeze and resume the sample pair's main while a client holds seats; print the moves (root).
 	$(GO) run ./hack/bench-pair
 
+# NODES=real runs the demo on real nodes (hack/realcluster) instead.
+NODES ?= process
+
 .PHONY: demo
-demo: deps build localcluster ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root).
-	$(GO) run ./hack/demo
+demo: deps build $(if $(filter real,$(NODES)),image realcluster,localcluster) ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root; NODES=real: on real nodes).
+	$(GO) run ./hack/demo -nodes=$(NODES)
 
 .PHONY: install
 install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
