@@ -2,7 +2,9 @@
 # Builds the real control-plane binaries used by envtest and the local cluster
 # (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl) from
 # the Go module proxy into a cache outside the checkout, when they are missing.
-# The last line printed is the directory holding them.
+# The last line printed is the directory holding them. Arguments name other
+# binaries of the same module to build instead, e.g. "kubelet kube-proxy" for
+# the real-node cluster (make node-assets).
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-1.36.3}
@@ -10,6 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${LICENSEHA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/licenseha}
 dir="$cache_root/k8s-$K8S_VERSION"
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
+[ $# -gt 0 ] && binaries=("$@")
 
 missing=()
 for b in "${binaries[@]}"; do

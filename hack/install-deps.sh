@@ -2,8 +2,12 @@
 # Installs the Debian packages licenseha's local cluster, demo and tests need,
 # when missing: iptables and iproute2 (pod networks and faults), util-linux
 # (nsenter, mount namespaces), procps, git, make, curl. Needs root to install.
+# The real-node cluster (hack/realcluster) adds the container runtime and what
+# goes with it: containerd, runc, the CNI plugins (bridge, host-local, portmap),
+# conntrack and socat (kube-proxy and kubectl port-forward).
 set -euo pipefail
-packages=(git make iptables iproute2 procps util-linux curl)
+packages=(git make iptables iproute2 procps util-linux curl
+  containerd runc containernetworking-plugins conntrack socat)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

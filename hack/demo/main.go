@@ -2,11 +2,14 @@
 // and the operator, applies config/samples (a triad and a backup pair),
 // watches the triad form, crashes and freezes the active member while a
 // client holds printer seats, and reports the measured failover and
-// failback. Everything keeps running afterwards. Run it with `make demo`.
+// failback. Everything keeps running afterwards. Run it with `make demo`,
+// or on real nodes (hack/realcluster, pods from the licenseha image) with
+// `make demo NODES=real`.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,9 +35,13 @@ import (
 )
 
 var (
+	// nodes is "process" (hack/localcluster) or "real" (hack/realcluster).
+	nodes                           = flag.String("nodes", "process", `"process": pods run as processes (hack/localcluster); "real": real kubelets and containerd (hack/realcluster)`)
 	root, state, kubeconfig, k8sBin string
-	kube                            crclient.Client
-	start                           = time.Now()
+	// tool is the cluster tool in bin/, stateEnv its state directory variable.
+	tool, stateEnv = "localcluster", "LOCALCLUSTER_STATE_DIR"
+	kube           crclient.Client
+	start          = time.Now()
 )
 
 func step(format string, args ...any) {
@@ -46,6 +53,7 @@ func info(format string, args ...any) {
 }
 
 func main() {
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {
@@ -60,17 +68,30 @@ func run(ctx context.Context) error {
 		return err
 	}
 	state = filepath.Join(root, ".local")
-	kubeconfig = filepath.Join(state, "kubeconfig")
-	out, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh")).Output()
-	if err != nil {
-		return fmt.Errorf("control-plane binaries: %w", err)
+	assetSets := [][]string{nil}
+	what := "real etcd, kube-apiserver, controller-manager, scheduler; pods run as processes"
+	switch *nodes {
+	case "process":
+	case "real":
+		tool, stateEnv, state = "realcluster", "REALCLUSTER_STATE_DIR", filepath.Join(root, ".local-real")
+		assetSets = append(assetSets, []string{"kubelet", "kube-proxy"})
+		what = "real control plane; three real nodes: kubelet, containerd, runc, CNI bridge each; kube-proxy; pods from the licenseha image"
+	default:
+		return fmt.Errorf("-nodes=%q: want process or real", *nodes)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	k8sBin = lines[len(lines)-1]
+	kubeconfig = filepath.Join(state, "kubeconfig")
+	for _, set := range assetSets {
+		out, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh"), set...).Output()
+		if err != nil {
+			return fmt.Errorf("Kubernetes binaries: %w", err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		k8sBin = lines[len(lines)-1]
+	}
 
 	step("Local cluster")
 	if _, err := kubectl(ctx, "get", "--raw", "/readyz"); err != nil {
-		info("Starting it (real etcd, kube-apiserver, controller-manager, scheduler; pods run as processes)")
+		info("Starting it (%s)", what)
 		if err := localcluster(ctx, "up", "--detach", "--k8s-bin-dir", k8sBin); err != nil {
 			return err
 		}
@@ -151,13 +172,21 @@ func run(ctx context.Context) error {
 	}
 	info("A client holds 5 printer seats and sends a heartbeat every 50 ms; a probe asks every member every 50 ms whether it serves")
 
-	step("Crash: SIGKILL every process of the active member's pod")
+	if *nodes == "real" {
+		step("Crash: SIGKILL the processes of the active member's container (its cgroup)")
+	} else {
+		step("Crash: SIGKILL every process of the active member's pod")
+	}
 	active := t.Status.ActiveMember
 	if err := crash(ctx, w, load, active, "kill"); err != nil {
 		return err
 	}
 
-	step("Freeze: SIGSTOP the active member (a hung server: no restart to the rescue)")
+	if *nodes == "real" {
+		step("Freeze: freeze the active member's pod (cgroup freezer: a hung server, no restart to the rescue)")
+	} else {
+		step("Freeze: SIGSTOP the active member (a hung server: no restart to the rescue)")
+	}
 	now := w.Serving()
 	if len(now) != 1 {
 		return fmt.Errorf("expected one member serving, saw %v", now)
@@ -190,9 +219,9 @@ Everything keeps running. Try:
     export KUBECONFIG=%s
     kubectl get licenseha                         # (kubectl is %s/kubectl)
     bin/kubectl-licenseha status plant-a
-    bin/localcluster fault pause plant-a-a        # more faults: docs/local-cluster.md
-Stop it all with: make local-down
-`, kubeconfig, k8sBin)
+    bin/%s fault pause plant-a-a         # more faults: docs/local-cluster.md
+Stop it all with: make %s
+`, kubeconfig, k8sBin, tool, map[string]string{"localcluster": "local-down", "realcluster": "realnode-down"}[tool])
 	return nil
 }
 
@@ -256,7 +285,7 @@ func waitTriad(ctx context.Context, timeout time.Duration, pred func(*licensehav
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the triad did not form within %s; see .local/manager.log and kubectl describe ltriad plant-a", timeout)
+			return nil, fmt.Errorf("the triad did not form within %s; see %s and kubectl describe ltriad plant-a", timeout, managerLog())
 		}
 		select {
 		case <-ctx.Done():
@@ -304,7 +333,7 @@ func startOperator() (int, error) {
 	pidFile := filepath.Join(state, "pids", "manager")
 	if data, err := os.ReadFile(pidFile); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && running(pid) && isManager(pid) {
-			info("Operator already running (pid %d, log .local/manager.log)", pid)
+			info("Operator already running (pid %d, log %s)", pid, managerLog())
 			return pid, nil
 		}
 	}
@@ -330,7 +359,7 @@ func startOperator() (int, error) {
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		return 0, err
 	}
-	info("Operator started beside the cluster (pid %d, log .local/manager.log, metrics :18080)", pid)
+	info("Operator started beside the cluster (pid %d, log %s, metrics :18080)", pid, managerLog())
 	return pid, cmd.Process.Release()
 }
 
@@ -348,10 +377,10 @@ func waitOperatorReady(ctx context.Context, pid int, timeout time.Duration) erro
 			}
 		}
 		if !running(pid) {
-			return fmt.Errorf("the operator exited; see .local/manager.log")
+			return fmt.Errorf("the operator exited; see %s", managerLog())
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the operator is not ready after %s; see .local/manager.log", timeout)
+			return fmt.Errorf("the operator is not ready after %s; see %s", timeout, managerLog())
 		}
 		select {
 		case <-ctx.Done():
@@ -392,12 +421,16 @@ func kubectl(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// managerLog is the operator's log, relative to the checkout.
+func managerLog() string { return filepath.Join(filepath.Base(state), "manager.log") }
+
+// localcluster runs the cluster tool (bin/localcluster or bin/realcluster).
 func localcluster(ctx context.Context, args ...string) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "localcluster"), args...)
-	cmd.Env = append(os.Environ(), "LOCALCLUSTER_STATE_DIR="+state)
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", tool), args...)
+	cmd.Env = append(os.Environ(), stateEnv+"="+state)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("localcluster %s: %w: %s", strings.Join(args, " "), err, out)
+		return fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, out)
 	}
 	return nil
 }

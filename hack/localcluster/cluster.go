@@ -10,18 +10,17 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/licenseha/licenseha/hack/internal/controlplane"
 )
 
 // cluster is one running local cluster: network, control plane, node agent.
 type cluster struct {
 	opts upOptions
 	l    layout
-	cp   *controlPlane
+	cp   *controlplane.ControlPlane
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -50,14 +49,14 @@ func (c *cluster) start(ctx context.Context) error {
 	if err := setupBridge(); err != nil {
 		return err
 	}
-	c.cp = &controlPlane{l: c.l, binDir: c.opts.k8sBinDir, apiHost: bridgeIP}
-	if err := c.cp.writePKI(); err != nil {
+	c.cp = newControlPlane(c.l, c.opts.k8sBinDir)
+	if err := writePKI(c.cp); err != nil {
 		return fmt.Errorf("creating certificates: %w", err)
 	}
-	if err := c.cp.start(ctx); err != nil {
+	if err := c.cp.Start(ctx); err != nil {
 		return err
 	}
-	log.Printf("API server ready at %s after %.1fs", c.cp.apiServerURL(), time.Since(began).Seconds())
+	log.Printf("API server ready at %s after %.1fs", c.cp.APIServerURL(), time.Since(began).Seconds())
 
 	cs, _, err := clientFromKubeconfig(c.l.componentKubeconfig("node-agent"))
 	if err != nil {
@@ -84,13 +83,13 @@ func (c *cluster) start(ctx context.Context) error {
 	// The provisioner, the service proxy and the DNS server share one
 	// watch per kind.
 	factory := informers.NewSharedInformerFactory(cs, 0)
-	p := newProvisioner(cs, c.l.volumesDir(), factory)
-	if err := p.createStorageClass(ctx); err != nil {
+	p := controlplane.NewProvisioner(cs, c.l.volumesDir(), factory)
+	if err := p.CreateStorageClass(ctx); err != nil {
 		return fmt.Errorf("creating the default StorageClass: %w", err)
 	}
 	services, slices := factory.Core().V1().Services(), factory.Discovery().V1().EndpointSlices()
 	proxy := newServiceProxy(services, slices)
-	dns, err := newDNSServer(services.Lister(), slices.Lister())
+	dns, err := controlplane.NewDNSServer(bridgeIP, services.Lister(), slices.Lister())
 	if err != nil {
 		return err
 	}
@@ -101,16 +100,16 @@ func (c *cluster) start(ctx context.Context) error {
 			log.Printf("service proxy disabled: %v", err)
 		}
 	})
-	c.goRun(func() { dns.serve(runCtx) })
-	c.goRun(func() { p.run(runCtx) })
+	c.goRun(func() { dns.Serve(runCtx) })
+	c.goRun(func() { p.Run(runCtx) })
 	if err := serveKubeletAPI(runCtx, c.l); err != nil {
 		return err
 	}
 	c.goRun(func() { a.run(runCtx) })
-	if err := waitDefaultServiceAccount(ctx, cs); err != nil {
+	if err := controlplane.WaitDefaultServiceAccount(ctx, cs); err != nil {
 		return err
 	}
-	if err := waitNodesSchedulable(ctx, cs, c.opts.nodes); err != nil {
+	if err := controlplane.WaitNodesSchedulable(ctx, cs, c.opts.nodes, 60*time.Second); err != nil {
 		return err
 	}
 	if err := os.WriteFile(c.l.readyFile(), []byte(time.Now().Format(time.RFC3339)), 0o644); err != nil {
@@ -135,84 +134,9 @@ func (c *cluster) stop() {
 		c.wg.Wait()
 	}
 	if c.cp != nil {
-		c.cp.stop()
+		c.cp.Stop()
 	}
 	cleanupLeftovers(c.l)
 	_ = os.Remove(c.l.readyFile())
 	_ = os.Remove(c.l.pidFile())
-}
-
-// waitDefaultServiceAccount waits for the "default" ServiceAccount, without
-// which the ServiceAccount admission rejects pods in the default namespace.
-func waitDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
-	// Long enough for one restart of a controller manager whose first
-	// requests the API server left hanging (it gives up after 30 s).
-	deadline := time.Now().Add(75 * time.Second)
-	for {
-		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the default ServiceAccount did not appear (is kube-controller-manager running?): %w", err)
-		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-}
-
-// waitNodesSchedulable waits until every node is Ready and carries no
-// NoSchedule or NoExecute taint. The controller manager taints a node it
-// saw before its first status (node.kubernetes.io/not-ready) and lifts the
-// taint a few seconds later; pods created meanwhile could wait many seconds
-// for the scheduler to try them again.
-func waitNodesSchedulable(ctx context.Context, cs kubernetes.Interface, want int) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		ready, why := 0, ""
-		if err == nil {
-			for _, n := range nodes.Items {
-				if reason := unschedulable(&n); reason != "" {
-					why = n.Name + ": " + reason
-					continue
-				}
-				ready++
-			}
-		} else {
-			why = err.Error()
-		}
-		if ready >= want {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d nodes are schedulable after 60s (%s)", ready, want, why)
-		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-}
-
-// unschedulable says why the scheduler would not place a pod without
-// tolerations on n, "" when it would.
-func unschedulable(n *corev1.Node) string {
-	if n.Spec.Unschedulable {
-		return "cordoned"
-	}
-	for _, t := range n.Spec.Taints {
-		if t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute {
-			return "taint " + t.Key
-		}
-	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			if c.Status == corev1.ConditionTrue {
-				return ""
-			}
-			return "not ready"
-		}
-	}
-	return "no Ready condition yet"
 }

@@ -32,7 +32,7 @@ const runStartMarker = "--- localcluster: starting "
 // authenticates with its kubelet client certificate; like a kubelet with
 // webhook authorization disabled, the agent does not check it.
 func serveKubeletAPI(ctx context.Context, l layout) error {
-	cert, err := tls.LoadX509KeyPair(l.pki("kubelet.crt"), l.pki("kubelet.key"))
+	cert, err := tls.LoadX509KeyPair(l.paths().PKI("kubelet.crt"), l.paths().PKI("kubelet.key"))
 	if err != nil {
 		return err
 	}

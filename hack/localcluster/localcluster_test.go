@@ -10,6 +10,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/licenseha/licenseha/hack/internal/controlplane"
 )
 
 func TestExpand(t *testing.T) {
@@ -165,8 +167,8 @@ func TestUnschedulable(t *testing.T) {
 		"prefer-no-schedule": {corev1.Node{Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "x", Effect: corev1.TaintEffectPreferNoSchedule}}}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{ready}}}, true},
 		"cordoned":           {corev1.Node{Spec: corev1.NodeSpec{Unschedulable: true}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{ready}}}, false},
 	} {
-		if got := unschedulable(&tc.node) == ""; got != tc.want {
-			t.Errorf("%s: schedulable = %v, want %v (%q)", name, got, tc.want, unschedulable(&tc.node))
+		if got := controlplane.Unschedulable(&tc.node) == ""; got != tc.want {
+			t.Errorf("%s: schedulable = %v, want %v (%q)", name, got, tc.want, controlplane.Unschedulable(&tc.node))
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/licenseha/licenseha/hack/internal/controlplane"
 )
 
 // layout names the files of one cluster under its state directory.
@@ -12,20 +14,17 @@ type layout struct {
 	dir string
 }
 
-func (l layout) pki(name string) string { return filepath.Join(l.dir, "pki", name) }
-func (l layout) kubeconfig() string     { return filepath.Join(l.dir, "kubeconfig") }
+func (l layout) paths() controlplane.Paths { return controlplane.Paths{Dir: l.dir} }
+func (l layout) kubeconfig() string        { return l.paths().Kubeconfig() }
 
 // componentKubeconfig is the kubeconfig a control-plane component or the
 // node agent uses, each with its own client certificate.
-func (l layout) componentKubeconfig(name string) string {
-	return filepath.Join(l.dir, "kubeconfigs", name+".kubeconfig")
-}
-func (l layout) etcdData() string           { return filepath.Join(l.dir, "etcd") }
-func (l layout) logFile(name string) string { return filepath.Join(l.dir, "logs", name+".log") }
-func (l layout) pidFile() string            { return filepath.Join(l.dir, "localcluster.pid") }
-func (l layout) readyFile() string          { return filepath.Join(l.dir, "ready") }
-func (l layout) podsDir() string            { return filepath.Join(l.dir, "pods") }
-func (l layout) volumesDir() string         { return filepath.Join(l.dir, "persistent-volumes") }
+func (l layout) componentKubeconfig(name string) string { return l.paths().ComponentKubeconfig(name) }
+func (l layout) logFile(name string) string             { return l.paths().LogFile(name) }
+func (l layout) pidFile() string                        { return filepath.Join(l.dir, "localcluster.pid") }
+func (l layout) readyFile() string                      { return filepath.Join(l.dir, "ready") }
+func (l layout) podsDir() string                        { return filepath.Join(l.dir, "pods") }
+func (l layout) volumesDir() string                     { return filepath.Join(l.dir, "persistent-volumes") }
 
 // podDir holds a pod's record (pod.json), volumes and container specs. The
 // UID keeps apart a pod that is still stopping and its replacement.
@@ -40,17 +39,7 @@ func (l layout) podLogDir(namespace, name string) string {
 
 // repoRoot is the checkout the running binary belongs to: bin/localcluster
 // lives in <repo>/bin.
-func repoRoot() (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	exe, err = filepath.EvalSymlinks(exe)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Dir(filepath.Dir(exe)), nil
-}
+func repoRoot() (string, error) { return controlplane.RepoRoot() }
 
 // defaultStateDir is $LOCALCLUSTER_STATE_DIR, else the checkout's .local/.
 func defaultStateDir() string {

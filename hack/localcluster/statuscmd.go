@@ -9,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/licenseha/licenseha/hack/internal/controlplane"
 )
 
 func runStatus(args []string) error {
@@ -27,7 +29,7 @@ func runStatus(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := waitAPIServerReady(ctx, cs, 5*time.Second); err != nil {
+	if err := controlplane.WaitAPIServerReady(ctx, cs, 5*time.Second); err != nil {
 		return err
 	}
 	fmt.Printf("API server %s: ready\n\n", cfg.Host)

@@ -10,12 +10,11 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/licenseha/licenseha/hack/internal/controlplane"
 )
 
 type upOptions struct {
@@ -90,15 +89,11 @@ func runUp(args []string) error {
 
 // takeLock fails when another local cluster runs on this host.
 func takeLock() (*os.File, error) {
-	f, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
+	f, err := controlplane.TakeLock(lockFile)
+	if errors.Is(err, controlplane.ErrLocked) {
 		return nil, fmt.Errorf("local cluster instance %d is running already (lock %s held): stop it with \"localcluster down\" or choose another $LOCALCLUSTER_INSTANCE", instanceIndex, lockFile)
 	}
-	return f, nil
+	return f, err
 }
 
 // envtestAssets builds (when missing) and locates the control-plane binaries.
@@ -122,53 +117,7 @@ func envtestAssets() (string, error) {
 // directory, and waits until it is ready or has failed.
 func detach(o upOptions, args []string) error {
 	l := layout{dir: o.stateDir}
-	if err := mkdirs(filepath.Dir(l.logFile("localcluster"))); err != nil {
-		return err
-	}
-	_ = os.Remove(l.readyFile())
-	logFile, err := os.Create(l.logFile("localcluster"))
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	var rest []string
-	for _, a := range args {
-		if a != "--detach" && a != "-detach" && a != "--detach=true" {
-			rest = append(rest, a)
-		}
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(exe, append([]string{"up", "--state-dir=" + o.stateDir}, rest...)...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.After(15 * time.Minute) // the first run may build the binaries
-	for {
-		if _, err := os.Stat(l.readyFile()); err == nil {
-			fmt.Printf("local cluster running (pid %d); kubeconfig: %s; log: %s\n", cmd.Process.Pid, l.kubeconfig(), l.logFile("localcluster"))
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("the local cluster exited (%v); see %s", err, l.logFile("localcluster"))
-		case <-deadline:
-			return errors.New("the local cluster did not become ready in time; see " + l.logFile("localcluster"))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return controlplane.Detach("local cluster", o.stateDir, l.logFile("localcluster"), l.readyFile(), l.kubeconfig(), args)
 }
 
-func readPid(path string) (int, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(data)))
-}
+func readPid(path string) (int, error) { return controlplane.ReadPid(path) }

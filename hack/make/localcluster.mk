@@ -26,3 +26,28 @@ local-status: localcluster ## Show the local cluster's nodes, pods and network f
 .PHONY: test-localcluster
 test-localcluster: ## Test the local cluster end to end (root; about 2 minutes).
 	$(GO) test -count=1 -timeout 10m -v ./test/localcluster/...
+
+##@ Real-node cluster (needs root; see docs/local-cluster.md and docs/design/real-nodes.md)
+
+REALCLUSTER := $(BIN)/realcluster
+REAL_STATE := $(CURDIR)/.local-real
+
+.PHONY: realcluster
+realcluster: ## Build bin/realcluster, the real-node cluster tool.
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(REALCLUSTER) ./hack/realcluster
+
+.PHONY: node-assets
+node-assets: ## Build kubelet and kube-proxy (beside the control plane) when missing; print their directory.
+	@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh kubelet kube-proxy
+
+.PHONY: realnode-up
+realnode-up: deps image realcluster node-assets envtest-assets ## Start three real nodes and the control plane in the background; kubeconfig in .local-real/kubeconfig.
+	@REALCLUSTER_STATE_DIR=$(REAL_STATE) $(REALCLUSTER) up --detach --k8s-bin-dir "$$(LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh | tail -n1)"
+
+.PHONY: realnode-down
+realnode-down: realcluster ## Stop the real-node cluster and remove its processes, containers, mounts, links, rules and cgroups.
+	REALCLUSTER_STATE_DIR=$(REAL_STATE) $(REALCLUSTER) down
+
+.PHONY: realnode-status
+realnode-status: realcluster ## Show the real-node cluster's nodes, pods and faults.
+	@REALCLUSTER_STATE_DIR=$(REAL_STATE) $(REALCLUSTER) status

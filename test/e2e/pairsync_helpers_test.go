@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +17,7 @@ import (
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/server"
+	"github.com/licenseha/licenseha/test/harness"
 	"github.com/licenseha/licenseha/test/podnet"
 )
 
@@ -48,38 +47,20 @@ func createPairWith(ctx context.Context, ns, name string, mode licensehav1.PairM
 	return p
 }
 
-// podSandbox is what the local cluster knows of a running pod: its folder
-// under the state directory (pods/<ns>_<name>_<uid>, volumes below it) and
-// its network namespace (pod.json, see hack/localcluster).
+// podSandbox is a running pod's network namespace and volume folders on
+// this host (harness.PodSandbox: process or real nodes).
 type podSandbox struct {
-	dir   string
 	netns string
+	sb    harness.PodSandbox
 }
 
 func sandboxOf(ctx context.Context, ns, pod string) (podSandbox, error) {
-	p := &corev1.Pod{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod}, p); err != nil {
-		return podSandbox{}, err
-	}
-	dir := filepath.Join(env.StateDir, "pods", ns+"_"+pod+"_"+string(p.UID))
-	data, err := os.ReadFile(filepath.Join(dir, "pod.json"))
-	if err != nil {
-		return podSandbox{}, err
-	}
-	var rec struct {
-		Netns string `json:"netns"`
-	}
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return podSandbox{}, err
-	}
-	if rec.Netns == "" {
-		return podSandbox{}, fmt.Errorf("pod %s/%s: no network namespace in pod.json", ns, pod)
-	}
-	return podSandbox{dir: dir, netns: "/run/netns/" + rec.Netns}, nil
+	sb, err := env.PodSandbox(ctx, ns, pod)
+	return podSandbox{netns: sb.Netns, sb: sb}, err
 }
 
 // volume is the host folder of the pod's volume.
-func (s podSandbox) volume(name string) string { return filepath.Join(s.dir, "volumes", name) }
+func (s podSandbox) volume(name string) string { return s.sb.Volume(name) }
 
 // adminClient reaches the pod's admin API at 127.0.0.1:5161 with the
 // group's admin token.

@@ -4,6 +4,11 @@
 // of the harness. The end-to-end suite, the demo and the failover benchmark
 // build on it. It needs root (network namespaces) and the binaries in bin/
 // (make build localcluster).
+//
+// With Options.Real it runs on the real-node cluster (hack/realcluster:
+// kubelets, containerd, kube-proxy) instead: every pod runs from the
+// licenseha image (make image), the operator included, which the Helm chart
+// deploys into the cluster.
 package harness
 
 import (
@@ -47,7 +52,14 @@ type Options struct {
 	VolumeResync time.Duration
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
+	// Real selects the real-node cluster (bin/realcluster, make image
+	// realcluster helm); Instance is then its $REALCLUSTER_INSTANCE and
+	// RestartBackoff and VolumeResync are the kubelet's own (ignored).
+	Real bool
 }
+
+// Image is the licenseha image the real-node cluster imports (make image).
+const Image = "ghcr.io/licenseha/licenseha:dev"
 
 // Env is a running local cluster with the operator.
 type Env struct {
@@ -97,17 +109,27 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		return nil, err
 	}
 	e := &Env{Root: root, opts: opts}
-	for _, b := range []string{"manager", "agent", "license-server", "localcluster"} {
+	needed, hint := []string{"manager", "agent", "license-server", "localcluster"}, "make build localcluster"
+	if opts.Real {
+		needed, hint = []string{"realcluster", "licenseha-image.tar", "pause-image.tar", "helm"}, "make image realcluster helm"
+	}
+	for _, b := range needed {
 		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
-			return nil, fmt.Errorf("bin/%s is missing: run make build localcluster", b)
+			return nil, fmt.Errorf("bin/%s is missing: run %s", b, hint)
 		}
 	}
-	out, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh")).Output()
-	if err != nil {
-		return nil, fmt.Errorf("control-plane binaries: %w", err)
+	assets := [][]string{nil}
+	if opts.Real {
+		assets = append(assets, []string{"kubelet", "kube-proxy"})
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	e.K8sBin = lines[len(lines)-1]
+	for _, set := range assets {
+		out, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh"), set...).Output()
+		if err != nil {
+			return nil, fmt.Errorf("Kubernetes binaries: %w", err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		e.K8sBin = lines[len(lines)-1]
+	}
 	e.StateDir = opts.StateDir
 	if e.StateDir == "" {
 		if e.StateDir, err = os.MkdirTemp("", "licenseha-e2e-"); err != nil {
@@ -119,21 +141,40 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if backoff == 0 {
 		backoff = 10 * time.Second
 	}
-	e.logf("Starting the local cluster (instance %d) in %s", opts.Instance, e.StateDir)
-	args := []string{"up", "--detach", "--k8s-bin-dir", e.K8sBin, "--state-dir", e.StateDir,
-		"--restart-backoff", backoff.String()}
-	if opts.VolumeResync > 0 {
-		args = append(args, "--volume-resync", opts.VolumeResync.String())
+	e.logf("Starting the %s (instance %d) in %s", e.clusterKind(), opts.Instance, e.StateDir)
+	up := []string{"up", "--detach", "--k8s-bin-dir", e.K8sBin, "--state-dir", e.StateDir}
+	if !opts.Real {
+		up = append(up, "--restart-backoff", backoff.String())
+		if opts.VolumeResync > 0 {
+			up = append(up, "--volume-resync", opts.VolumeResync.String())
+		}
 	}
-	if _, err := e.localcluster(ctx, args...); err != nil {
+	if _, err := e.localcluster(ctx, up...); err != nil {
 		return nil, err
 	}
+	// From here on a failure stops the cluster: the caller gets no Env to
+	// stop it with.
+	started := false
+	defer func() {
+		if !started {
+			e.Stop()
+		}
+	}()
 	if _, err := e.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
 		return nil, err
 	}
-	// The client discovers the API when created: the CRDs must be served by then.
-	if _, err := e.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
-		return nil, err
+	// The client discovers the API when created: the CRDs must be served by
+	// then. kubectl wait fails at once, instead of waiting, on a CRD whose
+	// status has no conditions yet: ask again until the deadline.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		_, err := e.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || !strings.Contains(err.Error(), ".status.conditions accessor error") {
+			return nil, err
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
 	if err != nil {
@@ -158,10 +199,39 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if err := os.WriteFile(e.trusted, pem, 0o644); err != nil {
 		return nil, err
 	}
-	if err := e.StartOperator(); err != nil {
+	if opts.Real {
+		err = e.deployOperator(ctx)
+	} else {
+		err = e.StartOperator()
+	}
+	if err != nil {
 		return nil, err
 	}
+	started = true
 	return e, nil
+}
+
+func (e *Env) clusterKind() string {
+	if e.opts.Real {
+		return "real-node cluster"
+	}
+	return "local cluster"
+}
+
+// deployOperator installs the operator into the real-node cluster with the
+// Helm chart, from the imported image (pull policy IfNotPresent), trusting
+// the harness's licence key.
+func (e *Env) deployOperator(ctx context.Context) error {
+	keys, err := os.ReadFile(e.trusted)
+	if err != nil {
+		return err
+	}
+	repo, tag, _ := strings.Cut(Image, ":")
+	_, err = e.Helm(ctx, "install", "licenseha", filepath.Join(e.Root, "charts", "licenseha"),
+		"-n", "licenseha-system", "--create-namespace", "--set", "crds.enabled=false",
+		"--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never",
+		"--set-string", "trustedKeys.pem="+string(keys), "--wait", "--timeout", "3m")
+	return err
 }
 
 // StartOperator runs the operator beside the cluster, logging to
@@ -194,20 +264,33 @@ func (e *Env) Stop() {
 	}
 }
 
+// localcluster runs the cluster tool: bin/localcluster, or bin/realcluster
+// with Options.Real.
 func (e *Env) localcluster(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(e.Root, "bin", "localcluster"), args...)
-	cmd.Env = append(os.Environ(), "LOCALCLUSTER_STATE_DIR="+e.StateDir, "LOCALCLUSTER_INSTANCE="+strconv.Itoa(e.opts.Instance),
-		"LOCALCLUSTER_K8S_BIN_DIR="+e.K8sBin)
+	tool, prefix := "localcluster", "LOCALCLUSTER_"
+	if e.opts.Real {
+		tool, prefix = "realcluster", "REALCLUSTER_"
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(e.Root, "bin", tool), args...)
+	cmd.Env = append(os.Environ(), prefix+"STATE_DIR="+e.StateDir, prefix+"INSTANCE="+strconv.Itoa(e.opts.Instance),
+		prefix+"K8S_BIN_DIR="+e.K8sBin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("localcluster %s: %w: %s", strings.Join(args, " "), err, out.String())
+		return out.String(), fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, out.String())
 	}
 	return out.String(), nil
 }
 
+// CheckClean runs `realcluster check-clean`: an error lists what the
+// real-node cluster left on the host.
+func (e *Env) CheckClean(ctx context.Context) error {
+	_, err := e.localcluster(ctx, "check-clean")
+	return err
+}
+
 // Fault runs `localcluster fault ARGS...` (kill, pause, resume, partition,
-// heal, isolate-apiserver).
+// heal, isolate-apiserver; with Options.Real also node-down and node-up).
 func (e *Env) Fault(ctx context.Context, args ...string) error {
 	_, err := e.localcluster(ctx, append([]string{"fault"}, args...)...)
 	return err

@@ -188,6 +188,28 @@ func (w *Watcher) MaxServing() int {
 	return most
 }
 
+// Outage looks at the changes since t for an outage: the first moment
+// nobody served, and the first moment after it exactly one member served
+// (who). ok is false while service has not come back; a change with
+// nobody serving that never came is reported as an outage of zero length
+// (from = back = t) once grace has passed since t.
+func (w *Watcher) Outage(t time.Time, grace time.Duration) (from, back time.Time, who string, ok bool) {
+	for _, c := range w.History() {
+		if c.At.Before(t) {
+			continue
+		}
+		if from.IsZero() && len(c.Serving) == 0 {
+			from = c.At
+		} else if !from.IsZero() && c.At.After(from) && len(c.Serving) == 1 {
+			return from, c.At, c.Serving[0], true
+		}
+	}
+	if from.IsZero() && time.Since(t) > grace {
+		return t, t, "", true
+	}
+	return from, time.Time{}, "", false
+}
+
 // WaitFor waits until exactly the given member serves (or, with member
 // "", until nobody does) and returns when that was first seen.
 func (w *Watcher) WaitFor(ctx context.Context, member string, timeout time.Duration) (time.Time, error) {

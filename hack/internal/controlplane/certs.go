@@ -1,4 +1,8 @@
-package main
+// Package controlplane runs a development Kubernetes control plane (etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler) from real binaries,
+// with its certificates and kubeconfigs, and a small cluster DNS server. The
+// local cluster tools (hack/localcluster, hack/realcluster) share it.
+package controlplane
 
 import (
 	"crypto/ecdsa"
@@ -15,16 +19,16 @@ import (
 	"time"
 )
 
-// certAuthority signs the serving and client certificates of one cluster.
-type certAuthority struct {
+// CertAuthority signs the serving and client certificates of one cluster.
+type CertAuthority struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 }
 
 const certValidity = 365 * 24 * time.Hour
 
-// newCertAuthority creates a self-signed CA and writes ca.crt and ca.key.
-func newCertAuthority(l layout) (*certAuthority, error) {
+// NewCertAuthority creates a self-signed CA and writes ca.crt and ca.key.
+func NewCertAuthority(p Paths) (*CertAuthority, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -46,51 +50,51 @@ func newCertAuthority(l layout) (*certAuthority, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeCertAndKey(l.pki("ca"), der, key); err != nil {
+	if err := writeCertAndKey(p.PKI("ca"), der, key); err != nil {
 		return nil, err
 	}
-	return &certAuthority{cert: cert, key: key}, nil
+	return &CertAuthority{cert: cert, key: key}, nil
 }
 
-// certRequest describes a leaf certificate.
-type certRequest struct {
-	commonName   string
-	organization []string
-	dnsNames     []string
-	ips          []net.IP
-	server       bool
+// CertRequest describes a leaf certificate.
+type CertRequest struct {
+	CommonName   string
+	Organization []string
+	DNSNames     []string
+	IPs          []net.IP
+	Server       bool
 }
 
-// issue signs a leaf certificate and writes <path>.crt and <path>.key.
-func (ca *certAuthority) issue(path string, req certRequest) error {
+// Issue signs a leaf certificate and writes <path>.crt and <path>.key.
+func (ca *CertAuthority) Issue(path string, req CertRequest) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
 	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	if req.server {
+	if req.Server {
 		usage = append(usage, x509.ExtKeyUsageServerAuth)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: req.commonName, Organization: req.organization},
+		Subject:      pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(certValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  usage,
-		DNSNames:     req.dnsNames,
-		IPAddresses:  req.ips,
+		DNSNames:     req.DNSNames,
+		IPAddresses:  req.IPs,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return fmt.Errorf("signing %s: %w", req.commonName, err)
+		return fmt.Errorf("signing %s: %w", req.CommonName, err)
 	}
 	return writeCertAndKey(path, der, key)
 }
 
 // writeServiceAccountKeys writes the key pair the API server signs and
 // verifies service-account tokens with (sa.key, sa.pub).
-func writeServiceAccountKeys(l layout) error {
+func writeServiceAccountKeys(p Paths) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -99,10 +103,10 @@ func writeServiceAccountKeys(l layout) error {
 	if err != nil {
 		return err
 	}
-	if err := writePEM(l.pki("sa.pub"), "PUBLIC KEY", pub, 0o644); err != nil {
+	if err := writePEM(p.PKI("sa.pub"), "PUBLIC KEY", pub, 0o644); err != nil {
 		return err
 	}
-	return writeKey(l.pki("sa.key"), key)
+	return writeKey(p.PKI("sa.key"), key)
 }
 
 func writeCertAndKey(path string, der []byte, key *ecdsa.PrivateKey) error {

@@ -1,4 +1,4 @@
-package main
+package controlplane
 
 import (
 	"os"
@@ -10,14 +10,12 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-const clusterName = "localcluster"
-
-// writeKubeconfig writes a kubeconfig for server that authenticates with the
+// WriteKubeconfig writes a kubeconfig for server that authenticates with the
 // client certificate <pki>/<cert>.crt. With embed, the certificates are
 // copied into the file so that it stays usable on its own.
-func writeKubeconfig(l layout, path, server, cert string, embed bool) error {
-	cluster := &clientcmdapi.Cluster{Server: server, CertificateAuthority: l.pki("ca.crt")}
-	user := &clientcmdapi.AuthInfo{ClientCertificate: l.pki(cert + ".crt"), ClientKey: l.pki(cert + ".key")}
+func WriteKubeconfig(p Paths, clusterName, path, server, cert string, embed bool) error {
+	cluster := &clientcmdapi.Cluster{Server: server, CertificateAuthority: p.PKI("ca.crt")}
+	user := &clientcmdapi.AuthInfo{ClientCertificate: p.PKI(cert + ".crt"), ClientKey: p.PKI(cert + ".key")}
 	if embed {
 		var err error
 		if cluster.CertificateAuthorityData, err = os.ReadFile(cluster.CertificateAuthority); err != nil {
@@ -42,9 +40,9 @@ func writeKubeconfig(l layout, path, server, cert string, embed bool) error {
 	return clientcmd.WriteToFile(*cfg, path)
 }
 
-// clientFromKubeconfig builds a clientset with a rate limit that suits a
+// ClientFromKubeconfig builds a clientset with a rate limit that suits a
 // node agent serving a handful of pods.
-func clientFromKubeconfig(path string) (*kubernetes.Clientset, *rest.Config, error) {
+func ClientFromKubeconfig(path string) (*kubernetes.Clientset, *rest.Config, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
 		return nil, nil, err

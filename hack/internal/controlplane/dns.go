@@ -1,4 +1,4 @@
-package main
+package controlplane
 
 import (
 	"context"
@@ -16,38 +16,41 @@ import (
 )
 
 const (
-	clusterDomain = "cluster.local"
+	// ClusterDomain is the DNS domain of Services and pods.
+	ClusterDomain = "cluster.local"
 	dnsTTL        = 5
 )
 
-// dnsServer is a minimal cluster DNS on the bridge address (UDP port 53):
+// DNSServer is a minimal cluster DNS (UDP port 53):
 // A records for Services (<svc>.<ns>.svc.cluster.local: the ClusterIP, or
 // the ready endpoints of a headless Service), for the pods of a headless
 // Service with hostname and subdomain (<host>.<svc>.<ns>.svc.cluster.local,
 // what StatefulSet pods get) and for pod addresses (a-b-c-d.<ns>.pod...).
 // Other names are looked up on the host.
-type dnsServer struct {
+type DNSServer struct {
 	services corev1listers.ServiceLister
 	slices   discoverylisters.EndpointSliceLister
 	conn     net.PacketConn
 }
 
-func newDNSServer(services corev1listers.ServiceLister, slices discoverylisters.EndpointSliceLister) (*dnsServer, error) {
-	conn, err := net.ListenPacket("udp", net.JoinHostPort(bridgeIP, "53"))
+// NewDNSServer listens on addr (UDP port 53).
+func NewDNSServer(addr string, services corev1listers.ServiceLister, slices discoverylisters.EndpointSliceLister) (*DNSServer, error) {
+	conn, err := net.ListenPacket("udp", net.JoinHostPort(addr, "53"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster DNS: %w", err)
 	}
-	return &dnsServer{services: services, slices: slices, conn: conn}, nil
+	return &DNSServer{services: services, slices: slices, conn: conn}, nil
 }
 
-// resolvConf is the pods' /etc/resolv.conf, as the kubelet writes it for
-// the ClusterFirst DNS policy.
-func resolvConf(namespace string) string {
+// ResolvConf is the pods' /etc/resolv.conf, as the kubelet writes it for
+// the ClusterFirst DNS policy, with the server at nameserver.
+func ResolvConf(namespace, nameserver string) string {
 	return fmt.Sprintf("search %s.svc.%s svc.%s %s\nnameserver %s\noptions ndots:5\n",
-		namespace, clusterDomain, clusterDomain, clusterDomain, bridgeIP)
+		namespace, ClusterDomain, ClusterDomain, ClusterDomain, nameserver)
 }
 
-func (d *dnsServer) serve(ctx context.Context) {
+// Serve answers queries until ctx ends.
+func (d *DNSServer) Serve(ctx context.Context) {
 	go func() {
 		<-ctx.Done()
 		d.conn.Close()
@@ -69,7 +72,7 @@ func (d *dnsServer) serve(ctx context.Context) {
 	}
 }
 
-func (d *dnsServer) answer(ctx context.Context, query []byte) ([]byte, error) {
+func (d *DNSServer) answer(ctx context.Context, query []byte) ([]byte, error) {
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
 	if err != nil {
@@ -110,8 +113,8 @@ func (d *dnsServer) answer(ctx context.Context, query []byte) ([]byte, error) {
 }
 
 // resolve returns the IPv4 addresses of a name and whether it exists.
-func (d *dnsServer) resolve(ctx context.Context, name string) ([]net.IP, bool) {
-	rest, inCluster := strings.CutSuffix(name, "."+clusterDomain)
+func (d *DNSServer) resolve(ctx context.Context, name string) ([]net.IP, bool) {
+	rest, inCluster := strings.CutSuffix(name, "."+ClusterDomain)
 	if !inCluster {
 		addrs, err := net.DefaultResolver.LookupIP(ctx, "ip4", name)
 		return addrs, err == nil
@@ -130,7 +133,7 @@ func (d *dnsServer) resolve(ctx context.Context, name string) ([]net.IP, bool) {
 }
 
 // service resolves a Service, or with host one named endpoint of it.
-func (d *dnsServer) service(namespace, name, host string) ([]net.IP, bool) {
+func (d *DNSServer) service(namespace, name, host string) ([]net.IP, bool) {
 	svc, err := d.services.Services(namespace).Get(name)
 	if err != nil {
 		return nil, false
@@ -144,7 +147,7 @@ func (d *dnsServer) service(namespace, name, host string) ([]net.IP, bool) {
 	for _, s := range slices {
 		for _, ep := range s.Endpoints {
 			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready || svc.Spec.PublishNotReadyAddresses
-			if !ready || (host != "" && ptrValue(ep.Hostname) != host) {
+			if !ready || (host != "" && deref(ep.Hostname) != host) {
 				continue
 			}
 			for _, a := range ep.Addresses {
@@ -155,4 +158,11 @@ func (d *dnsServer) service(namespace, name, host string) ([]net.IP, bool) {
 		}
 	}
 	return ips, host == "" || len(ips) > 0
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }

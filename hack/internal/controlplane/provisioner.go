@@ -1,4 +1,4 @@
-package main
+package controlplane
 
 import (
 	"context"
@@ -23,6 +23,21 @@ const (
 	storageClassName = "standard"
 	provisionerName  = "localcluster.licenseha.io/hostpath"
 )
+
+// Provisioner is the default StorageClass's dynamic provisioner.
+type Provisioner = provisioner
+
+// NewProvisioner provisions hostPath volumes under root; call Run after
+// the informers of factory are started.
+func NewProvisioner(cs kubernetes.Interface, root string, factory informers.SharedInformerFactory) *Provisioner {
+	return newProvisioner(cs, root, factory)
+}
+
+// CreateStorageClass creates the default StorageClass "standard".
+func (p *Provisioner) CreateStorageClass(ctx context.Context) error { return p.createStorageClass(ctx) }
+
+// Run provisions and deletes volumes until ctx ends.
+func (p *Provisioner) Run(ctx context.Context) { p.run(ctx) }
 
 // provisioner is a minimal dynamic provisioner: every pending claim of the
 // default StorageClass gets a hostPath PersistentVolume under the state
