@@ -132,6 +132,16 @@ func TestEnvSettingsGetSetDiff(t *testing.T) {
 	if out, err := kubectl(t, ns, "settings", "get", "plant", "--published", "-o", "json"); err != nil || !strings.Contains(out, `"zebra-2*"`) {
 		t.Fatalf("get --published = %v\n%s", err, out)
 	}
+
+	// status shows the settings line.
+	tr.Status.Settings.AppliedMembers, tr.Status.Settings.Synchronized = []string{"a", "b", "c"}, true
+	if err := kc.Status().Update(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, ns, "status", "plant"); err != nil ||
+		!strings.Contains(out, "Settings:") || !strings.Contains(out, "ConfigMap plant-settings, hash "+specHash[:12]+", synchronized: yes (running them: a, b, c)") {
+		t.Fatalf("status = %v\n%s", err, out)
+	}
 }
 
 func TestEnvUsage(t *testing.T) {
