@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,5 +197,44 @@ func TestUsageTotalsPerLicenceOfTheMonth(t *testing.T) {
 	got := usageTotals(rows, "2026-12")
 	if got["a"] != [3]int64{3, 6, 51} || got["b"] != [3]int64{1, 0, 0} || got["c"][2] != 1<<63-1 || len(got) != 3 {
 		t.Fatalf("totals %v", got)
+	}
+}
+
+func TestMainStateWinsOverTheBackupsUsageWhenTheObjectIsFull(t *testing.T) {
+	ctx := context.Background()
+	cs := newStateObjects()
+	cm, _ := cs.CoreV1().ConfigMaps(testNS).Get(ctx, group.StateName(testPair), metav1.GetOptions{})
+	cm.Data = map[string]string{KeyBackupUsageRevision: "9"}
+	cm.BinaryData = map[string][]byte{KeyBackupUsage: make([]byte, maxStateBytes)}
+	if _, err := cs.CoreV1().ConfigMaps(testNS).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	main := pairMember(t, cs, "main", &group.Config{Kind: group.KindBackupPair})
+	if err := main.admin.SetSettings(ctx, server.Settings{AllowedPrinters: []string{"m"}}); err != nil {
+		t.Fatal(err)
+	}
+	pass(t, main, time.Now())
+	cm, _ = cs.CoreV1().ConfigMaps(testNS).Get(ctx, group.StateName(testPair), metav1.GetOptions{})
+	if cm.Data[keyMember] != "main" || cm.BinaryData[keySettings] == nil {
+		t.Fatalf("the main did not publish: %v", cm.Data)
+	}
+	if cm.BinaryData[KeyBackupUsage] != nil {
+		t.Fatal("the backup's statistics were kept although they do not fit beside the main's state")
+	}
+	// And the backup does not push them back in.
+	if err := main.sync.publishBackupUsage(ctx, nil, 1, time.Now()); err != nil {
+		t.Fatalf("small statistics fit: %v", err)
+	}
+	big := make([]server.UsageRecord, 0, 20000)
+	for i := range 20000 {
+		big = append(big, server.UsageRecord{License: "L", Printer: strings.Repeat("x", 40) + strconv.Itoa(i*7919), Period: "2026-12"})
+	}
+	observeState(t, main)
+	err := main.sync.publishBackupUsage(ctx, big, 2, time.Now())
+	if err == nil {
+		cm, _ = cs.CoreV1().ConfigMaps(testNS).Get(ctx, group.StateName(testPair), metav1.GetOptions{})
+		if binarySize(cm.BinaryData) > maxStateBytes {
+			t.Fatalf("the object holds %d bytes of state, over %d", binarySize(cm.BinaryData), maxStateBytes)
+		}
 	}
 }

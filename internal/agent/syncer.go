@@ -133,9 +133,14 @@ func (s *syncer) publish(ctx context.Context, st *server.State, epoch uint64) er
 		return fmt.Errorf("writing synced state Secret: %w", err)
 	}
 	newCM := cm.DeepCopy()
-	// A pair's backup publishes its own usage statistics (backup*).
-	keepBackupKeys(cm.Data, enc.Data)
-	keepBackupKeys(cm.BinaryData, enc.BinaryData)
+	// A pair's backup publishes its own usage statistics (backup*); they
+	// are kept while everything fits the object, the main's state first.
+	if binarySize(enc.BinaryData)+binarySize(backupBinary(cm.BinaryData)) <= maxStateBytes {
+		keepBackupKeys(cm.Data, enc.Data)
+		keepBackupKeys(cm.BinaryData, enc.BinaryData)
+	} else {
+		s.log.V(1).Info("Dropping the backup's usage statistics from the state ConfigMap: they no longer fit beside the main's state")
+	}
 	newCM.Data, newCM.BinaryData = enc.Data, enc.BinaryData
 	updCM, err := s.cs.CoreV1().ConfigMaps(s.namespace).Update(ctx, newCM, metav1.UpdateOptions{FieldManager: "licenseha-agent"})
 	if err != nil {

@@ -123,7 +123,10 @@ func (s *syncer) publishBackupUsage(ctx context.Context, rows []server.UsageReco
 	if err != nil {
 		return err
 	}
-	if len(data) > maxStateBytes/4 {
+	// The main's state has priority: the backup's statistics go in only
+	// where they fit beside it.
+	main := binarySize(cm.BinaryData) - binarySize(backupBinary(cm.BinaryData))
+	if main+len(data) > maxStateBytes {
 		return ErrStateTooLarge
 	}
 	upd := cm.DeepCopy()
@@ -146,6 +149,22 @@ func (s *syncer) publishBackupUsage(ctx context.Context, rows []server.UsageReco
 	s.cm = out
 	s.mu.Unlock()
 	return nil
+}
+
+// binarySize is the bytes of binary data.
+func binarySize(m map[string][]byte) int {
+	n := 0
+	for _, v := range m {
+		n += len(v)
+	}
+	return n
+}
+
+// backupBinary is the binary data a pair's backup wrote (backup*).
+func backupBinary(m map[string][]byte) map[string][]byte {
+	out := map[string][]byte{}
+	keepBackupKeys(m, out)
+	return out
 }
 
 // keepBackupKeys copies the keys a pair's backup writes (backup*) from the
