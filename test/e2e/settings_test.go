@@ -100,4 +100,3 @@ var _ = Describe("Settings of spec.settingsRef", Label("e2e"), func() {
 		r.invariants()
 	})
 })
-
