@@ -40,6 +40,9 @@ type groupReconciler struct {
 	// cleared holds the UIDs of the groups found free of a predecessor's
 	// leftovers (see removeLeftovers); nil scans on every reconcile.
 	cleared *sync.Map
+	// settings holds, per group (namespace/name), the valid settings of
+	// spec.settingsRef the references step read, for the members step.
+	settings *sync.Map
 }
 
 // FieldManager is the field manager of every write the operator makes.

@@ -59,6 +59,12 @@ func (r *LicenseBackupPairReconciler) reconcileReferences(ctx context.Context, p
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	var settingsCM *corev1.ConfigMap
+	if p.Spec.SettingsRef != nil {
+		settingsCM = found[len(found)-1].configMap
+	}
+	r.rememberSettings(p.Namespace+"/"+p.Name,
+		checkSettings(p.Generation, p.Spec.SettingsRef, settingsCM, &p.Status.Settings, &p.Status.Conditions))
 	licenseCond := referencesCondition(p.Generation, found)
 	var res ctrl.Result
 	if licenseCond.Status == metav1.ConditionTrue {
@@ -168,6 +174,7 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 	}
 	if blocked == nil {
 		cfg := builder.PairConfig(p, podAddresses(pods))
+		r.groupSettings(ctx, g, p.Namespace+"/"+p.Name, p.Status.Settings, &cfg)
 		if err := reconcileGroupObjects(ctx, r.Client, g, r.Options, cfg, r.TrustedKeys, have); err != nil {
 			return ctrl.Result{}, err
 		}

@@ -56,6 +56,12 @@ func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *lic
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	var settingsCM *corev1.ConfigMap
+	if t.Spec.SettingsRef != nil {
+		settingsCM = found[len(found)-1].configMap
+	}
+	r.rememberSettings(t.Namespace+"/"+t.Name,
+		checkSettings(t.Generation, t.Spec.SettingsRef, settingsCM, &t.Status.Settings, &t.Status.Conditions))
 	licenseCond := referencesCondition(t.Generation, found)
 	var res ctrl.Result
 	if licenseCond.Status == metav1.ConditionTrue {
@@ -104,6 +110,7 @@ func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licens
 	}
 	if blocked == nil {
 		cfg := builder.TriadConfig(t, podAddresses(pods))
+		r.groupSettings(ctx, g, t.Namespace+"/"+t.Name, t.Status.Settings, &cfg)
 		if err := reconcileGroupObjects(ctx, r.Client, g, r.Options, cfg, r.TrustedKeys, have); err != nil {
 			return ctrl.Result{}, err
 		}

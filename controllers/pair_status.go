@@ -46,6 +46,7 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 			reports[name] = r
 			out.Serving = r.State == group.StateActive && (!activePassive || holder == pod.Name)
 			out.Version = r.ServerVersion
+			out.SettingsHash = r.SettingsHash
 		}
 		return out
 	}
@@ -54,8 +55,17 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 	mainR, mainOK := reports[string(licensehav1.SideMain)]
 	backR, backOK := reports[string(licensehav1.SideBackup)]
 	st.Connected = mainOK && backOK && len(mainR.Peers) > 0 && len(backR.Peers) > 0
+	// Both report the settings their servers run: a backup whose settings
+	// were changed on it (during a failover) is not synchronized until the
+	// main's settings overwrite them.
 	st.Synchronized = mainOK && backOK && backR.Revision >= mainR.Revision &&
-		(len(p.Spec.Sync.Paths) == 0 || backR.FilesRevision >= mainR.FilesRevision)
+		(len(p.Spec.Sync.Paths) == 0 || backR.FilesRevision >= mainR.FilesRevision) &&
+		(mainR.SettingsHash == "" || backR.SettingsHash == "" || mainR.SettingsHash == backR.SettingsHash)
+	hashes := map[string]string{}
+	for name, r := range reports {
+		hashes[name] = r.SettingsHash
+	}
+	settingsApplied(st.Settings, hashes)
 	st.SyncState = syncStateOf(st.Connected, st.Synchronized)
 	// lastSyncTime moves when the backup catches up with the main, not on a
 	// timer, so a steady pair writes nothing.

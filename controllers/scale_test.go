@@ -47,7 +47,7 @@ var _ = Describe("Reconciling many triads", Label("benchmark"), func() {
 			// state, config (and the kube-root-ca.crt of the namespace when a
 			// controller-manager runs; envtest has none)
 			g.Expect(count(&corev1.ConfigMapList{})).To(BeNumerically(">=", 2*n))
-		}, 10*time.Minute, time.Second).Should(Succeed())
+		}, max(10*time.Minute, time.Duration(n)*1500*time.Millisecond), time.Second).Should(Succeed())
 		done := time.Since(start)
 
 		var after runtime.MemStats

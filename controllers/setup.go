@@ -144,6 +144,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		TrustedKeys: cfg.TrustedKeys,
 		Keys:        keys,
 		cleared:     &sync.Map{},
+		settings:    &sync.Map{},
 	}
 	if err := (&LicenseTriadReconciler{base}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LicenseTriad reconciler: %w", err)

@@ -24,6 +24,7 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.L
 	inQuorum := int32(0)
 	var activeRevision int64
 	revisions := map[string]int64{}
+	settingsHashes := map[string]string{}
 	// A member counts in the quorum when another member reports hearing
 	// it (a frozen member's own last report would otherwise still count)
 	// and it can vote, i.e. is not still joining after a start.
@@ -51,6 +52,8 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.L
 					inQuorum++
 				}
 				revisions[m.Name] = report.Revision
+				ms.SettingsHash = report.SettingsHash
+				settingsHashes[m.Name] = report.SettingsHash
 				if report.State == group.StateActive && holder == pod.Name {
 					st.ActiveMember = m.Name
 					activeRevision = report.Revision
@@ -80,6 +83,7 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.L
 		}
 	}
 	st.Sync.Revision = activeRevision
+	settingsApplied(st.Settings, settingsHashes)
 	st.Sync.Synchronized = synced && len(revisions) == len(t.Spec.Members)
 
 	gen := t.Generation

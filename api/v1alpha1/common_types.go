@@ -88,6 +88,10 @@ const (
 	// failed instead of waiting for it; it is removed when the group can
 	// progress again.
 	ConditionStalled = "Stalled"
+	// ConditionSettingsValid (only with spec.settingsRef) says whether the
+	// settings document of the ConfigMap is valid. While it is False the
+	// members keep the last valid settings.
+	ConditionSettingsValid = "SettingsValid"
 )
 
 // Condition reasons.
@@ -97,6 +101,8 @@ const (
 	ReasonSecretNotFound     = "SecretNotFound"
 	ReasonNoLicenseFiles     = "NoLicenseFiles"
 	ReasonSettingsNotFound   = "SettingsNotFound"
+	ReasonSettingsAccepted   = "SettingsAccepted"
+	ReasonInvalidSettings    = "InvalidSettings"
 	ReasonLicensesPresent    = "LicensesPresent"
 	ReasonLicenseInvalid     = "LicenseInvalid"
 	ReasonEditionNotAllowed  = "EditionNotAllowed"
@@ -495,6 +501,27 @@ type EmailNotification struct {
 	// "password" for SMTP authentication.
 	// +optional
 	CredentialsSecretRef *LocalObjectReference `json:"credentialsSecretRef,omitempty"`
+}
+
+// SettingsStatus reports the settings of spec.settingsRef.
+type SettingsStatus struct {
+	// configMap named by spec.settingsRef.
+	ConfigMap string `json:"configMap"`
+	// hash identifies the settings in effect: the SHA-256 of their JSON, as
+	// members report it. While the ConfigMap holds invalid settings (see
+	// the SettingsValid condition) it is the hash of the last valid ones,
+	// which the members keep; empty when no valid settings were seen yet.
+	// +optional
+	Hash string `json:"hash,omitempty"`
+	// observedResourceVersion is the ConfigMap's resourceVersion last read.
+	// +optional
+	ObservedResourceVersion string `json:"observedResourceVersion,omitempty"`
+	// appliedMembers lists the running members whose servers run hash.
+	// +optional
+	AppliedMembers []string `json:"appliedMembers,omitempty"`
+	// synchronized is true when every running member's server runs hash.
+	// +optional
+	Synchronized bool `json:"synchronized"`
 }
 
 // LicenseStatus describes one licence a group holds.

@@ -185,8 +185,13 @@ type LicenseBackupPairSpec struct {
 	// +required
 	Backup PairServer `json:"backup"`
 
-	// settingsRef names an optional ConfigMap with the main server's
-	// initial settings (key settings.json).
+	// settingsRef names an optional ConfigMap whose key settings.yaml (or
+	// settings.json) holds the main server's settings document. When set
+	// it is authoritative: the operator validates it (condition
+	// SettingsValid; an invalid edit leaves the last valid settings in
+	// effect), the main applies it and the backup follows the main's
+	// settings; changes made on the backup (during a failover, say) are
+	// overwritten when the main publishes again.
 	// +optional
 	SettingsRef *LocalObjectReference `json:"settingsRef,omitempty"`
 
@@ -264,6 +269,10 @@ type PairServerStatus struct {
 	// licenses the server holds.
 	// +optional
 	Licenses []LicenseStatus `json:"licenses,omitempty"`
+	// settingsHash identifies the settings the server runs (see
+	// status.settings.hash).
+	// +optional
+	SettingsHash string `json:"settingsHash,omitempty"`
 }
 
 // LicenseBackupPairStatus is the observed state of a LicenseBackupPair.
@@ -304,8 +313,12 @@ type LicenseBackupPairStatus struct {
 	// failovers counts takeovers by the backup (ActivePassive).
 	// +optional
 	Failovers int32 `json:"failovers"`
+	// settings reports the settings of spec.settingsRef and which servers
+	// run them; absent without spec.settingsRef.
+	// +optional
+	Settings *SettingsStatus `json:"settings,omitempty"`
 	// conditions: Ready, Connected, Synchronized, LicenseValid, Degraded,
-	// and ClientAccessReady when spec.clientAccess is set; Stalled while the
+	// SettingsValid when spec.settingsRef is set, and ClientAccessReady when spec.clientAccess is set; Stalled while the
 	// phase is Failed.
 	// +optional
 	// +listType=map

@@ -165,9 +165,13 @@ type LicenseTriadSpec struct {
 	// +required
 	LicenseSecretRef LocalObjectReference `json:"licenseSecretRef"`
 
-	// settingsRef names an optional ConfigMap with the server's initial
-	// settings (key settings.json). Later changes made through the server
-	// are kept in the synced state.
+	// settingsRef names an optional ConfigMap whose key settings.yaml (or
+	// settings.json) holds the license server's settings document. When set
+	// it is authoritative: the operator validates it (condition
+	// SettingsValid; an invalid edit leaves the last valid settings in
+	// effect), the active member applies it and the others follow through
+	// the synced state; changes made through a server's admin API are
+	// undone. Without it the servers keep the settings they hold.
 	// +optional
 	SettingsRef *LocalObjectReference `json:"settingsRef,omitempty"`
 
@@ -251,6 +255,10 @@ type TriadMemberStatus struct {
 	// lastHeartbeatTime is when the member was last heard from.
 	// +optional
 	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
+	// settingsHash identifies the settings the member's server runs (see
+	// status.settings.hash).
+	// +optional
+	SettingsHash string `json:"settingsHash,omitempty"`
 }
 
 // SyncStatus reports the state sync of a triad.
@@ -304,8 +312,13 @@ type LicenseTriadStatus struct {
 	// sync reports state sync between members.
 	// +optional
 	Sync SyncStatus `json:"sync,omitempty"`
+	// settings reports the settings of spec.settingsRef and which members
+	// run them; absent without spec.settingsRef.
+	// +optional
+	Settings *SettingsStatus `json:"settings,omitempty"`
 	// conditions: Ready, QuorumSatisfied, Synchronized, LicenseValid, Degraded,
-	// and ClientAccessReady when spec.clientAccess is set; Stalled while the
+	// SettingsValid when spec.settingsRef is set, and ClientAccessReady when
+	// spec.clientAccess is set; Stalled while the
 	// phase is Failed.
 	// +optional
 	// +listType=map

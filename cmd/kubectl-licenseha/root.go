@@ -26,6 +26,8 @@ var subcommands = []func(*Options) *cobra.Command{
 	newSwitchoverCmd,
 	newReplaceMemberCmd,
 	newBackupCmd,
+	newSettingsCmd,
+	newUsageCmd,
 }
 
 func newRootCmd(streams genericiooptions.IOStreams) *cobra.Command {

@@ -43,11 +43,13 @@ type GroupStatus struct {
 	Connected        *bool    `json:"connected,omitempty"`
 	UnmappedLicenses []string `json:"unmappedLicenses,omitempty"`
 
-	Sync       SyncSummary        `json:"sync"`
-	Members    []MemberSummary    `json:"members"`
-	Licenses   []LicenseSummary   `json:"licenses"`
-	Conditions []metav1.Condition `json:"conditions"`
-	Events     []EventSummary     `json:"events"`
+	Sync SyncSummary `json:"sync"`
+	// Settings reports spec.settingsRef's settings and who runs them.
+	Settings   *licensehav1.SettingsStatus `json:"settings,omitempty"`
+	Members    []MemberSummary             `json:"members"`
+	Licenses   []LicenseSummary            `json:"licenses"`
+	Conditions []metav1.Condition          `json:"conditions"`
+	Events     []EventSummary              `json:"events"`
 }
 
 // SyncSummary reports state sync.
@@ -297,7 +299,7 @@ func triadStatus(t *licensehav1.LicenseTriad) *GroupStatus {
 	st := &t.Status
 	g := &GroupStatus{Kind: group.KindTriad, Namespace: t.Namespace, Name: t.Name, Phase: string(st.Phase),
 		Active: st.ActiveMember, Ready: readyStatus(st.Conditions), Quorum: st.Quorum, Epoch: st.Epoch,
-		Failovers: st.Failovers, Conditions: st.Conditions,
+		Failovers: st.Failovers, Conditions: st.Conditions, Settings: st.Settings,
 		Sync: SyncSummary{Revision: st.Sync.Revision, Synchronized: st.Sync.Synchronized, LastSyncTime: st.Sync.LastSyncTime}}
 	if g.Quorum == "" {
 		g.Quorum = fmt.Sprintf("%d/3", st.MembersInQuorum)
@@ -351,7 +353,7 @@ func pairStatus(p *licensehav1.LicenseBackupPair) *GroupStatus {
 	g := &GroupStatus{Kind: group.KindBackupPair, Namespace: p.Namespace, Name: p.Name, Phase: string(st.Phase),
 		Active: string(st.ActiveServer), Ready: readyStatus(st.Conditions), Failovers: st.Failovers,
 		Mode: string(mode), Roles: roles, SyncState: string(st.SyncState), Connected: &connected,
-		UnmappedLicenses: st.UnmappedLicenses, Conditions: st.Conditions,
+		UnmappedLicenses: st.UnmappedLicenses, Conditions: st.Conditions, Settings: st.Settings,
 		Sync: SyncSummary{Synchronized: st.Synchronized, LastSyncTime: st.LastSyncTime}}
 	if mode == licensehav1.ActiveActive {
 		g.Active = ""
@@ -447,6 +449,14 @@ func renderGroup(w io.Writer, g *GroupStatus, now time.Time) error {
 		fmt.Fprintf(tw, "  Sync state:\t%s%s\n", orDash(g.SyncState), last)
 	}
 	fmt.Fprintf(tw, "  Failovers:\t%d\n", g.Failovers)
+	if s := g.Settings; s != nil {
+		applied := "none"
+		if len(s.AppliedMembers) > 0 {
+			applied = strings.Join(s.AppliedMembers, ", ")
+		}
+		fmt.Fprintf(tw, "  Settings:\tConfigMap %s, hash %s, synchronized: %s (running them: %s)\n",
+			s.ConfigMap, shortHash(s.Hash), yesNo(s.Synchronized), applied)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

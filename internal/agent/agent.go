@@ -108,6 +108,10 @@ type Agent struct {
 	// tokenHidden is whether the running server was kept from the
 	// service-account token; nil before the first start.
 	tokenHidden *bool
+
+	// settings and usage are used by the loop's goroutine only.
+	settings settingsState
+	usage    usageState
 }
 
 // Run runs the agent until ctx ends (SIGTERM), then hands over and stops
@@ -329,6 +333,8 @@ func (a *Agent) loop(ctx context.Context) {
 		} else if err := a.sync.apply(ctx, st); err != nil {
 			a.log.Error(err, "Applying synced state failed")
 		}
+		settingsHash := a.syncSettings(ctx, a.config(), want, st, time.Now())
+		a.syncUsage(ctx, want, st, time.Now())
 		// The revision reported is the synced state this member holds: for
 		// a triad its server's (imports carry it), for a pair the main's
 		// published settings revision.
@@ -337,7 +343,8 @@ func (a *Agent) loop(ctx context.Context) {
 			rev = max(st.Revision, rev)
 		}
 		report := group.MemberState{State: want.state, Epoch: int64(want.epoch), Peers: want.peers,
-			Revision: int64(rev), ServerVersion: st.Version, FilesRevision: a.files.revision(), Joining: want.joining}
+			Revision: int64(rev), ServerVersion: st.Version, FilesRevision: a.files.revision(), Joining: want.joining,
+			SettingsHash: settingsHash}
 		pub, app := a.sync.revisions()
 		a.metrics.revision.WithLabelValues("published").Set(float64(pub))
 		a.metrics.revision.WithLabelValues("applied").Set(float64(app))

@@ -26,6 +26,9 @@ type agentMetrics struct {
 	restartsSeen int
 	roleFailures prometheus.Counter
 	tokenHidden  prometheus.Gauge
+	// usage holds the current month's usage totals per licence and kind
+	// (checkouts, jobs, labels).
+	usage *prometheus.GaugeVec
 }
 
 func newAgentMetrics() *agentMetrics {
@@ -51,6 +54,9 @@ func newAgentMetrics() *agentMetrics {
 			Help: "Role changes the license server did not accept."}),
 		tokenHidden: prometheus.NewGauge(prometheus.GaugeOpts{Name: "licenseha_agent_server_token_hidden",
 			Help: "1 when the license server runs unable to read the pod's service-account token (Landlock), 0 when it can read it."}),
+		usage: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "licenseha_usage_month",
+			Help: "Usage statistics of the current month (UTC) per licence: checkouts, printed jobs and labels, summed over printers. Exported by a triad's active member and by both servers of a pair."},
+			[]string{"license", "kind"}),
 	}
 	m.reg.MustRegister(m.collectors()...)
 	return m
@@ -60,7 +66,7 @@ func newAgentMetrics() *agentMetrics {
 // metrics_test.go checks the list, the names and the types).
 func (m *agentMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.role, m.epoch, m.takeover, m.revision, m.syncAge, m.inUse, m.capacity, m.restarts,
-		m.roleFailures, m.tokenHidden}
+		m.roleFailures, m.tokenHidden, m.usage}
 }
 
 // observeRestarts adds the license server restarts the supervisor counted
@@ -75,6 +81,21 @@ func (m *agentMetrics) observeRestarts(total int) {
 func (m *agentMetrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
+
+// setUsage replaces the usage gauges with totals (licence → checkouts,
+// jobs, labels).
+func (m *agentMetrics) setUsage(totals map[string][3]int64) {
+	m.usage.Reset()
+	for lic, t := range totals {
+		for i, kind := range []string{"checkouts", "jobs", "labels"} {
+			m.usage.WithLabelValues(lic, kind).Set(float64(t[i]))
+		}
+	}
+}
+
+// resetUsage removes the usage gauges (a member whose statistics are not
+// authoritative).
+func (m *agentMetrics) resetUsage() { m.usage.Reset() }
 
 // setRole marks the current role label.
 func (m *agentMetrics) setRole(label string) {

@@ -43,6 +43,7 @@ func TestAgentMetrics(t *testing.T) {
 	m.observeRestarts(2)
 	m.roleFailures.Inc()
 	m.tokenHidden.Set(1)
+	m.setUsage(map[string][3]int64{"lic-1": {4, 2, 40}})
 
 	mfs, err := m.reg.Gather()
 	if err != nil {

@@ -39,6 +39,21 @@ type syncer struct {
 	lastPub   time.Time
 	applied   uint64
 	lastApply time.Time
+	// appliedTakenAt is the takenAt of the publication last applied: a
+	// pair's backup applies the main's settings again when the main
+	// publishes anew (a returning main publishes at start), even at the
+	// same revision, so that a change made on the backup meanwhile (during
+	// a failover) is overwritten by the main's settings.
+	appliedTakenAt string
+	// applies counts the publications applied to the local server.
+	applies uint64
+}
+
+// appliedCount is how many publications this member applied so far.
+func (s *syncer) appliedCount() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applies
 }
 
 // revisions returns the revisions last published and applied.
@@ -118,6 +133,14 @@ func (s *syncer) publish(ctx context.Context, st *server.State, epoch uint64) er
 		return fmt.Errorf("writing synced state Secret: %w", err)
 	}
 	newCM := cm.DeepCopy()
+	// A pair's backup publishes its own usage statistics (backup*); they
+	// are kept while everything fits the object, the main's state first.
+	if binarySize(enc.BinaryData)+binarySize(backupBinary(cm.BinaryData)) <= maxStateBytes {
+		keepBackupKeys(cm.Data, enc.Data)
+		keepBackupKeys(cm.BinaryData, enc.BinaryData)
+	} else {
+		s.log.V(1).Info("Dropping the backup's usage statistics from the state ConfigMap: they no longer fit beside the main's state")
+	}
 	newCM.Data, newCM.BinaryData = enc.Data, enc.BinaryData
 	updCM, err := s.cs.CoreV1().ConfigMaps(s.namespace).Update(ctx, newCM, metav1.UpdateOptions{FieldManager: "licenseha-agent"})
 	if err != nil {
@@ -141,13 +164,14 @@ func (s *syncer) apply(ctx context.Context, st *server.State) error {
 		return nil
 	}
 	rev, _ := stateRevision(cm)
+	takenAt := cm.Data[keyTakenAt]
 	s.mu.Lock()
-	applied := s.applied
+	applied, appliedTakenAt := s.applied, s.appliedTakenAt
 	s.mu.Unlock()
 	// A triad member compares with its server's revision (imports carry
 	// it); a pair's backup only with what it applied, its own revisions
-	// counting its own usage.
-	if rev == 0 || (!s.settingsOnly && rev <= st.Revision) || (s.settingsOnly && rev <= applied) {
+	// counting its own usage, and with the publication's time.
+	if rev == 0 || (!s.settingsOnly && rev <= st.Revision) || (s.settingsOnly && rev <= applied && takenAt == appliedTakenAt) {
 		return nil
 	}
 	snap, err := decodeState(s.namespace+"/"+s.group, cm, sec)
@@ -165,7 +189,8 @@ func (s *syncer) apply(ctx context.Context, st *server.State) error {
 		return fmt.Errorf("applying synced state revision %d: %w", rev, err)
 	}
 	s.mu.Lock()
-	s.applied, s.lastApply = rev, time.Now()
+	s.applied, s.lastApply, s.appliedTakenAt = max(rev, s.applied), time.Now(), takenAt
+	s.applies++
 	s.mu.Unlock()
 	s.log.V(1).Info("Applied state", "revision", rev)
 	return nil

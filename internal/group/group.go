@@ -3,6 +3,8 @@
 // configuration the operator hands to the agents.
 package group
 
+import "github.com/licenseha/licenseha/pkg/server"
+
 // Object names derived from a group's name. They are part of the API
 // contract (docs and users rely on them).
 func PodName(group, member string) string { return group + "-" + member }
@@ -122,6 +124,17 @@ type Config struct {
 	FailbackDelaySeconds   int64  `json:"failbackDelaySeconds"`
 	SyncIntervalSeconds    int64  `json:"syncIntervalSeconds"`
 	ServerPort             int32  `json:"serverPort"`
+
+	// Settings are the license server settings of spec.settingsRef, as the
+	// operator last validated them (an invalid edit keeps the last good
+	// ones); nil when the group has no settingsRef, and then the members
+	// keep whatever settings their servers hold. The member that owns the
+	// settings (a triad's active member, a pair's main) applies them to its
+	// server whenever its server's settings differ from them; the others
+	// follow through the synced state.
+	Settings *server.Settings `json:"settings,omitempty"`
+	// SettingsHash is server.SettingsHash of Settings.
+	SettingsHash string `json:"settingsHash,omitempty"`
 
 	// Backup pairs only.
 	Mode               string           `json:"mode,omitempty"`

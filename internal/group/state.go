@@ -47,6 +47,9 @@ type MemberState struct {
 	// it cannot know what its previous run promised. Such a member does
 	// not count in the quorum and its pod is not ready.
 	Joining bool `json:"joining,omitempty"`
+	// SettingsHash is server.SettingsHash of the settings the member's
+	// server runs; empty while unknown.
+	SettingsHash string `json:"settingsHash,omitempty"`
 }
 
 // ParseMemberState reads a member's report from its pod annotations; ok is

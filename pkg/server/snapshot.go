@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,15 +24,9 @@ func (s *Server) Settings() Settings {
 // Settings larger than SettingsBudgetBytes as JSON are refused: they share
 // the synced state's ConfigMap with the usage statistics.
 func (s *Server) SetSettings(settings Settings) error {
-	r, err := compileSettings(settings)
+	r, err := compileChecked(settings)
 	if err != nil {
 		return err
-	}
-	if raw, err := json.Marshal(settings); err != nil {
-		return err
-	} else if len(raw) > SettingsBudgetBytes {
-		return fieldErrorf("settings", "take %d bytes as JSON, at most %d are allowed (they are synchronised with the usage statistics in one Kubernetes object)",
-			len(raw), SettingsBudgetBytes)
 	}
 	s.mu.Lock()
 	s.applySettingsLocked(settings, r)
@@ -201,4 +197,46 @@ func (c *Corrections) add(o Corrections) {
 	c.UncountedUsage += o.UncountedUsage
 	c.FoldedUsageRows += o.FoldedUsageRows
 	c.DroppedUsageRows += o.DroppedUsageRows
+}
+
+// compileChecked validates settings, their size included, and compiles them.
+func compileChecked(settings Settings) (*rules, error) {
+	r, err := compileSettings(settings)
+	if err != nil {
+		return nil, err
+	}
+	if raw, err := json.Marshal(settings); err != nil {
+		return nil, err
+	} else if len(raw) > SettingsBudgetBytes {
+		return nil, fieldErrorf("settings", "take %d bytes as JSON, at most %d are allowed (they are synchronised with the usage statistics in one Kubernetes object)",
+			len(raw), SettingsBudgetBytes)
+	}
+	return r, nil
+}
+
+// ValidateSettings checks settings as PUT /admin/v1/settings does. The
+// error names the field at fault ("settings.access.allowAddresses: ...");
+// FieldOf returns that field.
+func ValidateSettings(settings Settings) error {
+	_, err := compileChecked(settings)
+	return err
+}
+
+// FieldOf returns the settings or request field an error of this package
+// names, or "".
+func FieldOf(err error) string {
+	var f *fieldError
+	if errors.As(err, &f) {
+		return f.field
+	}
+	return ""
+}
+
+// SettingsHash identifies the content of settings: the hex SHA-256 of their
+// JSON (map keys sorted, empty lists and maps left out), so equal settings
+// hash equally whichever way they were written.
+func SettingsHash(settings Settings) string {
+	raw, _ := json.Marshal(settings)
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
 }
