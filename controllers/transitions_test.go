@@ -54,6 +54,28 @@ func (s *webhookSink) wait(n int) []string {
 	}
 }
 
+// transitionsHarness is a reconciler that records Events in memory and a
+// webhook to notify; check compares the Events and notifications sent since.
+func transitionsHarness(t *testing.T) (r groupReconciler, spec *licensehav1.NotificationsSpec, check func(events, notifications []string)) {
+	t.Helper()
+	sink := &webhookSink{}
+	srv := httptest.NewServer(sink)
+	t.Cleanup(srv.Close)
+	rec := events.NewFakeRecorder(10)
+	r = groupReconciler{Recorder: rec, notifier: &notifier{policy: notify.Policy{AllowInternal: true, AllowHTTPCredentials: true}}}
+	spec = &licensehav1.NotificationsSpec{Webhook: &licensehav1.WebhookNotification{URL: srv.URL}}
+	check = func(wantEvents, wantNotifications []string) {
+		t.Helper()
+		if got := drain(rec); !slices.Equal(got, wantEvents) {
+			t.Errorf("events\n got %q\nwant %q", got, wantEvents)
+		}
+		if got := sink.wait(len(wantNotifications)); !slices.Equal(got, wantNotifications) {
+			t.Errorf("notifications %q, want %q", got, wantNotifications)
+		}
+	}
+	return r, spec, check
+}
+
 func drain(rec *events.FakeRecorder) []string {
 	var out []string
 	for {
@@ -119,22 +141,11 @@ func TestPairTransitions(t *testing.T) {
 		after:  with(func(s *licensehav1.LicenseBackupPairStatus) { s.ActiveServer = "" }),
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := &webhookSink{}
-			srv := httptest.NewServer(sink)
-			defer srv.Close()
-			rec := events.NewFakeRecorder(10)
-			r := &LicenseBackupPairReconciler{groupReconciler{Recorder: rec,
-				notifier: &notifier{policy: notify.Policy{AllowInternal: true, AllowHTTPCredentials: true}}}}
+			gr, spec, check := transitionsHarness(t)
 			p := statusPair(1, licensehav1.ActivePassive)
-			p.Spec.Notifications = &licensehav1.NotificationsSpec{Webhook: &licensehav1.WebhookNotification{URL: srv.URL}}
-			p.Status = tc.after
-			r.recordTransitions(context.Background(), p, &tc.before)
-			if got := drain(rec); !slices.Equal(got, tc.events) {
-				t.Errorf("events\n got %q\nwant %q", got, tc.events)
-			}
-			if got := sink.wait(len(tc.notify)); !slices.Equal(got, tc.notify) {
-				t.Errorf("notifications %q, want %q", got, tc.notify)
-			}
+			p.Spec.Notifications, p.Status = spec, tc.after
+			(&LicenseBackupPairReconciler{gr}).recordTransitions(context.Background(), p, &tc.before)
+			check(tc.events, tc.notify)
 		})
 	}
 }
@@ -193,22 +204,11 @@ func TestTriadTransitions(t *testing.T) {
 		name: "quorum reached while forming: no Event", before: st("", 0, "False"), after: st("", 0, "True"),
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := &webhookSink{}
-			srv := httptest.NewServer(sink)
-			defer srv.Close()
-			rec := events.NewFakeRecorder(10)
-			r := &LicenseTriadReconciler{groupReconciler{Recorder: rec,
-				notifier: &notifier{policy: notify.Policy{AllowInternal: true, AllowHTTPCredentials: true}}}}
+			gr, spec, check := transitionsHarness(t)
 			triad := statusTriad(1)
-			triad.Spec.Notifications = &licensehav1.NotificationsSpec{Webhook: &licensehav1.WebhookNotification{URL: srv.URL}}
-			triad.Status = tc.after
-			r.recordTransitions(context.Background(), triad, &tc.before, tc.leaseReason)
-			if got := drain(rec); !slices.Equal(got, tc.events) {
-				t.Errorf("events\n got %q\nwant %q", got, tc.events)
-			}
-			if got := sink.wait(len(tc.notify)); !slices.Equal(got, tc.notify) {
-				t.Errorf("notifications %q, want %q", got, tc.notify)
-			}
+			triad.Spec.Notifications, triad.Status = spec, tc.after
+			(&LicenseTriadReconciler{gr}).recordTransitions(context.Background(), triad, &tc.before, tc.leaseReason)
+			check(tc.events, tc.notify)
 		})
 	}
 }
