@@ -41,6 +41,16 @@ type memberSettings struct {
 	Hash  string `json:"hash,omitempty"`
 }
 
+// kubeGroup connects to the cluster and finds the group NAME in it.
+func (o *Options) kubeGroup(ctx context.Context, name string) (*kube, *groupRef, error) {
+	k, err := o.kube()
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := k.group(ctx, name)
+	return k, g, err
+}
+
 // group finds NAME among the triads and pairs of the namespace.
 func (k *kube) group(ctx context.Context, name string) (*groupRef, error) {
 	var t licensehav1.LicenseTriad
@@ -159,12 +169,8 @@ func newSettingsGetCmd(o *Options) *cobra.Command {
 			if output != "yaml" && output != "json" {
 				return fmt.Errorf("--output %q: use yaml or json", output)
 			}
-			k, err := o.kube()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			g, err := k.group(ctx, args[0])
+			k, g, err := o.kubeGroup(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -232,12 +238,8 @@ and writes it into the ConfigMap named by spec.settingsRef, under the key the Co
 			if err != nil {
 				return fmt.Errorf("%s: %w; nothing was written", file, err)
 			}
-			k, err := o.kube()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			g, err := k.group(ctx, args[0])
+			k, g, err := o.kubeGroup(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -348,12 +350,8 @@ running member differs.`,
 			if output != "" && output != "json" {
 				return fmt.Errorf("--output %q: use json, or nothing for text", output)
 			}
-			k, err := o.kube()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			g, err := k.group(ctx, args[0])
+			k, g, err := o.kubeGroup(ctx, args[0])
 			if err != nil {
 				return err
 			}

@@ -97,12 +97,8 @@ keep no usage history per client.`,
 					return fmt.Errorf("--period %q: give a month as YYYY-MM", period)
 				}
 			}
-			k, err := o.kube()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			g, err := k.group(ctx, args[0])
+			k, g, err := o.kubeGroup(ctx, args[0])
 			if err != nil {
 				return err
 			}
