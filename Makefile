@@ -146,7 +146,7 @@ test-integration: ## envtest suites against a real kube-apiserver and etcd.
 bench-reconcile: ## Reconcile 200 triads (TRIADS=n) on envtest; print the time, the operator's memory and its CPU at rest.
 	assets=$$(LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh | tail -n1); \
 	SCALE_TRIADS=$(TRIADS) KUBEBUILDER_ASSETS=$$assets $(GO) test ./controllers/ -count=1 -v -timeout 40m -args -ginkgo.label-filter=benchmark \
-		-ginkgo.focus="many triads" | grep -E "triads:|triads at rest|Ran |FAIL"
+		-ginkgo.focus="many triads" -ginkgo.v | grep --line-buffered -E "triads:|triads at rest|^ *after |Ran |FAIL"
 
 .PHONY: bench-cache
 bench-cache: ## Create 10,000 Secrets no group references on envtest and print the operator's heap.

@@ -3,6 +3,7 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -28,8 +29,12 @@ type groupReconciler struct {
 	client.Client
 	// APIReader reads referenced Secrets and ConfigMaps uncached.
 	APIReader client.Reader
-	Recorder  events.EventRecorder
-	notifier  *notifier
+	// Cache is the manager's cache, where inspectChildren finds the group's
+	// own objects (Secrets and ConfigMaps as metadata); nil reads them all
+	// from the API server.
+	Cache    client.Reader
+	Recorder events.EventRecorder
+	notifier *notifier
 	// Options are handed to the builders (the licenseha image).
 	Options builder.Options
 	// TrustedKeys are the PEM public keys licences must be signed with; the
@@ -43,6 +48,8 @@ type groupReconciler struct {
 	// settings holds, per group (namespace/name), the valid settings of
 	// spec.settingsRef the references step read, for the members step.
 	settings *sync.Map
+	// concurrency is the controller's MaxConcurrentReconciles.
+	concurrency int
 }
 
 // FieldManager is the field manager of every write the operator makes.
@@ -201,6 +208,23 @@ func patchStatus(ctx context.Context, c client.Client, before, obj client.Object
 	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, patch, client.FieldOwner(FieldManager)))
 }
 
+// reportFailure makes a failed reconcile visible where an admin looks
+// (kubectl describe, kubectl events) rather than only in the operator's log:
+// a Service that gets no ClusterIP, a quota, an admission webhook that
+// refuses a pod. Conflicts and objects created meanwhile by someone else are
+// part of optimistic concurrency; the next reconcile sorts them out quietly
+// or reports them in a condition. The event recorder aggregates repeats.
+func reportFailure(recorder events.EventRecorder, obj client.Object, err error) {
+	if recorder == nil || apierrors.IsConflict(err) || errors.Is(err, errAppeared) {
+		return
+	}
+	recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonReconcileFailed, "Reconcile", "%s; retrying", err.Error())
+}
+
+// ReasonReconcileFailed is the reason of the Warning event a failed
+// reconcile leaves on its group.
+const ReasonReconcileFailed = "ReconcileFailed"
+
 // step is one named step of a group's reconcile. Steps run in order; the
 // soonest requeue of all steps wins; an error ends the chain.
 type step[T client.Object] struct {
@@ -217,6 +241,8 @@ type groupFrame[T client.Object] struct {
 	observed func()
 	// dissolving runs when the group is being deleted.
 	dissolving func()
+	// recorder receives a Warning event when a step fails.
+	recorder events.EventRecorder
 }
 
 // reconcileGroup is the reconcile of both kinds: dissolve on deletion, the
@@ -241,7 +267,9 @@ func reconcileGroup[T client.Object](ctx context.Context, c client.Client, reade
 	for _, st := range f.steps {
 		stepRes, err := st.fn(ctx, obj)
 		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("step %s: %w", st.name, err)
+			err = fmt.Errorf("step %s: %w", st.name, err)
+			reportFailure(f.recorder, obj, err)
+			return ctrl.Result{}, err
 		}
 		res = lowestRequeue(res, stepRes)
 	}

@@ -10,11 +10,13 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -42,6 +44,7 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		},
 		observed:   func() { pair.Status.ObservedGeneration = pair.Generation },
 		dissolving: func() { r.forgetCleared(pair) },
+		recorder:   r.Recorder,
 	})
 }
 
@@ -210,10 +213,14 @@ func (r *LicenseBackupPairReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	newList := func() client.ObjectList { return &licensehav1.LicenseBackupPairList{} }
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&licensehav1.LicenseBackupPair{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency}).
 		Named("licensebackuppair").
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Service{}).
 		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&rbacv1.Role{}).
+		Owns(&rbacv1.RoleBinding{}).
 		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
 		WatchesMetadata(&corev1.Secret{},
 			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexSecretRefs, newList))).

@@ -7,11 +7,13 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -40,6 +42,7 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		},
 		observed:   func() { triad.Status.ObservedGeneration = triad.Generation },
 		dissolving: func() { r.forgetCleared(triad) },
+		recorder:   r.Recorder,
 	})
 }
 
@@ -184,10 +187,14 @@ func (r *LicenseTriadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	newList := func() client.ObjectList { return &licensehav1.LicenseTriadList{} }
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&licensehav1.LicenseTriad{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency}).
 		Named("licensetriad").
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Service{}).
 		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&rbacv1.Role{}).
+		Owns(&rbacv1.RoleBinding{}).
 		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
 		WatchesMetadata(&corev1.Secret{},
 			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexSecretRefs, newList))).

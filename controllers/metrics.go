@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
 )
 
 // Operator metrics, served on the manager's metrics endpoint beside
@@ -169,7 +170,7 @@ func forgetGroup(namespace, name string) {
 
 // observePairMetrics exports a backup pair's status as gauges.
 func observePairMetrics(p *licensehav1.LicenseBackupPair) {
-	const kind = "LicenseBackupPair"
+	const kind = group.KindBackupPair
 	groupFailovers.set(p.Namespace, p.Name, kind, float64(p.Status.Failovers))
 	groupSynchronized.WithLabelValues(p.Namespace, p.Name, kind).Set(boolGauge(p.Status.Synchronized))
 	groupServing.WithLabelValues(p.Namespace, p.Name, kind).Set(boolGauge(p.Status.Main.Serving || p.Status.Backup.Serving))
@@ -180,7 +181,7 @@ func observePairMetrics(p *licensehav1.LicenseBackupPair) {
 
 // observeTriadMetrics exports a triad's status as gauges.
 func observeTriadMetrics(t *licensehav1.LicenseTriad) {
-	const kind = "LicenseTriad"
+	const kind = group.KindTriad
 	groupMembersInQuorum.WithLabelValues(t.Namespace, t.Name).Set(float64(t.Status.MembersInQuorum))
 	groupFailovers.set(t.Namespace, t.Name, kind, float64(t.Status.Failovers))
 	groupSynchronized.WithLabelValues(t.Namespace, t.Name, kind).Set(boolGauge(t.Status.Sync.Synchronized))

@@ -17,6 +17,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/internal/group"
 )
 
 // The operator acts only on what a group owns. Every object it writes for a
@@ -82,16 +83,22 @@ func (r *groupReconciler) prepareWrites(ctx context.Context, obj client.Object, 
 	return nil, have, ctrl.Result{}, nil
 }
 
-// inspectChildren reads every name a group needs, uncached (the operator's
+// inspectChildren looks up every name a group needs and sorts what it finds
+// into the group's own, retained, a predecessor's (deleted here) and foreign
+// ones. The group's own objects are found in the operator's cache
+// (cachedOwn); every other name is read from the API server, uncached: the
 // caches only hold labelled objects, and a foreign object may have no
-// labels), and sorts what it finds into the group's own, retained, a
-// predecessor's (deleted here) and foreign ones.
+// labels. A steady group thus costs no API request here.
 func (r *groupReconciler) inspectChildren(ctx context.Context, g builder.Group, created metav1.Time) (children, *blocker, ctrl.Result, error) {
 	reader := r.reader()
 	have := children{}
 	var foreign, foreignPods, left []string
 	var free []builder.Child
 	for _, ch := range builder.Children(g) {
+		if own, ok := r.cachedOwn(ctx, g, ch); ok {
+			have[ch.Key()] = own
+			continue
+		}
 		obj := &metav1.PartialObjectMetadata{}
 		obj.SetGroupVersionKind(ch.GVK)
 		err := reader.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: ch.Name}, obj)
@@ -152,6 +159,33 @@ func (r *groupReconciler) inspectChildren(ctx context.Context, g builder.Group, 
 	return have, nil, ctrl.Result{}, nil
 }
 
+// cachedOwn finds ch in the operator's cache as an object the group
+// controls. The caches hold every object labelled with a group, and the
+// metadata of every Secret and ConfigMap. A cached entry may be stale, which
+// is safe: writes to the group's own objects carry the UID found here as a
+// precondition, so an object that was replaced meanwhile is never written,
+// and one that was deleted is recreated after the delete event.
+func (r *groupReconciler) cachedOwn(ctx context.Context, g builder.Group, ch builder.Child) (found, bool) {
+	if r.Cache == nil {
+		return found{}, false
+	}
+	typed, err := r.Scheme().New(ch.GVK)
+	if err != nil {
+		return found{}, false
+	}
+	obj := typed.(client.Object)
+	if isUncached(obj) {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(ch.GVK)
+		obj = m
+	}
+	if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: ch.Name}, obj); err != nil ||
+		!ownedByGroup(obj, g.Owner.UID) {
+		return found{}, false
+	}
+	return found{uid: obj.GetUID(), resourceVersion: obj.GetResourceVersion()}, true
+}
+
 // retainedFor reports whether obj is what dissolvePolicy Retain kept of a
 // deleted group of g's kind and name: dissolve detached it (no owner left)
 // and it still carries the group labels the operator gave it.
@@ -171,54 +205,43 @@ func retainedFor(obj metav1.Object, g builder.Group) bool {
 // namespace, created earlier, needs as well. The earlier group has them: if
 // its object of that name is missing for a moment (a pod being recreated),
 // g must not take the name. Groups being deleted create nothing more and do
-// not count.
+// not count. The groups needing a name are found through the indexChildren
+// field index, so the check costs the same with one group or thousands.
 func (r *groupReconciler) nameConflicts(ctx context.Context, g builder.Group, created metav1.Time, free []builder.Child) ([]string, error) {
-	type other struct {
-		g       builder.Group
-		created metav1.Time
-	}
-	var others []other
-	triads := &licensehav1.LicenseTriadList{}
-	if err := r.List(ctx, triads, client.InNamespace(g.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing triads: %w", err)
-	}
-	for i := range triads.Items {
-		t := &triads.Items[i]
-		if t.DeletionTimestamp == nil {
-			others = append(others, other{builder.FromTriad(t), t.CreationTimestamp})
-		}
-	}
-	pairs := &licensehav1.LicenseBackupPairList{}
-	if err := r.List(ctx, pairs, client.InNamespace(g.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing backup pairs: %w", err)
-	}
-	for i := range pairs.Items {
-		p := &pairs.Items[i]
-		if p.DeletionTimestamp == nil {
-			others = append(others, other{builder.FromPair(p), p.CreationTimestamp})
-		}
-	}
 	self := g.Kind + "/" + g.Name
 	var conflicts []string
-	for _, o := range others {
-		if o.g.Owner.UID == g.Owner.UID {
-			continue
+	for _, ch := range free {
+		var others []client.Object
+		needing := client.MatchingFields{indexChildren: ch.Key()}
+		triads := &licensehav1.LicenseTriadList{}
+		if err := r.List(ctx, triads, client.InNamespace(g.Namespace), needing); err != nil {
+			return nil, fmt.Errorf("listing triads: %w", err)
 		}
-		// The earlier group keeps the name; at the same second, the one
-		// whose kind/name sorts first.
-		earlier := o.created.Before(&created) ||
-			(o.created.Equal(&created) && o.g.Kind+"/"+o.g.Name < self)
-		if !earlier {
-			continue
+		for i := range triads.Items {
+			others = append(others, &triads.Items[i])
 		}
-		needs := map[string]bool{}
-		for _, ch := range builder.Children(o.g) {
-			needs[ch.Key()] = true
+		pairs := &licensehav1.LicenseBackupPairList{}
+		if err := r.List(ctx, pairs, client.InNamespace(g.Namespace), needing); err != nil {
+			return nil, fmt.Errorf("listing backup pairs: %w", err)
 		}
-		for _, ch := range free {
-			if needs[ch.Key()] {
+		for i := range pairs.Items {
+			others = append(others, &pairs.Items[i])
+		}
+		for _, o := range others {
+			if o.GetUID() == g.Owner.UID || o.GetDeletionTimestamp() != nil {
+				continue
+			}
+			kind := group.KindTriad
+			if _, ok := o.(*licensehav1.LicenseBackupPair); ok {
+				kind = group.KindBackupPair
+			}
+			// The earlier group keeps the name; at the same second, the one
+			// whose kind/name sorts first.
+			oc := o.GetCreationTimestamp()
+			earlier := oc.Before(&created) || (oc.Equal(&created) && kind+"/"+o.GetName() < self)
+			if earlier {
 				conflicts = append(conflicts, fmt.Sprintf("%s %s is also a name of %s %s, created earlier",
-					ch.GVK.Kind, ch.Name, o.g.Kind, o.g.Name))
+					ch.GVK.Kind, ch.Name, kind, o.GetName()))
 			}
 		}
 	}

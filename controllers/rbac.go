@@ -31,10 +31,11 @@ package controllers
 // deleted group of the same name (list, delete).
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;delete
 
-// ServiceAccounts, Roles and RoleBindings of the agents: server-side apply
+// ServiceAccounts, Roles and RoleBindings of the agents: informers (the
+// group's own are found there, and an edit is put back); server-side apply
 // (create, patch); leftovers (list, delete).
-// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;create;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;patch;delete
 
 // Volume claims: informer; created once, adopted (patch); a replaced
 // member's claim and leftovers (delete).

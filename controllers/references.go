@@ -10,14 +10,27 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/builder"
 )
 
 // Field indexes over the groups, so that an event on a Secret or ConfigMap
-// finds the groups that reference it without listing every group.
+// finds the groups that reference it, and a group the others that need one
+// of its object names (nameConflicts), without listing every group.
 const (
 	indexSecretRefs    = "licenseha.io/secret-refs"
 	indexConfigMapRefs = "licenseha.io/configmap-refs"
+	indexChildren      = "licenseha.io/children"
 )
+
+// childKeys lists the builder.Child keys (kind/name) of a group's objects.
+func childKeys(g builder.Group) []string {
+	children := builder.Children(g)
+	keys := make([]string, len(children))
+	for i, ch := range children {
+		keys[i] = ch.Key()
+	}
+	return keys
+}
 
 // notificationSecretRefs lists the Secrets a notifications block references.
 func notificationSecretRefs(n *licensehav1.NotificationsSpec) []string {
@@ -74,6 +87,12 @@ func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
 		}},
 		{&licensehav1.LicenseBackupPair{}, indexConfigMapRefs, func(o client.Object) []string {
 			return settingsRefs(o.(*licensehav1.LicenseBackupPair).Spec.SettingsRef)
+		}},
+		{&licensehav1.LicenseTriad{}, indexChildren, func(o client.Object) []string {
+			return childKeys(builder.FromTriad(o.(*licensehav1.LicenseTriad)))
+		}},
+		{&licensehav1.LicenseBackupPair{}, indexChildren, func(o client.Object) []string {
+			return childKeys(builder.FromPair(o.(*licensehav1.LicenseBackupPair)))
 		}},
 	}
 	for _, i := range indexes {

@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"strconv"
@@ -12,7 +13,10 @@ import (
 	. "github.com/onsi/gomega"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 )
 
 // Run with: make bench-reconcile [TRIADS=n] (Ginkgo label "benchmark";
@@ -40,7 +44,14 @@ var _ = Describe("Reconciling many triads", Label("benchmark"), func() {
 			Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
 			return itemCount(list)
 		}
+		lastProgress := time.Now()
 		Eventually(func(g Gomega) {
+			if time.Since(lastProgress) > 15*time.Second {
+				lastProgress = time.Now()
+				fmt.Fprintf(GinkgoWriter, "after %s: %d pods, %d Services, %d Leases; triads by Ready reason: %v\n",
+					time.Since(start).Round(time.Second), count(&corev1.PodList{}), count(&corev1.ServiceList{}),
+					count(&coordinationv1.LeaseList{}), readyReasons(ns))
+			}
 			g.Expect(count(&corev1.PodList{})).To(Equal(3 * n))
 			g.Expect(count(&corev1.ServiceList{})).To(Equal(2 * n))
 			g.Expect(count(&coordinationv1.LeaseList{})).To(Equal(n))
@@ -60,6 +71,28 @@ var _ = Describe("Reconciling many triads", Label("benchmark"), func() {
 		AddReportEntry("reconcile", report)
 		fmt.Fprintln(GinkgoWriter, report)
 
+		// Settled: the status writes that follow the children are done when
+		// no triad changes for ten seconds.
+		versions := func() map[string]string {
+			triads := &licensehav1.LicenseTriadList{}
+			Expect(k8sClient.List(ctx, triads, client.InNamespace(ns))).To(Succeed())
+			out := map[string]string{}
+			for _, t := range triads.Items {
+				out[t.Name] = t.ResourceVersion
+			}
+			return out
+		}
+		last, stableSince := versions(), time.Now()
+		for time.Since(stableSince) < 10*time.Second && time.Since(start) < done+10*time.Minute {
+			time.Sleep(time.Second)
+			if now := versions(); !maps.Equal(now, last) {
+				last, stableSince = now, time.Now()
+			}
+		}
+		settled := fmt.Sprintf("%d triads: statuses settled after %s", n, stableSince.Sub(start).Round(time.Second))
+		AddReportEntry("settled", settled)
+		fmt.Fprintln(GinkgoWriter, settled)
+
 		// At rest: nothing changes for a minute; what does the operator
 		// (with the test client, in this process) spend?
 		cpu := func() time.Duration {
@@ -76,6 +109,22 @@ var _ = Describe("Reconciling many triads", Label("benchmark"), func() {
 		fmt.Fprintln(GinkgoWriter, idle)
 	})
 })
+
+// readyReasons counts the triads of ns by the reason of their Ready
+// condition, to show where a slow run stands.
+func readyReasons(ns string) map[string]int {
+	triads := &licensehav1.LicenseTriadList{}
+	Expect(k8sClient.List(ctx, triads, client.InNamespace(ns))).To(Succeed())
+	reasons := map[string]int{}
+	for _, t := range triads.Items {
+		reason := "none"
+		if c := meta.FindStatusCondition(t.Status.Conditions, licensehav1.ConditionReady); c != nil {
+			reason = c.Reason
+		}
+		reasons[reason]++
+	}
+	return reasons
+}
 
 func itemCount(list client.ObjectList) int {
 	switch l := list.(type) {

@@ -8,6 +8,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -38,6 +39,11 @@ type Config struct {
 	// ExposeServerToken lets the members' license servers read their pods'
 	// service-account tokens (see builder.Options).
 	ExposeServerToken bool
+	// MaxConcurrentReconciles is how many groups of each kind are reconciled
+	// at once (at least 1). A reconcile mostly waits for the API server, so a
+	// few in parallel bring many new groups up faster even on one core; one
+	// group is never reconciled twice at once.
+	MaxConcurrentReconciles int
 }
 
 // uncachedObjects are the kinds the reconcilers always read from the API
@@ -60,7 +66,8 @@ func isUncached(obj client.Object) bool {
 }
 
 // CacheOptions configures the operator's informers:
-//   - Pods, Services, Leases, ServiceAccounts and PVCs only when labelled
+//   - Pods, Services, Leases, ServiceAccounts, PVCs, NetworkPolicies and the
+//     agents' Roles and RoleBindings only when labelled
 //     with a group, so memory grows with the number of groups, not with the
 //     size of the cluster;
 //   - Secrets and ConfigMaps as metadata only (the watches in
@@ -85,6 +92,8 @@ func CacheOptions(namespaces ...string) cache.Options {
 			&corev1.ServiceAccount{}:        {Label: sel},
 			&corev1.PersistentVolumeClaim{}: {Label: sel},
 			&networkingv1.NetworkPolicy{}:   {Label: sel},
+			&rbacv1.Role{}:                  {Label: sel},
+			&rbacv1.RoleBinding{}:           {Label: sel},
 			&corev1.Secret{}:                {Transform: identityOnly},
 			&corev1.ConfigMap{}:             {Transform: identityOnly},
 		},
@@ -138,6 +147,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	base := groupReconciler{
 		Client:      c,
 		APIReader:   mgr.GetAPIReader(),
+		Cache:       mgr.GetCache(),
 		Recorder:    recorder,
 		notifier:    &notifier{reader: mgr.GetAPIReader(), recorder: recorder, policy: cfg.Notify},
 		Options:     opts,
@@ -145,6 +155,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		Keys:        keys,
 		cleared:     &sync.Map{},
 		settings:    &sync.Map{},
+		concurrency: max(1, cfg.MaxConcurrentReconciles),
 	}
 	if err := (&LicenseTriadReconciler{base}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LicenseTriad reconciler: %w", err)

@@ -119,6 +119,9 @@ var _ = BeforeSuite(func() {
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assetsDir(),
 	}
+	// envtest's default Service range is a /24: 254 ClusterIPs, fewer than
+	// the Services of the scale benchmark's triads.
+	testEnv.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
 
@@ -137,7 +140,7 @@ var _ = BeforeSuite(func() {
 	operatorCache = mgr.GetCache()
 	// The webhook receivers of the tests listen on loopback, over http.
 	notifyPolicy := notify.Policy{AllowInternal: true, AllowHTTPCredentials: true}
-	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: trustedKeys, Notify: notifyPolicy})).To(Succeed())
+	Expect(controllers.Setup(ctx, mgr, controllers.Config{Image: testImage, TrustedKeys: trustedKeys, Notify: notifyPolicy, MaxConcurrentReconciles: 4})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

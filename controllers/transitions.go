@@ -65,7 +65,7 @@ func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licen
 	prev, cur := before.ActiveMember, t.Status.ActiveMember
 	// Takeovers and loss of service are worth waking someone for.
 	emit := r.eventEmitter(ctx, t, t.Spec.Notifications,
-		notify.Event{Kind: "LicenseTriad", Namespace: t.Namespace, Name: t.Name, Member: cur, Epoch: t.Status.Epoch},
+		notify.Event{Kind: group.KindTriad, Namespace: t.Namespace, Name: t.Name, Member: cur, Epoch: t.Status.Epoch},
 		EventFailingOver, EventFailedOver, EventQuorumLost)
 	roleOf := func(name string) licensehav1.MemberRole {
 		for _, m := range t.Spec.Members {
@@ -107,7 +107,7 @@ func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licen
 func (r *LicenseBackupPairReconciler) recordTransitions(ctx context.Context, p *licensehav1.LicenseBackupPair, before *licensehav1.LicenseBackupPairStatus) {
 	// Takeovers and loss of service are worth waking someone for.
 	emit := r.eventEmitter(ctx, p, p.Spec.Notifications,
-		notify.Event{Kind: "LicenseBackupPair", Namespace: p.Namespace, Name: p.Name, Member: string(p.Status.ActiveServer)},
+		notify.Event{Kind: group.KindBackupPair, Namespace: p.Namespace, Name: p.Name, Member: string(p.Status.ActiveServer)},
 		EventTookOver, EventServiceLost)
 	if meta.IsStatusConditionTrue(before.Conditions, licensehav1.ConditionReady) &&
 		!meta.IsStatusConditionTrue(p.Status.Conditions, licensehav1.ConditionReady) {

@@ -37,6 +37,7 @@ func run() error {
 		operatorNamespace, clusterDomain                string
 		leaderElect, notifyInternal, notifyHTTPCreds    bool
 		hideServerToken                                 bool
+		concurrency                                     int
 		leaseDuration, renewDeadline, retryPeriod       time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
@@ -46,6 +47,7 @@ func run() error {
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a non-leader replica waits before it may take over the operator's leadership.")
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leadership.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to acquire or renew leadership.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "How many groups of each kind are reconciled at once; a group is never reconciled twice at once.")
 	flag.StringVar(&image, "image", envOr("LICENSEHA_IMAGE", "ghcr.io/licenseha/licenseha:dev"), "The licenseha image: member pods take the agent from it, and it is the default server image (env LICENSEHA_IMAGE).")
 	flag.StringVar(&trustedKeysFile, "trusted-keys-file", os.Getenv("LICENSEHA_TRUSTED_KEYS_FILE"), "PEM file with the public keys licences must be signed with; handed to every member (env LICENSEHA_TRUSTED_KEYS_FILE).")
 	flag.StringVar(&operatorNamespace, "operator-namespace", envOr("LICENSEHA_OPERATOR_NAMESPACE", inClusterNamespace()), "Namespace the operator runs in; groups' NetworkPolicies admit metrics scrapers from it by default (env LICENSEHA_OPERATOR_NAMESPACE; default: the pod's namespace).")
@@ -103,7 +105,7 @@ func run() error {
 	if err := controllers.Setup(ctx, mgr, controllers.Config{Image: image, TrustedKeys: trustedKeys,
 		OperatorNamespace: operatorNamespace, ClusterDomain: clusterDomain,
 		Notify:            notify.Policy{AllowInternal: notifyInternal, AllowHTTPCredentials: notifyHTTPCreds},
-		ExposeServerToken: !hideServerToken}); err != nil {
+		ExposeServerToken: !hideServerToken, MaxConcurrentReconciles: concurrency}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
