@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -20,6 +22,8 @@ const (
 	indexSecretRefs    = "licenseha.io/secret-refs"
 	indexConfigMapRefs = "licenseha.io/configmap-refs"
 	indexChildren      = "licenseha.io/children"
+	// indexController indexes pods by the UID of their controller.
+	indexController = "licenseha.io/controller-uid"
 )
 
 // childKeys lists the builder.Child keys (kind/name) of a group's objects.
@@ -87,6 +91,12 @@ func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
 		}},
 		{&licensehav1.LicenseBackupPair{}, indexConfigMapRefs, func(o client.Object) []string {
 			return settingsRefs(o.(*licensehav1.LicenseBackupPair).Spec.SettingsRef)
+		}},
+		{&corev1.Pod{}, indexController, func(o client.Object) []string {
+			if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
+				return []string{string(ref.UID)}
+			}
+			return nil
 		}},
 		{&licensehav1.LicenseTriad{}, indexChildren, func(o client.Object) []string {
 			return childKeys(builder.FromTriad(o.(*licensehav1.LicenseTriad)))

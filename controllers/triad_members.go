@@ -13,7 +13,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -34,16 +33,15 @@ func newToken() (string, error) {
 
 // listMemberPods returns a group's pods by member name.
 func listMemberPods(ctx context.Context, c ctrl.Client, g builder.Group) (map[string]*corev1.Pod, error) {
+	// Through the controller index: a label selector would be matched
+	// against every pod of the namespace, thousands with many groups.
 	pods := &corev1.PodList{}
-	if err := c.List(ctx, pods, ctrl.InNamespace(g.Namespace), ctrl.MatchingLabels(builder.SelectorLabels(g))); err != nil {
+	if err := c.List(ctx, pods, ctrl.InNamespace(g.Namespace), ctrl.MatchingFields{indexController: string(g.Owner.UID)}); err != nil {
 		return nil, fmt.Errorf("listing member pods: %w", err)
 	}
 	byMember := map[string]*corev1.Pod{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if !metav1.IsControlledBy(p, &metav1.ObjectMeta{UID: g.Owner.UID}) {
-			continue
-		}
 		byMember[p.Labels[licensehav1.LabelMember]] = p
 	}
 	return byMember, nil

@@ -26,6 +26,7 @@ import (
 	"github.com/licenseha/licenseha/internal/group"
 	lhclient "github.com/licenseha/licenseha/pkg/client"
 	"github.com/licenseha/licenseha/pkg/server"
+	"github.com/licenseha/licenseha/test/harness"
 	"github.com/licenseha/licenseha/test/podnet"
 )
 
@@ -334,13 +335,18 @@ type intruder struct {
 // start in that pod's network namespace.
 func startIntruder(ctx context.Context, ns, name, base string) *intruder {
 	GinkgoHelper()
+	// Process nodes run a pod's command from the host; real nodes need an
+	// image that has one: the pause image sleeps.
+	idle := corev1.Container{Name: "idle", Image: "ghcr.io/licenseha/licenseha:e2e", Command: []string{"/bin/sleep", "infinity"}}
+	if realNodes {
+		idle = corev1.Container{Name: "idle", Image: harness.IdleImage, ImagePullPolicy: corev1.PullNever}
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "intruder"}},
 		Spec: corev1.PodSpec{
 			AutomountServiceAccountToken:  ptr.To(false),
 			TerminationGracePeriodSeconds: ptr.To[int64](1),
-			Containers: []corev1.Container{{Name: "idle", Image: "ghcr.io/licenseha/licenseha:e2e",
-				Command: []string{"/bin/sleep", "infinity"}}},
+			Containers:                    []corev1.Container{idle},
 		},
 	}
 	Expect(env.Client.Create(ctx, pod)).To(Succeed())

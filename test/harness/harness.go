@@ -61,6 +61,10 @@ type Options struct {
 // Image is the licenseha image the real-node cluster imports (make image).
 const Image = "ghcr.io/licenseha/licenseha:dev"
 
+// IdleImage is the image of an idle pod on the real-node cluster: the pause
+// image every node imports (make image), whose entrypoint only sleeps.
+const IdleImage = "localhost/licenseha/pause:dev"
+
 // Env is a running local cluster with the operator.
 type Env struct {
 	Root       string
