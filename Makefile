@@ -90,8 +90,9 @@ docker-build: ## Build the container image (needs a Docker engine).
 ##@ Cluster
 
 .PHONY: bench-failover
-bench-failover: build localcluster ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20, PEER_TIMEOUT=seconds, KINDS=crash,...).
-	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20) $(if $(PEER_TIMEOUT),-peer-timeout $(PEER_TIMEOUT)) $(if $(KINDS),-kinds $(KINDS))
+bench-failover: build $(if $(filter real,$(NODES)),image realcluster helm,localcluster) ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20, PEER_TIMEOUT=seconds, KINDS=crash,..., NODES=real).
+	$(if $(filter real,$(NODES)),@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh kubelet kube-proxy >/dev/null)
+	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20) $(if $(PEER_TIMEOUT),-peer-timeout $(PEER_TIMEOUT)) $(if $(KINDS),-kinds $(KINDS)) $(if $(NODES),-nodes $(NODES))
 
 .PHONY: bench-api
 bench-api: build localcluster ## Measure the API requests per steady triad and pair per minute (kube-apiserver's apiserver_request_total, baseline subtracted; root; ≈15 min).

@@ -47,15 +47,22 @@ func TestChartBringsUpATriadUnderRestrictedPodSecurity(t *testing.T) {
 			t.Fatalf("LICENSEHA_CHART_E2E_INSTANCE: %v", err)
 		}
 	}
-	env, err := harness.Start(ctx, harness.Options{Instance: instance, Log: t.Logf})
+	// E2E_NODES=real: on the real-node cluster, from the image (make image).
+	real := os.Getenv("E2E_NODES") == "real"
+	env, err := harness.Start(ctx, harness.Options{Instance: instance, Log: t.Logf, Real: real, NoOperator: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Stop()
-	// The chart's operator replaces the one the harness runs beside the
-	// cluster; it runs as a pod in the cluster (the local cluster maps the
-	// licenseha image to bin/).
-	env.StopOperator()
+	defer func() {
+		env.Stop()
+		if real {
+			if err := env.CheckClean(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	// The chart's operator runs as a pod in the cluster (the local cluster
+	// maps the licenseha image to bin/; real nodes run the imported image).
 
 	restrictedNamespace(t, ctx, env, "licenseha-system")
 	keys, err := os.ReadFile(env.TrustedKeysFile())
@@ -64,6 +71,10 @@ func TestChartBringsUpATriadUnderRestrictedPodSecurity(t *testing.T) {
 	}
 	values := []string{"-n", "licenseha-system", "--set", "crds.enabled=false", "--set", "image.tag=e2e",
 		"--set-string", "trustedKeys.pem=" + string(keys), "--wait", "--timeout", "3m"}
+	if real {
+		repo, tag, _ := strings.Cut(harness.Image, ":")
+		values = append(values, "--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never")
+	}
 	chart := filepath.Join(env.Root, "charts", "licenseha")
 	// The release starts from the previous chart when there is one, and is
 	// upgraded to this one once the triad serves.
@@ -133,24 +144,30 @@ func TestChartBringsUpATriadUnderRestrictedPodSecurity(t *testing.T) {
 	for _, v := range lic.Data {
 		secrets = append(secrets, string(v))
 	}
-	logs := filepath.Join(env.StateDir, "logs", "pods")
-	err = filepath.WalkDir(logs, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		for _, s := range secrets {
-			if s != "" && strings.Contains(string(data), s) {
-				t.Errorf("%s contains a secret value", path)
+	logFiles := 0
+	for _, logs := range env.PodLogDirs() {
+		err = filepath.WalkDir(logs, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
 			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			logFiles++
+			for _, s := range secrets {
+				if s != "" && strings.Contains(string(data), s) {
+					t.Errorf("%s contains a secret value", path)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	}
+	if logFiles == 0 {
+		t.Fatalf("no pod logs found in %v", env.PodLogDirs())
 	}
 
 	// Uninstalling keeps the users' triads.

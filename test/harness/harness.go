@@ -56,10 +56,15 @@ type Options struct {
 	// realcluster helm); Instance is then its $REALCLUSTER_INSTANCE and
 	// RestartBackoff and VolumeResync are the kubelet's own (ignored).
 	Real bool
+	// NoOperator starts no operator (a test installs its own).
+	NoOperator bool
 }
 
 // Image is the licenseha image the real-node cluster imports (make image).
 const Image = "ghcr.io/licenseha/licenseha:dev"
+
+// OperatorNode is the real-node cluster's node the operator runs on.
+const OperatorNode = "realcluster-node-0"
 
 // IdleImage is the image of an idle pod on the real-node cluster: the pause
 // image every node imports (make image), whose entrypoint only sleeps.
@@ -203,9 +208,11 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if err := os.WriteFile(e.trusted, pem, 0o644); err != nil {
 		return nil, err
 	}
-	if opts.Real {
+	switch {
+	case opts.NoOperator:
+	case opts.Real:
 		err = e.deployOperator(ctx)
-	} else {
+	default:
 		err = e.StartOperator()
 	}
 	if err != nil {
@@ -234,7 +241,11 @@ func (e *Env) deployOperator(ctx context.Context) error {
 	_, err = e.Helm(ctx, "install", "licenseha", filepath.Join(e.Root, "charts", "licenseha"),
 		"-n", "licenseha-system", "--create-namespace", "--set", "crds.enabled=false",
 		"--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never",
-		"--set-string", "trustedKeys.pem="+string(keys), "--wait", "--timeout", "3m")
+		"--set-string", "trustedKeys.pem="+string(keys),
+		// On node 0, so that a scenario can fail another node and keep the
+		// operator (one replica) running.
+		"--set-string", `nodeSelector.kubernetes\.io/hostname=`+OperatorNode,
+		"--wait", "--timeout", "3m")
 	return err
 }
 

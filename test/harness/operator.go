@@ -17,6 +17,19 @@ func (e *Env) StopOperator() {
 	}
 }
 
+// PodLogDirs are the folders that hold the pods' logs: the kubelets' on
+// real nodes, the process nodes' otherwise.
+func (e *Env) PodLogDirs() []string {
+	if e.opts.Real {
+		dirs, _ := filepath.Glob(fmt.Sprintf("/var/lib/realcluster%d/n*/pod-logs", e.opts.Instance))
+		return dirs
+	}
+	return []string{filepath.Join(e.StateDir, "logs", "pods")}
+}
+
+// Real reports whether the cluster has real nodes.
+func (e *Env) Real() bool { return e.opts.Real }
+
 // TrustedKeysFile is the PEM file with the public key the harness signs
 // licences with.
 func (e *Env) TrustedKeysFile() string { return e.trusted }

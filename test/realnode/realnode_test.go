@@ -193,6 +193,124 @@ var _ = Describe("Real nodes", Label("realnode"), func() {
 	})
 })
 
+var _ = Describe("Node failure", Label("realnode"), func() {
+	// Each member on a node of its own, the operator on node 0 beside the
+	// tertiary: the node of the active member a fails as a whole (kubelet,
+	// containerd and containers frozen, its network cut), then comes back.
+	It("keeps serving when the active member's node fails, lets the member wait for its node, and never serves twice when the node returns", func(ctx SpecContext) {
+		ns, err := env.Namespace(ctx, "nodeloss")
+		Expect(err).NotTo(HaveOccurred())
+		name := "lic"
+		nodes := map[string]string{"a": "realcluster-node-1", "b": "realcluster-node-2", "c": harness.OperatorNode}
+		_, err = env.CreateTriad(ctx, ns, name, func(t *licensehav1.LicenseTriad) {
+			t.Spec.Failover.FailbackDelaySeconds = 5
+			for i := range t.Spec.Members {
+				m := &t.Spec.Members[i]
+				m.NodeSelector = map[string]string{"kubernetes.io/hostname": nodes[m.Name]}
+			}
+		})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = env.WaitTriad(ctx, ns, name, 3*time.Minute, func(t *licensehav1.LicenseTriad) bool {
+			return t.Status.Phase == licensehav1.TriadActive && t.Status.Quorum == "3/3" &&
+				meta.IsStatusConditionTrue(t.Status.Conditions, licensehav1.ConditionReady)
+		})
+		Expect(err).NotTo(HaveOccurred())
+		podA := &corev1.Pod{}
+		Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, "a")}, podA)).To(Succeed())
+		Expect(podA.Spec.NodeName).To(Equal(nodes["a"]))
+
+		watcher, load := watchThroughService(ctx, ns, name, "realnode-nodeloss")
+
+		By("failing the node of the active member a")
+		down := time.Now()
+		Expect(env.Fault(ctx, "node-down", nodes["a"])).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { _ = env.Fault(ctx, "node-up", nodes["a"]) })
+		var back time.Time
+		var who string
+		Eventually(func() bool {
+			var ok bool
+			_, back, who, ok = watcher.Outage(down, 5*time.Second)
+			return ok
+		}).WithTimeout(60*time.Second).WithPolling(100*time.Millisecond).Should(BeTrue(), "a member serves again after the node failed")
+		Expect(who).To(Equal("b"), "the secondary takes over (the tertiary never serves)")
+		figure("node of the active fails → the secondary serves", back.Sub(down))
+		Eventually(func() time.Time { return load.LastSuccess() }).WithTimeout(60*time.Second).
+			Should(BeTemporally(">", back), "the client through the Service is served again")
+		figure("node of the active fails → client gap through the Service", load.LongestGapSince(down))
+
+		By("the node goes NotReady; the member waits for it")
+		node := &corev1.Node{}
+		Eventually(func() corev1.ConditionStatus {
+			if env.Client.Get(ctx, client.ObjectKey{Name: nodes["a"]}, node) != nil {
+				return ""
+			}
+			for _, c := range node.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					return c.Status
+				}
+			}
+			return ""
+		}).WithTimeout(90*time.Second).WithPolling(500*time.Millisecond).ShouldNot(Equal(corev1.ConditionTrue))
+		figure("node fails → NotReady in the API", time.Since(down))
+		// The member's pod stays bound to its node: nobody can stop what
+		// may still run there, so it is not recreated elsewhere while the
+		// node is away (docs/operations.md, node failure).
+		Consistently(func() string {
+			p := &corev1.Pod{}
+			if env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, "a")}, p) != nil {
+				return "gone"
+			}
+			return string(p.UID)
+		}).WithTimeout(20*time.Second).WithPolling(time.Second).Should(Equal(string(podA.UID)), "a's pod is the same pod")
+		t := &licensehav1.LicenseTriad{}
+		Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, t)).To(Succeed())
+		Expect(t.Status.Quorum).To(Equal("2/3"), "a is out of the quorum")
+		Expect(meta.IsStatusConditionTrue(t.Status.Conditions, licensehav1.ConditionReady)).To(BeTrue(), "the triad serves")
+		Expect(meta.IsStatusConditionTrue(t.Status.Conditions, licensehav1.ConditionDegraded)).To(BeTrue(), "the triad has lost redundancy")
+
+		By("the node comes back: a, thawed, never serves beside b; the primary fails back")
+		up := time.Now()
+		Expect(env.Fault(ctx, "node-up", nodes["a"])).To(Succeed())
+		_, err = watcher.WaitFor(ctx, "a", 3*time.Minute)
+		Expect(err).NotTo(HaveOccurred(), "the primary serves again after its node returned")
+		figure("node returns → the primary serves again (failback delay 5 s)", time.Since(up))
+		time.Sleep(2 * time.Second)
+		Expect(watcher.MaxServing()).To(BeNumerically("<=", 1), "two members served at once: %v", watcher.History())
+		Expect(watcher.Overlap()).To(BeZero())
+		Expect(load.Lost()).To(BeZero(), "seats lost")
+		Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, "a")}, podA)).To(Succeed())
+		Expect(podA.Spec.NodeName).To(Equal(nodes["a"]))
+	})
+})
+
+// watchThroughService starts a watcher on the triad's members and a client
+// holding seats through the triad's Service, and waits until the primary
+// serves and the client holds its seats.
+func watchThroughService(ctx context.Context, ns, name, clientID string) (*probe.Watcher, *probe.Load) {
+	GinkgoHelper()
+	svc := &corev1.Service{}
+	Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(Succeed())
+	url := "http://" + svc.Spec.ClusterIP + ":" + strconv.Itoa(licensehav1.DefaultServerPort)
+	targets, err := env.Targets(ctx, ns, name, "a", "b", "c")
+	Expect(err).NotTo(HaveOccurred())
+	runCtx, cancel := context.WithCancel(context.Background())
+	DeferCleanup(cancel)
+	watcher := probe.NewWatcher(targets, 50*time.Millisecond)
+	go watcher.Run(runCtx)
+	_, err = watcher.WaitFor(ctx, "a", 60*time.Second)
+	Expect(err).NotTo(HaveOccurred(), "the primary serves once the triad is Active")
+	logger := slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var load *probe.Load
+	Eventually(func() error {
+		var err error
+		load, err = probe.StartLoad(runCtx, lhclient.Config{Endpoints: []string{url}, ClientID: clientID, Logger: logger},
+			"LIC-LIC", 5, 50*time.Millisecond)
+		return err
+	}).WithTimeout(60 * time.Second).Should(Succeed())
+	time.Sleep(2 * time.Second)
+	return watcher, load
+}
+
 // checkMemberPod checks a running member pod: the spec asks for a
 // non-root user, a read-only root filesystem, probes and an init
 // container; the status and the container's processes on this host show
