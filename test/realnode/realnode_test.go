@@ -250,7 +250,7 @@ var _ = Describe("Node failure", Label("realnode"), func() {
 				}
 			}
 			return ""
-		}).WithTimeout(90*time.Second).WithPolling(500*time.Millisecond).ShouldNot(Equal(corev1.ConditionTrue))
+		}).WithTimeout(90 * time.Second).WithPolling(500 * time.Millisecond).ShouldNot(Equal(corev1.ConditionTrue))
 		figure("node fails → NotReady in the API", time.Since(down))
 		// The member's pod stays bound to its node: nobody can stop what
 		// may still run there, so it is not recreated elsewhere while the
