@@ -125,26 +125,7 @@ var _ = Describe("Real nodes", Label("realnode"), func() {
 		checkMemberPod(pod)
 
 		By("holding seats through the triad's Service")
-		svc := &corev1.Service{}
-		Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(Succeed())
-		url := "http://" + svc.Spec.ClusterIP + ":" + strconv.Itoa(licensehav1.DefaultServerPort)
-		targets, err := env.Targets(ctx, ns, name, "a", "b", "c")
-		Expect(err).NotTo(HaveOccurred())
-		runCtx, cancel := context.WithCancel(context.Background())
-		DeferCleanup(cancel)
-		watcher := probe.NewWatcher(targets, 50*time.Millisecond)
-		go watcher.Run(runCtx)
-		_, err = watcher.WaitFor(ctx, "a", 60*time.Second)
-		Expect(err).NotTo(HaveOccurred(), "the primary serves once the triad is Active")
-		logger := slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		var load *probe.Load
-		Eventually(func() error {
-			var err error
-			load, err = probe.StartLoad(runCtx, lhclient.Config{Endpoints: []string{url}, ClientID: "realnode-svc", Logger: logger},
-				"LIC-LIC", 5, 50*time.Millisecond)
-			return err
-		}).WithTimeout(60 * time.Second).Should(Succeed())
-		time.Sleep(2 * time.Second)
+		watcher, load := watchThroughService(ctx, ns, name, "realnode-svc")
 
 		By("killing the active member's container")
 		killed := time.Now()
