@@ -44,6 +44,10 @@ type Config struct {
 	// few in parallel bring many new groups up faster even on one core; one
 	// group is never reconciled twice at once.
 	MaxConcurrentReconciles int
+	// ImagePullPolicy and ImagePullSecrets apply to the licenseha image in
+	// every member pod (see builder.Options).
+	ImagePullPolicy  corev1.PullPolicy
+	ImagePullSecrets []string
 }
 
 // uncachedObjects are the kinds the reconcilers always read from the API
@@ -136,6 +140,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 		return fmt.Errorf("creating the reconcilers' client: %w", err)
 	}
 	opts := builder.Options{Image: cfg.Image, ExposeServerToken: cfg.ExposeServerToken,
+		ImagePullPolicy: cfg.ImagePullPolicy, ImagePullSecrets: cfg.ImagePullSecrets,
 		OperatorNamespace: cfg.OperatorNamespace, ClusterDomain: cfg.ClusterDomain}
 	var keys licensing.KeyRing
 	if len(cfg.TrustedKeys) > 0 {

@@ -163,10 +163,22 @@ type ServerSpec struct {
 	// +kubebuilder:validation:MaxLength=512
 	Image string `json:"image,omitempty"`
 
-	// imagePullPolicy of the server container.
+	// imagePullPolicy of the server container. Defaults to the operator's
+	// --image-pull-policy when image is unset (the licenseha image), else to
+	// IfNotPresent.
 	// +optional
 	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// imagePullSecrets name Secrets of the group's namespace (type
+	// kubernetes.io/dockerconfigjson) the kubelet pulls the member pods'
+	// images with: the server image and the licenseha image of the agent.
+	// They add to the operator's --image-pull-secrets.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	ImagePullSecrets []LocalObjectReference `json:"imagePullSecrets,omitempty"`
 
 	// command is the server command the member's agent starts and supervises.
 	// Defaults to the reference license server. Set it for vendor images.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -38,6 +39,7 @@ func run() error {
 		leaderElect, notifyInternal, notifyHTTPCreds    bool
 		hideServerToken                                 bool
 		concurrency                                     int
+		pullPolicy, pullSecrets                         string
 		leaseDuration, renewDeadline, retryPeriod       time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
@@ -48,6 +50,8 @@ func run() error {
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leadership.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often replicas try to acquire or renew leadership.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "How many groups of each kind are reconciled at once; a group is never reconciled twice at once.")
+	flag.StringVar(&pullPolicy, "image-pull-policy", "IfNotPresent", "Pull policy of the licenseha image in member pods (the agent, and the server when it runs the licenseha image): Always, IfNotPresent or Never.")
+	flag.StringVar(&pullSecrets, "image-pull-secrets", "", "Comma-separated names of image pull Secrets every member pod uses; each must exist in the group's namespace (the groups' spec.server.imagePullSecrets add to them).")
 	flag.StringVar(&image, "image", envOr("LICENSEHA_IMAGE", "ghcr.io/licenseha/licenseha:dev"), "The licenseha image: member pods take the agent from it, and it is the default server image (env LICENSEHA_IMAGE).")
 	flag.StringVar(&trustedKeysFile, "trusted-keys-file", os.Getenv("LICENSEHA_TRUSTED_KEYS_FILE"), "PEM file with the public keys licences must be signed with; handed to every member (env LICENSEHA_TRUSTED_KEYS_FILE).")
 	flag.StringVar(&operatorNamespace, "operator-namespace", envOr("LICENSEHA_OPERATOR_NAMESPACE", inClusterNamespace()), "Namespace the operator runs in; groups' NetworkPolicies admit metrics scrapers from it by default (env LICENSEHA_OPERATOR_NAMESPACE; default: the pod's namespace).")
@@ -70,6 +74,20 @@ func run() error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(licensehav1.AddToScheme(scheme))
 
+	switch corev1.PullPolicy(pullPolicy) {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return fmt.Errorf("--image-pull-policy=%q: want Always, IfNotPresent or Never", pullPolicy)
+	}
+	var secretNames []string
+	for _, name := range strings.Split(pullSecrets, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+				return fmt.Errorf("--image-pull-secrets: %q is not a Secret name: %s", name, strings.Join(errs, "; "))
+			}
+			secretNames = append(secretNames, name)
+		}
+	}
 	namespaces, err := parseNamespaces(watchNamespaces)
 	if err != nil {
 		return fmt.Errorf("--watch-namespaces: %w", err)
@@ -105,7 +123,8 @@ func run() error {
 	if err := controllers.Setup(ctx, mgr, controllers.Config{Image: image, TrustedKeys: trustedKeys,
 		OperatorNamespace: operatorNamespace, ClusterDomain: clusterDomain,
 		Notify:            notify.Policy{AllowInternal: notifyInternal, AllowHTTPCredentials: notifyHTTPCreds},
-		ExposeServerToken: !hideServerToken, MaxConcurrentReconciles: concurrency}); err != nil {
+		ExposeServerToken: !hideServerToken, MaxConcurrentReconciles: concurrency,
+		ImagePullPolicy: corev1.PullPolicy(pullPolicy), ImagePullSecrets: secretNames}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -5,6 +5,7 @@
 package builder
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -27,6 +28,13 @@ type Options struct {
 	// service-account token: the agents start it without hiding the token
 	// (agent --hide-token=false).
 	ExposeServerToken bool
+	// ImagePullPolicy is the pull policy of the licenseha image (the agent's
+	// init container, and the server when it runs the licenseha image);
+	// empty means IfNotPresent.
+	ImagePullPolicy corev1.PullPolicy
+	// ImagePullSecrets name Secrets every member pod pulls its images with,
+	// before the group's own (spec.server.imagePullSecrets).
+	ImagePullSecrets []string
 }
 
 // Group is the kind-independent view of a triad or a pair that the builders

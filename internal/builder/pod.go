@@ -70,17 +70,40 @@ func dataPath(g Group) string {
 	return g.Server.DataPath
 }
 
+// pullSecrets are the operator's image pull secrets, then the group's,
+// each once.
+func pullSecrets(g Group, opts Options) []corev1.LocalObjectReference {
+	var out []corev1.LocalObjectReference
+	seen := map[string]bool{}
+	add := func(name string) {
+		if name != "" && !seen[name] {
+			seen[name] = true
+			out = append(out, corev1.LocalObjectReference{Name: name})
+		}
+	}
+	for _, name := range opts.ImagePullSecrets {
+		add(name)
+	}
+	for _, ref := range g.Server.ImagePullSecrets {
+		add(ref.Name)
+	}
+	return out
+}
+
 // Pod is the desired pod of one member. The agent runs as the container's
 // first process and supervises the server, so a vendor image needs no
 // rebuild: an init container copies the agent out of the licenseha image.
 func Pod(g Group, m Member, opts Options) *corev1.Pod {
-	image := g.Server.Image
-	if image == "" {
-		image = opts.Image
+	ownPull := opts.ImagePullPolicy
+	if ownPull == "" {
+		ownPull = corev1.PullIfNotPresent
 	}
-	pullPolicy := g.Server.ImagePullPolicy
-	if pullPolicy == "" {
-		pullPolicy = corev1.PullIfNotPresent
+	image, pullPolicy := g.Server.Image, corev1.PullIfNotPresent
+	if image == "" {
+		image, pullPolicy = opts.Image, ownPull
+	}
+	if g.Server.ImagePullPolicy != "" {
+		pullPolicy = g.Server.ImagePullPolicy
 	}
 	hostname := memberHostname(m)
 
@@ -124,6 +147,7 @@ func Pod(g Group, m Member, opts Options) *corev1.Pod {
 			RestartPolicy:                 corev1.RestartPolicyAlways,
 			TerminationGracePeriodSeconds: ptr.To[int64](30),
 			EnableServiceLinks:            ptr.To(false),
+			ImagePullSecrets:              pullSecrets(g, opts),
 			NodeSelector:                  m.Placement.NodeSelector,
 			Affinity:                      affinity(g, m),
 			Tolerations:                   m.Placement.Tolerations,
@@ -137,7 +161,7 @@ func Pod(g Group, m Member, opts Options) *corev1.Pod {
 			InitContainers: []corev1.Container{{
 				Name:            "install-agent",
 				Image:           opts.Image,
-				ImagePullPolicy: corev1.PullIfNotPresent,
+				ImagePullPolicy: ownPull,
 				Command:         []string{group.ImageBinDir + "/agent", "install", group.AgentPath},
 				VolumeMounts:    []corev1.VolumeMount{{Name: volAgent, MountPath: group.AgentDir}},
 				SecurityContext: containerSecurityContext(),
