@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -14,7 +15,9 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -52,7 +55,8 @@ func run() error {
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "How many groups of each kind are reconciled at once; a group is never reconciled twice at once.")
 	flag.StringVar(&pullPolicy, "image-pull-policy", "IfNotPresent", "Pull policy of the licenseha image in member pods (the agent, and the server when it runs the licenseha image): Always, IfNotPresent or Never.")
 	flag.StringVar(&pullSecrets, "image-pull-secrets", "", "Comma-separated names of image pull Secrets every member pod uses; each must exist in the group's namespace (the groups' spec.server.imagePullSecrets add to them).")
-	flag.StringVar(&image, "image", envOr("LICENSEHA_IMAGE", "ghcr.io/licenseha/licenseha:dev"), "The licenseha image: member pods take the agent from it, and it is the default server image (env LICENSEHA_IMAGE).")
+	flag.StringVar(&image, "image", os.Getenv("LICENSEHA_IMAGE"), "The licenseha image: member pods take the agent from it, and it is the default server image (env LICENSEHA_IMAGE). "+
+		"Default: the image of the operator's own container, read from its pod (env POD_NAME, POD_NAMESPACE), so that whatever sets the operator's image sets the members' too; outside a pod "+devImage+".")
 	flag.StringVar(&trustedKeysFile, "trusted-keys-file", os.Getenv("LICENSEHA_TRUSTED_KEYS_FILE"), "PEM file with the public keys licences must be signed with; handed to every member (env LICENSEHA_TRUSTED_KEYS_FILE).")
 	flag.StringVar(&operatorNamespace, "operator-namespace", envOr("LICENSEHA_OPERATOR_NAMESPACE", inClusterNamespace()), "Namespace the operator runs in; groups' NetworkPolicies admit metrics scrapers from it by default (env LICENSEHA_OPERATOR_NAMESPACE; default: the pod's namespace).")
 	flag.StringVar(&clusterDomain, "cluster-domain", envOr("LICENSEHA_CLUSTER_DOMAIN", "cluster.local"), "The cluster's DNS domain, for the fully qualified names in the client certificates the operator requests from cert-manager (env LICENSEHA_CLUSTER_DOMAIN).")
@@ -102,6 +106,12 @@ func run() error {
 			return fmt.Errorf("reading --trusted-keys-file: %w", err)
 		}
 	}
+	if image == "" {
+		if image, err = ownImage(context.Background(), cfg, scheme); err != nil {
+			return fmt.Errorf("finding the licenseha image (set --image): %w", err)
+		}
+		log.Info("Member pods take the operator's own image", "image", image)
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         controllers.CacheOptions(namespaces...),
@@ -143,6 +153,36 @@ func run() error {
 
 // inClusterNamespace is the namespace of the operator's pod, read from its
 // service account; empty outside a cluster.
+// devImage is the licenseha image of an operator run outside a pod.
+const devImage = "ghcr.io/licenseha/licenseha:dev"
+
+// ownImage is the image of the operator's container "manager", read from its
+// own pod (POD_NAME and POD_NAMESPACE from the downward API): a kustomize
+// images: entry, a Helm value or a GitOps tool that changes the operator's
+// image changes the members' with it. Outside a pod it is devImage.
+func ownImage(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (string, error) {
+	name, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")
+	if name == "" || ns == "" {
+		return devImage, nil
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	pod := &corev1.Pod{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
+		return "", fmt.Errorf("reading the operator's pod %s/%s: %w", ns, name, err)
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == "manager" {
+			return c.Image, nil
+		}
+	}
+	return "", fmt.Errorf("the operator's pod %s/%s has no container named manager", ns, name)
+}
+
 func inClusterNamespace() string {
 	data, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 	if err != nil {

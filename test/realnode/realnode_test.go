@@ -300,6 +300,10 @@ func checkMemberPod(p *corev1.Pod) {
 	GinkgoHelper()
 	Expect(p.Spec.NodeName).To(HavePrefix("realcluster-node-"))
 	Expect(p.Spec.InitContainers).NotTo(BeEmpty(), "member pods have an init container")
+	// The chart passes no --image: the operator gave the members the image
+	// it read from its own pod, with the chart's pull policy.
+	Expect(p.Spec.InitContainers[0].Image).To(Equal(harness.Image))
+	Expect(p.Spec.InitContainers[0].ImagePullPolicy).To(Equal(corev1.PullNever))
 	for _, s := range p.Status.InitContainerStatuses {
 		Expect(s.State.Terminated).NotTo(BeNil(), "init container %s finished", s.Name)
 		Expect(s.State.Terminated.ExitCode).To(BeZero(), "init container %s succeeded", s.Name)
