@@ -114,7 +114,7 @@ demo: deps build $(if $(filter real,$(NODES)),image realcluster,localcluster) ##
 	$(GO) run ./hack/demo -nodes=$(NODES)
 
 .PHONY: install
-install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
+install: ## Install the CRDs into the cluster of the current kubeconfig (the committed ones; `make verify-generate` keeps them current).
 	$(KUBECTL) apply --server-side -f config/crd/bases
 
 .PHONY: uninstall
