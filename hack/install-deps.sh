@@ -4,10 +4,11 @@
 # (nsenter, mount namespaces), procps, git, make, curl. Needs root to install.
 # The real-node cluster (hack/realcluster) adds the container runtime and what
 # goes with it: containerd, runc, the CNI plugins (bridge, host-local, portmap),
-# conntrack and socat (kube-proxy and kubectl port-forward).
+# conntrack and socat (kube-proxy and kubectl port-forward); ca-certificates
+# gives `make image` the CA bundle of an image without a base.
 set -euo pipefail
 packages=(git make iptables iproute2 procps util-linux curl
-  containerd runc containernetworking-plugins conntrack socat)
+  containerd runc containernetworking-plugins conntrack socat ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

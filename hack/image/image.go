@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,18 +28,26 @@ const PauseImage = "localhost/licenseha/pause:dev"
 // keeps the digest a function of the binaries alone.
 var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Spec is a one-layer image of static files.
+// Spec is an image of static files: one layer on a base image, or alone.
 type Spec struct {
 	// Files maps paths in the image (without the leading /) to files on
 	// disk; they are made executable (0755) and owned by root.
-	Files      map[string]string
+	Files map[string]string
+	// Data maps paths in the image to the content of plain files (0644),
+	// e.g. /etc/passwd of an image without a base.
+	Data       map[string][]byte
 	Entrypoint []string
 	User       string
+	// Labels are added to the base's (OCI annotations keys, e.g.
+	// org.opencontainers.image.version).
+	Labels map[string]string
+	// Base is the image the layer goes on; nil: none (scratch).
+	Base v1.Image
 }
 
 // Build returns the image of spec for linux/amd64.
 func Build(spec Spec) (v1.Image, error) {
-	layerTar, err := layerTarball(spec.Files)
+	layerTar, err := layerTarball(spec.Files, spec.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +57,11 @@ func Build(spec Spec) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer, History: v1.History{
+	base := spec.Base
+	if base == nil {
+		base = empty.Image
+	}
+	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, History: v1.History{
 		Created: v1.Time{Time: epoch}, CreatedBy: "hack/image", Comment: "static binaries",
 	}})
 	if err != nil {
@@ -61,21 +75,35 @@ func Build(spec Spec) (v1.Image, error) {
 	cfg.Architecture, cfg.OS = "amd64", "linux"
 	cfg.Created = v1.Time{Time: epoch}
 	cfg.Config.Entrypoint = spec.Entrypoint
+	cfg.Config.Cmd = nil
 	cfg.Config.User = spec.User
-	cfg.Config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	if len(cfg.Config.Env) == 0 {
+		cfg.Config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	}
+	if len(spec.Labels) > 0 && cfg.Config.Labels == nil {
+		cfg.Config.Labels = map[string]string{}
+	}
+	for k, v := range spec.Labels {
+		cfg.Config.Labels[k] = v
+	}
 	return mutate.ConfigFile(img, cfg)
 }
 
 // WriteImage builds spec and writes it, named tag, as a tarball that
 // `ctr images import` and `docker load` accept.
 func WriteImage(file, tag string, spec Spec) error {
-	ref, err := name.NewTag(tag)
-	if err != nil {
-		return err
-	}
 	img, err := Build(spec)
 	if err != nil {
 		return fmt.Errorf("building %s: %w", tag, err)
+	}
+	return WriteTarball(file, tag, img)
+}
+
+// WriteTarball writes img, named tag, as a tarball.
+func WriteTarball(file, tag string, img v1.Image) error {
+	ref, err := name.NewTag(tag)
+	if err != nil {
+		return err
 	}
 	tmp := file + ".tmp"
 	if err := tarball.WriteToFile(tmp, ref, img); err != nil {
@@ -86,10 +114,13 @@ func WriteImage(file, tag string, spec Spec) error {
 
 // layerTarball is the layer: the parent directories, then the files, in
 // name order, with fixed times and owners.
-func layerTarball(files map[string]string) ([]byte, error) {
-	names := make([]string, 0, len(files))
+func layerTarball(files map[string]string, data map[string][]byte) ([]byte, error) {
+	names := make([]string, 0, len(files)+len(data))
 	dirs := map[string]bool{}
-	for n := range files {
+	for _, n := range append(slices.Collect(maps.Keys(files)), slices.Collect(maps.Keys(data))...) {
+		if _, both := files[n]; both && data[n] != nil {
+			return nil, fmt.Errorf("%s: given twice", n)
+		}
 		names = append(names, n)
 		for d := path.Dir(n); d != "." && d != "/"; d = path.Dir(d) {
 			dirs[d] = true
@@ -109,18 +140,22 @@ func layerTarball(files map[string]string) ([]byte, error) {
 		}
 	}
 	for _, n := range names {
-		data, err := os.ReadFile(files[n])
-		if err != nil {
-			return nil, fmt.Errorf("%w (run make build)", err)
+		content, mode := data[n], int64(0o644)
+		if src, ok := files[n]; ok {
+			var err error
+			if content, err = os.ReadFile(src); err != nil {
+				return nil, fmt.Errorf("%w (run make build)", err)
+			}
+			mode = 0o755
 		}
 		if strings.HasPrefix(n, "/") {
 			return nil, fmt.Errorf("%s: paths in the image are relative", n)
 		}
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o755, Size: int64(len(data)), ModTime: epoch, Format: tar.FormatPAX}
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: mode, Size: int64(len(content)), ModTime: epoch, Format: tar.FormatPAX}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, err
 		}
-		if _, err := tw.Write(data); err != nil {
+		if _, err := tw.Write(content); err != nil {
 			return nil, err
 		}
 	}

@@ -3,11 +3,14 @@
 // loads into a node's containerd (the real-node cluster, hack/realcluster).
 //
 // The licenseha image mirrors the Dockerfile: the static binaries of bin/
-// (make build) in /usr/local/bin, user 65532:65532, entrypoint the manager.
-// Unlike the Dockerfile it has no distroless base (no /etc/passwd, CA
-// certificates or time zones); nothing in the project reads them. Files and
-// the image config carry a fixed time, so the same binaries give the same
-// image digest.
+// (make build) in /usr/local/bin, user 65532:65532, entrypoint the manager,
+// OCI labels (version, revision, source, licence). Its base is -base (the
+// Dockerfile's distroless image, pinned by digest, for releases) or, by
+// default, none: then the layer brings the nonroot user and group and the
+// host's CA bundle itself, which builds here without any registry. Files
+// and the image config carry a fixed time, so the same binaries give the
+// same image digest. -oci-layout also writes an OCI image layout; -push
+// uploads the image with the docker config's credentials and helpers.
 package main
 
 import (
@@ -28,6 +31,12 @@ func main() {
 	pauseBin := flag.String("pause-bin", "", "static pause binary (hack/pause); with -pause-out, also build the pause image")
 	pauseTag := flag.String("pause-tag", PauseImage, "name of the pause image")
 	pauseOut := flag.String("pause-out", "", "pause image tarball")
+	base := flag.String("base", "", "base image of the licenseha image (e.g. the Dockerfile's, by digest); empty: none, with a passwd entry and -ca-bundle in the layer")
+	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA bundle of an image without -base")
+	version := flag.String("version", "dev", "org.opencontainers.image.version label")
+	revision := flag.String("revision", "", "org.opencontainers.image.revision label (a git commit)")
+	ociLayout := flag.String("oci-layout", "", "also write the licenseha image as an OCI image layout into this folder")
+	push := flag.String("push", "", "push the licenseha image to this reference (registry/repository:tag)")
 	flag.Parse()
 
 	names := splitList(*commands)
@@ -47,10 +56,44 @@ func main() {
 	for _, n := range names {
 		files["usr/local/bin/"+n] = filepath.Join(*binDir, n)
 	}
-	if err := WriteImage(*out, *tag, Spec{Files: files, Entrypoint: []string{"/usr/local/bin/manager"}, User: "65532:65532"}); err != nil {
+	spec := Spec{Files: files, Entrypoint: []string{"/usr/local/bin/manager"}, User: "65532:65532", Labels: Labels(*version, *revision)}
+	if *base != "" {
+		b, err := PullBase(*base)
+		if err != nil {
+			log.Fatal(err)
+		}
+		spec.Base = b
+	} else {
+		data, err := offlineFiles(*caBundle)
+		if err != nil {
+			log.Fatal(err)
+		}
+		spec.Data = data
+	}
+	img, err := Build(spec)
+	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("%s: %s\n", *tag, *out)
+	digest, err := img.Digest()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := WriteTarball(*out, *tag, img); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s: %s (%s)\n", *tag, *out, digest)
+	if *ociLayout != "" {
+		if err := WriteLayout(*ociLayout, *tag, img); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s: OCI layout %s\n", *tag, *ociLayout)
+	}
+	if *push != "" {
+		if err := Push(*push, img); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("pushed %s@%s\n", *push, digest)
+	}
 	if *pauseOut != "" {
 		if *pauseBin == "" {
 			log.Fatal("-pause-out needs -pause-bin")
@@ -61,6 +104,21 @@ func main() {
 		}
 		fmt.Printf("%s: %s\n", *pauseTag, *pauseOut)
 	}
+}
+
+// Labels are the OCI labels of the licenseha image.
+func Labels(version, revision string) map[string]string {
+	l := map[string]string{
+		"org.opencontainers.image.title":       "licenseha",
+		"org.opencontainers.image.description": "Kubernetes operator that runs license servers as redundant groups",
+		"org.opencontainers.image.source":      "https://github.com/licenseha/licenseha",
+		"org.opencontainers.image.licenses":    "Apache-2.0",
+		"org.opencontainers.image.version":     version,
+	}
+	if revision != "" {
+		l["org.opencontainers.image.revision"] = revision
+	}
+	return l
 }
 
 func splitList(s string) []string {
