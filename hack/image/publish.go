@@ -56,8 +56,8 @@ func offlineFiles(caBundle string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("CA bundle for an image without a base: %w (install ca-certificates or pass -ca-bundle)", err)
 	}
 	return map[string][]byte{
-		"etc/passwd":                         []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"),
-		"etc/group":                          []byte("root:x:0:\nnonroot:x:65532:\n"),
+		"etc/passwd":                        []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"),
+		"etc/group":                         []byte("root:x:0:\nnonroot:x:65532:\n"),
 		"etc/ssl/certs/ca-certificates.crt": ca,
 	}, nil
 }
