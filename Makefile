@@ -10,6 +10,11 @@ BIN := $(CURDIR)/bin
 GO ?= go
 # Binaries built by `make build`, one per cmd/ folder.
 COMMANDS := $(notdir $(wildcard cmd/*))
+# The local cluster's nodes (make demo, local-up, test-e2e, test-chart-e2e,
+# bench-failover): real (kubelets with containerd and runc, kube-proxy, pods
+# from the licenseha image; hack/realcluster) or process (pods as processes;
+# hack/localcluster, kept until the real nodes have replaced it in CI).
+NODES ?= real
 
 # Pinned tools, installed into bin/ by the targets below.
 CONTROLLER_GEN_VERSION := v0.21.0
@@ -104,13 +109,11 @@ deps: ## Install the Debian packages the local cluster needs (iptables, iproute2
 
 .PHONY: bench-pair
 bench-pair: ## After make demo: freeze and resume the sample pair's main while a client holds seats; print the moves (root).
-	$(GO) run ./hack/bench-pair
+	$(GO) run ./hack/bench-pair -nodes $(NODES)
 
-# NODES=real runs the demo on real nodes (hack/realcluster) instead.
-NODES ?= process
 
 .PHONY: demo
-demo: deps build $(if $(filter real,$(NODES)),image realcluster,localcluster) ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root; NODES=real: on real nodes).
+demo: deps build $(if $(filter real,$(NODES)),image realcluster,localcluster) ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root; NODES=process: pods as processes).
 	$(GO) run ./hack/demo -nodes=$(NODES)
 
 .PHONY: install

@@ -33,17 +33,21 @@ import (
 
 func main() {
 	trials := flag.Int("trials", 5, "freeze/resume cycles")
+	nodes := flag.String("nodes", "real", `the demo's nodes: "real" (hack/realcluster) or "process" (hack/localcluster)`)
 	flag.Parse()
-	if err := run(*trials); err != nil {
+	if err := run(*trials, *nodes == "real"); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(trials int) error {
+func run(trials int, real bool) error {
 	ctx := context.Background()
 	root, _ := os.Getwd()
-	state := filepath.Join(root, ".local")
+	state, tool, stateEnv := filepath.Join(root, ".local"), "localcluster", "LOCALCLUSTER_STATE_DIR"
+	if real {
+		state, tool, stateEnv = filepath.Join(root, ".local-real"), "realcluster", "REALCLUSTER_STATE_DIR"
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(state, "kubeconfig"))
 	if err != nil {
 		return fmt.Errorf("no local cluster (run make demo first): %w", err)
@@ -81,8 +85,8 @@ func run(trials int) error {
 		return err
 	}
 	fault := func(kind string) error {
-		cmd := exec.Command(filepath.Join(root, "bin", "localcluster"), "fault", kind, "plant-b-main")
-		cmd.Env = append(os.Environ(), "LOCALCLUSTER_STATE_DIR="+state)
+		cmd := exec.Command(filepath.Join(root, "bin", tool), "fault", kind, "plant-b-main")
+		cmd.Env = append(os.Environ(), stateEnv+"="+state)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("%w: %s", err, out)
 		}

@@ -10,17 +10,22 @@ LOCALCLUSTER_FLAGS ?=
 localcluster: ## Build bin/localcluster, the local cluster tool.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(LOCALCLUSTER) ./hack/localcluster
 
-.PHONY: local-up
-local-up: build localcluster ## Start the local cluster in the background; kubeconfig in .local/kubeconfig.
+.PHONY: local-up local-down local-status
+local-up: $(if $(filter real,$(NODES)),realnode-up,process-up) ## Start the local cluster (NODES) in the background; kubeconfig in .local-real/kubeconfig (NODES=process: .local/kubeconfig).
+local-down: $(if $(filter real,$(NODES)),realnode-down,process-down) ## Stop the local cluster (NODES) and remove what it created.
+local-status: $(if $(filter real,$(NODES)),realnode-status,process-status) ## Show the local cluster's nodes, pods and faults.
+
+.PHONY: process-up
+process-up: build localcluster ## Start the process-node cluster in the background; kubeconfig in .local/kubeconfig.
 	@assets=$$(LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh | tail -n1); \
 	LOCALCLUSTER_STATE_DIR=$(LOCAL_STATE) $(LOCALCLUSTER) up --detach --k8s-bin-dir "$$assets" $(LOCALCLUSTER_FLAGS)
 
-.PHONY: local-down
-local-down: localcluster ## Stop the local cluster and remove its processes, namespaces, links and rules.
+.PHONY: process-down
+process-down: localcluster ## Stop the process-node cluster and remove its processes, namespaces, links and rules.
 	LOCALCLUSTER_STATE_DIR=$(LOCAL_STATE) $(LOCALCLUSTER) down
 
-.PHONY: local-status
-local-status: localcluster ## Show the local cluster's nodes, pods and network faults.
+.PHONY: process-status
+process-status: localcluster ## Show the process-node cluster's nodes, pods and network faults.
 	@LOCALCLUSTER_STATE_DIR=$(LOCAL_STATE) $(LOCALCLUSTER) status
 
 .PHONY: test-localcluster
