@@ -36,7 +36,7 @@ import (
 
 var (
 	// nodes is "process" (hack/localcluster) or "real" (hack/realcluster).
-	nodes                           = flag.String("nodes", "process", `"process": pods run as processes (hack/localcluster); "real": real kubelets and containerd (hack/realcluster)`)
+	nodes                           = flag.String("nodes", "real", `"process": pods run as processes (hack/localcluster); "real": real kubelets and containerd (hack/realcluster)`)
 	root, state, kubeconfig, k8sBin string
 	// tool is the cluster tool in bin/, stateEnv its state directory variable.
 	tool, stateEnv = "localcluster", "LOCALCLUSTER_STATE_DIR"
