@@ -80,8 +80,13 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("-nodes=%q: want process or real", *nodes)
 	}
 	kubeconfig = filepath.Join(state, "kubeconfig")
+	step("Kubernetes binaries")
+	info("Built once from the Go module proxy and cached; each one it builds is reported below as it is done")
 	for _, set := range assetSets {
-		out, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh"), set...).Output()
+		cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh"), set...)
+		// What it builds, and how long each took, as it goes.
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
 		if err != nil {
 			return fmt.Errorf("Kubernetes binaries: %w", err)
 		}
