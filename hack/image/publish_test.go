@@ -49,32 +49,16 @@ func TestReleaseImage(t *testing.T) {
 			t.Errorf("label %s = %q, want %q", k, got, want)
 		}
 	}
-	layers, _ := img.Layers()
-	rc, err := layers[0].Uncompressed()
-	if err != nil {
-		t.Fatal(err)
-	}
 	modes := map[string]int64{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
+	for _, f := range layerFiles(t, img) {
+		if f.header.Typeflag != tar.TypeReg {
+			continue
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			modes[h.Name] = h.Mode
-			if h.Name == "etc/passwd" {
-				b, _ := io.ReadAll(tr)
-				if !strings.Contains(string(b), "nonroot:x:65532:65532:") {
-					t.Errorf("/etc/passwd has no nonroot user 65532: %q", b)
-				}
-			}
+		modes[f.header.Name] = f.header.Mode
+		if f.header.Name == "etc/passwd" && !strings.Contains(string(f.content), "nonroot:x:65532:65532:") {
+			t.Errorf("/etc/passwd has no nonroot user 65532: %q", f.content)
 		}
 	}
-	rc.Close()
 	for f, want := range map[string]int64{"usr/local/bin/manager": 0o755, "etc/passwd": 0o644, "etc/group": 0o644,
 		"etc/ssl/certs/ca-certificates.crt": 0o644} {
 		if modes[f] != want {

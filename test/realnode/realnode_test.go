@@ -135,13 +135,7 @@ var _ = Describe("Real nodes", Label("realnode"), func() {
 		// its role back or the secondary takes over first: both are a
 		// failover; what matters is that one member serves again, never
 		// two, and the client through the Service loses nothing.
-		var back time.Time
-		var who string
-		Eventually(func() bool {
-			var ok bool
-			_, back, who, ok = watcher.Outage(killed, 5*time.Second)
-			return ok
-		}).WithTimeout(90*time.Second).WithPolling(100*time.Millisecond).Should(BeTrue(), "a member serves again after the kill")
+		back, who := servedAgain(watcher, killed, 90*time.Second, "a member serves again after the kill")
 		figure("kill of active container → a member serves", back.Sub(killed))
 		fmt.Fprintf(GinkgoWriter, "after the kill %s serves\n", who)
 		// The client goes on through the Service: kube-proxy sends it to
@@ -206,13 +200,7 @@ var _ = Describe("Node failure", Label("realnode"), func() {
 		down := time.Now()
 		Expect(env.Fault(ctx, "node-down", nodes["a"])).To(Succeed())
 		DeferCleanup(func(ctx SpecContext) { _ = env.Fault(ctx, "node-up", nodes["a"]) })
-		var back time.Time
-		var who string
-		Eventually(func() bool {
-			var ok bool
-			_, back, who, ok = watcher.Outage(down, 5*time.Second)
-			return ok
-		}).WithTimeout(60*time.Second).WithPolling(100*time.Millisecond).Should(BeTrue(), "a member serves again after the node failed")
+		back, who := servedAgain(watcher, down, 60*time.Second, "a member serves again after the node failed")
 		Expect(who).To(Equal("b"), "the secondary takes over (the tertiary never serves)")
 		figure("node of the active fails → the secondary serves", back.Sub(down))
 		Eventually(func() time.Time { return load.LastSuccess() }).WithTimeout(60*time.Second).
@@ -263,6 +251,20 @@ var _ = Describe("Node failure", Label("realnode"), func() {
 		Expect(podA.Spec.NodeName).To(Equal(nodes["a"]))
 	})
 })
+
+// servedAgain waits until the watcher saw service return after a fault at
+// t, and returns when and who.
+func servedAgain(watcher *probe.Watcher, t time.Time, timeout time.Duration, what string) (time.Time, string) {
+	GinkgoHelper()
+	var back time.Time
+	var who string
+	Eventually(func() bool {
+		var ok bool
+		_, back, who, ok = watcher.Outage(t, 5*time.Second)
+		return ok
+	}).WithTimeout(timeout).WithPolling(100*time.Millisecond).Should(BeTrue(), what)
+	return back, who
+}
 
 // watchThroughService starts a watcher on the triad's members and a client
 // holding seats through the triad's Service, and waits until the primary
