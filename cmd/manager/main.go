@@ -15,7 +15,6 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -106,12 +105,6 @@ func run() error {
 			return fmt.Errorf("reading --trusted-keys-file: %w", err)
 		}
 	}
-	if image == "" {
-		if image, err = ownImage(context.Background(), cfg, scheme); err != nil {
-			return fmt.Errorf("finding the licenseha image (set --image): %w", err)
-		}
-		log.Info("Member pods take the operator's own image", "image", image)
-	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         controllers.CacheOptions(namespaces...),
@@ -127,6 +120,13 @@ func run() error {
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+	if image == "" {
+		// The manager's uncached reader works before the manager starts.
+		if image, err = ownImage(context.Background(), mgr.GetAPIReader()); err != nil {
+			return fmt.Errorf("finding the licenseha image (set --image): %w", err)
+		}
+		log.Info("Member pods take the operator's own image", "image", image)
 	}
 
 	ctx := ctrl.SetupSignalHandler()
@@ -160,14 +160,10 @@ const devImage = "ghcr.io/licenseha/licenseha:dev"
 // own pod (POD_NAME and POD_NAMESPACE from the downward API): a kustomize
 // images: entry, a Helm value or a GitOps tool that changes the operator's
 // image changes the members' with it. Outside a pod it is devImage.
-func ownImage(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (string, error) {
+func ownImage(ctx context.Context, c client.Reader) (string, error) {
 	name, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")
 	if name == "" || ns == "" {
 		return devImage, nil
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
