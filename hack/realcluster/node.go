@@ -197,7 +197,12 @@ func (c *cluster) startNode(ctx context.Context, k int) error {
 
 // kubeProxyConfig: iptables mode; it leaves the conntrack sysctls and
 // route_localnet alone, serves node ports on node 0's address only, and
-// masquerades traffic to Services from outside the pod network.
+// masquerades traffic to Services from outside the pod network. Its sync
+// periods are the upstream defaults a user's cluster has (a zero
+// minSyncPeriod means 1 s too): kube-proxy applies endpoint changes at
+// most once a second, so a handover seen through a Service costs up to a
+// second more than at the members' own addresses, and the suites measure
+// that as users would meet it.
 func kubeProxyConfig(in instance, cp *controlplane.ControlPlane) string {
 	return fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -214,7 +219,7 @@ iptables:
   localhostNodePorts: false
   masqueradeAll: false
   syncPeriod: 30s
-  minSyncPeriod: 0s
+  minSyncPeriod: 1s
 conntrack:
   maxPerCore: 0
   min: 0

@@ -549,10 +549,22 @@ func (m *Machine) mayAcquire(now time.Duration) bool {
 		}
 		return m.firstInLine(now, LeaseRecord{})
 	default:
-		// Takeover: neither we nor the tertiary hear the holder.
+		// Takeover: neither we nor the tertiary hear the holder, or the
+		// holder we hear is a later incarnation than the one the Lease
+		// names and holds nothing: the holder restarted (a container
+		// restarted at once by the kubelet) and is in its quiet period.
+		// Waiting for it would cost its whole quiet period; the Lease is
+		// taken over now and the primary takes it back by failback. Safety
+		// does not depend on this: the voters' grants to the former
+		// incarnation bind them until it has certainly stopped.
 		h, t := m.peer(v.Holder), m.peer(m.cfg.Tertiary)
-		return h != nil && t != nil && !m.hears(now, h) && m.hears(now, t) &&
-			t.hasHB && !slices.Contains(t.hb.Hears, h.id)
+		if h == nil || t == nil || !m.hears(now, t) || !t.hasHB {
+			return false
+		}
+		if v.HolderIncarnation != 0 && m.hears(now, h) && h.hasHB && h.inc > v.HolderIncarnation && h.hb.Holding == 0 && !h.hb.Serving {
+			return true
+		}
+		return !m.hears(now, h) && !slices.Contains(t.hb.Hears, h.id)
 	}
 }
 

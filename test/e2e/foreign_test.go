@@ -31,8 +31,7 @@ const blockedBound = 60 * time.Second
 // dissolve only what the group owns.
 var _ = Describe("Foreign objects", Label("e2e"), func() {
 	It("are reported and left alone; the group waits for them, and dissolve deletes only what it owns", func(ctx SpecContext) {
-		ns, err := env.Namespace(ctx, "foreign")
-		Expect(err).NotTo(HaveOccurred())
+		ns := specNamespace(ctx, "foreign")
 		const name = "plant"
 
 		By("creating the user's objects under names the triad would use")
@@ -159,8 +158,7 @@ var _ = Describe("Foreign objects", Label("e2e"), func() {
 	// other one reports NameConflict, then, once the pod exists,
 	// MemberInAnotherGroup, writes nothing and waits until the name is free.
 	It("two groups needing the same pod name: the later one reports the conflict and waits", func(ctx SpecContext) {
-		ns, err := env.Namespace(ctx, "collide")
-		Expect(err).NotTo(HaveOccurred())
+		ns := specNamespace(ctx, "collide")
 		const laterLicences = "web-licences-later"
 		first, err := env.CreateTriad(ctx, ns, "web", func(t *licensehav1.LicenseTriad) {
 			t.Spec.Members[0].Name = "a-b"

@@ -27,6 +27,11 @@ import (
 const (
 	// serviceBound is the generous bound for service to return after a fault.
 	serviceBound = 15 * time.Second
+	// serviceHandoverBound bounds a client's gap through the group's
+	// Service during a planned handover: the handover (well under a
+	// second), the endpoint update, and kube-proxy's minSyncPeriod (1 s)
+	// for the second of the changes a handover makes.
+	serviceHandoverBound = 3500 * time.Millisecond
 	// failbackDelay is failover.failbackDelaySeconds of the suite's triads.
 	failbackDelay = 5 * time.Second
 	// peerTimeout is failover.peerTimeoutSeconds (the default).
@@ -52,11 +57,10 @@ var triadMembers = []string{"a", "b", "c"}
 // on the members and a Load through the failover client.
 func startTriad(ctx context.Context, prefix string, mutate func(*licensehav1.LicenseTriad)) *triadRun {
 	GinkgoHelper()
-	ns, err := env.Namespace(ctx, prefix)
-	Expect(err).NotTo(HaveOccurred())
+	ns := specNamespace(ctx, prefix)
 	name := "lic"
 	start := time.Now()
-	_, err = env.CreateTriad(ctx, ns, name, func(t *licensehav1.LicenseTriad) {
+	_, err := env.CreateTriad(ctx, ns, name, func(t *licensehav1.LicenseTriad) {
 		t.Spec.Failover.FailbackDelaySeconds = int32(failbackDelay / time.Second)
 		if mutate != nil {
 			mutate(t)
@@ -103,6 +107,23 @@ func startTriad(ctx context.Context, prefix string, mutate func(*licensehav1.Lic
 func formed(t *licensehav1.LicenseTriad) bool {
 	return t.Status.Phase == licensehav1.TriadActive && t.Status.Quorum == "3/3" &&
 		meta.IsStatusConditionTrue(t.Status.Conditions, licensehav1.ConditionReady)
+}
+
+// specNamespace creates a namespace for one spec and deletes it when the
+// spec ends, after checking its pods' logs for secrets. Groups left running
+// by earlier specs would load the machine for every later one: by the end of
+// the suite some twenty triads, sixty agents heartbeating, which made
+// timing-sensitive specs that ran late fail on a 2-core machine.
+func specNamespace(ctx context.Context, prefix string) string {
+	GinkgoHelper()
+	ns, err := env.Namespace(ctx, prefix)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func(ctx SpecContext) {
+		checkFilesForSecrets(namespaceLogFiles(ns))
+		err := env.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+		Expect(client.IgnoreNotFound(err)).To(Succeed())
+	})
+	return ns
 }
 
 // rememberTriadSecrets records the admin token and the licence files.

@@ -56,8 +56,7 @@ func pauseResumeCleanup(ns, pod string) {
 
 var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 	It("ActiveActive: both serve; a client moves to the backup with the mapped licence and comes home", func(ctx SpecContext) {
-		ns, err := env.Namespace(ctx, "pair-aa")
-		Expect(err).NotTo(HaveOccurred())
+		ns := specNamespace(ctx, "pair-aa")
 		createPair(ctx, ns, "pair", licensehav1.ActiveActive, "")
 		ts := pairTargets(ctx, ns, "pair")
 		bctx, _ := bg()
@@ -138,8 +137,7 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 			if i%2 == 1 {
 				roles = licensehav1.RolesSymmetric
 			}
-			ns, err := env.Namespace(ctx, fmt.Sprintf("pair-start%d", i))
-			Expect(err).NotTo(HaveOccurred())
+			ns := specNamespace(ctx, fmt.Sprintf("pair-start%d", i))
 			p := createPair(ctx, ns, "pair", licensehav1.ActivePassive, roles)
 			ts := pairTargets(ctx, ns, "pair")
 			wctx, cancel := context.WithCancel(ctx)
@@ -166,8 +164,7 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 // when the spec ends.
 func startFixedActivePassive(ctx context.Context, prefix string) (string, *probe.Watcher) {
 	GinkgoHelper()
-	ns, err := env.Namespace(ctx, prefix)
-	Expect(err).NotTo(HaveOccurred())
+	ns := specNamespace(ctx, prefix)
 	createPair(ctx, ns, "pair", licensehav1.ActivePassive, licensehav1.RolesFixed)
 	bctx, _ := bg()
 	w := probe.NewWatcher(pairTargets(ctx, ns, "pair"), 50*time.Millisecond)

@@ -25,8 +25,7 @@ const syncBound = 30 * time.Second
 
 var _ = Describe("LicenseBackupPair sync", Label("e2e"), func() {
 	It("ActiveActive: settings and spec.sync.paths files reach the backup (filters, strict, timestamps)", func(ctx SpecContext) {
-		ns, err := env.Namespace(ctx, "pair-sync")
-		Expect(err).NotTo(HaveOccurred())
+		ns := specNamespace(ctx, "pair-sync")
 		const name = "pair"
 		createPairWith(ctx, ns, name, licensehav1.ActiveActive, func(p *licensehav1.LicenseBackupPair) {
 			p.Spec.Sync = licensehav1.PairSyncSpec{

@@ -102,19 +102,47 @@ func slices_index(m string) int {
 
 // checkLogsForSecrets fails when a secret value the suite saw (admin
 // tokens, licence files and their signatures) is in the operator's log or
-// a pod's log. The AfterSuite runs it.
+// a pod's log still on the nodes. The AfterSuite runs it; each spec's pods'
+// logs are checked before its namespace goes (specNamespace).
 func checkLogsForSecrets() {
 	GinkgoHelper()
-	secretsMu.Lock()
-	defer secretsMu.Unlock()
+	files := []string{filepath.Join(env.StateDir, "manager.log")}
+	files = append(files, logFiles(filepath.Join(env.StateDir, "logs"))...)
+	for _, dir := range env.PodLogDirs() {
+		files = append(files, logFiles(dir)...)
+	}
+	checkFilesForSecrets(files)
+}
+
+// namespaceLogFiles lists the log files of the pods of namespace ns on the
+// nodes (directories <namespace>_<pod>... on both kinds of node).
+func namespaceLogFiles(ns string) []string {
 	var files []string
-	files = append(files, filepath.Join(env.StateDir, "manager.log"))
-	_ = filepath.Walk(filepath.Join(env.StateDir, "logs"), func(p string, info os.FileInfo, err error) error {
+	for _, dir := range env.PodLogDirs() {
+		pods, _ := filepath.Glob(filepath.Join(dir, ns+"_*"))
+		for _, p := range pods {
+			files = append(files, logFiles(p)...)
+		}
+	}
+	return files
+}
+
+// logFiles lists the files under dir.
+func logFiles(dir string) []string {
+	var files []string
+	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 		if err == nil && !info.IsDir() {
 			files = append(files, p)
 		}
 		return nil
 	})
+	return files
+}
+
+func checkFilesForSecrets(files []string) {
+	GinkgoHelper()
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
 	if len(secrets) == 0 {
 		return
 	}

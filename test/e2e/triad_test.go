@@ -317,15 +317,20 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		n, lastErr := svc.Failures()
 		GinkgoWriter.Printf("Service client: %d failed requests, last: %v\n", n, lastErr)
 		figure("rolling update → longest client gap (through the Service)", gap)
-		Expect(gap).To(BeNumerically("<", 2*time.Second))
+		// Each handover changes the Service's endpoints two or three times
+		// within a few hundred milliseconds (the departing member leaves,
+		// the new active joins); kube-proxy applies the first change at once
+		// and the rest after its minSyncPeriod (1 s, the upstream default).
+		// On a machine busy with the rest of the suite the handover itself
+		// takes a few hundred milliseconds more.
+		Expect(gap).To(BeNumerically("<", serviceHandoverBound))
 		Expect(svc.Lost()).To(BeZero())
 	})
 
 	DescribeTable("dissolves according to dissolvePolicy",
 		func(ctx SpecContext, policy licensehav1.DissolvePolicy, kept bool) {
-			ns, err := env.Namespace(ctx, "dissolve")
-			Expect(err).NotTo(HaveOccurred())
-			_, err = env.CreateTriad(ctx, ns, "lic", func(t *licensehav1.LicenseTriad) { t.Spec.DissolvePolicy = policy })
+			ns := specNamespace(ctx, "dissolve")
+			_, err := env.CreateTriad(ctx, ns, "lic", func(t *licensehav1.LicenseTriad) { t.Spec.DissolvePolicy = policy })
 			Expect(err).NotTo(HaveOccurred())
 			t, err := env.WaitTriad(ctx, ns, "lic", 90*time.Second, formed)
 			Expect(err).NotTo(HaveOccurred())

@@ -270,6 +270,30 @@ func TestGracefulShutdownHandsOverWithinASecond(t *testing.T) {
 	}
 }
 
+func TestActiveRestartedAtOnceIsTakenOverWithoutWaitingForItsQuietPeriod(t *testing.T) {
+	// The kubelet restarts a killed container at once: the primary's new
+	// incarnation is heard again well before the peer timeout ends, while
+	// the Lease still names its former incarnation. The secondary takes
+	// over as after a plain crash instead of waiting for the restarted
+	// primary's quiet period, and the primary takes the role back by
+	// failback.
+	w := newTriad(t, election.Config{FailbackDelay: 5 * time.Second})
+	steady(t, w)
+	w.Crash(P)
+	w.RunUntil(w.Now + 300*time.Millisecond)
+	w.Start(P)
+	a, took := waitActive(t, w, -1, 10*time.Second)
+	cfg := w.Cfg
+	t.Logf("member %d serves %v after the restart (peer timeout %v, grant hold %v, quiet period %v)", a, took, cfg.PeerTimeout, cfg.GrantHold(), cfg.QuietPeriod())
+	hi := time.Duration(float64(cfg.GrantHold())/(1-cfg.MaxClockDrift)) + 2*cfg.HeartbeatInterval
+	if a != S || took+300*time.Millisecond > hi {
+		t.Fatalf("member %d serves %v after the crash, want the secondary within %v", a, took+300*time.Millisecond, hi)
+	}
+	if a, _ := waitActive(t, w, S, 15*time.Second); a != P {
+		t.Fatalf("want failback to the primary, got %d", a)
+	}
+}
+
 func TestFailbackWaitsForTheDelay(t *testing.T) {
 	w := newTriad(t, election.Config{FailbackDelay: 10 * time.Second})
 	steady(t, w)
