@@ -94,11 +94,6 @@ type Agent struct {
 	cfg   *group.Config
 	cfgCh chan *group.Config
 	want  desired
-	// reported holds what the loop last learnt for the pod report beyond
-	// the role (revisions, server version, settings hash).
-	reported group.MemberState
-	// roleChanged wakes reportRoles when the desired role label changes.
-	roleChanged chan struct{}
 	// activeAt is the last time the protocol's wish for this member's
 	// server was "active" (see drainAfterHandover).
 	activeAt time.Time
@@ -148,13 +143,11 @@ func Run(ctx context.Context, opts Options) error {
 		sup:     &Supervisor{Command: opts.ServerCommand, Log: log.WithName("supervisor")},
 		sync: &syncer{log: log.WithName("sync"), cs: cs, namespace: opts.Namespace, group: opts.Group, admin: admin,
 			debounce: time.Second, settingsOnly: opts.GroupKind == group.KindBackupPair},
-		pod: &podReporter{cs: cs, namespace: opts.Namespace, pod: opts.Pod},
-
-		roleChanged: make(chan struct{}, 1),
-		cfg:         cfg,
-		cfgCh:       make(chan *group.Config, 1),
-		peerKey:     []byte(strings.TrimSpace(string(token))),
-		metrics:     newAgentMetrics(),
+		pod:     &podReporter{cs: cs, namespace: opts.Namespace, pod: opts.Pod},
+		cfg:     cfg,
+		cfgCh:   make(chan *group.Config, 1),
+		peerKey: []byte(strings.TrimSpace(string(token))),
+		metrics: newAgentMetrics(),
 	}
 	if opts.ExposeToken {
 		log.Info("The license server can read the service-account token: hiding it is switched off (--hide-token=false)")
@@ -193,7 +186,6 @@ func Run(ctx context.Context, opts Options) error {
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLoop()
 	go a.loop(loopCtx)
-	go a.reportRoles(loopCtx)
 	log.Info("Agent started", "kind", opts.GroupKind)
 	err = driver.Run(ctx)
 	a.drain(ctx)
@@ -255,42 +247,8 @@ func (a *Agent) setWant(d desired) {
 	if d.role == server.RoleActive || a.want.role == server.RoleActive {
 		a.activeAt = time.Now()
 	}
-	changed := d.label != a.want.label
 	a.want = d
 	a.mu.Unlock()
-	if changed {
-		select {
-		case a.roleChanged <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// reportRoles writes a new role label on the pod as soon as the protocol
-// decides it, without waiting for the loop's next round (which first polls
-// the server and syncs state and settings, several API calls on a busy
-// machine): the client Service selects the active member by this label, so
-// its delay is the clients' gap after every handover.
-func (a *Agent) reportRoles(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.roleChanged:
-		}
-		if err := a.pod.Report(ctx, a.currentReport); err != nil {
-			a.log.V(1).Info("Reporting the new role on the pod failed; the loop retries", "error", err.Error())
-		}
-	}
-}
-
-// currentReport is the role label and member state to report now.
-func (a *Agent) currentReport() (string, group.MemberState) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	st := a.reported
-	st.State, st.Epoch, st.Peers, st.Joining = a.want.state, int64(a.want.epoch), a.want.peers, a.want.joining
-	return a.want.label, st
 }
 
 // setPeers updates the peers reported on the pod.
@@ -350,7 +308,7 @@ func (a *Agent) loop(ctx context.Context) {
 			a.mu.Unlock()
 			if want.label != "" {
 				a.metrics.setRole(want.label)
-				_ = a.pod.Report(ctx, a.currentReport)
+				_ = a.pod.Report(ctx, want.label, group.MemberState{State: want.state, Epoch: int64(want.epoch), Peers: want.peers})
 			}
 			continue
 		}
@@ -384,11 +342,9 @@ func (a *Agent) loop(ctx context.Context) {
 		if a.opts.GroupKind == group.KindTriad {
 			rev = max(st.Revision, rev)
 		}
-		filesRev := a.files.revision()
-		a.mu.Lock()
-		a.reported = group.MemberState{Revision: int64(rev), ServerVersion: st.Version, FilesRevision: filesRev,
+		report := group.MemberState{State: want.state, Epoch: int64(want.epoch), Peers: want.peers,
+			Revision: int64(rev), ServerVersion: st.Version, FilesRevision: a.files.revision(), Joining: want.joining,
 			SettingsHash: settingsHash}
-		a.mu.Unlock()
 		pub, app := a.sync.revisions()
 		a.metrics.revision.WithLabelValues("published").Set(float64(pub))
 		a.metrics.revision.WithLabelValues("applied").Set(float64(app))
@@ -397,7 +353,7 @@ func (a *Agent) loop(ctx context.Context) {
 		}
 		if want.label != "" {
 			a.metrics.setRole(want.label)
-			if err := a.pod.Report(ctx, a.currentReport); err != nil {
+			if err := a.pod.Report(ctx, want.label, report); err != nil {
 				a.log.V(1).Info("Reporting on the pod failed; will retry", "error", err.Error())
 			}
 		}

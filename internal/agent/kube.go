@@ -100,15 +100,10 @@ func (r *podReporter) observe(p *corev1.Pod) {
 
 // Report patches the pod when label or state differ from what was last
 // written successfully. A failed write is retried on the next report.
-// current gives the label and state to write; it is called under the
-// reporter's lock, just before the write, so that of two reports racing
-// (the role-change reporter and the agent's loop) the one written last
-// never carries the older role.
-func (r *podReporter) Report(ctx context.Context, current func() (string, group.MemberState)) error {
+func (r *podReporter) Report(ctx context.Context, roleLabel string, state group.MemberState) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	roleLabel, state := current()
-	if roleLabel == "" || (roleLabel == r.lastLabel && r.lastState != nil && reflect.DeepEqual(*r.lastState, state)) {
+	if roleLabel == r.lastLabel && r.lastState != nil && reflect.DeepEqual(*r.lastState, state) {
 		return nil
 	}
 	raw, err := json.Marshal(state)
