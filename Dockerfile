@@ -7,7 +7,12 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -o /out/ ./cmd/...
+# Stamped into the binaries as `make build` does (<binary> --version).
+ARG VERSION=dev
+ARG REVISION=""
+RUN CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-X github.com/licenseha/licenseha/internal/version.Version=${VERSION} -X github.com/licenseha/licenseha/internal/version.Revision=${REVISION}" \
+      -o /out/ ./cmd/...
 
 # distroless static, user nonroot, pinned by digest (hack/make/image.mk: DISTROLESS).
 FROM gcr.io/distroless/static-debian12:nonroot@sha256:d093aa3e30dbadd3efe1310db061a14da60299baff8450a17fe0ccc514a16639

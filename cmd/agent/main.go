@@ -5,6 +5,7 @@
 //	agent install DEST                 copy this binary to DEST (init container)
 //	agent run [flags] -- SERVER-CMD    supervise SERVER-CMD as the group member
 //	agent sandbox [flags] -- CMD       exec CMD unable to reach the service-account token (used by run)
+//	agent --version                    print the version and revision
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/agent"
+	"github.com/licenseha/licenseha/internal/version"
 )
 
 func main() {
@@ -39,6 +41,8 @@ func main() {
 		err = run(os.Args[2:])
 	case "sandbox":
 		err = agent.SandboxMain(os.Args[2:])
+	case "--version", "-version":
+		version.Print(os.Stdout, "agent")
 	default:
 		usage()
 	}
@@ -49,7 +53,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: agent install DEST | agent run [flags] -- SERVER-COMMAND [ARGS...] | agent sandbox [--hide DIR] -- COMMAND [ARGS...]")
+	fmt.Fprintln(os.Stderr, "usage: agent install DEST | agent run [flags] -- SERVER-COMMAND [ARGS...] | agent sandbox [--hide DIR] -- COMMAND [ARGS...] | agent --version")
 	os.Exit(2)
 }
 

@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/licenseha/licenseha/internal/version"
 )
 
 // Options are shared by every subcommand: the standard kubectl flags
@@ -28,6 +30,7 @@ var subcommands = []func(*Options) *cobra.Command{
 	newBackupCmd,
 	newSettingsCmd,
 	newUsageCmd,
+	newVersionCmd,
 }
 
 func newRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
@@ -38,7 +41,12 @@ func newRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl licenseha"},
+		// --version prints this; `version` adds the operator's.
+		Version: version.Get().String(),
 	}
+	// Declared here rather than by cobra, which would take -v for it.
+	root.Flags().Bool("version", false, "print the plugin's version and revision and exit")
+	root.SetVersionTemplate("kubectl-licenseha {{.Version}}\n")
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)

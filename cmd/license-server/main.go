@@ -23,12 +23,10 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/licenseha/licenseha/internal/version"
 	"github.com/licenseha/licenseha/pkg/licensing"
 	"github.com/licenseha/licenseha/pkg/server"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 type config struct {
 	listen, adminListen, adminTokenFile string
@@ -45,6 +43,8 @@ type config struct {
 	readTimeout, writeTimeout           time.Duration
 	idleTimeout, readHeaderTimeout      time.Duration
 	logFormat                           string
+	// showVersion: print the version and exit (--version).
+	showVersion bool
 }
 
 func parseFlags(args []string) (*config, error) {
@@ -77,8 +77,12 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "time to write a response")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or text")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and revision and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.showVersion {
+		return c, nil
 	}
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		return nil, err
@@ -114,7 +118,9 @@ func parseFlags(args []string) (*config, error) {
 func applyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || err != nil {
+		// --version is no setting: LICENSEHA_VERSION (which a vendor's
+		// environment may well hold) must not stop the server.
+		if f.Changed || err != nil || f.Name == "version" {
 			return
 		}
 		name := "LICENSEHA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -135,6 +141,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "license-server:", err)
 		os.Exit(2)
+	}
+	if cfg.showVersion {
+		version.Print(os.Stdout, "license-server")
+		return
 	}
 	var handler slog.Handler = slog.NewJSONHandler(os.Stderr, nil)
 	if cfg.logFormat == "text" {
@@ -172,7 +182,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		CheckoutTTL: cfg.checkoutTTL, MaxCheckoutsPerClient: cfg.maxCheckoutsPerClient,
 		MaxCheckoutsPerAddress: cfg.maxCheckoutsPerAddress,
 		UsageRowsPerPeriod:     cfg.usageRowsPerPeriod, UsageMonths: cfg.usageMonths,
-		LicenseCheckInterval: cfg.licenseCheckInterval, Version: version, Logger: log,
+		LicenseCheckInterval: cfg.licenseCheckInterval, Version: version.Version, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -245,7 +255,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 	}
 	log.Info("License server started", "listen", clientLn.Addr().String(), "adminListen", adminLn.Addr().String(),
-		"role", cfg.role, "version", version, "clientTLS", clientHTTP.TLSConfig != nil, "clientTokens", cfg.clientTokenFile != "")
+		"role", cfg.role, "version", version.Version, "revision", version.Get().Revision, "clientTLS", clientHTTP.TLSConfig != nil, "clientTokens", cfg.clientTokenFile != "")
 
 	var serveErr error
 loop:

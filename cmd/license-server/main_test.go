@@ -45,6 +45,20 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	}
 }
 
+func TestVersionFlag(t *testing.T) {
+	cfg, err := parseFlags([]string{"--version"})
+	if err != nil || !cfg.showVersion {
+		t.Fatalf("--version alone = %+v, %v; want it accepted without the required flags", cfg, err)
+	}
+	// LICENSEHA_VERSION is not the --version flag: it neither stops the
+	// server nor fails to parse as a boolean.
+	t.Setenv("LICENSEHA_VERSION", "v9.9.9")
+	cfg, err = parseFlags([]string{"--group", "ns/g", "--admin-token-file", "/tok", "--member", "m"})
+	if err != nil || cfg.showVersion {
+		t.Fatalf("with LICENSEHA_VERSION set = %+v, %v; want a normal start", cfg, err)
+	}
+}
+
 // proc is a license-server process.
 type proc struct {
 	name        string

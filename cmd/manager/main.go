@@ -23,6 +23,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/controllers"
+	"github.com/licenseha/licenseha/internal/version"
 	"github.com/licenseha/licenseha/pkg/notify"
 )
 
@@ -39,7 +40,7 @@ func run() error {
 		image, trustedKeysFile, watchNamespaces         string
 		operatorNamespace, clusterDomain                string
 		leaderElect, notifyInternal, notifyHTTPCreds    bool
-		hideServerToken                                 bool
+		hideServerToken, showVersion                    bool
 		concurrency                                     int
 		pullPolicy, pullSecrets                         string
 		leaseDuration, renewDeadline, retryPeriod       time.Duration
@@ -66,9 +67,14 @@ func run() error {
 	flag.BoolVar(&notifyHTTPCreds, "notify-allow-http-credentials", false, "Let a webhook's bearer token, or credentials in its URL, go over plain http.")
 	flag.BoolVar(&hideServerToken, "hide-server-token", true, "Have the member agents start the license server unable to read the pod's service-account token "+
 		"(Landlock, where the nodes offer it). false rolls every member pod.")
+	flag.BoolVar(&showVersion, "version", false, "Print the version and revision and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if showVersion {
+		version.Print(os.Stdout, "manager")
+		return nil
+	}
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
@@ -143,10 +149,11 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
+	v := version.Get()
 	if len(namespaces) > 0 {
-		log.Info("Starting operator", "watchNamespaces", namespaces)
+		log.Info("Starting operator", "version", v.Version, "revision", v.Revision, "watchNamespaces", namespaces)
 	} else {
-		log.Info("Starting operator", "watchNamespaces", "all")
+		log.Info("Starting operator", "version", v.Version, "revision", v.Revision, "watchNamespaces", "all")
 	}
 	return mgr.Start(ctx)
 }

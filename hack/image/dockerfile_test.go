@@ -19,7 +19,9 @@ func TestDockerfileIsEquivalent(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := string(df)
-	for _, want := range []string{`USER 65532:65532`, `ENTRYPOINT ["/usr/local/bin/manager"]`, `COPY --from=build /out/ /usr/local/bin/`} {
+	for _, want := range []string{`USER 65532:65532`, `ENTRYPOINT ["/usr/local/bin/manager"]`, `COPY --from=build /out/ /usr/local/bin/`,
+		// The binaries carry the version the labels name (make build: VERSION_LDFLAGS).
+		`internal/version.Version=${VERSION}`, `internal/version.Revision=${REVISION}`} {
 		if !strings.Contains(d, want) {
 			t.Errorf("Dockerfile lacks %s", want)
 		}

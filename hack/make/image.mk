@@ -6,12 +6,11 @@
 # config carry a fixed time: same binaries, same digest. Without BASE the
 # image has no base layer (the nonroot user and the host's CA bundle come in
 # its own layer), which needs no registry; releases pass BASE, by default the
-# Dockerfile's distroless base pinned by digest (make image-push).
+# Dockerfile's distroless base pinned by digest (make image-push). VERSION
+# and REVISION (Makefile) label the image and are stamped into its binaries.
 IMAGE_TAR := $(BIN)/licenseha-image.tar
 PAUSE_IMAGE_TAR := $(BIN)/pause-image.tar
 IMAGE_LAYOUT := $(BIN)/oci/licenseha
-VERSION ?= dev
-REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 DISTROLESS := gcr.io/distroless/static-debian12:nonroot@sha256:d093aa3e30dbadd3efe1310db061a14da60299baff8450a17fe0ccc514a16639
 IMAGE_FLAGS = -bin-dir $(BIN) -commands $(subst $(eval) ,$(comma),$(COMMANDS)) -version $(VERSION) -revision "$(REVISION)" \
 	$(if $(BASE),-base $(BASE))
