@@ -443,9 +443,9 @@ func writeArchives(o Options) error {
 	return nil
 }
 
-// writeTarGz writes files into a gzipped tar at the archive's root, owned by
-// 0:0 with epoch as their time.
-func writeTarGz(out string, files []archiveFile) (err error) {
+// createFile creates out, lets fill write it and reports the first error,
+// the file's close included.
+func createFile(out string, fill func(io.Writer) error) (err error) {
 	f, err := os.Create(out)
 	if err != nil {
 		return err
@@ -455,70 +455,60 @@ func writeTarGz(out string, files []archiveFile) (err error) {
 			err = cerr
 		}
 	}()
-	zw, err := gzip.NewWriterLevel(f, gzip.BestCompression)
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(zw)
-	for _, af := range files {
-		in, err := os.Open(af.path)
+	return fill(f)
+}
+
+// writeTarGz writes files into a gzipped tar at the archive's root, owned by
+// 0:0 with epoch as their time.
+func writeTarGz(out string, files []archiveFile) error {
+	return createFile(out, func(f io.Writer) error {
+		zw, err := gzip.NewWriterLevel(f, gzip.BestCompression)
 		if err != nil {
 			return err
 		}
-		st, err := in.Stat()
-		if err != nil {
-			in.Close()
+		tw := tar.NewWriter(zw)
+		for _, af := range files {
+			data, err := os.ReadFile(af.path)
+			if err != nil {
+				return err
+			}
+			hdr := &tar.Header{Typeflag: tar.TypeReg, Name: af.name, Mode: af.mode, Size: int64(len(data)), ModTime: epoch, Format: tar.FormatPAX}
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			if _, err := tw.Write(data); err != nil {
+				return err
+			}
+		}
+		if err := tw.Close(); err != nil {
 			return err
 		}
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: af.name, Mode: af.mode, Size: st.Size(), ModTime: epoch, Format: tar.FormatPAX}
-		if err := tw.WriteHeader(hdr); err != nil {
-			in.Close()
-			return err
-		}
-		_, err = io.Copy(tw, in)
-		in.Close()
-		if err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
+		return zw.Close()
+	})
 }
 
 // writeZip writes files into a zip at the archive's root, with epoch as
 // their time.
-func writeZip(out string, files []archiveFile) (err error) {
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
+func writeZip(out string, files []archiveFile) error {
+	return createFile(out, func(f io.Writer) error {
+		zw := zip.NewWriter(f)
+		for _, af := range files {
+			data, err := os.ReadFile(af.path)
+			if err != nil {
+				return err
+			}
+			h := &zip.FileHeader{Name: af.name, Method: zip.Deflate, Modified: epoch}
+			h.SetMode(fs.FileMode(af.mode))
+			w, err := zw.CreateHeader(h)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(data); err != nil {
+				return err
+			}
 		}
-	}()
-	zw := zip.NewWriter(f)
-	for _, af := range files {
-		in, err := os.Open(af.path)
-		if err != nil {
-			return err
-		}
-		h := &zip.FileHeader{Name: af.name, Method: zip.Deflate, Modified: epoch}
-		h.SetMode(fs.FileMode(af.mode))
-		w, err := zw.CreateHeader(h)
-		if err != nil {
-			in.Close()
-			return err
-		}
-		_, err = io.Copy(w, in)
-		in.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return zw.Close()
+		return zw.Close()
+	})
 }
 
 // KrewPlugin is a krew plugin manifest (krew.googlecontainers.com/v1alpha2).
