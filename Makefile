@@ -16,11 +16,6 @@ VERSION_LDFLAGS = -X github.com/licenseha/licenseha/internal/version.Version=$(V
 	-X github.com/licenseha/licenseha/internal/version.Revision=$(REVISION)
 # Binaries built by `make build`, one per cmd/ folder.
 COMMANDS := $(notdir $(wildcard cmd/*))
-# The local cluster's nodes (make demo, local-up, test-e2e, test-chart-e2e,
-# bench-failover): real (kubelets with containerd and runc, kube-proxy, pods
-# from the licenseha image; hack/realcluster) or process (pods as processes;
-# hack/localcluster, kept until the real nodes have replaced it in CI).
-NODES ?= real
 
 # Pinned tools, installed into bin/ by the targets below.
 CONTROLLER_GEN_VERSION := v0.21.0
@@ -101,12 +96,13 @@ docker-build: ## Build the container image (needs a Docker engine).
 ##@ Cluster
 
 .PHONY: bench-failover
-bench-failover: build $(if $(filter real,$(NODES)),image realcluster helm,localcluster) ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20, PEER_TIMEOUT=seconds, KINDS=crash,..., NODES=real).
-	$(if $(filter real,$(NODES)),@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh kubelet kube-proxy >/dev/null)
-	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20) $(if $(PEER_TIMEOUT),-peer-timeout $(PEER_TIMEOUT)) $(if $(KINDS),-kinds $(KINDS)) $(if $(NODES),-nodes $(NODES))
+bench-failover: image realcluster helm ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20, PEER_TIMEOUT=seconds, KINDS=crash,...).
+	@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh kubelet kube-proxy >/dev/null
+	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20) $(if $(PEER_TIMEOUT),-peer-timeout $(PEER_TIMEOUT)) $(if $(KINDS),-kinds $(KINDS))
 
 .PHONY: bench-api
-bench-api: build localcluster ## Measure the API requests per steady triad and pair per minute (kube-apiserver's apiserver_request_total, baseline subtracted; root; ≈15 min).
+bench-api: image realcluster helm ## Measure the API requests per steady triad and pair per minute (kube-apiserver's apiserver_request_total, baseline subtracted; root; ≈15 min).
+	@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh kubelet kube-proxy >/dev/null
 	$(GO) run ./hack/bench-api
 
 .PHONY: deps
@@ -115,12 +111,12 @@ deps: ## Install the Debian packages the local cluster needs (iptables, iproute2
 
 .PHONY: bench-pair
 bench-pair: ## After make demo: freeze and resume the sample pair's main while a client holds seats; print the moves (root).
-	$(GO) run ./hack/bench-pair -nodes $(NODES)
+	$(GO) run ./hack/bench-pair
 
 
 .PHONY: demo
-demo: deps build $(if $(filter real,$(NODES)),image realcluster,localcluster) ## Start the local cluster and the operator, apply the samples, crash the active member and show the failover (root; NODES=process: pods as processes).
-	$(GO) run ./hack/demo -nodes=$(NODES)
+demo: deps build image realcluster helm ## Start the local cluster, install the operator with the chart, apply the samples, crash the active member and show the failover (root).
+	$(GO) run ./hack/demo
 
 .PHONY: install
 install: ## Install the CRDs into the cluster of the current kubeconfig (the committed ones; `make verify-generate` keeps them current).

@@ -54,10 +54,7 @@ func logf(format string, args ...any) {
 type counts map[string]float64
 
 func run(ctx context.Context, instance, triads, pairs int, window, settle time.Duration) error {
-	// The local cluster's nodes poll configMap and secret volumes (a real
-	// kubelet watches them): polled rarely here, so that what is left is
-	// the groups' own traffic.
-	env, err := harness.Start(ctx, harness.Options{Instance: instance, Log: logf, VolumeResync: time.Hour})
+	env, err := harness.Start(ctx, harness.Options{Instance: instance, Log: logf})
 	if err != nil {
 		return err
 	}

@@ -57,11 +57,10 @@ func main() {
 	kinds := flag.String("kinds", "crash,graceful,switchover,failback", "kinds of fault to measure")
 	instance := flag.Int("instance", 6, "local cluster instance to use")
 	peerTimeout := flag.Int("peer-timeout", 0, "spec.failover.peerTimeoutSeconds of the triad (0: the default, 2)")
-	nodes := flag.String("nodes", "", `"real": on the real-node cluster (make image realcluster helm), the operator from the chart`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, harness.Options{Instance: *instance, Log: logf, Real: *nodes == "real"}, *trials, int32(*peerTimeout), strings.Split(*kinds, ",")); err != nil {
+	if err := run(ctx, harness.Options{Instance: *instance, Log: logf}, *trials, int32(*peerTimeout), strings.Split(*kinds, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}

@@ -33,21 +33,17 @@ import (
 
 func main() {
 	trials := flag.Int("trials", 5, "freeze/resume cycles")
-	nodes := flag.String("nodes", "real", `the demo's nodes: "real" (hack/realcluster) or "process" (hack/localcluster)`)
 	flag.Parse()
-	if err := run(*trials, *nodes == "real"); err != nil {
+	if err := run(*trials); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(trials int, real bool) error {
+func run(trials int) error {
 	ctx := context.Background()
 	root, _ := os.Getwd()
-	state, tool, stateEnv := filepath.Join(root, ".local"), "localcluster", "LOCALCLUSTER_STATE_DIR"
-	if real {
-		state, tool, stateEnv = filepath.Join(root, ".local-real"), "realcluster", "REALCLUSTER_STATE_DIR"
-	}
+	state, tool, stateEnv := filepath.Join(root, ".local-real"), "realcluster", "REALCLUSTER_STATE_DIR"
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(state, "kubeconfig"))
 	if err != nil {
 		return fmt.Errorf("no local cluster (run make demo first): %w", err)

@@ -1,10 +1,10 @@
-// Command demo shows licenseha on the local cluster: it starts the cluster
-// and the operator, applies config/samples (a triad and a backup pair),
-// watches the triad form, crashes and freezes the active member while a
-// client holds printer seats, and reports the measured failover and
-// failback. Everything keeps running afterwards. Run it with `make demo`,
-// or on real nodes (hack/realcluster, pods from the licenseha image) with
-// `make demo NODES=real`.
+// Command demo shows licenseha on the local cluster (hack/realcluster: real
+// kubelets, containerd, kube-proxy; every pod from the licenseha image): it
+// starts the cluster, installs the operator with the Helm chart, applies
+// config/samples (a triad and a backup pair), watches the triad form,
+// crashes and freezes the active member while a client holds printer
+// seats, and reports the measured failover and failback. Everything keeps
+// running afterwards. Run it with `make demo`.
 package main
 
 import (
@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -34,14 +33,14 @@ import (
 	"github.com/licenseha/licenseha/test/probe"
 )
 
+// image is the licenseha image every node imports (make image); the chart
+// runs the operator from it and the operator the members.
+const image = "ghcr.io/licenseha/licenseha:dev"
+
 var (
-	// nodes is "process" (hack/localcluster) or "real" (hack/realcluster).
-	nodes                           = flag.String("nodes", "real", `"process": pods run as processes (hack/localcluster); "real": real kubelets and containerd (hack/realcluster)`)
 	root, state, kubeconfig, k8sBin string
-	// tool is the cluster tool in bin/, stateEnv its state directory variable.
-	tool, stateEnv = "localcluster", "LOCALCLUSTER_STATE_DIR"
-	kube           crclient.Client
-	start          = time.Now()
+	kube                            crclient.Client
+	start                           = time.Now()
 )
 
 func step(format string, args ...any) {
@@ -67,22 +66,11 @@ func run(ctx context.Context) error {
 	if root, err = os.Getwd(); err != nil {
 		return err
 	}
-	state = filepath.Join(root, ".local")
-	assetSets := [][]string{nil}
-	what := "real etcd, kube-apiserver, controller-manager, scheduler; pods run as processes"
-	switch *nodes {
-	case "process":
-	case "real":
-		tool, stateEnv, state = "realcluster", "REALCLUSTER_STATE_DIR", filepath.Join(root, ".local-real")
-		assetSets = append(assetSets, []string{"kubelet", "kube-proxy"})
-		what = "real control plane; three real nodes: kubelet, containerd, runc, CNI bridge each; kube-proxy; pods from the licenseha image"
-	default:
-		return fmt.Errorf("-nodes=%q: want process or real", *nodes)
-	}
+	state = filepath.Join(root, ".local-real")
 	kubeconfig = filepath.Join(state, "kubeconfig")
 	step("Kubernetes binaries")
 	info("Built once from the Go module proxy and cached; each one it builds is reported below as it is done")
-	for _, set := range assetSets {
+	for _, set := range [][]string{nil, {"kubelet", "kube-proxy"}} {
 		cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh"), set...)
 		// What it builds, and how long each took, as it goes.
 		cmd.Stderr = os.Stderr
@@ -96,8 +84,8 @@ func run(ctx context.Context) error {
 
 	step("Local cluster")
 	if _, err := kubectl(ctx, "get", "--raw", "/readyz"); err != nil {
-		info("Starting it (%s)", what)
-		if err := localcluster(ctx, "up", "--detach", "--k8s-bin-dir", k8sBin); err != nil {
+		info("Starting it (real control plane; three real nodes: kubelet, containerd, runc, CNI bridge each; kube-proxy; pods from the licenseha image)")
+		if err := realcluster(ctx, "up", "--detach", "--k8s-bin-dir", k8sBin); err != nil {
 			return err
 		}
 	} else {
@@ -132,11 +120,7 @@ func run(ctx context.Context) error {
 		time.Sleep(500 * time.Millisecond)
 	}
 	info("CRDs installed: licensetriads.licenseha.io, licensebackuppairs.licenseha.io")
-	pid, err := startOperator()
-	if err != nil {
-		return err
-	}
-	if err := waitOperatorReady(ctx, pid, 60*time.Second); err != nil {
+	if err := installOperator(ctx); err != nil {
 		return err
 	}
 
@@ -177,21 +161,13 @@ func run(ctx context.Context) error {
 	}
 	info("A client holds 5 printer seats and sends a heartbeat every 50 ms; a probe asks every member every 50 ms whether it serves")
 
-	if *nodes == "real" {
-		step("Crash: SIGKILL the processes of the active member's container (its cgroup)")
-	} else {
-		step("Crash: SIGKILL every process of the active member's pod")
-	}
+	step("Crash: SIGKILL the processes of the active member's container (its cgroup)")
 	active := t.Status.ActiveMember
 	if err := crash(ctx, w, load, active, "kill"); err != nil {
 		return err
 	}
 
-	if *nodes == "real" {
-		step("Freeze: freeze the active member's pod (cgroup freezer: a hung server, no restart to the rescue)")
-	} else {
-		step("Freeze: SIGSTOP the active member (a hung server: no restart to the rescue)")
-	}
+	step("Freeze: freeze the active member's pod (cgroup freezer: a hung server, no restart to the rescue)")
 	now := w.Serving()
 	if len(now) != 1 {
 		return fmt.Errorf("expected one member serving, saw %v", now)
@@ -203,7 +179,7 @@ func run(ctx context.Context) error {
 
 	step("Failback: resume %s; the primary takes the role back after failbackDelaySeconds (20 s in the sample)", frozen)
 	resumed := time.Now()
-	if err := localcluster(ctx, "fault", "resume", "plant-a-"+frozen); err != nil {
+	if err := realcluster(ctx, "fault", "resume", "plant-a-"+frozen); err != nil {
 		return err
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -224,9 +200,10 @@ Everything keeps running. Try:
     export KUBECONFIG=%s
     kubectl get licenseha                         # (kubectl is %s/kubectl)
     bin/kubectl-licenseha status plant-a
-    bin/%s fault pause plant-a-a         # more faults: docs/local-cluster.md
-Stop it all with: make %s
-`, kubeconfig, k8sBin, tool, map[string]string{"localcluster": "local-down", "realcluster": "realnode-down"}[tool])
+    bin/kubectl-licenseha logs plant-a            # the members' logs; the operator's: %s
+    bin/realcluster fault pause plant-a-a         # more faults: docs/local-cluster.md
+Stop it all with: make local-down
+`, kubeconfig, k8sBin, operatorLogs)
 	return nil
 }
 
@@ -234,7 +211,7 @@ Stop it all with: make %s
 func crash(ctx context.Context, w *probe.Watcher, load *probe.Load, member, fault string) error {
 	before := w.Overlap()
 	at := time.Now()
-	if err := localcluster(ctx, "fault", fault, "plant-a-"+member); err != nil {
+	if err := realcluster(ctx, "fault", fault, "plant-a-"+member); err != nil {
 		return err
 	}
 	info("%s %s", map[string]string{"kill": "Killed", "pause": "Froze"}[fault], member)
@@ -290,7 +267,7 @@ func waitTriad(ctx context.Context, timeout time.Duration, pred func(*licensehav
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the triad did not form within %s; see %s and kubectl describe ltriad plant-a", timeout, managerLog())
+			return nil, fmt.Errorf("the triad did not form within %s; see %s and kubectl describe ltriad plant-a", timeout, operatorLogs)
 		}
 		select {
 		case <-ctx.Done():
@@ -330,90 +307,30 @@ func indent(s string) string {
 	return b.String()
 }
 
-// startOperator runs the operator beside the cluster, detached, unless one
-// is running already, and returns its pid. The pid goes where the local
-// cluster records its own processes (.local/pids/manager), so that
-// "make local-down" stops the operator with the cluster.
-func startOperator() (int, error) {
-	pidFile := filepath.Join(state, "pids", "manager")
-	if data, err := os.ReadFile(pidFile); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && running(pid) && isManager(pid) {
-			info("Operator already running (pid %d, log %s)", pid, managerLog())
-			return pid, nil
-		}
-	}
-	logFile, err := os.OpenFile(filepath.Join(state, "manager.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+// operatorLogs is the command that shows the operator's log.
+const operatorLogs = "kubectl -n licenseha-system logs deploy/licenseha-operator"
+
+// installOperator installs (or upgrades) the operator with the Helm chart
+// from the checkout, running from the imported image and trusting the
+// samples' development key, and waits until it is available.
+func installOperator(ctx context.Context) error {
+	keys, err := os.ReadFile(filepath.Join(root, "config", "samples", "dev-trusted-keys.pem"))
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer logFile.Close()
-	cmd := exec.Command(filepath.Join(root, "bin", "manager"), "--leader-elect=false",
-		"--metrics-bind-address=:18080", "--health-probe-bind-address=:18081",
-		"--image=ghcr.io/licenseha/licenseha:dev",
-		"--trusted-keys-file="+filepath.Join(root, "config", "samples", "dev-trusted-keys.pem"))
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("starting the operator: %w", err)
+	repo, tag, _ := strings.Cut(image, ":")
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "helm"), "upgrade", "--install", "licenseha",
+		filepath.Join(root, "charts", "licenseha"), "-n", "licenseha-system", "--create-namespace",
+		"--set", "crds.enabled=false", "--set", "image.repository="+repo, "--set", "image.tag="+tag,
+		"--set", "image.pullPolicy=Never", "--set-string", "trustedKeys.pem="+string(keys), "--wait", "--timeout", "3m")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "HELM_CACHE_HOME="+filepath.Join(state, "helm", "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(state, "helm", "config"), "HELM_DATA_HOME="+filepath.Join(state, "helm", "data"))
+	info("helm upgrade --install licenseha charts/licenseha -n licenseha-system (image %s, pull policy Never)", image)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("installing the chart: %w: %s", err, out)
 	}
-	pid := cmd.Process.Pid
-	if err := os.MkdirAll(filepath.Dir(pidFile), 0o755); err != nil {
-		return 0, err
-	}
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
-		return 0, err
-	}
-	info("Operator started beside the cluster (pid %d, log %s, metrics :18080)", pid, managerLog())
-	return pid, cmd.Process.Release()
-}
-
-// waitOperatorReady waits until the operator answers its readiness probe,
-// and fails at once, pointing at its log, if it exited.
-func waitOperatorReady(ctx context.Context, pid int, timeout time.Duration) error {
-	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(timeout)
-	for {
-		if resp, err := hc.Get("http://127.0.0.1:18081/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				info("Operator ready")
-				return nil
-			}
-		}
-		if !running(pid) {
-			return fmt.Errorf("the operator exited; see %s", managerLog())
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the operator is not ready after %s; see %s", timeout, managerLog())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// running reports whether pid is alive (an exited child not yet reaped is
-// a zombie, which signal 0 still reaches).
-func running(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
-	}
-	return true
-}
-
-// isManager tells whether pid runs the operator binary (and not a process
-// that got the pid of an operator gone since); the binary may have been
-// rebuilt since it started.
-func isManager(pid int) bool {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	return err == nil && filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == "manager"
+	info("Operator ready (Deployment licenseha-operator in licenseha-system; log: %s)", operatorLogs)
+	return nil
 }
 
 func kubectl(ctx context.Context, args ...string) (string, error) {
@@ -426,16 +343,13 @@ func kubectl(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// managerLog is the operator's log, relative to the checkout.
-func managerLog() string { return filepath.Join(filepath.Base(state), "manager.log") }
-
-// localcluster runs the cluster tool (bin/localcluster or bin/realcluster).
-func localcluster(ctx context.Context, args ...string) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", tool), args...)
-	cmd.Env = append(os.Environ(), stateEnv+"="+state)
+// realcluster runs the cluster tool, bin/realcluster.
+func realcluster(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "realcluster"), args...)
+	cmd.Env = append(os.Environ(), "REALCLUSTER_STATE_DIR="+state)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, out)
+		return fmt.Errorf("realcluster %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }

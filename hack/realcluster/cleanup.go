@@ -184,8 +184,7 @@ func unescapeMountinfo(s string) string {
 }
 
 // Chains the kubelets, kube-proxy and the CNI plugins create. Nothing else
-// on a development machine uses these prefixes (hack/localcluster's chains
-// are LOCALCLUSTER*).
+// on a development machine uses these prefixes.
 var ourChainPrefixes = []string{"KUBE-", "CNI-"}
 
 func isOurChain(c string) bool {

@@ -33,7 +33,7 @@ const faultComment = "realcluster fault"
 // Container faults act on the containers' cgroups (kill: SIGKILL every
 // process of the pod's app containers; pause: freeze the pod's cgroup, as
 // "docker pause" does). Network faults are iptables rules inside the pod's
-// network namespace, like hack/localcluster's: they apply to direct and
+// network namespace: they apply to direct and
 // Service traffic (DNAT keeps the client's address) and vanish with the
 // pod's sandbox. node-down freezes the node's whole cgroup (kubelet,
 // containerd, shims, containers) and drops its addresses in the host's

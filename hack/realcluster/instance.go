@@ -8,9 +8,7 @@ import (
 )
 
 // Up to ten real-node clusters can run side by side ($REALCLUSTER_INSTANCE,
-// 0-9). Their addresses, names, ports and paths never meet those of
-// hack/localcluster (whose instance i uses 10.(244+i).0.0/16 for pods,
-// 10.(96+i).0.0/16 for Services, links lc*, chains LOCALCLUSTER*):
+// 0-9). Their addresses, names, ports and paths never meet each other's:
 //
 //	host addresses (API server, DNS, node IPs)  10.(190+i).0.0/24 on the veth pair rc<i>h/rc<i>p
 //	pods                                        10.(200+i).0.0/16, node k: 10.(200+i).k.0/24 on bridge rc<i>b<k>

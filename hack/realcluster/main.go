@@ -1,10 +1,11 @@
 // Command realcluster runs a development Kubernetes cluster on this machine
-// whose nodes are real: the control plane of hack/localcluster (shared in
-// hack/internal/controlplane) plus three kubelets, each with its own
-// containerd, runc and CNI bridge, one kube-proxy (iptables) and a cluster
-// DNS. Pods run from images built without Docker (make image). It lives
-// beside hack/localcluster with the same commands, so tests can switch
-// between the two; see docs/design/real-nodes.md and docs/local-cluster.md.
+// whose nodes are real: a control plane (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler; hack/internal/controlplane) plus
+// three kubelets, each with its own containerd, runc and CNI bridge, one
+// kube-proxy (iptables) and a cluster DNS. Pods run from images built
+// without Docker (make image). Faults (kill, pause, partition,
+// isolate-apiserver, node-down) and status are its subcommands; see
+// docs/design/real-nodes.md and docs/local-cluster.md.
 package main
 
 import (

@@ -47,34 +47,29 @@ func TestChartBringsUpATriadUnderRestrictedPodSecurity(t *testing.T) {
 			t.Fatalf("LICENSEHA_CHART_E2E_INSTANCE: %v", err)
 		}
 	}
-	// E2E_NODES=real: on the real-node cluster, from the image (make image).
-	real := os.Getenv("E2E_NODES") == "real"
-	env, err := harness.Start(ctx, harness.Options{Instance: instance, Log: t.Logf, Real: real, NoOperator: true})
+	// On the real-node cluster, from the image (make image).
+	env, err := harness.Start(ctx, harness.Options{Instance: instance, Log: t.Logf, NoOperator: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
 		env.Stop()
-		if real {
-			if err := env.CheckClean(context.Background()); err != nil {
-				t.Error(err)
-			}
+		if err := env.CheckClean(context.Background()); err != nil {
+			t.Error(err)
 		}
 	}()
-	// The chart's operator runs as a pod in the cluster (the local cluster
-	// maps the licenseha image to bin/; real nodes run the imported image).
+	// The chart's operator runs as a pod in the cluster, from the image
+	// every node imported.
 
 	restrictedNamespace(t, ctx, env, "licenseha-system")
 	keys, err := os.ReadFile(env.TrustedKeysFile())
 	if err != nil {
 		t.Fatal(err)
 	}
-	values := []string{"-n", "licenseha-system", "--set", "crds.enabled=false", "--set", "image.tag=e2e",
+	repo, tag, _ := strings.Cut(harness.Image, ":")
+	values := []string{"-n", "licenseha-system", "--set", "crds.enabled=false",
+		"--set", "image.repository=" + repo, "--set", "image.tag=" + tag, "--set", "image.pullPolicy=Never",
 		"--set-string", "trustedKeys.pem=" + string(keys), "--wait", "--timeout", "3m"}
-	if real {
-		repo, tag, _ := strings.Cut(harness.Image, ":")
-		values = append(values, "--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never")
-	}
 	chart := filepath.Join(env.Root, "charts", "licenseha")
 	// The release starts from the previous chart when there is one, and is
 	// upgraded to this one once the triad serves.

@@ -335,12 +335,8 @@ type intruder struct {
 // start in that pod's network namespace.
 func startIntruder(ctx context.Context, ns, name, base string) *intruder {
 	GinkgoHelper()
-	// Process nodes run a pod's command from the host; real nodes need an
-	// image that has one: the pause image sleeps.
-	idle := corev1.Container{Name: "idle", Image: "ghcr.io/licenseha/licenseha:e2e", Command: []string{"/bin/sleep", "infinity"}}
-	if realNodes {
-		idle = corev1.Container{Name: "idle", Image: harness.IdleImage, ImagePullPolicy: corev1.PullNever}
-	}
+	// The pause image only sleeps.
+	idle := corev1.Container{Name: "idle", Image: harness.IdleImage, ImagePullPolicy: corev1.PullNever}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "intruder"}},
 		Spec: corev1.PodSpec{

@@ -48,7 +48,7 @@ func createPairWith(ctx context.Context, ns, name string, mode licensehav1.PairM
 }
 
 // podSandbox is a running pod's network namespace and volume folders on
-// this host (harness.PodSandbox: process or real nodes).
+// this host (harness.PodSandbox).
 type podSandbox struct {
 	netns string
 	sb    harness.PodSandbox

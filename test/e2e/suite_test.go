@@ -30,11 +30,6 @@ var instance = func() int {
 	return 7
 }()
 
-// realNodes runs the suite on the real-node cluster (hack/realcluster;
-// E2E_NODES=real, after make image realcluster helm) instead of the
-// process nodes. Not every scenario is ported yet: docs/design/real-nodes.md.
-var realNodes = os.Getenv("E2E_NODES") == "real"
-
 var (
 	env *harness.Env
 	// secrets collects every secret value the suite created or the operator
@@ -62,7 +57,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	dir, err := os.MkdirTemp("", "licenseha-e2e-")
 	Expect(err).NotTo(HaveOccurred())
-	env, err = harness.Start(ctx, harness.Options{Instance: instance, StateDir: dir, RestartBackoff: 10 * time.Second, Real: realNodes,
+	env, err = harness.Start(ctx, harness.Options{Instance: instance, StateDir: dir,
 		Log: func(format string, args ...any) { fmt.Fprintf(GinkgoWriter, format+"\n", args...) }})
 	if env != nil {
 		DeferCleanup(env.Stop)
@@ -76,9 +71,9 @@ var _ = AfterSuite(func() {
 		if env != nil {
 			checkLogsForSecrets()
 		}
-		// The local cluster kills a pod's processes by network namespace: a
-		// test process whose main thread entered a pod's namespace would be
-		// killed by the clean-up without a word (see test/podnet).
+		// A test process whose main thread entered a pod's network namespace
+		// (to dial from inside the pod) would from then on act as part of
+		// that pod: test/podnet guards against it, and this checks it.
 		if startNetns != "" {
 			now, err := os.Readlink("/proc/self/ns/net")
 			Expect(err).NotTo(HaveOccurred())

@@ -1,14 +1,11 @@
-// Package harness runs licenseha for real on the local cluster
-// (hack/localcluster): a control plane, nodes that run pods as processes in
-// their own network namespaces, the operator, and licences signed by a key
-// of the harness. The end-to-end suite, the demo and the failover benchmark
-// build on it. It needs root (network namespaces) and the binaries in bin/
-// (make build localcluster).
-//
-// With Options.Real it runs on the real-node cluster (hack/realcluster:
-// kubelets, containerd, kube-proxy) instead: every pod runs from the
+// Package harness runs licenseha for real on the local real-node cluster
+// (hack/realcluster: a control plane, three nodes each with a kubelet,
+// containerd, runc and a CNI bridge, kube-proxy): every pod runs from the
 // licenseha image (make image), the operator included, which the Helm chart
-// deploys into the cluster.
+// deploys into the cluster; licences are signed by a key of the harness.
+// The end-to-end suites, the failover and API benchmarks build on it. It
+// needs root and bin/realcluster, the images and helm (make image
+// realcluster helm).
 package harness
 
 import (
@@ -43,19 +40,8 @@ type Options struct {
 	Instance int
 	// StateDir holds the cluster's files; a temporary directory when empty.
 	StateDir string
-	// RestartBackoff is the kubelet-like back-off after the first restart.
-	RestartBackoff time.Duration
-	// VolumeResync is how often the nodes refresh configMap and secret
-	// volumes (a GET of each source); default the local cluster's 2 s.
-	// A real kubelet watches the sources instead, so measurements of what
-	// groups cost the API server set it long.
-	VolumeResync time.Duration
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
-	// Real selects the real-node cluster (bin/realcluster, make image
-	// realcluster helm); Instance is then its $REALCLUSTER_INSTANCE and
-	// RestartBackoff and VolumeResync are the kubelet's own (ignored).
-	Real bool
 	// NoOperator starts no operator (a test installs its own).
 	NoOperator bool
 }
@@ -78,10 +64,9 @@ type Env struct {
 	K8sBin     string
 	Client     client.Client
 
-	opts     Options
-	key      ed25519.PrivateKey
-	trusted  string
-	operator *exec.Cmd
+	opts    Options
+	key     ed25519.PrivateKey
+	trusted string
 }
 
 // RepoRoot finds the checkout from the working directory.
@@ -111,27 +96,19 @@ func (e *Env) logf(format string, args ...any) {
 // Start brings up the cluster and the operator.
 func Start(ctx context.Context, opts Options) (*Env, error) {
 	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("the local cluster needs root (network namespaces)")
+		return nil, fmt.Errorf("the local cluster needs root (kubelets, containerd, network namespaces)")
 	}
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
 	}
 	e := &Env{Root: root, opts: opts}
-	needed, hint := []string{"manager", "agent", "license-server", "localcluster"}, "make build localcluster"
-	if opts.Real {
-		needed, hint = []string{"realcluster", "licenseha-image.tar", "pause-image.tar", "helm"}, "make image realcluster helm"
-	}
-	for _, b := range needed {
+	for _, b := range []string{"realcluster", "licenseha-image.tar", "pause-image.tar", "helm"} {
 		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
-			return nil, fmt.Errorf("bin/%s is missing: run %s", b, hint)
+			return nil, fmt.Errorf("bin/%s is missing: run make image realcluster helm", b)
 		}
 	}
-	assets := [][]string{nil}
-	if opts.Real {
-		assets = append(assets, []string{"kubelet", "kube-proxy"})
-	}
-	for _, set := range assets {
+	for _, set := range [][]string{nil, {"kubelet", "kube-proxy"}} {
 		out, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "envtest-assets.sh"), set...).Output()
 		if err != nil {
 			return nil, fmt.Errorf("Kubernetes binaries: %w", err)
@@ -146,19 +123,8 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		}
 	}
 	e.Kubeconfig = filepath.Join(e.StateDir, "kubeconfig")
-	backoff := opts.RestartBackoff
-	if backoff == 0 {
-		backoff = 10 * time.Second
-	}
-	e.logf("Starting the %s (instance %d) in %s", e.clusterKind(), opts.Instance, e.StateDir)
-	up := []string{"up", "--detach", "--k8s-bin-dir", e.K8sBin, "--state-dir", e.StateDir}
-	if !opts.Real {
-		up = append(up, "--restart-backoff", backoff.String())
-		if opts.VolumeResync > 0 {
-			up = append(up, "--volume-resync", opts.VolumeResync.String())
-		}
-	}
-	if _, err := e.localcluster(ctx, up...); err != nil {
+	e.logf("Starting the real-node cluster (instance %d) in %s", opts.Instance, e.StateDir)
+	if _, err := e.realcluster(ctx, "up", "--detach", "--k8s-bin-dir", e.K8sBin, "--state-dir", e.StateDir); err != nil {
 		return nil, err
 	}
 	// From here on a failure stops the cluster: the caller gets no Env to
@@ -208,25 +174,13 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if err := os.WriteFile(e.trusted, pem, 0o644); err != nil {
 		return nil, err
 	}
-	switch {
-	case opts.NoOperator:
-	case opts.Real:
-		err = e.deployOperator(ctx)
-	default:
-		err = e.StartOperator()
-	}
-	if err != nil {
-		return nil, err
+	if !opts.NoOperator {
+		if err := e.deployOperator(ctx); err != nil {
+			return nil, err
+		}
 	}
 	started = true
 	return e, nil
-}
-
-func (e *Env) clusterKind() string {
-	if e.opts.Real {
-		return "real-node cluster"
-	}
-	return "local cluster"
 }
 
 // deployOperator installs the operator into the real-node cluster with the
@@ -249,50 +203,22 @@ func (e *Env) deployOperator(ctx context.Context) error {
 	return err
 }
 
-// StartOperator runs the operator beside the cluster, logging to
-// <state>/manager.log.
-func (e *Env) StartOperator() error {
-	logFile, err := os.OpenFile(filepath.Join(e.StateDir, "manager.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(filepath.Join(e.Root, "bin", "manager"), "--leader-elect=false",
-		"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--image=ghcr.io/licenseha/licenseha:e2e", "--trusted-keys-file="+e.trusted)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the operator: %w", err)
-	}
-	e.operator = cmd
-	go func() { _ = cmd.Wait(); logFile.Close() }()
-	return nil
-}
-
-// Stop stops the operator and tears the cluster down.
+// Stop tears the cluster down, the operator with it.
 func (e *Env) Stop() {
-	if e.operator != nil && e.operator.Process != nil {
-		_ = e.operator.Process.Kill()
-	}
-	if _, err := e.localcluster(context.Background(), "down"); err != nil {
-		e.logf("Stopping the local cluster: %v", err)
+	if _, err := e.realcluster(context.Background(), "down"); err != nil {
+		e.logf("Stopping the real-node cluster: %v", err)
 	}
 }
 
-// localcluster runs the cluster tool: bin/localcluster, or bin/realcluster
-// with Options.Real.
-func (e *Env) localcluster(ctx context.Context, args ...string) (string, error) {
-	tool, prefix := "localcluster", "LOCALCLUSTER_"
-	if e.opts.Real {
-		tool, prefix = "realcluster", "REALCLUSTER_"
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(e.Root, "bin", tool), args...)
-	cmd.Env = append(os.Environ(), prefix+"STATE_DIR="+e.StateDir, prefix+"INSTANCE="+strconv.Itoa(e.opts.Instance),
-		prefix+"K8S_BIN_DIR="+e.K8sBin)
+// realcluster runs the cluster tool, bin/realcluster.
+func (e *Env) realcluster(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(e.Root, "bin", "realcluster"), args...)
+	cmd.Env = append(os.Environ(), "REALCLUSTER_STATE_DIR="+e.StateDir, "REALCLUSTER_INSTANCE="+strconv.Itoa(e.opts.Instance),
+		"REALCLUSTER_K8S_BIN_DIR="+e.K8sBin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, out.String())
+		return out.String(), fmt.Errorf("realcluster %s: %w: %s", strings.Join(args, " "), err, out.String())
 	}
 	return out.String(), nil
 }
@@ -300,14 +226,14 @@ func (e *Env) localcluster(ctx context.Context, args ...string) (string, error) 
 // CheckClean runs `realcluster check-clean`: an error lists what the
 // real-node cluster left on the host.
 func (e *Env) CheckClean(ctx context.Context) error {
-	_, err := e.localcluster(ctx, "check-clean")
+	_, err := e.realcluster(ctx, "check-clean")
 	return err
 }
 
-// Fault runs `localcluster fault ARGS...` (kill, pause, resume, partition,
-// heal, isolate-apiserver; with Options.Real also node-down and node-up).
+// Fault runs `realcluster fault ARGS...` (kill, pause, resume, partition,
+// heal, isolate-apiserver, node-down, node-up).
 func (e *Env) Fault(ctx context.Context, args ...string) error {
-	_, err := e.localcluster(ctx, append([]string{"fault"}, args...)...)
+	_, err := e.realcluster(ctx, append([]string{"fault"}, args...)...)
 	return err
 }
 

@@ -8,27 +8,11 @@ import (
 	"strings"
 )
 
-// StopOperator stops the operator the harness runs beside the cluster, so
-// that another installation (the Helm chart) can take its place.
-func (e *Env) StopOperator() {
-	if e.operator != nil && e.operator.Process != nil {
-		_ = e.operator.Process.Kill()
-		e.operator = nil
-	}
-}
-
-// PodLogDirs are the folders that hold the pods' logs: the kubelets' on
-// real nodes, the process nodes' otherwise.
+// PodLogDirs are the folders that hold the pods' logs: the kubelets'.
 func (e *Env) PodLogDirs() []string {
-	if e.opts.Real {
-		dirs, _ := filepath.Glob(fmt.Sprintf("/var/lib/realcluster%d/n*/pod-logs", e.opts.Instance))
-		return dirs
-	}
-	return []string{filepath.Join(e.StateDir, "logs", "pods")}
+	dirs, _ := filepath.Glob(fmt.Sprintf("/var/lib/realcluster%d/n*/pod-logs", e.opts.Instance))
+	return dirs
 }
-
-// Real reports whether the cluster has real nodes.
-func (e *Env) Real() bool { return e.opts.Real }
 
 // TrustedKeysFile is the PEM file with the public key the harness signs
 // licences with.

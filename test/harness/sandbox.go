@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,35 +24,12 @@ type PodSandbox struct {
 func (s PodSandbox) Volume(name string) string { return s.volumes[name] }
 
 // PodSandbox finds a running pod's network namespace and volume folders:
-// from hack/localcluster's pod record (<state>/pods/<ns>_<name>_<uid>), or
-// on real nodes from the pod's processes (their cgroup names the pod) and
-// the kubelet's volume folders (emptyDir) or the PersistentVolume's
-// hostPath (claims).
+// from the pod's processes (their cgroup names the pod) and the kubelet's
+// volume folders (emptyDir) or the PersistentVolume's hostPath (claims).
 func (e *Env) PodSandbox(ctx context.Context, ns, name string) (PodSandbox, error) {
 	p := &corev1.Pod{}
 	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
 		return PodSandbox{}, err
-	}
-	if !e.opts.Real {
-		dir := filepath.Join(e.StateDir, "pods", ns+"_"+name+"_"+string(p.UID))
-		data, err := os.ReadFile(filepath.Join(dir, "pod.json"))
-		if err != nil {
-			return PodSandbox{}, err
-		}
-		var rec struct {
-			Netns string `json:"netns"`
-		}
-		if err := json.Unmarshal(data, &rec); err != nil {
-			return PodSandbox{}, err
-		}
-		if rec.Netns == "" {
-			return PodSandbox{}, fmt.Errorf("pod %s/%s: no network namespace in pod.json", ns, name)
-		}
-		s := PodSandbox{Netns: "/run/netns/" + rec.Netns, volumes: map[string]string{}}
-		for _, v := range p.Spec.Volumes {
-			s.volumes[v.Name] = filepath.Join(dir, "volumes", v.Name)
-		}
-		return s, nil
 	}
 	pids := PodProcesses(string(p.UID))
 	if len(pids) == 0 {
@@ -87,7 +63,7 @@ func (e *Env) PodSandbox(ctx context.Context, ns, name string) (PodSandbox, erro
 }
 
 // PodProcesses lists the pids on this host whose cgroup is the pod's
-// (real nodes: the kubelet names pod cgroups pod<uid>).
+// (the kubelet names pod cgroups pod<uid>).
 func PodProcesses(uid string) []string {
 	var out []string
 	entries, _ := os.ReadDir("/proc")

@@ -59,7 +59,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	dir, err := os.MkdirTemp("", "licenseha-realnode-")
 	Expect(err).NotTo(HaveOccurred())
 	began := time.Now()
-	env, err = harness.Start(ctx, harness.Options{Instance: instance, StateDir: dir, Real: true,
+	env, err = harness.Start(ctx, harness.Options{Instance: instance, StateDir: dir,
 		Log: func(format string, args ...any) { fmt.Fprintf(GinkgoWriter, format+"\n", args...) }})
 	DeferCleanup(func(ctx SpecContext) {
 		if env == nil {

@@ -1,7 +1,7 @@
 // Package controlplane runs a development Kubernetes control plane (etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler) from real binaries,
 // with its certificates and kubeconfigs, and a small cluster DNS server. The
-// local cluster tools (hack/localcluster, hack/realcluster) share it.
+// local cluster tool (hack/realcluster) uses it.
 package controlplane
 
 import (
@@ -35,7 +35,7 @@ func NewCertAuthority(p Paths) (*CertAuthority, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "localcluster-ca"},
+		Subject:               pkix.Name{CommonName: "realcluster-ca"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(certValidity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,

@@ -21,7 +21,7 @@ import (
 
 const (
 	storageClassName = "standard"
-	provisionerName  = "localcluster.licenseha.io/hostpath"
+	provisionerName  = "realcluster.licenseha.io/hostpath"
 )
 
 // Provisioner is the default StorageClass's dynamic provisioner.
