@@ -44,6 +44,8 @@ type Options struct {
 	Log func(format string, args ...any)
 	// NoOperator starts no operator (a test installs its own).
 	NoOperator bool
+	// NoCRDs installs no CRDs either (a test installs them with the chart).
+	NoCRDs bool
 }
 
 // Image is the licenseha image the real-node cluster imports (make image).
@@ -135,21 +137,10 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 			e.Stop()
 		}
 	}()
-	if _, err := e.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
-		return nil, err
-	}
-	// The client discovers the API when created: the CRDs must be served by
-	// then. kubectl wait fails at once, instead of waiting, on a CRD whose
-	// status has no conditions yet: ask again until the deadline.
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		_, err := e.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) || !strings.Contains(err.Error(), ".status.conditions accessor error") {
+	if !opts.NoCRDs {
+		if err := e.installCRDs(ctx); err != nil {
 			return nil, err
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
 	if err != nil {
@@ -181,6 +172,26 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	}
 	started = true
 	return e, nil
+}
+
+// installCRDs applies the CRDs and waits until they are served: the client
+// discovers the API when created.
+func (e *Env) installCRDs(ctx context.Context) error {
+	if _, err := e.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(e.Root, "config", "crd", "bases")); err != nil {
+		return err
+	}
+	// kubectl wait fails at once, instead of waiting, on a CRD whose status
+	// has no conditions yet: ask again until the deadline.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		_, err := e.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || !strings.Contains(err.Error(), ".status.conditions accessor error") {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // deployOperator installs the operator into the real-node cluster with the
