@@ -21,8 +21,8 @@ import (
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/agent"
+	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/internal/version"
 )
 
@@ -100,7 +100,7 @@ func run(args []string) error {
 	fs.StringVar(&opts.AdminURL, "admin-url", agent.DefaultAdminURL, "Base URL of the server's local admin API.")
 	fs.StringVar(&opts.HTTPAddr, "http-address", agent.DefaultHTTPAddr, "Address of the agent's probe and metrics endpoint.")
 	fs.BoolVar(&opts.StopToFence, "stop-to-fence", false, "Fence the server by stopping it: run it only while this member serves (vendor servers without the licenseha admin API).")
-	fs.StringVar(&opts.DataDir, "data-dir", licensehav1.DefaultDataPath, "The server's data folder (spec.server.dataPath): a backup pair syncs its spec.sync.paths.")
+	fs.StringVar(&opts.DataDir, "data-dir", group.DefaultDataPath, "The server's data folder (spec.server.dataPath): a backup pair syncs its spec.sync.paths.")
 	fs.StringVar(&opts.PeerAddr, "peer-address", agent.DefaultPeerAddr, "Address the agent receives peer heartbeats on.")
 	hideToken := fs.Bool("hide-token", true, "Start the server unable to read the pod's service-account token, where the node offers Landlock.")
 	zapOpts := zap.Options{}

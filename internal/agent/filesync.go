@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
 	lsync "github.com/licenseha/licenseha/pkg/sync"
 )
@@ -82,7 +81,7 @@ type fileSync struct {
 func newFileSync(a *Agent) *fileSync {
 	return &fileSync{
 		log: a.log.WithName("files"), cs: a.cs, namespace: a.opts.Namespace, secret: group.StateName(a.opts.Group),
-		main: a.opts.Member == string(licensehav1.SideMain), dataDir: a.opts.DataDir, config: a.config,
+		main: a.opts.Member == group.SideMain, dataDir: a.opts.DataDir, config: a.config,
 		enabled: a.opts.GroupKind == group.KindBackupPair && a.opts.DataDir != "",
 	}
 }
@@ -94,14 +93,6 @@ func (f *fileSync) active() (*group.Config, bool) {
 	}
 	cfg := f.config()
 	return cfg, cfg != nil && len(cfg.SyncPaths) > 0
-}
-
-func syncPaths(cfg *group.Config) []lsync.Path {
-	out := make([]lsync.Path, 0, len(cfg.SyncPaths))
-	for _, p := range cfg.SyncPaths {
-		out = append(out, lsync.Path{Path: p.Path, Include: p.Include, Exclude: p.Exclude})
-	}
-	return out
 }
 
 // revision is what the member reports: the main the revision it last
@@ -187,7 +178,7 @@ func (f *fileSync) mainCycle(ctx context.Context, force bool) {
 		return
 	}
 	f.mu.Lock()
-	interval := time.Duration(max(cfg.SyncIntervalSeconds, 1)) * time.Second
+	interval := cfg.SyncInterval()
 	resync, want := f.resync > f.answered, f.resync
 	due := force || resync || time.Since(f.lastCycle) >= interval
 	last := f.last
@@ -217,7 +208,7 @@ func (f *fileSync) mainCycle(ctx context.Context, force bool) {
 // writes that one again.
 func (f *fileSync) publish(ctx context.Context, cfg *group.Config, last lsync.Manifest) error {
 	start := time.Now()
-	paths := syncPaths(cfg)
+	paths := cfg.SyncPaths
 	cur, err := lsync.Scan(f.dataDir, paths, last)
 	if err != nil {
 		return err
@@ -259,7 +250,7 @@ func (f *fileSync) backupCycle(ctx context.Context) {
 	if !ok {
 		return
 	}
-	interval := time.Duration(max(cfg.SyncIntervalSeconds, 1)) * time.Second
+	interval := cfg.SyncInterval()
 	f.mu.Lock()
 	blob, rev := f.pending, f.pendingRev
 	if rev == 0 || rev == f.seen || (rev == f.failed && time.Since(f.lastAttempt) < interval) {
@@ -272,7 +263,7 @@ func (f *fileSync) backupCycle(ctx context.Context) {
 	cs, err := lsync.Decode(blob)
 	var rep lsync.Report
 	if err == nil {
-		rep, err = lsync.Apply(f.dataDir, cs, lsync.ApplyOptions{Paths: syncPaths(cfg), Strict: cfg.SyncStrict, PreserveTimestamps: cfg.PreserveTimestamps})
+		rep, err = lsync.Apply(f.dataDir, cs, lsync.ApplyOptions{Paths: cfg.SyncPaths, Strict: cfg.SyncStrict, PreserveTimestamps: cfg.PreserveTimestamps})
 	}
 	if err != nil {
 		f.mu.Lock()

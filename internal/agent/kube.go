@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
-	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
 )
 
@@ -93,7 +92,7 @@ func (r *podReporter) observe(p *corev1.Pod) {
 		return
 	}
 	raw, _ := json.Marshal(*r.lastState)
-	if p.Labels[licensehav1.LabelRole] != r.lastLabel || p.Annotations[group.AnnotationMemberState] != string(raw) {
+	if p.Labels[group.LabelRole] != r.lastLabel || p.Annotations[group.AnnotationMemberState] != string(raw) {
 		r.lastLabel, r.lastState = "", nil
 	}
 }
@@ -111,7 +110,7 @@ func (r *podReporter) Report(ctx context.Context, roleLabel string, state group.
 		return err
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"labels":      map[string]string{licensehav1.LabelRole: roleLabel},
+		"labels":      map[string]string{group.LabelRole: roleLabel},
 		"annotations": map[string]string{group.AnnotationMemberState: string(raw)},
 	}})
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
-	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/server"
@@ -51,24 +50,24 @@ const handbackProbes = 2
 const peerProbeInterval = time.Second
 
 func newPairDriver(a *Agent) (roleDriver, error) {
-	if a.opts.Member != string(licensehav1.SideMain) && a.opts.Member != string(licensehav1.SideBackup) {
+	if a.opts.Member != group.SideMain && a.opts.Member != group.SideBackup {
 		return nil, fmt.Errorf("a backup pair member is named main or backup, not %q", a.opts.Member)
 	}
 	return &pairDriver{a: a, health: &memberHealth{}}, nil
 }
 
 func (d *pairDriver) other() string {
-	if d.a.opts.Member == string(licensehav1.SideMain) {
-		return string(licensehav1.SideBackup)
+	if d.a.opts.Member == group.SideMain {
+		return group.SideBackup
 	}
-	return string(licensehav1.SideMain)
+	return group.SideMain
 }
 
 // aliases maps the other side's licence ids to ours, from the mappings.
 func (d *pairDriver) aliases(cfg *group.Config) map[string]string {
 	out := map[string]string{}
 	for _, m := range cfg.LicenseMappings {
-		if d.a.opts.Member == string(licensehav1.SideMain) {
+		if d.a.opts.Member == group.SideMain {
 			out[m.Backup] = m.Main
 		} else {
 			out[m.Main] = m.Backup
@@ -87,7 +86,7 @@ func (d *pairDriver) Run(ctx context.Context) error {
 	if !d.a.opts.StopToFence {
 		go d.keepAliases(ctx)
 	}
-	if cfg.Mode != string(licensehav1.ActivePassive) {
+	if cfg.Mode != group.ModeActivePassive {
 		d.a.setDesired(ctx, d.state(server.RoleActive, 1, d.a.opts.Member))
 		<-ctx.Done()
 		return nil
@@ -97,16 +96,16 @@ func (d *pairDriver) Run(ctx context.Context) error {
 }
 
 func (d *pairDriver) state(role server.Role, epoch uint64, active string) desired {
-	st, label := group.StateStandby, licensehav1.RoleLabelStandby
+	st, label := group.StateStandby, group.RoleLabelStandby
 	if role == server.RoleActive {
-		st, label = group.StateActive, licensehav1.RoleLabelActive
+		st, label = group.StateActive, group.RoleLabelActive
 	}
 	return desired{role: role, epoch: epoch, active: active, label: label, state: st, peers: d.peers()}
 }
 
 // peers lists the other member while its agent answers.
 func (d *pairDriver) peers() []string {
-	if d.peer.heardWithin(boottime.Now(), peerTimeoutOf(d.a.config())) {
+	if d.peer.heardWithin(boottime.Now(), d.a.config().PeerTimeout()) {
 		return []string{d.other()}
 	}
 	return nil
@@ -174,7 +173,7 @@ func (d *pairDriver) watchServer(ctx context.Context) {
 		}
 		now := boottime.Now()
 		d.health.observeServer(s, now)
-		if ok := d.health.serverHealthy(now, peerTimeoutOf(d.a.config())); ok != was {
+		if ok := d.health.serverHealthy(now, d.a.config().PeerTimeout()); ok != was {
 			was = ok
 			if ok {
 				d.a.log.Info("License server healthy")
@@ -327,10 +326,10 @@ func decidePair(v pairView) pairAction {
 func (d *pairDriver) view(holding bool) pairView {
 	cfg := d.a.config()
 	now := boottime.Now()
-	timeout := peerTimeoutOf(cfg)
+	timeout := cfg.PeerTimeout()
 	return pairView{
-		Fixed:       cfg.Roles != string(licensehav1.RolesSymmetric),
-		IsMain:      d.a.opts.Member == string(licensehav1.SideMain),
+		Fixed:       cfg.Roles != group.RolesSymmetric,
+		IsMain:      d.a.opts.Member == group.SideMain,
 		OwnHealthy:  d.health.serverHealthy(now, timeout),
 		Holding:     holding,
 		Peer:        d.peer.seen(now),
@@ -378,7 +377,7 @@ func (d *pairDriver) fenced() bool {
 // runActivePassive campaigns for the Lease when this member may serve.
 func (d *pairDriver) runActivePassive(ctx context.Context) error {
 	cfg := d.a.config()
-	peerTimeout := time.Duration(cfg.PeerTimeoutMillis) * time.Millisecond
+	peerTimeout := cfg.PeerTimeout()
 	d.a.setDesired(ctx, d.state(server.RoleStandby, 0, ""))
 	for ctx.Err() == nil {
 		if act := decidePair(d.view(false)); act != actCampaign {
@@ -444,7 +443,7 @@ func (d *pairDriver) runActivePassive(ctx context.Context) error {
 					// server that fell ill while campaigning never serves.
 					for lctx.Err() == nil {
 						if decidePair(d.view(true)) == actRelease {
-							if d.health.serverHealthy(boottime.Now(), peerTimeoutOf(d.a.config())) {
+							if d.health.serverHealthy(boottime.Now(), d.a.config().PeerTimeout()) {
 								d.a.log.Info("Main is back and healthy; handing the role back")
 							} else {
 								d.a.log.Info("The license server cannot serve; giving the role up")

@@ -8,7 +8,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/server"
 )
@@ -71,7 +70,7 @@ func (a *Agent) peerStatusHandler() http.Handler {
 // peerStatusNow assembles the member's status.
 func (a *Agent) peerStatusNow(h *memberHealth) peerStatus {
 	now := boottime.Now()
-	timeout := peerTimeoutOf(a.config())
+	timeout := a.config().PeerTimeout()
 	a.mu.Lock()
 	applied := a.applied
 	a.mu.Unlock()
@@ -83,14 +82,6 @@ func (a *Agent) peerStatusNow(h *memberHealth) peerStatus {
 		Holding:       h.isHolding(),
 		Epoch:         applied.epoch,
 	}
-}
-
-// peerTimeoutOf is the group's peer timeout (3 s when unset).
-func peerTimeoutOf(cfg *group.Config) time.Duration {
-	if cfg == nil || cfg.PeerTimeoutMillis <= 0 {
-		return 3 * time.Second
-	}
-	return time.Duration(cfg.PeerTimeoutMillis) * time.Millisecond
 }
 
 // serverSample is one look at the local license server.

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/election"
@@ -44,19 +43,19 @@ func newTriadDriver(a *Agent) (roleDriver, error) {
 func machineConfig(cfg *group.Config, self string) election.Config {
 	ec := election.Config{
 		Self:              election.MemberID(self),
-		PeerTimeout:       time.Duration(cfg.PeerTimeoutMillis) * time.Millisecond,
-		HeartbeatInterval: time.Duration(cfg.HeartbeatIntervalMillis) * time.Millisecond,
+		PeerTimeout:       cfg.PeerTimeout(),
+		HeartbeatInterval: cfg.HeartbeatInterval(),
 		Failback:          election.FailbackPolicy(cfg.Failback),
-		FailbackDelay:     time.Duration(cfg.FailbackDelaySeconds) * time.Second,
-		PriorPeerTimeout:  time.Duration(cfg.PriorPeerTimeoutMillis) * time.Millisecond,
+		FailbackDelay:     cfg.FailbackDelay(),
+		PriorPeerTimeout:  cfg.PriorPeerTimeout(),
 	}
 	for _, m := range cfg.Members {
-		switch licensehav1.MemberRole(m.Role) {
-		case licensehav1.RolePrimary:
+		switch m.Role {
+		case group.RolePrimary:
 			ec.Primary = election.MemberID(m.Name)
-		case licensehav1.RoleSecondary:
+		case group.RoleSecondary:
 			ec.Secondary = election.MemberID(m.Name)
-		case licensehav1.RoleTertiary:
+		case group.RoleTertiary:
 			ec.Tertiary = election.MemberID(m.Name)
 		}
 	}

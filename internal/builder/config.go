@@ -2,6 +2,7 @@ package builder
 
 import (
 	"sort"
+	"time"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
@@ -16,11 +17,11 @@ func TriadConfig(t *licensehav1.LicenseTriad, addresses map[string]string) group
 		Namespace:               t.Namespace,
 		Name:                    t.Name,
 		Generation:              t.Generation,
-		PeerTimeoutMillis:       int64(orDefault(f.PeerTimeoutSeconds, 2)) * 1000,
-		HeartbeatIntervalMillis: int64(orDefault(f.HeartbeatIntervalMilliseconds, 250)),
+		PeerTimeoutMillis:       int64(orDefault(f.PeerTimeoutSeconds, group.Seconds(group.DefaultTriadPeerTimeout))) * 1000,
+		HeartbeatIntervalMillis: int64(orDefault(f.HeartbeatIntervalMilliseconds, int32(group.DefaultHeartbeatInterval/time.Millisecond))),
 		Failback:                string(f.Failback),
 		FailbackDelaySeconds:    int64(f.FailbackDelaySeconds),
-		SyncIntervalSeconds:     int64(orDefault(t.Spec.Sync.IntervalSeconds, 10)),
+		SyncIntervalSeconds:     int64(orDefault(t.Spec.Sync.IntervalSeconds, group.Seconds(group.DefaultTriadSyncInterval))),
 		ServerPort:              orDefault(t.Spec.Server.Port, licensehav1.DefaultServerPort),
 	}
 	if cfg.Failback == "" {
@@ -47,9 +48,9 @@ func PairConfig(p *licensehav1.LicenseBackupPair, addresses map[string]string) g
 		Namespace:               p.Namespace,
 		Name:                    p.Name,
 		Generation:              p.Generation,
-		PeerTimeoutMillis:       int64(orDefault(p.Spec.Failover.PeerTimeoutSeconds, 3)) * 1000,
-		HeartbeatIntervalMillis: 250,
-		SyncIntervalSeconds:     int64(orDefault(p.Spec.Sync.IntervalSeconds, 30)),
+		PeerTimeoutMillis:       int64(orDefault(p.Spec.Failover.PeerTimeoutSeconds, group.Seconds(group.DefaultPairPeerTimeout))) * 1000,
+		HeartbeatIntervalMillis: int64(group.DefaultHeartbeatInterval / time.Millisecond),
+		SyncIntervalSeconds:     int64(orDefault(p.Spec.Sync.IntervalSeconds, group.Seconds(group.DefaultPairSyncInterval))),
 		ServerPort:              orDefault(p.Spec.Server.Port, licensehav1.DefaultServerPort),
 		Mode:                    string(p.Spec.Mode),
 		Roles:                   string(roles),

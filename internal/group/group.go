@@ -3,7 +3,10 @@
 // configuration the operator hands to the agents.
 package group
 
-import "github.com/licenseha/licenseha/pkg/server"
+import (
+	"github.com/licenseha/licenseha/pkg/server"
+	lsync "github.com/licenseha/licenseha/pkg/sync"
+)
 
 // Object names derived from a group's name. They are part of the API
 // contract (docs and users rely on them).
@@ -161,12 +164,9 @@ type LicenseMapping struct {
 	Backup string `json:"backup"`
 }
 
-// SyncPath is an extra folder of a pair's data to sync.
-type SyncPath struct {
-	Path    string   `json:"path"`
-	Include []string `json:"include,omitempty"`
-	Exclude []string `json:"exclude,omitempty"`
-}
+// SyncPath is an extra folder of a pair's data to sync, as the sync
+// package walks it.
+type SyncPath = lsync.Path
 
 // Member returns the named member, or false.
 func (c *Config) Member(name string) (Member, bool) {

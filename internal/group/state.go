@@ -7,14 +7,6 @@ import "encoding/json"
 // it. Agents write it only when it changes, never on a timer.
 const AnnotationMemberState = "licenseha.io/member-state"
 
-// AnnotationLeaseEpoch is the Lease annotation holding the fencing epoch of
-// the current active term.
-const AnnotationLeaseEpoch = "licenseha.io/epoch"
-
-// AnnotationLeaseReason is the Lease annotation saying why the role last
-// changed hands: Acquire, Takeover, Switchover, Shutdown or Failback.
-const AnnotationLeaseReason = "licenseha.io/reason"
-
 // Member states reported by agents.
 const (
 	StateActive  = "Active"

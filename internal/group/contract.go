@@ -1,0 +1,104 @@
+package group
+
+import (
+	"time"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/pkg/election"
+	"github.com/licenseha/licenseha/pkg/election/kubelease"
+)
+
+// The API's values as the agents see them in Config and write them to their
+// pods: the agents use these names, never the CRD package's.
+const (
+	// SideMain and SideBackup are a backup pair's members (Member.Name and
+	// Member.Role).
+	SideMain   = string(licensehav1.SideMain)
+	SideBackup = string(licensehav1.SideBackup)
+	// RolePrimary, RoleSecondary and RoleTertiary are a triad member's
+	// configured role (Member.Role).
+	RolePrimary   = string(licensehav1.RolePrimary)
+	RoleSecondary = string(licensehav1.RoleSecondary)
+	RoleTertiary  = string(licensehav1.RoleTertiary)
+	// ModeActivePassive is the pair mode in which one side serves
+	// (Config.Mode); ActiveActive lets both serve.
+	ModeActivePassive = string(licensehav1.ActivePassive)
+	// RolesSymmetric keeps whichever pair side holds the role
+	// (Config.Roles); Fixed hands it back to the main.
+	RolesSymmetric = string(licensehav1.RolesSymmetric)
+
+	// LabelRole is the member pod label the agent keeps at the member's
+	// current role, RoleLabelActive or RoleLabelStandby (the Services
+	// select the active member by it).
+	LabelRole        = licensehav1.LabelRole
+	RoleLabelActive  = licensehav1.RoleLabelActive
+	RoleLabelStandby = licensehav1.RoleLabelStandby
+
+	// DefaultDataPath is the server's data folder when spec.server.dataPath
+	// is not set.
+	DefaultDataPath = licensehav1.DefaultDataPath
+)
+
+// Defaults of the timing fields, set here once: the builder fills Config
+// with them where the spec leaves a field out, and Config's accessors fall
+// back to them. The CRDs' +kubebuilder:default markers must say the same
+// (a test compares them).
+const (
+	DefaultTriadPeerTimeout  = election.DefaultPeerTimeout
+	DefaultPairPeerTimeout   = 3 * time.Second
+	DefaultHeartbeatInterval = election.DefaultHeartbeatInterval
+	DefaultTriadSyncInterval = 10 * time.Second
+	DefaultPairSyncInterval  = 30 * time.Second
+)
+
+// Lease annotations of the active role, as pkg/election/kubelease writes
+// them.
+const (
+	// AnnotationLeaseEpoch holds the fencing epoch of the current term.
+	AnnotationLeaseEpoch = kubelease.AnnotationEpoch
+	// AnnotationLeaseReason says why the role last changed hands: Acquire,
+	// Takeover, Switchover, Shutdown or Failback.
+	AnnotationLeaseReason = kubelease.AnnotationReason
+)
+
+// PeerTimeout is how long a member not heard from counts as gone: the
+// spec's peerTimeoutSeconds, or the kind's default (a nil Config, not read
+// yet, gets the longer pair default).
+func (c *Config) PeerTimeout() time.Duration {
+	switch {
+	case c != nil && c.PeerTimeoutMillis > 0:
+		return time.Duration(c.PeerTimeoutMillis) * time.Millisecond
+	case c != nil && c.Kind == KindTriad:
+		return DefaultTriadPeerTimeout
+	}
+	return DefaultPairPeerTimeout
+}
+
+// PriorPeerTimeout is the longest peer timeout the group ran with recently
+// (0 when none is carried).
+func (c *Config) PriorPeerTimeout() time.Duration {
+	return time.Duration(c.PriorPeerTimeoutMillis) * time.Millisecond
+}
+
+// HeartbeatInterval is how often the agents send heartbeats.
+func (c *Config) HeartbeatInterval() time.Duration {
+	if c.HeartbeatIntervalMillis <= 0 {
+		return DefaultHeartbeatInterval
+	}
+	return time.Duration(c.HeartbeatIntervalMillis) * time.Millisecond
+}
+
+// FailbackDelay is how long the primary must be back before it takes the
+// role back.
+func (c *Config) FailbackDelay() time.Duration {
+	return time.Duration(c.FailbackDelaySeconds) * time.Second
+}
+
+// SyncInterval is how often state and data folders are synced (at least a
+// second).
+func (c *Config) SyncInterval() time.Duration {
+	return time.Duration(max(c.SyncIntervalSeconds, 1)) * time.Second
+}
+
+// Seconds is a default as the spec's whole seconds.
+func Seconds(d time.Duration) int32 { return int32(d / time.Second) }
