@@ -5,10 +5,12 @@
 # The real-node cluster (hack/realcluster) adds the container runtime and what
 # goes with it: containerd, runc, the CNI plugins (bridge, host-local, portmap),
 # conntrack and socat (kube-proxy and kubectl port-forward); ca-certificates
-# gives `make image` the CA bundle of an image without a base.
+# gives `make image` the CA bundle of an image without a base. Arguments are
+# more packages a target needs (make bench-load: stress-ng).
 set -euo pipefail
 packages=(git make iptables iproute2 procps util-linux curl
-  containerd runc containernetworking-plugins conntrack socat ca-certificates)
+  containerd runc containernetworking-plugins conntrack socat ca-certificates
+  "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -27,3 +27,9 @@ realnode-down: realcluster ## Stop the real-node cluster and remove its processe
 .PHONY: realnode-status
 realnode-status: realcluster ## Show the real-node cluster's nodes, pods and faults.
 	@REALCLUSTER_STATE_DIR=$(REAL_STATE) $(REALCLUSTER) status
+
+.PHONY: bench-load
+bench-load: image realcluster helm ## A triad under a CPU hog (stress-ng on every core) for DURATION (30m): failovers nobody asked for, then a crash under load (root; PEER_TIMEOUT=seconds).
+	hack/install-deps.sh stress-ng
+	@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh kubelet kube-proxy >/dev/null
+	$(GO) run ./hack/bench-load -duration $(or $(DURATION),30m) $(if $(PEER_TIMEOUT),-peer-timeout $(PEER_TIMEOUT))
