@@ -37,6 +37,12 @@ const (
 	EventResynchronized = "Synchronized"
 	EventTookOver       = "TookOver"
 	EventServiceLost    = "ServiceLost"
+	// A side is lost when its server is neither ready nor serving any more,
+	// and recovered when it is again.
+	EventMainLost        = "MainLost"
+	EventBackupLost      = "BackupLost"
+	EventMainRecovered   = "MainRecovered"
+	EventBackupRecovered = "BackupRecovered"
 )
 
 // leaseHolderChanged lets a Lease event through only when the holder or the
@@ -61,7 +67,11 @@ func leaseHolderChanged() predicate.Predicate {
 // failovers).
 // reason is the Lease's record of why the role last changed hands
 // (Acquire, Takeover, Switchover, Shutdown, Failback), written by the agent.
+//
+// It also sends a test notification when one was asked for (see
+// sendTestNotification).
 func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licensehav1.LicenseTriad, before *licensehav1.LicenseTriadStatus, reason string) {
+	r.sendTestNotification(ctx, t, group.KindTriad, t.Spec.Notifications)
 	prev, cur := before.ActiveMember, t.Status.ActiveMember
 	// Takeovers and loss of service are worth waking someone for.
 	emit := r.eventEmitter(ctx, t, t.Spec.Notifications,
@@ -103,17 +113,49 @@ func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licen
 }
 
 // recordTransitions emits Events when the pair disconnects, reconnects,
-// falls out of sync, or changes the serving server.
+// falls out of sync, loses or recovers a side, or changes the serving
+// server. It notifies when a side is lost or recovered, the backup takes
+// over, the main serves again, and the pair loses service. It also sends a
+// test notification when one was asked for (see sendTestNotification).
 func (r *LicenseBackupPairReconciler) recordTransitions(ctx context.Context, p *licensehav1.LicenseBackupPair, before *licensehav1.LicenseBackupPairStatus) {
-	// Takeovers and loss of service are worth waking someone for.
-	emit := r.eventEmitter(ctx, p, p.Spec.Notifications,
-		notify.Event{Kind: group.KindBackupPair, Namespace: p.Namespace, Name: p.Name, Member: string(p.Status.ActiveServer)},
-		EventTookOver, EventServiceLost)
+	r.sendTestNotification(ctx, p, group.KindBackupPair, p.Spec.Notifications)
+	// emitFor emits with member as the notifications' member.
+	emitFor := func(member string) func(typ, reason, action, note string) {
+		return r.eventEmitter(ctx, p, p.Spec.Notifications,
+			notify.Event{Kind: group.KindBackupPair, Namespace: p.Namespace, Name: p.Name, Member: member},
+			EventTookOver, EventFailedBack, EventServiceLost,
+			EventMainLost, EventBackupLost, EventMainRecovered, EventBackupRecovered)
+	}
+	emit := emitFor(string(p.Status.ActiveServer))
 	if meta.IsStatusConditionTrue(before.Conditions, licensehav1.ConditionReady) &&
 		!meta.IsStatusConditionTrue(p.Status.Conditions, licensehav1.ConditionReady) {
 		emit(corev1.EventTypeWarning, EventServiceLost, "Serve", "Neither server serves")
 	}
 	formed := before.Phase != "" && before.Phase != licensehav1.PairForming
+	// A side is up while its server is ready or serving. Sides coming up
+	// are news only once both were up together (the backup caught up with
+	// the main at lastSyncTime): not while a new pair comes up one side
+	// after the other.
+	up := func(s licensehav1.PairServerStatus) bool { return s.Ready || s.Serving }
+	sidesNews := formed && before.LastSyncTime != nil
+	for _, side := range []struct {
+		side              licensehav1.PairSide
+		was, is           licensehav1.PairServerStatus
+		lost, recovered   string
+		lostMsg, recovMsg string
+	}{
+		{licensehav1.SideMain, before.Main, p.Status.Main, EventMainLost, EventMainRecovered,
+			"The main is down: its server is neither ready nor serving", "The main is up again"},
+		{licensehav1.SideBackup, before.Backup, p.Status.Backup, EventBackupLost, EventBackupRecovered,
+			"The backup is down: its server is neither ready nor serving", "The backup is up again"},
+	} {
+		switch {
+		case sidesNews && up(side.was) && !up(side.is):
+			emitFor(string(side.side))(corev1.EventTypeWarning, side.lost, "Serve", side.lostMsg)
+		case sidesNews && !up(side.was) && up(side.is):
+			emitFor(string(side.side))(corev1.EventTypeNormal, side.recovered, "Serve", side.recovMsg)
+		}
+	}
 	if formed && before.Connected && !p.Status.Connected {
 		emit(corev1.EventTypeWarning, EventDisconnected, "Connect", "Main and backup no longer reach each other")
 	}

@@ -89,14 +89,17 @@ func drain(rec *events.FakeRecorder) []string {
 }
 
 // TestPairTransitions: a pair records an Event for each change of its
-// connection, sync and serving server, and notifies only for a takeover and
-// a loss of service.
+// connection, sync, sides and serving server, and notifies for a side lost
+// or recovered, a takeover, a failback and a loss of service.
 func TestPairTransitions(t *testing.T) {
 	ready := func(s metav1.ConditionStatus) []metav1.Condition {
 		return []metav1.Condition{{Type: licensehav1.ConditionReady, Status: s}}
 	}
-	active := licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, Connected: true, Synchronized: true,
-		ActiveServer: licensehav1.SideMain, Conditions: ready(metav1.ConditionTrue)}
+	upSide := licensehav1.PairServerStatus{Ready: true}
+	synced := metav1.Now()
+	active := licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, Connected: true, Synchronized: true, LastSyncTime: &synced,
+		ActiveServer: licensehav1.SideMain, Conditions: ready(metav1.ConditionTrue),
+		Main: licensehav1.PairServerStatus{Ready: true, Serving: true}, Backup: upSide}
 	with := func(f func(*licensehav1.LicenseBackupPairStatus)) licensehav1.LicenseBackupPairStatus {
 		s := *active.DeepCopy()
 		f(&s)
@@ -113,13 +116,27 @@ func TestPairTransitions(t *testing.T) {
 		before: active,
 		after: with(func(s *licensehav1.LicenseBackupPairStatus) {
 			s.ActiveServer, s.Connected, s.Synchronized = licensehav1.SideBackup, false, false
+			s.Main, s.Backup = licensehav1.PairServerStatus{}, licensehav1.PairServerStatus{Ready: true, Serving: true}
 		}),
 		events: []string{
+			"Warning MainLost The main is down: its server is neither ready nor serving",
 			"Warning Disconnected Main and backup no longer reach each other",
 			"Warning OutOfSync The backup no longer holds the main's latest settings",
 			"Warning TookOver The backup took over while the main is down",
 		},
-		notify: []string{"TookOver backup"},
+		notify: []string{"MainLost main", "TookOver backup"},
+	}, {
+		name: "the main is up again, the backup still serves",
+		before: with(func(s *licensehav1.LicenseBackupPairStatus) {
+			s.ActiveServer, s.Connected = licensehav1.SideBackup, false
+			s.Main, s.Backup = licensehav1.PairServerStatus{}, licensehav1.PairServerStatus{Ready: true, Serving: true}
+		}),
+		after: with(func(s *licensehav1.LicenseBackupPairStatus) {
+			s.ActiveServer = licensehav1.SideBackup
+			s.Main, s.Backup = upSide, licensehav1.PairServerStatus{Ready: true, Serving: true}
+		}),
+		events: []string{"Normal MainRecovered The main is up again", "Normal Reconnected Main and backup reach each other again"},
+		notify: []string{"MainRecovered main"},
 	}, {
 		name: "the main serves again",
 		before: with(func(s *licensehav1.LicenseBackupPairStatus) {
@@ -127,6 +144,32 @@ func TestPairTransitions(t *testing.T) {
 		}),
 		after:  active,
 		events: []string{"Normal Reconnected Main and backup reach each other again", "Normal FailedBack The main serves again"},
+		notify: []string{"FailedBack main"},
+	}, {
+		name:   "the backup is lost while the main serves",
+		before: active,
+		after: with(func(s *licensehav1.LicenseBackupPairStatus) {
+			s.Backup, s.Connected = licensehav1.PairServerStatus{}, false
+		}),
+		events: []string{"Warning BackupLost The backup is down: its server is neither ready nor serving",
+			"Warning Disconnected Main and backup no longer reach each other"},
+		notify: []string{"BackupLost backup"},
+	}, {
+		name:   "the backup is back",
+		before: with(func(s *licensehav1.LicenseBackupPairStatus) { s.Backup = licensehav1.PairServerStatus{} }),
+		after:  active,
+		events: []string{"Normal BackupRecovered The backup is up again"},
+		notify: []string{"BackupRecovered backup"},
+	}, {
+		name:   "sides coming up while the pair forms: no Event",
+		before: licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairForming},
+		after:  with(func(s *licensehav1.LicenseBackupPairStatus) { s.ActiveServer = "" }),
+	}, {
+		name: "the backup comes up after the main, before both were ever up: no side Event, no notification",
+		before: licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairDegraded, ActiveServer: licensehav1.SideMain,
+			Main: licensehav1.PairServerStatus{Ready: true, Serving: true}, Conditions: ready(metav1.ConditionTrue)},
+		after:  active,
+		events: []string{"Normal Reconnected Main and backup reach each other again"},
 	}, {
 		name:   "nobody serves any more",
 		before: active,
@@ -135,10 +178,6 @@ func TestPairTransitions(t *testing.T) {
 		}),
 		events: []string{"Warning ServiceLost Neither server serves"},
 		notify: []string{"ServiceLost "},
-	}, {
-		name:   "a forming pair connects: no Event",
-		before: licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairForming},
-		after:  with(func(s *licensehav1.LicenseBackupPairStatus) { s.ActiveServer = "" }),
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			gr, spec, check := transitionsHarness(t)
@@ -211,4 +250,34 @@ func TestTriadTransitions(t *testing.T) {
 			check(tc.events, tc.notify)
 		})
 	}
+}
+
+// TestTransitionsOncePerStoredState: a reconcile that starts from the same
+// stored group (the same resourceVersion: a stale cache, a retried status
+// write) derives the same transitions again; they are recorded and notified
+// once. The next stored state may bring the same transition anew.
+func TestTransitionsOncePerStoredState(t *testing.T) {
+	gr, spec, check := transitionsHarness(t)
+	r := &LicenseBackupPairReconciler{gr}
+	synced := metav1.Now()
+	before := licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, ActiveServer: licensehav1.SideMain, LastSyncTime: &synced,
+		Main: licensehav1.PairServerStatus{Ready: true, Serving: true}, Backup: licensehav1.PairServerStatus{Ready: true}}
+	after := *before.DeepCopy()
+	after.ActiveServer, after.Main, after.Backup.Serving = licensehav1.SideBackup, licensehav1.PairServerStatus{}, true
+	reconcile := func(resourceVersion string) {
+		p := statusPair(1, licensehav1.ActivePassive)
+		p.UID, p.ResourceVersion = "uid-1", resourceVersion
+		p.Spec.Notifications, p.Status = spec, *after.DeepCopy()
+		r.recordTransitions(context.Background(), p, before.DeepCopy())
+	}
+	reconcile("10")
+	reconcile("10")
+	reconcile("10")
+	check([]string{"Warning MainLost The main is down: its server is neither ready nor serving",
+		"Warning TookOver The backup took over while the main is down"},
+		[]string{"MainLost main", "TookOver backup"})
+	reconcile("11")
+	check([]string{"Warning MainLost The main is down: its server is neither ready nor serving",
+		"Warning TookOver The backup took over while the main is down"},
+		[]string{"MainLost main", "MainLost main", "TookOver backup", "TookOver backup"})
 }

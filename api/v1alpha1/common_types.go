@@ -449,14 +449,16 @@ type LocalObjectReference struct {
 	Name string `json:"name"`
 }
 
-// NotificationsSpec sends a message when a member takes over or the group
-// loses service.
+// NotificationsSpec sends a message when a member takes over, a pair's
+// server is lost or back, or the group loses service.
 type NotificationsSpec struct {
-	// webhook receives a JSON document for every takeover and loss of service.
+	// webhook receives a JSON document for every takeover, lost or
+	// recovered server and loss of service.
 	// +optional
 	Webhook *WebhookNotification `json:"webhook,omitempty"`
 
-	// email sends a mail for every takeover and loss of service.
+	// email sends a mail for every takeover, lost or recovered server and
+	// loss of service.
 	// +optional
 	Email *EmailNotification `json:"email,omitempty"`
 }
@@ -474,7 +476,41 @@ type WebhookNotification struct {
 	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
 }
 
+// EmailTLS says how the connection to an SMTP relay is secured.
+// +kubebuilder:validation:Enum=StartTLS;Implicit;None
+type EmailTLS string
+
+const (
+	// EmailStartTLS connects in plain text and upgrades the connection with
+	// STARTTLS before anything else is sent (submission, port 587); sending
+	// is refused when the relay does not offer STARTTLS.
+	EmailStartTLS EmailTLS = "StartTLS"
+	// EmailImplicitTLS speaks TLS from the first byte (SMTPS, port 465).
+	EmailImplicitTLS EmailTLS = "Implicit"
+	// EmailNoTLS sends in plain text. Credentials are then sent only to a
+	// relay on the local host.
+	EmailNoTLS EmailTLS = "None"
+)
+
+// Annotations of the test notification (kubectl licenseha notify test).
+const (
+	// AnnotationNotifyTest, set on a group to a nonce (1-63 letters, digits,
+	// '-', '_' or '.'), asks the operator to send a test notification
+	// through every channel of spec.notifications, once per nonce.
+	AnnotationNotifyTest = "licenseha.io/notify-test"
+	// AnnotationNotifyTestSent is the nonce of the last test notification
+	// the operator sent; the operator sets it before sending.
+	AnnotationNotifyTestSent = "licenseha.io/notify-test-sent"
+	// LabelNotifyTest labels the Events that report a test notification's
+	// result, one per channel, with the nonce.
+	LabelNotifyTest = "licenseha.io/notify-test"
+	// LabelNotifyChannel labels those Events with the channel: webhook or
+	// email.
+	LabelNotifyChannel = "licenseha.io/notify-channel"
+)
+
 // EmailNotification sends mail through an SMTP relay.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || self.tls == 'None' || !has(self.startTLS) || self.startTLS",message="spec.notifications.email.startTLS: false (deprecated) means no TLS and contradicts spec.notifications.email.tls StartTLS or Implicit: remove startTLS, or set tls: None"
 type EmailNotification struct {
 	// smtpHost is the SMTP relay's host name.
 	// +required
@@ -504,10 +540,28 @@ type EmailNotification struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(a, a.contains('@'))",message="spec.notifications.email.to must list e-mail addresses"
 	To []string `json:"to"`
 
+	// tls says how the connection to the relay is secured: StartTLS (a
+	// plain connection upgraded with STARTTLS before anything else is sent,
+	// usually port 587; sending is refused when the relay does not offer
+	// it), Implicit (TLS from the first byte, SMTPS, usually port 465: set
+	// port too) or None (plain text; credentials are then sent only to a
+	// relay on the local host). When unset, startTLS decides: StartTLS
+	// unless startTLS is false, which means None.
+	// +optional
+	TLS EmailTLS `json:"tls,omitempty"`
+
 	// startTLS upgrades the connection with STARTTLS before authenticating.
+	// Deprecated: use tls. With tls set, startTLS may only be true (its
+	// default, which tls overrides) or, with tls None, false.
 	// +optional
 	// +kubebuilder:default=true
 	StartTLS *bool `json:"startTLS,omitempty"`
+
+	// caSecretRef names a Secret whose key "ca.crt" holds the PEM CA
+	// certificates the relay's certificate must chain to, instead of the
+	// system's: for a relay with a certificate from a private CA.
+	// +optional
+	CASecretRef *LocalObjectReference `json:"caSecretRef,omitempty"`
 
 	// credentialsSecretRef names a Secret with keys "username" and
 	// "password" for SMTP authentication.

@@ -234,8 +234,9 @@ type LicenseBackupPairSpec struct {
 	// +optional
 	Storage *StorageSpec `json:"storage,omitempty"`
 
-	// notifications are sent when the backup takes over or the pair loses
-	// service.
+	// notifications are sent when a side is lost or recovers, when the
+	// backup takes over, when the main takes the role back and when the
+	// pair loses service.
 	// +optional
 	Notifications *NotificationsSpec `json:"notifications,omitempty"`
 

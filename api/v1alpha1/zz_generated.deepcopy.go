@@ -125,6 +125,11 @@ func (in *EmailNotification) DeepCopyInto(out *EmailNotification) {
 		*out = new(bool)
 		**out = **in
 	}
+	if in.CASecretRef != nil {
+		in, out := &in.CASecretRef, &out.CASecretRef
+		*out = new(LocalObjectReference)
+		**out = **in
+	}
 	if in.CredentialsSecretRef != nil {
 		in, out := &in.CredentialsSecretRef, &out.CredentialsSecretRef
 		*out = new(LocalObjectReference)

@@ -145,7 +145,7 @@ func newBackupExportCmd(o *Options) *cobra.Command {
 func (k *kube) exportBundle(ctx context.Context, name string, now time.Time) (*bundle.Bundle, error) {
 	var cm corev1.ConfigMap
 	cmName := group.StateName(name)
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: cmName}, &cm); err != nil {
+	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: cmName}, &cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("ConfigMap %s/%s not found: the operator creates it and the main publishes its settings there; is the pair's main running in this cluster?", k.ns, cmName)
 		}
@@ -246,10 +246,34 @@ func (k *kube) importBundle(ctx context.Context, name string, b *bundle.Bundle, 
 		return 0, fmt.Errorf("the bundle's settings are not license server settings: %w", err)
 	}
 	stateName := group.StateName(name)
+	var prev uint64
+	var stop error
+	err := writeRetry(func() error {
+		var err error
+		prev, err = k.importOnce(ctx, stateName, b, now)
+		if err != nil && !apierrors.IsConflict(err) {
+			stop = err
+		}
+		return err
+	})
+	if stop != nil {
+		return prev, stop
+	}
+	if err != nil {
+		return prev, fmt.Errorf("writing %s/%s: %w", k.ns, stateName, err)
+	}
+	return prev, nil
+}
+
+// importOnce is one attempt of importBundle: read both state objects, check
+// the revision, write the Secret then the ConfigMap, each patch carrying the
+// resourceVersion read. A conflict is returned as is (the caller retries
+// the whole attempt on fresh objects); other errors are final.
+func (k *kube) importOnce(ctx context.Context, stateName string, b *bundle.Bundle, now time.Time) (uint64, error) {
 	var cm corev1.ConfigMap
 	var sec corev1.Secret
 	for kind, obj := range map[string]client.Object{"ConfigMap": &cm, "Secret": &sec} {
-		if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: stateName}, obj); err != nil {
+		if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: stateName}, obj); err != nil {
 			if apierrors.IsNotFound(err) {
 				return 0, fmt.Errorf("%s %s/%s not found: the operator creates it when it reconciles the pair; check kubectl get lbackup -n %s", kind, k.ns, stateName, k.ns)
 			}
@@ -279,7 +303,11 @@ func (k *kube) importBundle(ctx context.Context, name string, b *bundle.Bundle, 
 	if _, err := gunzip(sec.Data[stateKeyCheckouts]); err != nil {
 		sec.Data[stateKeyCheckouts] = empty // a backup keeps its own checkouts
 	}
+	hookBeforeWrite(&sec)
 	if err := k.c.Patch(ctx, &sec, client.MergeFromWithOptions(origSec, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager)); err != nil {
+		if apierrors.IsConflict(err) {
+			return prev, err
+		}
 		return prev, fmt.Errorf("writing Secret %s/%s: %w", k.ns, stateName, err)
 	}
 
@@ -311,7 +339,14 @@ func (k *kube) importBundle(ctx context.Context, name string, b *bundle.Bundle, 
 	cm.Annotations[AnnotationImportedCreatedAt] = b.CreatedAt.UTC().Format(time.RFC3339)
 	cm.Annotations[AnnotationImportedKeyID] = b.Signature.KeyID
 	cm.Annotations[AnnotationImportedAt] = now.UTC().Format(time.RFC3339)
+	hookBeforeWrite(&cm)
 	if err := k.c.Patch(ctx, &cm, client.MergeFromWithOptions(origCM, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager)); err != nil {
+		if apierrors.IsConflict(err) {
+			// The Secret already carries the revision; the retry reads
+			// both again (the ConfigMap still holds the older revision, so
+			// the bundle is still newer) and writes the ConfigMap.
+			return prev, err
+		}
 		return prev, fmt.Errorf("writing ConfigMap %s/%s (its Secret already carries revision %s; run the import again): %w", k.ns, stateName, rev, err)
 	}
 	return prev, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -10,7 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -20,8 +25,71 @@ import (
 // (--kubeconfig, --context, --namespace, ...).
 type kube struct {
 	c client.Client
+	// cs is a typed clientset, for what controller-runtime's client does not
+	// do (pod logs).
+	cs kubernetes.Interface
 	// ns is the namespace of the command: --namespace, or the context's.
 	ns string
+}
+
+// readBackoff paces the retries of reads that failed transiently (the API
+// server overloaded or timing out, a connection reset): about 3 s in all.
+var readBackoff = wait.Backoff{Steps: 5, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1}
+
+// retriable says whether a failed request may succeed when repeated
+// unchanged: server timeouts, throttling, an unavailable or overloaded API
+// server, connections refused or reset.
+func retriable(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsTooManyRequests(err),
+		apierrors.IsServiceUnavailable(err), apierrors.IsUnexpectedServerError(err):
+		return true
+	case utilnet.IsConnectionReset(err), utilnet.IsConnectionRefused(err), utilnet.IsProbableEOF(err):
+		return true
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	return false
+}
+
+// readRetry runs a read, repeating it with readBackoff while it fails
+// transiently (retriable) and the context lasts.
+func readRetry(ctx context.Context, read func() error) error {
+	return retry.OnError(readBackoff, func(err error) bool { return ctx.Err() == nil && retriable(err) }, read)
+}
+
+// get reads one object, retrying transient failures.
+func (k *kube) get(ctx context.Context, key client.ObjectKey, obj client.Object) error {
+	return readRetry(ctx, func() error { return k.c.Get(ctx, key, obj) })
+}
+
+// list lists objects, retrying transient failures.
+func (k *kube) list(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return readRetry(ctx, func() error { return k.c.List(ctx, list, opts...) })
+}
+
+// beforeWrite, when set (by tests), runs after a write's read and right
+// before the write itself, with the object about to be written: a test makes
+// a concurrent change there to check that the write is retried on the
+// conflict and loses neither change.
+var beforeWrite func(obj client.Object)
+
+// writeRetry runs a read-modify-write (read, change, then an update or a
+// patch carrying the resourceVersion read) until it does not conflict with
+// a concurrent writer: retry.RetryOnConflict with client-go's default
+// backoff. Each attempt reads afresh, so every check the closure makes is
+// made again on the current object.
+func writeRetry(write func() error) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, write)
+}
+
+// hookBeforeWrite calls beforeWrite if a test set it.
+func hookBeforeWrite(obj client.Object) {
+	if beforeWrite != nil {
+		beforeWrite(obj)
+	}
 }
 
 // pollInterval is how often the --wait loops look at the cluster.
@@ -47,7 +115,11 @@ func (o *Options) kube() (*kube, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the cluster: %w", err)
 	}
-	return &kube{c: c, ns: ns}, nil
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the cluster: %w", err)
+	}
+	return &kube{c: c, cs: cs, ns: ns}, nil
 }
 
 // notFound explains a missing group: which namespace was searched, and how
@@ -66,10 +138,10 @@ func wrapGet(err error, kind, name, ns string) error {
 
 func (k *kube) triad(ctx context.Context, name string) (*licensehav1.LicenseTriad, error) {
 	var t licensehav1.LicenseTriad
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t); err != nil {
+	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t); err != nil {
 		if apierrors.IsNotFound(err) {
 			var p licensehav1.LicenseBackupPair
-			if k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p) == nil {
+			if k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p) == nil {
 				return nil, fmt.Errorf("%s/%s is a LicenseBackupPair, not a LicenseTriad; this command works on triads only", k.ns, name)
 			}
 		}
@@ -80,10 +152,10 @@ func (k *kube) triad(ctx context.Context, name string) (*licensehav1.LicenseTria
 
 func (k *kube) pair(ctx context.Context, name string) (*licensehav1.LicenseBackupPair, error) {
 	var p licensehav1.LicenseBackupPair
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p); err != nil {
+	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p); err != nil {
 		if apierrors.IsNotFound(err) {
 			var t licensehav1.LicenseTriad
-			if k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t) == nil {
+			if k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t) == nil {
 				return nil, fmt.Errorf("%s/%s is a LicenseTriad, not a LicenseBackupPair; this command works on backup pairs only", k.ns, name)
 			}
 		}
@@ -121,7 +193,7 @@ func completeGroups(o *Options, triads, pairs bool) cobra.CompletionFunc {
 		var names []string
 		if triads {
 			var l licensehav1.LicenseTriadList
-			if k.c.List(ctx, &l, client.InNamespace(k.ns)) == nil {
+			if k.list(ctx, &l, client.InNamespace(k.ns)) == nil {
 				for _, t := range l.Items {
 					names = append(names, t.Name)
 				}
@@ -129,7 +201,7 @@ func completeGroups(o *Options, triads, pairs bool) cobra.CompletionFunc {
 		}
 		if pairs {
 			var l licensehav1.LicenseBackupPairList
-			if k.c.List(ctx, &l, client.InNamespace(k.ns)) == nil {
+			if k.list(ctx, &l, client.InNamespace(k.ns)) == nil {
 				for _, p := range l.Items {
 					names = append(names, p.Name)
 				}

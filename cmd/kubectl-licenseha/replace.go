@@ -39,38 +39,53 @@ is needed. With --wait, wait until the member's pod has been recreated (new UID)
 			}
 			ctx := cmd.Context()
 			name, member := args[0], args[1]
-			t, err := k.triad(ctx, name)
-			if err != nil {
-				return err
-			}
-			var names []string
-			found := false
-			for _, m := range t.Spec.Members {
-				names = append(names, m.Name)
-				found = found || m.Name == member
-			}
-			if !found {
-				return fmt.Errorf("%s/%s has no member %q; its members are %s", k.ns, name, member, strings.Join(names, ", "))
-			}
-			if pending := t.Annotations[licensehav1.AnnotationReplaceMember]; pending != "" && pending != member {
-				return fmt.Errorf("%s/%s: the replacement of member %q is still pending (annotation %s); wait for it to finish, or remove the annotation to cancel it",
-					k.ns, name, pending, licensehav1.AnnotationReplaceMember)
-			}
 			podName := group.PodName(name, member)
 			var oldUID types.UID
-			var pod corev1.Pod
-			switch err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: podName}, &pod); {
-			case err == nil:
-				oldUID = pod.UID
-			case !apierrors.IsNotFound(err):
-				return err
+			// The annotation is patched with the resourceVersion read, so a
+			// concurrent request to replace another member is never
+			// overwritten: on a conflict the triad is read and checked again.
+			var checkErr error
+			err = writeRetry(func() error {
+				t, err := k.triad(ctx, name)
+				if err != nil {
+					checkErr = err
+					return err
+				}
+				var names []string
+				found := false
+				for _, m := range t.Spec.Members {
+					names = append(names, m.Name)
+					found = found || m.Name == member
+				}
+				if !found {
+					checkErr = fmt.Errorf("%s/%s has no member %q; its members are %s", k.ns, name, member, strings.Join(names, ", "))
+					return checkErr
+				}
+				if pending := t.Annotations[licensehav1.AnnotationReplaceMember]; pending != "" && pending != member {
+					checkErr = fmt.Errorf("%s/%s: the replacement of member %q is still pending (annotation %s); wait for it to finish, or remove the annotation to cancel it",
+						k.ns, name, pending, licensehav1.AnnotationReplaceMember)
+					return checkErr
+				}
+				var pod corev1.Pod
+				switch err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: podName}, &pod); {
+				case err == nil:
+					oldUID = pod.UID
+				case !apierrors.IsNotFound(err):
+					checkErr = err
+					return err
+				}
+				orig := t.DeepCopy()
+				if t.Annotations == nil {
+					t.Annotations = map[string]string{}
+				}
+				t.Annotations[licensehav1.AnnotationReplaceMember] = member
+				hookBeforeWrite(t)
+				return k.c.Patch(ctx, t, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager))
+			})
+			if checkErr != nil {
+				return checkErr
 			}
-			orig := t.DeepCopy()
-			if t.Annotations == nil {
-				t.Annotations = map[string]string{}
-			}
-			t.Annotations[licensehav1.AnnotationReplaceMember] = member
-			if err := k.c.Patch(ctx, t, client.MergeFrom(orig)); err != nil {
+			if err != nil {
 				return fmt.Errorf("annotating %s/%s: %w", k.ns, name, err)
 			}
 			fmt.Fprintf(o.Out, "%s/%s: annotated %s=%s; the operator replaces pod %s\n", k.ns, name,
@@ -99,7 +114,7 @@ func (k *kube) waitReplaced(ctx context.Context, podName string, oldUID types.UI
 	}
 	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
 		var pod corev1.Pod
-		err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: podName}, &pod)
+		err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: podName}, &pod)
 		switch {
 		case apierrors.IsNotFound(err):
 			report("old pod gone; waiting for the new one")

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/yaml"
 
 	"github.com/licenseha/licenseha/internal/version"
 )
@@ -30,7 +31,10 @@ var subcommands = []func(*Options) *cobra.Command{
 	newBackupCmd,
 	newSettingsCmd,
 	newUsageCmd,
+	newLogsCmd,
+	newReportCmd,
 	newVersionCmd,
+	newNotifyCmd,
 }
 
 func newRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
@@ -64,5 +68,18 @@ func printJSON(w io.Writer, v any) error {
 		return err
 	}
 	_, err = fmt.Fprintln(w, string(data))
+	return err
+}
+
+// printAs writes v as JSON (format "json") or YAML.
+func printAs(w io.Writer, format string, v any) error {
+	if format == "json" {
+		return printJSON(w, v)
+	}
+	out, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
 	return err
 }

@@ -54,7 +54,7 @@ func (o *Options) kubeGroup(ctx context.Context, name string) (*kube, *groupRef,
 // group finds NAME among the triads and pairs of the namespace.
 func (k *kube) group(ctx context.Context, name string) (*groupRef, error) {
 	var t licensehav1.LicenseTriad
-	err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t)
+	err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t)
 	if err == nil {
 		g := &groupRef{kind: group.KindTriad, name: name, settingsRef: t.Spec.SettingsRef, settings: t.Status.Settings,
 			publisher: t.Status.ActiveMember}
@@ -67,7 +67,7 @@ func (k *kube) group(ctx context.Context, name string) (*groupRef, error) {
 		return nil, err
 	}
 	var p licensehav1.LicenseBackupPair
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p); err != nil {
+	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, notFound("group (LicenseTriad or LicenseBackupPair)", name, k.ns)
 		}
@@ -98,7 +98,7 @@ func (k *kube) specSettings(ctx context.Context, g *groupRef) (*corev1.ConfigMap
 			g.kind, k.ns, g.name, settings.KeyYAML)
 	}
 	var cm corev1.ConfigMap
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: g.settingsRef.Name}, &cm); err != nil {
+	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: g.settingsRef.Name}, &cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, server.Settings{}, fmt.Errorf("ConfigMap %s/%s named by spec.settingsRef does not exist; create it with `settings set %s -f FILE --create`",
 				k.ns, g.settingsRef.Name, g.name)
@@ -132,7 +132,7 @@ func (k *kube) publishedSettings(ctx context.Context, name string) (*server.Sett
 
 func (k *kube) stateConfigMap(ctx context.Context, name string) (*corev1.ConfigMap, error) {
 	var cm corev1.ConfigMap
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: group.StateName(name)}, &cm); err != nil {
+	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: group.StateName(name)}, &cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("ConfigMap %s/%s (the synced state) does not exist yet: no member has published", k.ns, group.StateName(name))
 		}
@@ -265,41 +265,59 @@ func (k *kube) writeSettings(ctx context.Context, g *groupRef, s server.Settings
 		return "", fmt.Errorf("%s %s/%s has no spec.settingsRef; set it to the name of a ConfigMap (for example %s-settings) and run this again with --create",
 			g.kind, k.ns, g.name, g.name)
 	}
-	var cm corev1.ConfigMap
-	err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: g.settingsRef.Name}, &cm)
-	switch {
-	case apierrors.IsNotFound(err) && create:
-		cm.Namespace, cm.Name = k.ns, g.settingsRef.Name
-		cm.Data = map[string]string{settings.KeyYAML: string(doc)}
-		if err := k.c.Create(ctx, &cm, client.FieldOwner(fieldManager)); err != nil {
-			return "", fmt.Errorf("creating ConfigMap %s/%s: %w", k.ns, cm.Name, err)
+	hash := server.SettingsHash(s)
+	var readErr error
+	err := writeRetry(func() error {
+		var cm corev1.ConfigMap
+		err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: g.settingsRef.Name}, &cm)
+		switch {
+		case apierrors.IsNotFound(err) && create:
+			cm.Namespace, cm.Name = k.ns, g.settingsRef.Name
+			cm.Data = map[string]string{settings.KeyYAML: string(doc)}
+			hookBeforeWrite(&cm)
+			if err := k.c.Create(ctx, &cm, client.FieldOwner(fieldManager)); err != nil {
+				if apierrors.IsAlreadyExists(err) {
+					// Created meanwhile: read it and update it instead.
+					return apierrors.NewConflict(corev1.Resource("configmaps"), cm.Name, err)
+				}
+				readErr = fmt.Errorf("creating ConfigMap %s/%s: %w", k.ns, cm.Name, err)
+				return readErr
+			}
+			return nil
+		case apierrors.IsNotFound(err):
+			readErr = fmt.Errorf("ConfigMap %s/%s named by spec.settingsRef does not exist; add --create to create it", k.ns, g.settingsRef.Name)
+			return readErr
+		case err != nil:
+			readErr = err
+			return err
 		}
-		return server.SettingsHash(s), nil
-	case apierrors.IsNotFound(err):
-		return "", fmt.Errorf("ConfigMap %s/%s named by spec.settingsRef does not exist; add --create to create it", k.ns, g.settingsRef.Name)
-	case err != nil:
-		return "", err
-	}
-	orig := cm.DeepCopy()
-	key := settings.KeyYAML
-	if _, ok := cm.Data[settings.KeyJSON]; ok {
-		key = settings.KeyJSON
-		raw, err := json.MarshalIndent(s, "", "  ")
-		if err != nil {
-			return "", err
+		orig := cm.DeepCopy()
+		key, data := settings.KeyYAML, doc
+		if _, ok := cm.Data[settings.KeyJSON]; ok {
+			key = settings.KeyJSON
+			raw, err := json.MarshalIndent(s, "", "  ")
+			if err != nil {
+				readErr = err
+				return err
+			}
+			data = append(raw, '\n')
 		}
-		doc = append(raw, '\n')
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		delete(cm.Data, settings.KeyYAML)
+		delete(cm.Data, settings.KeyJSON)
+		cm.Data[key] = string(data)
+		hookBeforeWrite(&cm)
+		return k.c.Patch(ctx, &cm, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager))
+	})
+	if readErr != nil {
+		return "", readErr
 	}
-	if cm.Data == nil {
-		cm.Data = map[string]string{}
+	if err != nil {
+		return "", fmt.Errorf("writing ConfigMap %s/%s: %w", k.ns, g.settingsRef.Name, err)
 	}
-	delete(cm.Data, settings.KeyYAML)
-	delete(cm.Data, settings.KeyJSON)
-	cm.Data[key] = string(doc)
-	if err := k.c.Patch(ctx, &cm, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager)); err != nil {
-		return "", fmt.Errorf("writing ConfigMap %s/%s: %w", k.ns, cm.Name, err)
-	}
-	return server.SettingsHash(s), nil
+	return hash, nil
 }
 
 func shortHash(h string) string {

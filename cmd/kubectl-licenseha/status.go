@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
@@ -68,6 +70,13 @@ type MemberSummary struct {
 	Active bool   `json:"active"`
 	Pod    string `json:"pod,omitempty"`
 	PodIP  string `json:"podIP,omitempty"`
+	// SettingsHash is the hash of the settings the member's server runs.
+	SettingsHash string `json:"settingsHash,omitempty"`
+	// LastHeartbeatTime is when a triad member's agent last reported.
+	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
+	// Node and Restarts come from the pod, for -o wide only.
+	Node     string `json:"-"`
+	Restarts *int32 `json:"-"`
 }
 
 // LicenseSummary is one licence; Server names the pair side holding it.
@@ -93,7 +102,7 @@ type EventSummary struct {
 
 func newStatusCmd(o *Options) *cobra.Command {
 	var (
-		output        string
+		out           *outputFlags
 		allNamespaces bool
 		events        int
 	)
@@ -103,16 +112,24 @@ func newStatusCmd(o *Options) *cobra.Command {
 		Long: `Show LicenseTriads and LicenseBackupPairs: members (triad) or servers (pair), their roles,
 states, readiness and pod IPs, which one serves, quorum, sync revision, licences, conditions and the
 group's recent Events. With NAME, the group of that name in the current namespace; without, every
-group of the namespace (or of all namespaces with -A).`,
+group of the namespace (or of all namespaces with -A).
+
+-o wide adds to the members' table the settings each runs, the last heartbeat, and the node and
+restarts of each pod. -o json|yaml|name|jsonpath=...|go-template=...|custom-columns=... print the
+status document (one object with NAME, otherwise a v1 List of them).`,
 		Example: `  kubectl licenseha status plant-a
+  kubectl licenseha status plant-a -o wide
   kubectl licenseha status -A
-  kubectl licenseha status plant-a -o json | jq .active`,
+  kubectl licenseha status plant-a -o jsonpath='{.active}'
+  kubectl licenseha status -o custom-columns=NAME:.name,PHASE:.phase,ACTIVE:.active`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeGroups(o, true, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "" && output != "json" && output != "yaml" {
-				return fmt.Errorf("--output %q: use json, yaml, or nothing for a table", output)
+			printer, err := out.printer()
+			if err != nil {
+				return err
 			}
+			format := out.format()
 			if len(args) == 1 && allNamespaces {
 				return fmt.Errorf("give a NAME or -A, not both")
 			}
@@ -136,7 +153,7 @@ group of the namespace (or of all namespaces with -A).`,
 				if groups, err = k.allGroupStatus(ctx, ns, events); err != nil {
 					return err
 				}
-				if len(groups) == 0 && output == "" {
+				if len(groups) == 0 && (format == "" || format == "wide") {
 					if allNamespaces {
 						fmt.Fprintln(o.ErrOut, "No licenseha groups found in any namespace.")
 					} else {
@@ -145,37 +162,77 @@ group of the namespace (or of all namespaces with -A).`,
 					return nil
 				}
 			}
-			switch {
-			case output != "" && len(args) == 1:
-				return printAs(o.Out, output, groups[0])
-			case output != "":
-				return printAs(o.Out, output, map[string]any{"items": groups})
+			switch format {
+			case "":
+				return renderStatus(o.Out, groups, time.Now())
+			case "wide":
+				k.addPodDetails(ctx, groups)
+				return renderStatusOpts(o.Out, groups, time.Now(), true)
 			}
-			return renderStatus(o.Out, groups, time.Now())
+			obj, err := statusObject(groups, len(args) == 1)
+			if err != nil {
+				return err
+			}
+			if spec := out.customColumns(); spec != "" {
+				return printCustomColumns(o.Out, spec, obj)
+			}
+			return printer.PrintObj(obj, o.Out)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default: readable text)")
+	out = newOutputFlags(cmd, "", nil,
+		"output format: wide, json, yaml, name, jsonpath=..., jsonpath-as-json=..., go-template=..., custom-columns=... (default: readable text)")
 	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "show the groups of all namespaces")
 	cmd.Flags().IntVar(&events, "events", 10, "number of recent events to show per group (0: none)")
 	return cmd
 }
 
-func printAs(w io.Writer, format string, v any) error {
-	if format == "json" {
-		return printJSON(w, v)
+// statusObject is the status document the printers print: one group, or a
+// v1 List of them. Each carries apiVersion and metadata (name, namespace)
+// besides its own fields, as kubectl objects do.
+func statusObject(groups []GroupStatus, single bool) (runtime.Object, error) {
+	items := make([]unstructured.Unstructured, 0, len(groups))
+	for i := range groups {
+		g := &groups[i]
+		u, err := toUnstructured(g, licensehav1.GroupVersion.String(), g.Kind, g.Namespace, g.Name)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, *u)
 	}
-	out, err := yaml.Marshal(v)
-	if err != nil {
-		return err
+	if single && len(items) == 1 {
+		return &items[0], nil
 	}
-	_, err = w.Write(out)
-	return err
+	return listOf(items), nil
+}
+
+// addPodDetails fills in the node and restarts of each member's pod (for
+// -o wide); a pod that cannot be read is left blank.
+func (k *kube) addPodDetails(ctx context.Context, groups []GroupStatus) {
+	for gi := range groups {
+		g := &groups[gi]
+		for mi := range g.Members {
+			m := &g.Members[mi]
+			if m.Pod == "" {
+				continue
+			}
+			var pod corev1.Pod
+			if k.get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: m.Pod}, &pod) != nil {
+				continue
+			}
+			m.Node = pod.Spec.NodeName
+			var restarts int32
+			for _, c := range pod.Status.ContainerStatuses {
+				restarts += c.RestartCount
+			}
+			m.Restarts = &restarts
+		}
+	}
 }
 
 // groupStatus finds NAME among triads and pairs of the namespace.
 func (k *kube) groupStatus(ctx context.Context, name string, events int) (*GroupStatus, error) {
 	var t licensehav1.LicenseTriad
-	err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t)
+	err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t)
 	if err == nil {
 		g := triadStatus(&t)
 		return g, k.addEvents(ctx, []*GroupStatus{g}, events)
@@ -184,7 +241,7 @@ func (k *kube) groupStatus(ctx context.Context, name string, events int) (*Group
 		return nil, err
 	}
 	var p licensehav1.LicenseBackupPair
-	err = k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p)
+	err = k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p)
 	if err == nil {
 		g := pairStatus(&p)
 		return g, k.addEvents(ctx, []*GroupStatus{g}, events)
@@ -198,11 +255,11 @@ func (k *kube) groupStatus(ctx context.Context, name string, events int) (*Group
 // allGroupStatus lists the groups of a namespace ("" for all).
 func (k *kube) allGroupStatus(ctx context.Context, ns string, events int) ([]GroupStatus, error) {
 	var triads licensehav1.LicenseTriadList
-	if err := k.c.List(ctx, &triads, client.InNamespace(ns)); err != nil {
+	if err := k.list(ctx, &triads, client.InNamespace(ns)); err != nil {
 		return nil, err
 	}
 	var pairs licensehav1.LicenseBackupPairList
-	if err := k.c.List(ctx, &pairs, client.InNamespace(ns)); err != nil {
+	if err := k.list(ctx, &pairs, client.InNamespace(ns)); err != nil {
 		return nil, err
 	}
 	var gs []*GroupStatus
@@ -243,7 +300,7 @@ func (k *kube) addEvents(ctx context.Context, gs []*GroupStatus, limit int) erro
 	}
 	for ns, groups := range byNS {
 		var list eventsv1.EventList
-		if err := k.c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		if err := k.list(ctx, &list, client.InNamespace(ns)); err != nil {
 			if apierrors.IsForbidden(err) {
 				continue // events are a courtesy: show the rest
 			}
@@ -315,7 +372,7 @@ func triadStatus(t *licensehav1.LicenseTriad) *GroupStatus {
 		seen[m.Name] = true
 		r, ok := reported[m.Name]
 		ms := MemberSummary{Name: m.Name, Role: string(m.Role), State: string(r.State), Ready: r.Ready,
-			Pod: r.Pod, PodIP: r.PodIP, Active: m.Name == st.ActiveMember}
+			Pod: r.Pod, PodIP: r.PodIP, Active: m.Name == st.ActiveMember, SettingsHash: r.SettingsHash, LastHeartbeatTime: r.LastHeartbeatTime}
 		if !ok {
 			ms.State = string(licensehav1.MemberPending)
 			ms.Pod = group.PodName(t.Name, m.Name)
@@ -325,7 +382,8 @@ func triadStatus(t *licensehav1.LicenseTriad) *GroupStatus {
 	for _, r := range st.Members {
 		if !seen[r.Name] {
 			g.Members = append(g.Members, MemberSummary{Name: r.Name, Role: string(r.Role), State: string(r.State),
-				Ready: r.Ready, Pod: r.Pod, PodIP: r.PodIP, Active: r.Name == st.ActiveMember})
+				Ready: r.Ready, Pod: r.Pod, PodIP: r.PodIP, Active: r.Name == st.ActiveMember,
+				SettingsHash: r.SettingsHash, LastHeartbeatTime: r.LastHeartbeatTime})
 		}
 	}
 	for _, l := range st.Licenses {
@@ -378,7 +436,7 @@ func pairStatus(p *licensehav1.LicenseBackupPair) *GroupStatus {
 			pod = group.PodName(p.Name, string(side.side))
 		}
 		g.Members = append(g.Members, MemberSummary{Name: string(side.side), Role: string(side.side), State: state,
-			Ready: side.s.Ready, Active: active, Pod: pod, PodIP: side.s.PodIP})
+			Ready: side.s.Ready, Active: active, Pod: pod, PodIP: side.s.PodIP, SettingsHash: side.s.SettingsHash})
 		for _, l := range side.s.Licenses {
 			g.Licenses = append(g.Licenses, licenseSummary(string(side.side), l))
 		}
@@ -388,11 +446,16 @@ func pairStatus(p *licensehav1.LicenseBackupPair) *GroupStatus {
 
 // renderStatus writes the readable form of groups.
 func renderStatus(w io.Writer, groups []GroupStatus, now time.Time) error {
+	return renderStatusOpts(w, groups, now, false)
+}
+
+// renderStatusOpts writes the readable form of groups; wide adds columns.
+func renderStatusOpts(w io.Writer, groups []GroupStatus, now time.Time, wide bool) error {
 	for i := range groups {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		if err := renderGroup(w, &groups[i], now); err != nil {
+		if err := renderGroup(w, &groups[i], now, wide); err != nil {
 			return err
 		}
 	}
@@ -420,7 +483,7 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func renderGroup(w io.Writer, g *GroupStatus, now time.Time) error {
+func renderGroup(w io.Writer, g *GroupStatus, now time.Time, wide bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "%s %s/%s\n", g.Kind, g.Namespace, g.Name)
 	fmt.Fprintf(tw, "  Phase:\t%s\n", orDash(g.Phase))
@@ -462,21 +525,31 @@ func renderGroup(w io.Writer, g *GroupStatus, now time.Time) error {
 	}
 
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	if g.Kind == group.KindTriad {
-		fmt.Fprintln(tw, "  MEMBER\tROLE\tSTATE\tREADY\tPOD\tPOD IP\tACTIVE")
-	} else {
-		fmt.Fprintln(tw, "  SERVER\tROLE\tSTATE\tREADY\tPOD\tPOD IP\tACTIVE")
+	memberCol := "Member"
+	if g.Kind == group.KindBackupPair {
+		memberCol = "Server"
 	}
+	members := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
+		col(memberCol, false), col("Role", false), col("State", false), col("Ready", false), col("Pod", false),
+		col("Pod IP", false), col("Active", false),
+		col("Settings", true), col("Heartbeat", true), col("Node", true), col("Restarts", true),
+	}}
 	for _, m := range g.Members {
 		active := ""
 		if m.Active {
 			active = "*"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%t\t%s\t%s\t%s\n", m.Name, orDash(m.Role), orDash(m.State), m.Ready,
-			orDash(m.Pod), orDash(m.PodIP), active)
+		heartbeat, restarts := "-", "-"
+		if m.LastHeartbeatTime != nil {
+			heartbeat = age(m.LastHeartbeatTime.Time, now) + " ago"
+		}
+		if m.Restarts != nil {
+			restarts = fmt.Sprint(*m.Restarts)
+		}
+		members.Rows = append(members.Rows, row(m.Name, orDash(m.Role), orDash(m.State), m.Ready, orDash(m.Pod), orDash(m.PodIP), active,
+			shortHash(m.SettingsHash), heartbeat, orDash(m.Node), restarts))
 	}
-	if err := tw.Flush(); err != nil {
+	if err := printTable(w, members, wide); err != nil {
 		return err
 	}
 
@@ -484,12 +557,12 @@ func renderGroup(w io.Writer, g *GroupStatus, now time.Time) error {
 	if len(g.Licenses) == 0 {
 		fmt.Fprintln(w, "  Licences: none reported")
 	} else {
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		head := "  LICENCE\tPRODUCT\tEDITION\tPRINTERS\tEXPIRES\tVALID"
+		licences := &metav1.Table{}
 		if g.Kind == group.KindBackupPair {
-			head = "  SERVER\tLICENCE\tPRODUCT\tEDITION\tPRINTERS\tEXPIRES\tVALID"
+			licences.ColumnDefinitions = append(licences.ColumnDefinitions, col("Server", false))
 		}
-		fmt.Fprintln(tw, head)
+		licences.ColumnDefinitions = append(licences.ColumnDefinitions, col("Licence", false), col("Product", false),
+			col("Edition", false), col("Printers", false), col("Expires", false), col("Valid", false))
 		for _, l := range g.Licenses {
 			expires := "-"
 			if l.Expires != nil {
@@ -499,13 +572,13 @@ func renderGroup(w io.Writer, g *GroupStatus, now time.Time) error {
 			if !l.Valid && l.Message != "" {
 				valid = "no: " + l.Message
 			}
-			prefix := "  "
+			cells := []any{l.ID, orDash(l.Product), orDash(l.Edition), l.Printers, expires, valid}
 			if g.Kind == group.KindBackupPair {
-				prefix = "  " + l.Server + "\t"
+				cells = append([]any{l.Server}, cells...)
 			}
-			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", prefix, l.ID, orDash(l.Product), orDash(l.Edition), l.Printers, expires, valid)
+			licences.Rows = append(licences.Rows, row(cells...))
 		}
-		if err := tw.Flush(); err != nil {
+		if err := printTable(w, licences, wide); err != nil {
 			return err
 		}
 	}
@@ -517,12 +590,13 @@ func renderGroup(w io.Writer, g *GroupStatus, now time.Time) error {
 	if len(g.Conditions) == 0 {
 		fmt.Fprintln(w, "  Conditions: none reported yet")
 	} else {
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  CONDITION\tSTATUS\tREASON\tSINCE\tMESSAGE")
+		conds := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
+			col("Condition", false), col("Status", false), col("Reason", false), col("Since", false), col("Message", false),
+		}}
 		for _, c := range g.Conditions {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, orDash(c.Reason), age(c.LastTransitionTime.Time, now), c.Message)
+			conds.Rows = append(conds.Rows, row(c.Type, string(c.Status), orDash(c.Reason), age(c.LastTransitionTime.Time, now), c.Message))
 		}
-		if err := tw.Flush(); err != nil {
+		if err := printTable(w, conds, wide); err != nil {
 			return err
 		}
 	}
@@ -532,14 +606,15 @@ func renderGroup(w io.Writer, g *GroupStatus, now time.Time) error {
 		fmt.Fprintln(w, "  Events: none")
 		return nil
 	}
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  AGE\tTYPE\tREASON\tMESSAGE")
+	evs := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
+		col("Age", false), col("Type", false), col("Reason", false), col("Message", false),
+	}}
 	for _, e := range g.Events {
 		a := age(e.Time, now)
 		if e.Count > 1 {
 			a = fmt.Sprintf("%s (x%d)", a, e.Count)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a, e.Type, e.Reason, e.Message)
+		evs.Rows = append(evs.Rows, row(a, e.Type, e.Reason, e.Message))
 	}
-	return tw.Flush()
+	return printTable(w, evs, wide)
 }

@@ -102,29 +102,35 @@ is given; then the old Secondary becomes the Tertiary.`,
 			name := args[0]
 			var t *licensehav1.LicenseTriad
 			var changes []roleChange
-			// Retry on conflicts: the patch carries the resourceVersion it
-			// was computed from, so a concurrent edit is never overwritten.
-			for attempt := 0; ; attempt++ {
+			// The patch carries the resourceVersion it was computed from, so
+			// a concurrent edit is never overwritten: on a conflict the
+			// triad is read again and the roles planned afresh.
+			var planErr error
+			err = writeRetry(func() error {
+				var err error
 				if t, err = k.triad(ctx, name); err != nil {
+					planErr = err
 					return err
 				}
 				var members []licensehav1.TriadMember
 				members, changes, err = planSwitchover(t.Spec.Members, to, promoteTertiary)
 				if err != nil {
-					return fmt.Errorf("%s/%s: %w", k.ns, name, err)
+					planErr = fmt.Errorf("%s/%s: %w", k.ns, name, err)
+					return planErr
 				}
 				if len(changes) == 0 || dryRun {
-					break
+					return nil
 				}
 				orig := t.DeepCopy()
 				t.Spec.Members = members
-				err = k.c.Patch(ctx, t, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
-				if err == nil {
-					break
-				}
-				if !apierrors.IsConflict(err) || attempt >= 4 {
-					return fmt.Errorf("changing the roles of %s/%s: %w", k.ns, name, err)
-				}
+				hookBeforeWrite(t)
+				return k.c.Patch(ctx, t, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager))
+			})
+			if planErr != nil {
+				return planErr
+			}
+			if err != nil {
+				return fmt.Errorf("changing the roles of %s/%s: %w", k.ns, name, err)
 			}
 			if len(changes) == 0 {
 				fmt.Fprintf(o.Out, "%s/%s: %s is already the Primary; roles unchanged\n", k.ns, name, to)
@@ -169,7 +175,7 @@ func (k *kube) waitActive(ctx context.Context, name, target string, generation i
 	var t *licensehav1.LicenseTriad
 	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
 		var cur licensehav1.LicenseTriad
-		if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &cur); err != nil {
+		if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &cur); err != nil {
 			if apierrors.IsNotFound(err) {
 				return false, fmt.Errorf("%s/%s was deleted while waiting", k.ns, name)
 			}

@@ -9,12 +9,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/licenseha/licenseha/internal/group"
@@ -60,7 +62,8 @@ type usageSource struct {
 }
 
 func newUsageCmd(o *Options) *cobra.Command {
-	var output, by, period, licence string
+	var by, period, licence string
+	var out *outputFlags
 	cmd := &cobra.Command{
 		Use:   "usage GROUP",
 		Short: "Show a group's usage statistics (checkouts, jobs, labels) by licence, printer, period or client",
@@ -79,7 +82,9 @@ keep no usage history per client.`,
 		Example: `  kubectl licenseha usage plant-a
   kubectl licenseha usage plant-a --by license --period 2026-11
   kubectl licenseha usage plant-b --by server,license -o csv > usage.csv
-  kubectl licenseha usage plant-a --by client`,
+  kubectl licenseha usage plant-a --by client
+  kubectl licenseha usage plant-a --by license -o jsonpath='{.items[*].license}'
+  kubectl licenseha usage plant-a --by license -o custom-columns=LICENCE:.license,LABELS:.labels`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeGroups(o, true, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -87,10 +92,13 @@ keep no usage history per client.`,
 			if err != nil {
 				return err
 			}
-			switch output {
-			case "", "table", "json", "csv":
-			default:
-				return fmt.Errorf("--output %q: use table, json or csv", output)
+			printer, err := out.printer()
+			if err != nil {
+				return err
+			}
+			output := out.format()
+			if output == "name" {
+				return fmt.Errorf("--output name: usage rows are not objects with names; use -o jsonpath or -o custom-columns")
 			}
 			if period != "" {
 				if _, err := time.Parse("2006-01", period); err != nil {
@@ -116,14 +124,50 @@ keep no usage history per client.`,
 				}
 				rows = summarizeUsage(sources, dims, period, licence)
 			}
-			return renderUsage(o.Out, output, dims, rows)
+			switch output {
+			case "", "table", "wide", "csv":
+				return renderUsage(o.Out, output, dims, rows)
+			}
+			if rows == nil {
+				rows = []UsageRow{}
+			}
+			if output == "json" || output == "yaml" || output == "kyaml" {
+				// A plain array of rows, as before the printers.
+				raw, err := json.Marshal(rows)
+				if err != nil {
+					return err
+				}
+				return printer.PrintObj(&runtime.Unknown{Raw: raw, ContentType: runtime.ContentTypeJSON}, o.Out)
+			}
+			obj, err := usageList(rows)
+			if err != nil {
+				return err
+			}
+			if spec := out.customColumns(); spec != "" {
+				return printCustomColumns(o.Out, spec, obj)
+			}
+			return printer.PrintObj(obj, o.Out)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or csv")
+	out = newOutputFlags(cmd, "table", []string{"table", "csv"},
+		"output format: table, wide (the same table), csv, json, yaml, jsonpath=..., go-template=..., custom-columns=... (templates see a v1 List of the rows)")
 	cmd.Flags().StringVar(&by, "by", "server,period,license,printer", "columns to sum over, comma-separated: server, period, license, printer; or client (seats held now)")
 	cmd.Flags().StringVar(&period, "period", "", "only this month (YYYY-MM, UTC)")
 	cmd.Flags().StringVar(&licence, "license", "", "only this licence id")
 	return cmd
+}
+
+// usageList is the rows as a v1 List, for the templates and custom columns.
+func usageList(rows []UsageRow) (*unstructured.UnstructuredList, error) {
+	items := make([]unstructured.Unstructured, 0, len(rows))
+	for i := range rows {
+		u, err := toUnstructured(&rows[i], "", "", "", "")
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, *u)
+	}
+	return listOf(items), nil
 }
 
 func parseDims(by string) (map[string]bool, error) {
@@ -250,7 +294,7 @@ func sortRows(rows []UsageRow) {
 // (the active member's); a pair's main's.
 func (k *kube) syncedCheckouts(ctx context.Context, g *groupRef) ([]usageSourceCheckouts, error) {
 	var sec corev1.Secret
-	if err := k.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: group.StateName(g.name)}, &sec); err != nil {
+	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: group.StateName(g.name)}, &sec); err != nil {
 		if apierrors.IsForbidden(err) {
 			return nil, fmt.Errorf("--by client reads the checkouts in Secret %s/%s, which you may not read: %w", k.ns, group.StateName(g.name), err)
 		}
@@ -371,20 +415,18 @@ func renderUsage(w io.Writer, format string, dims map[string]bool, rows []UsageR
 		_, err := fmt.Fprintln(w, "No usage recorded.")
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	head := make([]string, len(cols))
-	for i, c := range cols {
-		head[i] = strings.ToUpper(c)
+	t := &metav1.Table{}
+	for _, c := range cols {
+		t.ColumnDefinitions = append(t.ColumnDefinitions, col(c, false))
 	}
-	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, r := range rows {
-		cells := make([]string, len(cols))
+		cells := make([]any, len(cols))
 		for i, c := range cols {
 			cells[i] = orDash(tableSafe(r.cell(c)))
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		t.Rows = append(t.Rows, row(cells...))
 	}
-	return tw.Flush()
+	return printTableIndent(w, t, format == "wide", "")
 }
 
 // csvSafe keeps a name a client chose (printers, clients) from being read

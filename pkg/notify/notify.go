@@ -1,12 +1,14 @@
 // Package notify sends a group's notifications — a member took over, the
 // group lost service — to a webhook (JSON, bearer token) and by e-mail
-// (SMTP with STARTTLS and authentication), to targets a Policy allows.
+// (SMTP with STARTTLS or implicit TLS, and authentication), to targets a
+// Policy allows.
 package notify
 
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,32 +99,103 @@ func (w Webhook) Send(ctx context.Context, e Event) error {
 	return nil
 }
 
+// TLSMode says how the connection to an SMTP relay is secured.
+type TLSMode string
+
+const (
+	// StartTLS connects in plain text and upgrades with STARTTLS before
+	// anything else is sent; sending is refused when the relay does not
+	// offer STARTTLS.
+	StartTLS TLSMode = "StartTLS"
+	// ImplicitTLS speaks TLS from the first byte (SMTPS, port 465).
+	ImplicitTLS TLSMode = "Implicit"
+	// NoTLS sends in plain text; net/smtp then sends credentials only to a
+	// relay on the local host.
+	NoTLS TLSMode = "None"
+)
+
 // Email sends events through an SMTP relay.
 type Email struct {
 	Host string
 	Port int
 	From string
 	To   []string
+	// TLS secures the connection: StartTLS, ImplicitTLS or NoTLS. When
+	// empty, the deprecated StartTLS field decides (true: StartTLS, false:
+	// NoTLS).
+	TLS TLSMode
 	// StartTLS upgrades the connection before authenticating; sending is
 	// refused when the relay does not offer it.
+	//
+	// Deprecated: set TLS.
 	StartTLS bool
 	// Username and Password authenticate with AUTH PLAIN when set.
 	Username, Password string
-	// TLSConfig overrides the TLS settings (tests trust their own CA).
+	// RootCAs is a PEM bundle of the CA certificates the relay's certificate
+	// must chain to, instead of the system's (a relay with a private CA).
+	RootCAs []byte
+	// TLSConfig overrides the TLS settings (RootCAs included); its
+	// ServerName defaults to Host.
 	TLSConfig *tls.Config
 	Timeout   time.Duration
 	// Policy decides which relays may be connected to (see Policy).
 	Policy Policy
 }
 
-// Send delivers one event as a plain-text mail.
+// mode is the TLS mode in effect.
+func (m Email) mode() TLSMode {
+	switch {
+	case m.TLS != "":
+		return m.TLS
+	case m.StartTLS:
+		return StartTLS
+	}
+	return NoTLS
+}
+
+// tlsConfig is the client configuration for the relay: TLSConfig when set,
+// otherwise TLS 1.2 or later, verified against RootCAs or the system's.
+func (m Email) tlsConfig() (*tls.Config, error) {
+	if m.TLSConfig != nil {
+		cfg := m.TLSConfig.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName = m.Host
+		}
+		return cfg, nil
+	}
+	cfg := &tls.Config{ServerName: m.Host, MinVersion: tls.VersionTLS12}
+	if len(m.RootCAs) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(m.RootCAs) {
+			return nil, errors.New("the CA bundle holds no PEM certificate")
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// Send delivers one event as a plain-text mail. Errors name the relay and
+// what failed, never the credentials.
 func (m Email) Send(ctx context.Context, e Event) error {
 	timeout := m.Timeout
 	if timeout == 0 {
 		timeout = 15 * time.Second
 	}
+	mode := m.mode()
+	switch mode {
+	case StartTLS, ImplicitTLS, NoTLS:
+	default:
+		return fmt.Errorf("smtp: unknown TLS mode %q: want StartTLS, Implicit or None", mode)
+	}
 	if err := m.Policy.checkHost(m.Host); err != nil {
 		return fmt.Errorf("smtp %s: %w", m.Host, err)
+	}
+	var cfg *tls.Config
+	if mode != NoTLS {
+		var err error
+		if cfg, err = m.tlsConfig(); err != nil {
+			return fmt.Errorf("smtp %s: %w", m.Host, err)
+		}
 	}
 	addr := net.JoinHostPort(m.Host, strconv.Itoa(m.Port))
 	conn, err := m.Policy.dialer(timeout).DialContext(ctx, "tcp", addr)
@@ -130,19 +203,34 @@ func (m Email) Send(ctx context.Context, e Event) error {
 		return fmt.Errorf("smtp: %w", err)
 	}
 	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if mode == ImplicitTLS {
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			var rh tls.RecordHeaderError
+			if errors.As(err, &rh) {
+				return fmt.Errorf("smtp %s: the relay does not speak TLS on port %d (implicit TLS usually listens on 465; "+
+					"a relay on 587 or 25 wants tls: StartTLS): %w", addr, m.Port, err)
+			}
+			return fmt.Errorf("smtp %s TLS: %w", addr, err)
+		}
+		conn = tc
+	}
+	// With a *tls.Conn, net/smtp knows the connection is encrypted.
 	c, err := smtp.NewClient(conn, m.Host)
 	if err != nil {
 		conn.Close()
+		var ne net.Error
+		if mode != ImplicitTLS && errors.As(err, &ne) && ne.Timeout() && m.Port == 465 {
+			return fmt.Errorf("smtp %s: no greeting from the relay (port 465 usually expects implicit TLS: tls: Implicit): %w", addr, err)
+		}
 		return fmt.Errorf("smtp: %w", err)
 	}
 	defer c.Close()
-	if m.StartTLS {
+	if mode == StartTLS {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return errors.New("smtp: the relay does not offer STARTTLS (spec.notifications.email.startTLS is true)")
-		}
-		cfg := m.TLSConfig
-		if cfg == nil {
-			cfg = &tls.Config{ServerName: m.Host, MinVersion: tls.VersionTLS12}
+			return fmt.Errorf("smtp %s: the relay does not offer STARTTLS, which TLS mode StartTLS (the default) requires; "+
+				"a relay that speaks TLS from the first byte (SMTPS, port 465) wants tls: Implicit", addr)
 		}
 		if err := c.StartTLS(cfg); err != nil {
 			return fmt.Errorf("smtp STARTTLS: %w", err)

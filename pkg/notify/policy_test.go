@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/licenseha/licenseha/pkg/notify/notifytest"
 )
 
 // hook is a webhook receiver on loopback that counts the requests it gets.
@@ -198,11 +200,16 @@ func TestRedact(t *testing.T) {
 }
 
 func TestEmailRefusesInternalRelayByDefault(t *testing.T) {
-	_, port, _ := startRelay(t, false)
-	for _, host := range []string{"127.0.0.1", "localhost", "mail.default.svc.cluster.local", "169.254.169.254"} {
-		m := Email{Host: host, Port: port, From: "ops@example.com", To: []string{"oncall@example.com"}, Timeout: 2 * time.Second}
-		if err := m.Send(context.Background(), event); !errors.Is(err, ErrRefused) {
-			t.Errorf("relay %s: err = %v, want refused", host, err)
+	r := startRelay(t, notifytest.Implicit, relayCA(t))
+	for _, mode := range []TLSMode{StartTLS, ImplicitTLS, NoTLS} {
+		for _, host := range []string{"127.0.0.1", "localhost", "mail.default.svc.cluster.local", "169.254.169.254"} {
+			m := Email{Host: host, Port: r.Port, From: "ops@example.com", To: []string{"oncall@example.com"}, TLS: mode, Timeout: 2 * time.Second}
+			if err := m.Send(context.Background(), event); !errors.Is(err, ErrRefused) {
+				t.Errorf("%s relay %s: err = %v, want refused", mode, host, err)
+			}
 		}
+	}
+	if r.AuthAttempts() != 0 || len(r.Messages()) != 0 {
+		t.Errorf("the internal relay was reached")
 	}
 }

@@ -5,8 +5,12 @@
 package guide
 
 import (
+	"archive/zip"
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,6 +139,10 @@ func TestGettingStartedGuide(t *testing.T) {
 			t.Errorf("the guide's output lacks %q", want)
 		}
 	}
+	// The support bundle holds the members' logs from the kubelet, and
+	// neither the licence nor the admin token (the guide's own files hold
+	// the licence; the token was never shown to the user).
+	checkReport(t, filepath.Join(work, "plant-a-report.zip"), filepath.Join(work, "LIC-0001.lic"))
 	// Step 6 leaves nothing of the guide in the cluster.
 	for _, check := range [][]string{
 		{"get", "namespace", "printing", "licenseha-system", "--ignore-not-found", "-o", "name"},
@@ -147,5 +155,50 @@ func TestGettingStartedGuide(t *testing.T) {
 		} else if strings.Contains(left, "licenseha") || strings.Contains(left, "printing") {
 			t.Errorf("left after the uninstall (kubectl %s):\n%s", strings.Join(check, " "), left)
 		}
+	}
+}
+
+// checkReport opens the guide's support bundle: it must hold a log of every
+// member and not the licence's signature (a licence file is a Secret's
+// value: the report redacts it everywhere).
+func checkReport(t *testing.T, file, licence string) {
+	t.Helper()
+	data, err := os.ReadFile(licence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lic struct {
+		Signature string `json:"signature"`
+	}
+	if err := json.Unmarshal(data, &lic); err != nil || len(lic.Signature) < 16 {
+		t.Fatalf("%s: no signature (%v)", licence, err)
+	}
+	r, err := zip.OpenReader(file)
+	if err != nil {
+		t.Fatalf("the support bundle: %v", err)
+	}
+	defer r.Close()
+	logs := map[string]bool{}
+	for _, f := range r.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		content, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{"plant-a-a", "plant-a-b", "plant-a-c"} {
+			if strings.Contains(f.Name, "logs/"+m+"/") && len(content) > 0 {
+				logs[m] = true
+			}
+		}
+		if bytes.Contains(content, []byte(lic.Signature)) {
+			t.Errorf("the support bundle's %s contains the licence's signature", f.Name)
+		}
+	}
+	if len(logs) != 3 {
+		t.Errorf("the support bundle has logs of %d members (%v), want all three", len(logs), logs)
 	}
 }
