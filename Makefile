@@ -96,9 +96,19 @@ docker-build: ## Build the container image (needs a Docker engine).
 ##@ Cluster
 
 .PHONY: bench-failover
-bench-failover: image realcluster helm ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback (root; TRIALS=20, PEER_TIMEOUT=seconds, KINDS=crash,...).
+bench-failover: image realcluster helm bench-leaderpair-image ## Measure client-observed failover on the local cluster: crash, graceful, switchover, failback; then crash, freeze, node failure side by side with a Deployment and a client-go leader-election pair (root; TRIALS=20, PEER_TIMEOUT=seconds, KINDS=crash,...|none, SYSTEMS=licenseha,deployment,leaderelection|none, FAULTS=crash,freeze,node, TRIAL_TIMEOUT=120s).
 	@LICENSEHA_CACHE=$(LICENSEHA_CACHE) K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh kubelet kube-proxy >/dev/null
-	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20) $(if $(PEER_TIMEOUT),-peer-timeout $(PEER_TIMEOUT)) $(if $(KINDS),-kinds $(KINDS))
+	$(GO) run ./hack/bench-failover -trials $(or $(TRIALS),20) $(if $(PEER_TIMEOUT),-peer-timeout $(PEER_TIMEOUT)) $(if $(KINDS),-kinds $(KINDS)) \
+		$(if $(SYSTEMS),-systems $(SYSTEMS)) $(if $(FAULTS),-faults $(FAULTS)) $(if $(TRIAL_TIMEOUT),-trial-timeout $(TRIAL_TIMEOUT))
+
+# The bench's client-go leader-election sidecar (hack/bench-failover/leaderpair)
+# in an image of its own, which the bench imports into the nodes: it is no
+# part of the licenseha image.
+.PHONY: bench-leaderpair-image
+bench-leaderpair-image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/bench/leaderpair ./hack/bench-failover/leaderpair
+	$(GO) run ./hack/image -bin-dir $(BIN)/bench -commands leaderpair -tag localhost/licenseha/bench-leaderpair:dev \
+		-out $(BIN)/bench-leaderpair-image.tar
 
 .PHONY: bench-api
 bench-api: image realcluster helm ## Measure the API requests per steady triad and pair per minute (kube-apiserver's apiserver_request_total, baseline subtracted; root; ≈15 min).

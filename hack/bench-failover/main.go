@@ -4,7 +4,11 @@
 // the local cluster with a client holding seats and heartbeating every 50 ms
 // and a probe asking every member every 50 ms whether it serves, and prints
 // the median and maximum client-observed unavailability, the seats lost and
-// the time two members served at once. Run it with `make bench-failover`.
+// the time two members served at once. Then, side by side on the same
+// cluster (baseline.go), it crashes, freezes and fails the node of the
+// serving pod of the triad and of two setups without licenseha (a
+// single-replica Deployment; two replicas with client-go leader election),
+// and prints one table per fault. Run it with `make bench-failover`.
 package main
 
 import (
@@ -15,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -57,10 +62,14 @@ func main() {
 	kinds := flag.String("kinds", "crash,graceful,switchover,failback", "kinds of fault to measure")
 	instance := flag.Int("instance", 6, "local cluster instance to use")
 	peerTimeout := flag.Int("peer-timeout", 0, "spec.failover.peerTimeoutSeconds of the triad (0: the default, 2)")
+	systems := flag.String("systems", "licenseha,deployment,leaderelection", `side by side: systems to measure ("none": skip)`)
+	faults := flag.String("faults", "crash,freeze,node", "side by side: faults to inject")
+	trialTimeout := flag.Duration("trial-timeout", 120*time.Second, `side by side: a trial without service after this is reported as "> limit"`)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, harness.Options{Instance: *instance, Log: logf}, *trials, int32(*peerTimeout), strings.Split(*kinds, ",")); err != nil {
+	side := sideOptions{systems: list(*systems), faults: list(*faults), trials: *trials, timeout: *trialTimeout, instance: *instance}
+	if err := run(ctx, harness.Options{Instance: *instance, Log: logf}, *trials, int32(*peerTimeout), list(*kinds), side); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
@@ -68,12 +77,21 @@ func main() {
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
-func run(ctx context.Context, opts harness.Options, trials int, peerTimeout int32, kinds []string) error {
+// list splits a comma-separated flag; "none" is the empty list.
+func list(s string) []string {
+	if s == "none" || s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func run(ctx context.Context, opts harness.Options, trials int, peerTimeout int32, kinds []string, side sideOptions) error {
 	env, err := harness.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer env.Stop()
+	side.imageTar = filepath.Join(env.Root, "bin", "bench-leaderpair-image.tar")
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: objectMeta(ns)}); err != nil {
 		return err
 	}
@@ -83,6 +101,13 @@ func run(ctx context.Context, opts harness.Options, trials int, peerTimeout int3
 			t.Spec.Failover.PeerTimeoutSeconds = peerTimeout
 			// The default heartbeat interval, 250 ms, is at most half of
 			// any allowed peer timeout, as the CEL rule requires.
+		}
+		// As in the real-node suite: the active a and the secondary b on
+		// nodes of their own, c beside the operator on node 0, so that a's
+		// node can fail without the operator (side by side).
+		nodes := map[string]string{"a": "realcluster-node-1", "b": "realcluster-node-2", "c": harness.OperatorNode}
+		for i := range t.Spec.Members {
+			t.Spec.Members[i].NodeSelector = map[string]string{"kubernetes.io/hostname": nodes[t.Spec.Members[i].Name]}
 		}
 	}); err != nil {
 		return err
@@ -119,7 +144,12 @@ func run(ctx context.Context, opts harness.Options, trials int, peerTimeout int3
 			}
 		}
 	}
-	report(kinds, results)
+	if len(kinds) > 0 {
+		report(kinds, results)
+	}
+	if len(side.systems) > 0 {
+		return sideBySide(ctx, env, b, side)
+	}
 	return nil
 }
 
