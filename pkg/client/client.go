@@ -109,10 +109,13 @@ type Client struct {
 	http *http.Client
 	log  *slog.Logger
 
-	mu      sync.Mutex // guards current, gen and held
+	mu      sync.Mutex // guards current, gen, held and unresponsive
 	current string
 	gen     uint64 // increases on every move
 	held    map[string]*Checkout
+	// unresponsive holds the endpoints whose last attempt timed out, until
+	// when the client does not move to them (see failover).
+	unresponsive map[string]time.Time
 
 	moveMu sync.Mutex // serialises moves and their re-assertions
 
@@ -377,6 +380,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		tried[ep] = true
 		hint, reason, err := c.send(ctx, ep, method, path, body, out)
+		c.noteAnswer(ep, reason)
 		if reason == "" {
 			return err
 		}
@@ -470,9 +474,41 @@ func (c *Client) endpointOf(member string) string {
 	return ""
 }
 
+// unresponsiveFor is how long an endpoint whose attempt timed out is not
+// moved to: a frozen server, or a member whose node failed, answers nothing
+// and costs a whole RequestTimeout per attempt, while the other members
+// still name it the active one until the takeover. Meanwhile the client asks
+// them (they answer at once) and finds the new active member as soon as
+// there is one, instead of waiting out another timeout first.
+const unresponsiveFor = 500 * time.Millisecond
+
+// noteAnswer records whether ep answered: a timeout makes it unresponsive
+// for a while (never longer than one RequestTimeout), any answer clears it.
+func (c *Client) noteAnswer(ep, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if reason != "timeout" {
+		delete(c.unresponsive, ep)
+		return
+	}
+	if c.unresponsive == nil {
+		c.unresponsive = map[string]time.Time{}
+	}
+	c.unresponsive[ep] = time.Now().Add(min(unresponsiveFor, c.cfg.RequestTimeout))
+}
+
+// responsive says whether the client may move to ep now.
+func (c *Client) responsive(ep string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !time.Now().Before(c.unresponsive[ep])
+}
+
 // failover moves away from ep unless another request already moved since
 // generation gen. The hint wins when it was not tried yet; otherwise the next
-// untried endpoint in the list.
+// untried endpoint in the list. Endpoints that just timed out are skipped:
+// when only they are left, the request fails at once (ErrUnavailable) and a
+// later one tries them again.
 func (c *Client) failover(ctx context.Context, gen uint64, ep, hint string, tried map[string]bool, reason string) {
 	c.moveMu.Lock()
 	defer c.moveMu.Unlock()
@@ -483,12 +519,12 @@ func (c *Client) failover(ctx context.Context, gen uint64, ep, hint string, trie
 		return
 	}
 	next := ""
-	if hint != "" && !tried[hint] {
+	if hint != "" && !tried[hint] && c.responsive(hint) {
 		next = hint
 	} else {
 		i := slices.Index(c.cfg.Endpoints, ep)
 		for k := 1; k < len(c.cfg.Endpoints); k++ {
-			if cand := c.cfg.Endpoints[(i+k)%len(c.cfg.Endpoints)]; !tried[cand] {
+			if cand := c.cfg.Endpoints[(i+k)%len(c.cfg.Endpoints)]; !tried[cand] && c.responsive(cand) {
 				next = cand
 				break
 			}
@@ -517,6 +553,7 @@ func (c *Client) moveLocked(ctx context.Context, from, to, reason string) {
 		body, _ := json.Marshal(req)
 		var got server.Checkout
 		_, why, err := c.send(ctx, to, http.MethodPut, "/v1/checkouts/"+url.PathEscape(h.ID), body, &got)
+		c.noteAnswer(to, why)
 		if why != "" {
 			// The new endpoint does not serve either; the next request or
 			// heartbeat moves on and re-asserts there.

@@ -418,3 +418,64 @@ func TestBehindAServiceReconnectsAfterANotActiveAnswer(t *testing.T) {
 		t.Fatalf("b holds %d checkouts, want the client's one re-asserted", len(ids))
 	}
 }
+
+// A frozen active member (or one whose node failed) answers nothing, while
+// the other members still name it the active one until the takeover. The
+// client must not wait out another timeout on it for every request: once it
+// timed out, the client asks the others, and a request made right after the
+// takeover is served by the new active member at once.
+func TestSkipsAFrozenActiveWhileTheOthersStillNameIt(t *testing.T) {
+	g := newGroup(t, 5, "b", "c")
+	for _, name := range []string{"b", "c"} {
+		if err := g[name].srv.SetRole(server.RoleRequest{Role: server.RoleStandby, Epoch: 1, Active: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	var frozenHits atomic.Int64
+	frozen := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		frozenHits.Add(1)
+		<-release
+	}))
+	defer frozen.Close()
+	defer close(release)
+	const timeout = 400 * time.Millisecond
+	c, err := New(Config{
+		Endpoints: []string{frozen.URL, g["b"].http.URL, g["c"].http.URL}, Home: frozen.URL, ClientID: "station-1",
+		Members:           map[string]string{"a": frozen.URL, "b": g["b"].http.URL, "c": g["c"].http.URL},
+		HeartbeatInterval: -1, HomeCheckInterval: -1, RequestTimeout: timeout, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+
+	// Nobody serves yet: the first request waits out the frozen member once.
+	if _, err := c.Checkout(ctx, "p1", "LIC-1"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("checkout while nobody serves: %v, want ErrUnavailable", err)
+	}
+	hits := frozenHits.Load()
+	// Right after, b and c still name a: the request fails at once instead
+	// of waiting on a again.
+	began := time.Now()
+	if _, err := c.Checkout(ctx, "p1", "LIC-1"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("second checkout while nobody serves: %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(began); took >= timeout/2 || frozenHits.Load() != hits {
+		t.Fatalf("second checkout took %s and asked the frozen member %d more times; want a quick answer without it",
+			took, frozenHits.Load()-hits)
+	}
+	// b takes over; c has not heard of it yet and still names a.
+	if err := g["b"].srv.SetRole(server.RoleRequest{Role: server.RoleActive, Epoch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	began = time.Now()
+	co, err := c.Checkout(ctx, "p1", "LIC-1")
+	if err != nil || co.Member != "b" {
+		t.Fatalf("checkout after b took over = %+v, %v; want it served by b", co, err)
+	}
+	if took := time.Since(began); took >= timeout/2 {
+		t.Errorf("checkout after the takeover took %s; want it served without waiting on the frozen member (timeout %s)", took, timeout)
+	}
+}
