@@ -21,6 +21,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
@@ -54,10 +55,6 @@ type groupReconciler struct {
 
 // FieldManager is the field manager of every write the operator makes.
 const FieldManager = "licenseha-operator"
-
-// StateObjectName is the name of the ConfigMap and the Secret that carry a
-// group's synced state.
-func StateObjectName(group string) string { return group + "-state" }
 
 // fetchReferences reads the referenced Secrets and ConfigMaps directly from
 // the API server (they are watched as metadata only, see referencingGroups).
@@ -107,20 +104,20 @@ func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 // deletes carry the UID read as a precondition): a licence Secret belongs
 // to whoever created it, and a group must not delete what its spec merely
 // names.
-func dissolve(ctx context.Context, c client.Client, reader client.Reader, group client.Object, policy licensehav1.DissolvePolicy, licenseSecrets []string) error {
-	if !controllerutil.ContainsFinalizer(group, licensehav1.Finalizer) {
+func dissolve(ctx context.Context, c client.Client, reader client.Reader, owner client.Object, policy licensehav1.DissolvePolicy, licenseSecrets []string) error {
+	if !controllerutil.ContainsFinalizer(owner, licensehav1.Finalizer) {
 		return nil
 	}
-	ns := group.GetNamespace()
+	ns := owner.GetNamespace()
 	state := []client.Object{
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: StateObjectName(group.GetName())}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: StateObjectName(group.GetName())}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.StateName(owner.GetName())}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.StateName(owner.GetName())}},
 	}
 	switch policy {
 	case licensehav1.DissolveDelete:
 		for _, obj := range state {
 			if err := deleteIf(ctx, c, reader, obj, func(o client.Object) string {
-				if !ownedByGroup(o, group.GetUID()) {
+				if !ownedByGroup(o, owner.GetUID()) {
 					return "not owned by the group"
 				}
 				return ""
@@ -144,16 +141,16 @@ func dissolve(ctx context.Context, c client.Client, reader client.Reader, group 
 		// the synced state was written under it. A group of the same name
 		// continues from both, so its epochs stay above everything its
 		// servers and synced state have seen.
-		state = append(state, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.GetName() + "-active"}})
+		state = append(state, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.LeaseName(owner.GetName())}})
 		for _, obj := range state {
-			if err := orphan(ctx, c, reader, obj, group.GetUID()); err != nil {
+			if err := orphan(ctx, c, reader, obj, owner.GetUID()); err != nil {
 				return err
 			}
 		}
 	}
-	base := group.DeepCopyObject().(client.Object)
-	controllerutil.RemoveFinalizer(group, licensehav1.Finalizer)
-	return client.IgnoreNotFound(c.Patch(ctx, group, client.MergeFrom(base), client.FieldOwner(FieldManager)))
+	base := owner.DeepCopyObject().(client.Object)
+	controllerutil.RemoveFinalizer(owner, licensehav1.Finalizer)
+	return client.IgnoreNotFound(c.Patch(ctx, owner, client.MergeFrom(base), client.FieldOwner(FieldManager)))
 }
 
 // deleteIf reads obj and deletes it unless keep names a reason to keep it.

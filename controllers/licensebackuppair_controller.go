@@ -21,6 +21,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/internal/group"
 )
 
 // LicenseBackupPairReconciler reconciles a LicenseBackupPair.
@@ -159,48 +160,21 @@ func (r *LicenseBackupPairReconciler) reconcilePairClientAccess(ctx context.Cont
 // observed.
 func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error) {
 	g := builder.FromPair(p)
-	blocked := licenceBlocker(meta.FindStatusCondition(p.Status.Conditions, licensehav1.ConditionLicenseValid))
-	var res ctrl.Result
-	var have children
-	if blocked == nil {
-		var err error
-		if blocked, have, res, err = r.prepareWrites(ctx, p, g); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if blocked == nil {
-		blocked = clientAccessBlocker(meta.FindStatusCondition(p.Status.Conditions, licensehav1.ConditionClientAccessReady))
-	}
-	pods, err := listMemberPods(ctx, r.Client, g)
+	m, err := r.beginMembers(ctx, p, g, p.Status.Conditions, p.Status.Settings, func(addresses map[string]string) group.Config {
+		return builder.PairConfig(p, addresses)
+	})
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if blocked == nil {
-		cfg := builder.PairConfig(p, podAddresses(pods))
-		r.groupSettings(ctx, g, p.Namespace+"/"+p.Name, p.Status.Settings, &cfg)
-		if err := reconcileGroupObjects(ctx, r.Client, g, r.Options, cfg, r.TrustedKeys, have); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	lease, err := getLease(ctx, r.Client, g)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	holder, _ := leaseHolder(lease)
 	if p.Spec.Mode == licensehav1.ActivePassive {
-		if err := fixRoleLabels(ctx, r.Client, pods, holder); err != nil {
+		if err := fixRoleLabels(ctx, r.Client, m.pods, m.holder); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
-	if blocked == nil {
-		conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder, have)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if len(conflicts) > 0 {
-			blocked = conflictBlocker(conflicts)
-		}
+	if err := r.reconcilePods(ctx, m); err != nil {
+		return ctrl.Result{}, err
 	}
+	res, lease, pods, blocked := m.res, m.lease, m.pods, m.blocked
 	before := p.Status.DeepCopy()
 	p.Status = computePairStatus(p, observed{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
 	r.recordTransitions(ctx, p, before)

@@ -19,6 +19,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/internal/group"
 )
 
 // LicenseTriadReconciler reconciles a LicenseTriad.
@@ -95,49 +96,24 @@ func (r *LicenseTriadReconciler) reconcileTriadClientAccess(ctx context.Context,
 // observed, so the status says what they do.
 func (r *LicenseTriadReconciler) reconcileMembers(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
 	g := builder.FromTriad(t)
-	blocked := licenceBlocker(meta.FindStatusCondition(t.Status.Conditions, licensehav1.ConditionLicenseValid))
-	var res ctrl.Result
-	var have children
-	if blocked == nil {
-		var err error
-		if blocked, have, res, err = r.prepareWrites(ctx, t, g); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if blocked == nil {
-		blocked = clientAccessBlocker(meta.FindStatusCondition(t.Status.Conditions, licensehav1.ConditionClientAccessReady))
-	}
-	pods, err := listMemberPods(ctx, r.Client, g)
+	m, err := r.beginMembers(ctx, t, g, t.Status.Conditions, t.Status.Settings, func(addresses map[string]string) group.Config {
+		return builder.TriadConfig(t, addresses)
+	})
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if blocked == nil {
-		cfg := builder.TriadConfig(t, podAddresses(pods))
-		r.groupSettings(ctx, g, t.Namespace+"/"+t.Name, t.Status.Settings, &cfg)
-		if err := reconcileGroupObjects(ctx, r.Client, g, r.Options, cfg, r.TrustedKeys, have); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	lease, err := getLease(ctx, r.Client, g)
-	if err != nil {
+	if err := fixRoleLabels(ctx, r.Client, m.pods, m.holder); err != nil {
 		return ctrl.Result{}, err
 	}
-	holder, _ := leaseHolder(lease)
-	if err := fixRoleLabels(ctx, r.Client, pods, holder); err != nil {
+	if m.blocked == nil {
+		if err := r.replaceMember(ctx, t, g, m.pods, m.have); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.reconcilePods(ctx, m); err != nil {
 		return ctrl.Result{}, err
 	}
-	if blocked == nil {
-		if err := r.replaceMember(ctx, t, g, pods, have); err != nil {
-			return ctrl.Result{}, err
-		}
-		conflicts, err := reconcileMemberPods(ctx, r.Client, g, r.Options, pods, holder, have)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if len(conflicts) > 0 {
-			blocked = conflictBlocker(conflicts)
-		}
-	}
+	res, lease, pods, blocked := m.res, m.lease, m.pods, m.blocked
 	before := t.Status.DeepCopy()
 	t.Status = computeTriadStatus(t, observed{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
 	r.recordTransitions(ctx, t, before, leaseReason(lease))

@@ -117,20 +117,14 @@ licenseha.io/notify-test=NONCE (kubectl get events -l licenseha.io/notify-test=N
 
 // notifyingGroup gets the triad or backup pair of that name.
 func (k *kube) notifyingGroup(ctx context.Context, name string) (client.Object, string, *licensehav1.NotificationsSpec, error) {
-	key := client.ObjectKey{Namespace: k.ns, Name: name}
-	var t licensehav1.LicenseTriad
-	err := k.get(ctx, key, &t)
-	if err == nil {
-		return &t, "LicenseTriad", t.Spec.Notifications, nil
-	}
-	if !apierrors.IsNotFound(err) {
+	g, err := k.findGroup(ctx, name)
+	if err != nil {
 		return nil, "", nil, err
 	}
-	var p licensehav1.LicenseBackupPair
-	if err := k.get(ctx, key, &p); err != nil {
-		return nil, "", nil, wrapGet(err, "LicenseTriad or LicenseBackupPair", name, k.ns)
+	if g.triad != nil {
+		return g.triad, g.kind, g.triad.Spec.Notifications, nil
 	}
-	return &p, "LicenseBackupPair", p.Spec.Notifications, nil
+	return g.pair, g.kind, g.pair.Spec.Notifications, nil
 }
 
 // notifyChannels lists the channels spec configures.

@@ -51,11 +51,14 @@ func (o *Options) kubeGroup(ctx context.Context, name string) (*kube, *groupRef,
 	return k, g, err
 }
 
-// group finds NAME among the triads and pairs of the namespace.
+// group finds NAME among the triads and pairs of the namespace, with its
+// settings as the members report them.
 func (k *kube) group(ctx context.Context, name string) (*groupRef, error) {
-	var t licensehav1.LicenseTriad
-	err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t)
-	if err == nil {
+	found, err := k.findGroup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if t := found.triad; t != nil {
 		g := &groupRef{kind: group.KindTriad, name: name, settingsRef: t.Spec.SettingsRef, settings: t.Status.Settings,
 			publisher: t.Status.ActiveMember}
 		for _, m := range t.Status.Members {
@@ -63,16 +66,7 @@ func (k *kube) group(ctx context.Context, name string) (*groupRef, error) {
 		}
 		return g, nil
 	}
-	if !apierrors.IsNotFound(err) {
-		return nil, err
-	}
-	var p licensehav1.LicenseBackupPair
-	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, notFound("group (LicenseTriad or LicenseBackupPair)", name, k.ns)
-		}
-		return nil, err
-	}
+	p := found.pair
 	state := func(s licensehav1.PairServerStatus) string {
 		switch {
 		case s.Serving:

@@ -1,19 +1,21 @@
 package controllers
 
 import (
-	"time"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	ctrlruntime "sigs.k8s.io/controller-runtime"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -238,4 +240,69 @@ func podAddresses(pods map[string]*corev1.Pod) map[string]string {
 func conflictBlocker(conflicts []string) *blocker {
 	return &blocker{reason: licensehav1.ReasonMemberInOtherGroup, failed: true,
 		message: fmt.Sprintf("Pods %s exist but do not belong to this group; a member may not belong to another group. Rename the members or remove those pods", strings.Join(conflicts, ", "))}
+}
+
+// members is what the members step of either kind works from: whether the
+// operator may write for the group (blocked nil), the group's objects found,
+// its member pods and its Lease.
+type members struct {
+	g       builder.Group
+	blocked *blocker
+	have    children
+	pods    map[string]*corev1.Pod
+	lease   *coordinationv1.Lease
+	holder  string
+	res     ctrlruntime.Result
+}
+
+// beginMembers is the first half of the members step, the same for triads
+// and pairs: while the licences are not valid, a deleted group of the same
+// name left objects behind, a name the group needs belongs to someone else
+// (prepareWrites) or client access is not ready, nothing is written, but the
+// pods and the Lease are still read so that the status says what the
+// members do. Otherwise the group's objects are brought to what config
+// (built from the pods' addresses) asks for.
+func (r *groupReconciler) beginMembers(ctx context.Context, obj ctrl.Object, g builder.Group, conds []metav1.Condition,
+	settings *licensehav1.SettingsStatus, config func(addresses map[string]string) group.Config) (*members, error) {
+	m := &members{g: g, blocked: licenceBlocker(meta.FindStatusCondition(conds, licensehav1.ConditionLicenseValid))}
+	var err error
+	if m.blocked == nil {
+		if m.blocked, m.have, m.res, err = r.prepareWrites(ctx, obj, g); err != nil {
+			return nil, err
+		}
+	}
+	if m.blocked == nil {
+		m.blocked = clientAccessBlocker(meta.FindStatusCondition(conds, licensehav1.ConditionClientAccessReady))
+	}
+	if m.pods, err = listMemberPods(ctx, r.Client, g); err != nil {
+		return nil, err
+	}
+	if m.blocked == nil {
+		cfg := config(podAddresses(m.pods))
+		r.groupSettings(ctx, g, obj.GetNamespace()+"/"+obj.GetName(), settings, &cfg)
+		if err := reconcileGroupObjects(ctx, r.Client, g, r.Options, cfg, r.TrustedKeys, m.have); err != nil {
+			return nil, err
+		}
+	}
+	if m.lease, err = getLease(ctx, r.Client, g); err != nil {
+		return nil, err
+	}
+	m.holder, _ = leaseHolder(m.lease)
+	return m, nil
+}
+
+// reconcilePods creates and replaces the member pods when the operator may
+// write; a pod name taken by someone else blocks the group.
+func (r *groupReconciler) reconcilePods(ctx context.Context, m *members) error {
+	if m.blocked != nil {
+		return nil
+	}
+	conflicts, err := reconcileMemberPods(ctx, r.Client, m.g, r.Options, m.pods, m.holder, m.have)
+	if err != nil {
+		return err
+	}
+	if len(conflicts) > 0 {
+		m.blocked = conflictBlocker(conflicts)
+	}
+	return nil
 }
