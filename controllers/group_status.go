@@ -48,18 +48,6 @@ func leaseReason(l *coordinationv1.Lease) string {
 	return l.Annotations[group.AnnotationLeaseReason]
 }
 
-func podReady(p *corev1.Pod) bool {
-	if p == nil || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
-		return false
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // podFailing is true when a pod can no longer serve: it is being deleted, or
 // a container is not running. The operator labels a failing active
 // "unhealthy" at once, so the Service stops sending it clients.

@@ -43,7 +43,7 @@ func TestPodReadiness(t *testing.T) {
 		{name: "succeeded", pod: &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}, failing: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := podReady(tc.pod); got != tc.ready {
+			if got := group.PodReady(tc.pod); got != tc.ready {
 				t.Errorf("ready %v, want %v", got, tc.ready)
 			}
 			if got := podFailing(tc.pod); got != tc.failing {
@@ -51,7 +51,7 @@ func TestPodReadiness(t *testing.T) {
 			}
 		})
 	}
-	if podReady(nil) {
+	if group.PodReady(nil) {
 		t.Error("a missing pod is ready")
 	}
 }

@@ -162,7 +162,7 @@ func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, op
 			allReady = false
 			continue
 		}
-		if !podReady(p) {
+		if !group.PodReady(p) {
 			allReady = false
 		}
 		if p.Annotations[builder.AnnotationTemplateHash] != desired.Annotations[builder.AnnotationTemplateHash] && p.DeletionTimestamp == nil {

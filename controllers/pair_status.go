@@ -41,7 +41,7 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 		if pod == nil {
 			return out
 		}
-		out.PodIP, out.Ready = pod.Status.PodIP, podReady(pod)
+		out.PodIP, out.Ready = pod.Status.PodIP, group.PodReady(pod)
 		if r, ok := group.ParseMemberState(pod.Annotations); ok && pod.Status.Phase == corev1.PodRunning && !podFailing(pod) {
 			reports[name] = r
 			out.Serving = r.State == group.StateActive && (!activePassive || holder == pod.Name)

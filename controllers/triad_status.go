@@ -41,7 +41,7 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.L
 		ms := licensehav1.TriadMemberStatus{Name: m.Name, Role: m.Role, Pod: group.PodName(t.Name, m.Name), State: licensehav1.MemberPending}
 		if pod != nil {
 			ms.PodIP = pod.Status.PodIP
-			ms.Ready = podReady(pod)
+			ms.Ready = group.PodReady(pod)
 			report, ok := group.ParseMemberState(pod.Annotations)
 			switch {
 			case pod.Labels[licensehav1.LabelRole] == licensehav1.RoleLabelUnhealthy || (pod.Status.Phase == corev1.PodRunning && podFailing(pod)):

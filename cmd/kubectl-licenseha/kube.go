@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -162,19 +161,6 @@ func (k *kube) pair(ctx context.Context, name string) (*licensehav1.LicenseBacku
 		return nil, wrapGet(err, "LicenseBackupPair", name, k.ns)
 	}
 	return &p, nil
-}
-
-// podReady says whether a pod is running, not being deleted, and Ready.
-func podReady(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
-		return false
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // completeGroups completes the first argument with the names of the

@@ -126,7 +126,7 @@ func (k *kube) waitReplaced(ctx context.Context, podName string, oldUID types.UI
 				report("old pod terminating")
 			}
 			return false, nil
-		case !podReady(&pod):
+		case !group.PodReady(&pod):
 			report(fmt.Sprintf("new pod %s created; waiting for it to be ready", pod.UID))
 			return false, nil
 		}

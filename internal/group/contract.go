@@ -3,6 +3,8 @@ package group
 import (
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/pkg/election"
 	"github.com/licenseha/licenseha/pkg/election/kubelease"
@@ -102,3 +104,17 @@ func (c *Config) SyncInterval() time.Duration {
 
 // Seconds is a default as the spec's whole seconds.
 func Seconds(d time.Duration) int32 { return int32(d / time.Second) }
+
+// PodReady says whether a member pod counts as ready, for the operator's
+// status and the plugin alike: running, not being deleted, and Ready.
+func PodReady(p *corev1.Pod) bool {
+	if p == nil || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
