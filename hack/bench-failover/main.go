@@ -15,8 +15,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,7 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
-	lhclient "github.com/licenseha/licenseha/pkg/client"
 	"github.com/licenseha/licenseha/test/harness"
 	"github.com/licenseha/licenseha/test/probe"
 )
@@ -195,14 +192,8 @@ func (b *bench) startLoad(ctx context.Context, targets []probe.Target) error {
 	if b.stopLoad != nil {
 		b.stopLoad()
 	}
-	members := map[string]string{}
-	var endpoints []string
-	for _, t := range targets {
-		members[t.Name], endpoints = t.URL, append(endpoints, t.URL)
-	}
 	lctx, cancel := context.WithCancel(ctx)
-	load, err := probe.StartLoad(lctx, lhclient.Config{Endpoints: endpoints, Home: members["a"], Members: members,
-		ClientID: "bench", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, "LabelDesigner", seats, 50*time.Millisecond)
+	load, err := probe.StartLoad(lctx, probe.ClientConfig(targets, "a", "bench"), "LabelDesigner", seats, 50*time.Millisecond)
 	if err != nil {
 		cancel()
 		return err

@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,7 +28,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
-	lhclient "github.com/licenseha/licenseha/pkg/client"
 	"github.com/licenseha/licenseha/test/harness"
 	"github.com/licenseha/licenseha/test/probe"
 )
@@ -88,13 +86,7 @@ func run(ctx context.Context, instance int, duration time.Duration, peerTimeout 
 	}
 	w := probe.NewWatcher(targets, 50*time.Millisecond)
 	go w.Run(ctx)
-	members := map[string]string{}
-	var endpoints []string
-	for _, tg := range targets {
-		members[tg.Name], endpoints = tg.URL, append(endpoints, tg.URL)
-	}
-	load, err := probe.StartLoad(ctx, lhclient.Config{Endpoints: endpoints, Home: members["a"], Members: members,
-		ClientID: "bench-load", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, "LabelDesigner", seats, 50*time.Millisecond)
+	load, err := probe.StartLoad(ctx, probe.ClientConfig(targets, "a", "bench-load"), "LabelDesigner", seats, 50*time.Millisecond)
 	if err != nil {
 		return err
 	}

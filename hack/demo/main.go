@@ -11,8 +11,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,7 +27,6 @@ import (
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
-	lhclient "github.com/licenseha/licenseha/pkg/client"
 	"github.com/licenseha/licenseha/test/probe"
 )
 
@@ -157,14 +154,7 @@ func run(ctx context.Context) error {
 	}
 	w := probe.NewWatcher(targets, 50*time.Millisecond)
 	go w.Run(ctx)
-	members := map[string]string{}
-	var endpoints []string
-	for _, tg := range targets {
-		members[tg.Name] = tg.URL
-		endpoints = append(endpoints, tg.URL)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	load, err := probe.StartLoad(ctx, lhclient.Config{Endpoints: endpoints, Home: members["a"], Members: members, ClientID: "demo-client", Logger: quiet},
+	load, err := probe.StartLoad(ctx, probe.ClientConfig(targets, "a", "demo-client"),
 		"LabelDesigner", 5, 50*time.Millisecond)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)

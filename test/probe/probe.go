@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
@@ -353,4 +355,17 @@ func (l *Load) LastSuccess() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lastOK
+}
+
+// ClientConfig is the failover client's configuration for the members at
+// targets: every member an endpoint and named (for the servers' active
+// hints), home the member named home; it logs nothing.
+func ClientConfig(targets []Target, home, clientID string) client.Config {
+	cfg := client.Config{Members: map[string]string{}, ClientID: clientID,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, t := range targets {
+		cfg.Members[t.Name], cfg.Endpoints = t.URL, append(cfg.Endpoints, t.URL)
+	}
+	cfg.Home = cfg.Members[home]
+	return cfg
 }
