@@ -120,8 +120,8 @@ deps: ## Install the Debian packages the local cluster needs (iptables, iproute2
 	hack/install-deps.sh
 
 .PHONY: bench-pair
-bench-pair: ## After make demo: freeze and resume the sample pair's main while a client holds seats; print the moves (root).
-	$(GO) run ./hack/bench-pair
+bench-pair: ## After make demo: freeze and resume the sample pair's main while a client holds seats; print the moves (MODE=ActivePassive recreates it in that mode; root).
+	$(GO) run ./hack/bench-pair -mode $(or $(MODE),ActiveActive) $(if $(TRIALS),-trials $(TRIALS))
 
 
 .PHONY: demo

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -95,44 +96,99 @@ func ensureFinalizer(ctx context.Context, c client.Client, obj client.Object) er
 	return c.Patch(ctx, patched, client.MergeFromWithOptions(obj, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager))
 }
 
+// dissolveMember is a member (a pair's side) as dissolve sees it.
+type dissolveMember struct {
+	name          string
+	licenseSecret string
+}
+
+// dissolvePlan is what dissolve needs to know of a group of either kind.
+type dissolvePlan struct {
+	policy  licensehav1.DissolvePolicy
+	members []dissolveMember
+	// storage says whether the members have volume claims.
+	storage bool
+	// keepOn is the member that keeps the licences and its data under
+	// KeepOnActive and MoveTo (see keepOnMember); "" otherwise.
+	keepOn string
+	// keepOnWhy says how keepOn was chosen, for the Dissolved event.
+	keepOnWhy string
+}
+
+// keepOnMember chooses the member that keeps the licences under
+// KeepOnActive (the serving one, else fallback, the primary or main) and
+// MoveTo (the named one).
+func keepOnMember(policy licensehav1.DissolvePolicy, moveTo, active, fallback string) (member, why string) {
+	switch policy {
+	case licensehav1.DissolveMoveTo:
+		return moveTo, "named by spec.dissolveMoveTo"
+	case licensehav1.DissolveKeepOnActive:
+		if active != "" {
+			return active, "the active member"
+		}
+		return fallback, "no member served, so the primary"
+	}
+	return "", ""
+}
+
 // dissolve applies a group's dissolvePolicy and then releases the finalizer.
 // Retain detaches the synced-state objects and the Lease from the group so
 // the garbage collector keeps them (a group of the same name picks them up
 // again, see retainedFor); Delete removes the synced state and the licence
-// Secrets that opt in with LabelDeleteWithGroup. Whatever the policy, only
+// Secrets that opt in with LabelDeleteWithGroup. KeepOnActive and MoveTo
+// keep what Retain keeps plus the kept member's volume claim, and delete
+// the other members' licence Secrets that opt in. Whatever the policy, only
 // the group's own objects are detached or deleted (reads are uncached, and
 // deletes carry the UID read as a precondition): a licence Secret belongs
 // to whoever created it, and a group must not delete what its spec merely
-// names.
-func dissolve(ctx context.Context, c client.Client, reader client.Reader, owner client.Object, policy licensehav1.DissolvePolicy, licenseSecrets []string) error {
+// names. The group is going away, so what happened is recorded where an
+// admin still finds it afterwards: a Dissolved event and annotations on
+// the objects kept.
+func dissolve(ctx context.Context, c client.Client, reader client.Reader, recorder events.EventRecorder, owner client.Object, kind string, plan dissolvePlan) error {
 	if !controllerutil.ContainsFinalizer(owner, licensehav1.Finalizer) {
 		return nil
 	}
 	ns := owner.GetNamespace()
+	var kept, deleted []string
+	record := func(obj client.Object, gone bool, err error) error {
+		if err != nil {
+			return err
+		}
+		desc := fmt.Sprintf("%s %s", kindOf(obj), obj.GetName())
+		if gone {
+			deleted = append(deleted, desc)
+		} else if obj.GetUID() != "" {
+			kept = append(kept, desc)
+		}
+		return nil
+	}
 	state := []client.Object{
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.StateName(owner.GetName())}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.StateName(owner.GetName())}},
 	}
-	switch policy {
+	optedIn := func(o client.Object) string {
+		if o.GetLabels()[licensehav1.LabelDeleteWithGroup] != "true" {
+			return "the licence Secret does not carry " + licensehav1.LabelDeleteWithGroup + `: "true"`
+		}
+		return ""
+	}
+	switch plan.policy {
 	case licensehav1.DissolveDelete:
 		for _, obj := range state {
-			if err := deleteIf(ctx, c, reader, obj, func(o client.Object) string {
+			gone, err := deleteIf(ctx, c, reader, obj, func(o client.Object) string {
 				if !ownedByGroup(o, owner.GetUID()) {
 					return "not owned by the group"
 				}
 				return ""
-			}); err != nil {
+			})
+			if err := record(obj, gone, err); err != nil {
 				return err
 			}
 		}
-		for _, name := range licenseSecrets {
+		for _, name := range plan.licenseSecrets("") {
 			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-			if err := deleteIf(ctx, c, reader, s, func(o client.Object) string {
-				if o.GetLabels()[licensehav1.LabelDeleteWithGroup] != "true" {
-					return "the licence Secret does not carry " + licensehav1.LabelDeleteWithGroup + `: "true"`
-				}
-				return ""
-			}); err != nil {
+			gone, err := deleteIf(ctx, c, reader, s, optedIn)
+			if err := record(s, gone, err); err != nil {
 				return err
 			}
 		}
@@ -142,36 +198,130 @@ func dissolve(ctx context.Context, c client.Client, reader client.Reader, owner 
 		// continues from both, so its epochs stay above everything its
 		// servers and synced state have seen.
 		state = append(state, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.LeaseName(owner.GetName())}})
+		if plan.keepOn != "" && plan.storage {
+			// The kept member's data folder; the other members' claims stay
+			// owned and go with the group.
+			state = append(state, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.PVCName(owner.GetName(), plan.keepOn)}})
+		}
+		marks := map[string]string{licensehav1.AnnotationDissolvePolicy: fmt.Sprintf("%s %s/%s", plan.policy, kind, owner.GetName())}
+		if plan.keepOn != "" {
+			marks[licensehav1.AnnotationDissolveKeptOn] = plan.keepOn
+		}
 		for _, obj := range state {
-			if err := orphan(ctx, c, reader, obj, owner.GetUID()); err != nil {
+			ours, err := orphan(ctx, c, reader, obj, owner.GetUID(), marks)
+			if err != nil {
 				return err
+			}
+			if ours {
+				kept = append(kept, fmt.Sprintf("%s %s", kindOf(obj), obj.GetName()))
+			}
+		}
+		if plan.keepOn != "" {
+			for _, name := range plan.licenseSecrets(plan.keepOn) {
+				s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+				gone, err := deleteIf(ctx, c, reader, s, optedIn)
+				if err != nil {
+					return err
+				}
+				switch {
+				case gone:
+					deleted = append(deleted, "Secret "+name)
+				case s.UID != "":
+					kept = append(kept, "Secret "+name+" (no "+licensehav1.LabelDeleteWithGroup+" label)")
+				}
 			}
 		}
 	}
+	if recorder != nil {
+		recorder.Eventf(owner, nil, corev1.EventTypeNormal, licensehav1.ReasonDissolved, "Dissolve", "%s", plan.summary(kept, deleted))
+	}
+	logf.FromContext(ctx).Info("Dissolved group", "dissolvePolicy", plan.policy, "keptOn", plan.keepOn, "kept", kept, "deleted", deleted)
 	base := owner.DeepCopyObject().(client.Object)
 	controllerutil.RemoveFinalizer(owner, licensehav1.Finalizer)
 	return client.IgnoreNotFound(c.Patch(ctx, owner, client.MergeFrom(base), client.FieldOwner(FieldManager)))
 }
 
-// deleteIf reads obj and deletes it unless keep names a reason to keep it.
-func deleteIf(ctx context.Context, c client.Client, reader client.Reader, obj client.Object, keep func(client.Object) string) error {
+// licenseSecrets lists the licence Secrets dissolve may delete: every
+// member's, or with keepOn set, those of the other members that keepOn
+// does not use as well. Each name appears once.
+func (p dissolvePlan) licenseSecrets(keepOn string) []string {
+	keep := map[string]bool{}
+	for _, m := range p.members {
+		if keepOn != "" && m.name == keepOn {
+			keep[m.licenseSecret] = true
+		}
+	}
+	var out []string
+	for _, m := range p.members {
+		if m.licenseSecret == "" || keep[m.licenseSecret] {
+			continue
+		}
+		keep[m.licenseSecret] = true
+		out = append(out, m.licenseSecret)
+	}
+	return out
+}
+
+// summary is the message of the Dissolved event.
+func (p dissolvePlan) summary(kept, deleted []string) string {
+	msg := "dissolvePolicy " + string(p.policy)
+	if p.keepOn != "" {
+		msg += fmt.Sprintf(": licences and data kept on %s (%s)", p.keepOn, p.keepOnWhy)
+		for _, m := range p.members {
+			if m.name == p.keepOn && m.licenseSecret != "" {
+				msg += fmt.Sprintf(", licence Secret %s", m.licenseSecret)
+			}
+		}
+	}
+	msg += "; kept: " + listOrNone(kept) + "; deleted: " + listOrNone(deleted)
+	return msg
+}
+
+func listOrNone(items []string) string {
+	if len(items) == 0 {
+		return "none"
+	}
+	return strings.Join(items, ", ")
+}
+
+// kindOf names an object's kind for messages.
+func kindOf(obj client.Object) string {
+	switch obj.(type) {
+	case *corev1.ConfigMap:
+		return "ConfigMap"
+	case *corev1.Secret:
+		return "Secret"
+	case *corev1.PersistentVolumeClaim:
+		return "PersistentVolumeClaim"
+	case *coordinationv1.Lease:
+		return "Lease"
+	}
+	return fmt.Sprintf("%T", obj)
+}
+
+// deleteIf reads obj and deletes it unless keep names a reason to keep it;
+// gone says it was deleted. obj keeps the UID read, or none when absent.
+func deleteIf(ctx context.Context, c client.Client, reader client.Reader, obj client.Object, keep func(client.Object) string) (bool, error) {
 	if err := reader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-		return client.IgnoreNotFound(err)
+		return false, client.IgnoreNotFound(err)
 	}
 	if why := keep(obj); why != "" {
 		logKept(ctx, obj, why)
-		return nil
+		return false, nil
 	}
 	if err := deleteExact(ctx, c, obj); err != nil {
-		return fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
+		return false, fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
 	}
-	return nil
+	return true, nil
 }
 
-// orphan removes the owner reference to owner from obj, if obj exists.
-func orphan(ctx context.Context, c client.Client, reader client.Reader, obj client.Object, owner types.UID) error {
+// orphan removes the owner reference to owner from obj, if obj exists, and
+// marks it with annotations saying why it was kept. ours is true when obj
+// was the group's (or was detached and marked by an earlier attempt of the
+// same dissolve); anything else is left untouched.
+func orphan(ctx context.Context, c client.Client, reader client.Reader, obj client.Object, owner types.UID, marks map[string]string) (bool, error) {
 	if err := reader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-		return client.IgnoreNotFound(err)
+		return false, client.IgnoreNotFound(err)
 	}
 	refs := obj.GetOwnerReferences()
 	kept := refs[:0:0]
@@ -181,14 +331,26 @@ func orphan(ctx context.Context, c client.Client, reader client.Reader, obj clie
 		}
 	}
 	if len(kept) == len(refs) {
-		return nil
+		marked := len(refs) == 0
+		for k, v := range marks {
+			marked = marked && obj.GetAnnotations()[k] == v
+		}
+		return marked, nil
 	}
 	base := obj.DeepCopyObject().(client.Object)
 	obj.SetOwnerReferences(kept)
-	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager)); err != nil {
-		return fmt.Errorf("keeping %T %s on dissolve: %w", obj, obj.GetName(), err)
+	ann := obj.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
 	}
-	return nil
+	for k, v := range marks {
+		ann[k] = v
+	}
+	obj.SetAnnotations(ann)
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager)); err != nil {
+		return false, fmt.Errorf("keeping %T %s on dissolve: %w", obj, obj.GetName(), err)
+	}
+	return true, nil
 }
 
 // patchStatus writes obj's status when it differs from before, and only
@@ -231,9 +393,11 @@ type step[T client.Object] struct {
 
 // groupFrame is what differs between the kinds in the shared reconcile.
 type groupFrame[T client.Object] struct {
-	dissolvePolicy licensehav1.DissolvePolicy
-	licenseSecrets []string
-	steps          []step[T]
+	// dissolve says what dissolving the group keeps and deletes; kind
+	// names the group's kind in what it records.
+	dissolve dissolvePlan
+	kind     string
+	steps    []step[T]
 	// observed records that every step has seen the current generation.
 	observed func()
 	// dissolving runs when the group is being deleted.
@@ -248,12 +412,12 @@ type groupFrame[T client.Object] struct {
 // when status changed; observedGeneration moves only when the chain ran.
 func reconcileGroup[T client.Object](ctx context.Context, c client.Client, reader client.Reader, obj T, f groupFrame[T]) (res ctrl.Result, retErr error) {
 	if !obj.GetDeletionTimestamp().IsZero() {
-		logf.FromContext(ctx).Info("Dissolving group", "dissolvePolicy", f.dissolvePolicy)
+		logf.FromContext(ctx).Info("Dissolving group", "dissolvePolicy", f.dissolve.policy)
 		forgetGroup(obj.GetNamespace(), obj.GetName())
 		if f.dissolving != nil {
 			f.dissolving()
 		}
-		return ctrl.Result{}, dissolve(ctx, c, reader, obj, f.dissolvePolicy, f.licenseSecrets)
+		return ctrl.Result{}, dissolve(ctx, c, reader, f.recorder, obj, f.kind, f.dissolve)
 	}
 	before := obj.DeepCopyObject().(client.Object)
 	defer func() {

@@ -36,8 +36,8 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	return reconcileGroup(ctx, r.Client, r.reader(), pair, groupFrame[*licensehav1.LicenseBackupPair]{
-		dissolvePolicy: pair.Spec.DissolvePolicy,
-		licenseSecrets: []string{pair.Spec.Main.LicenseSecretRef.Name, pair.Spec.Backup.LicenseSecretRef.Name},
+		dissolve: pairDissolvePlan(pair),
+		kind:     "LicenseBackupPair",
 		steps: []step[*licensehav1.LicenseBackupPair]{
 			{"references", r.reconcileReferences},
 			{"clientAccess", r.reconcilePairClientAccess},
@@ -47,6 +47,31 @@ func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		dissolving: func() { r.forgetCleared(pair) },
 		recorder:   r.Recorder,
 	})
+}
+
+// pairDissolvePlan says what dissolving p keeps. Under KeepOnActive the
+// side that serves keeps its licences: in ActivePassive the active server,
+// in ActiveActive (both serve) the main unless only the backup serves, as
+// status last recorded; the main when neither serves.
+func pairDissolvePlan(p *licensehav1.LicenseBackupPair) dissolvePlan {
+	plan := dissolvePlan{policy: p.Spec.DissolvePolicy, storage: p.Spec.Storage != nil, members: []dissolveMember{
+		{name: string(licensehav1.SideMain), licenseSecret: p.Spec.Main.LicenseSecretRef.Name},
+		{name: string(licensehav1.SideBackup), licenseSecret: p.Spec.Backup.LicenseSecretRef.Name},
+	}}
+	active := string(p.Status.ActiveServer)
+	if p.Spec.Mode != licensehav1.ActivePassive {
+		switch {
+		case p.Status.Main.Serving:
+			active = string(licensehav1.SideMain)
+		case p.Status.Backup.Serving:
+			active = string(licensehav1.SideBackup)
+		}
+	}
+	plan.keepOn, plan.keepOnWhy = keepOnMember(plan.policy, string(p.Spec.DissolveMoveTo), active, string(licensehav1.SideMain))
+	if plan.keepOnWhy == "no member served, so the primary" {
+		plan.keepOnWhy = "neither side served, so the main"
+	}
+	return plan
 }
 
 // reconcileReferences checks both licence Secrets and the settings ConfigMap

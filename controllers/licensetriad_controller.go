@@ -34,8 +34,8 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	return reconcileGroup(ctx, r.Client, r.reader(), triad, groupFrame[*licensehav1.LicenseTriad]{
-		dissolvePolicy: triad.Spec.DissolvePolicy,
-		licenseSecrets: []string{triad.Spec.LicenseSecretRef.Name},
+		dissolve: triadDissolvePlan(triad),
+		kind:     "LicenseTriad",
 		steps: []step[*licensehav1.LicenseTriad]{
 			{"references", r.reconcileReferences},
 			{"clientAccess", r.reconcileTriadClientAccess},
@@ -45,6 +45,23 @@ func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		dissolving: func() { r.forgetCleared(triad) },
 		recorder:   r.Recorder,
 	})
+}
+
+// triadDissolvePlan says what dissolving t keeps. All members share the
+// licence Secret, so under KeepOnActive and MoveTo it stays with the kept
+// member; what differs is whose volume claim survives. The active member
+// is the one status last recorded.
+func triadDissolvePlan(t *licensehav1.LicenseTriad) dissolvePlan {
+	plan := dissolvePlan{policy: t.Spec.DissolvePolicy, storage: t.Spec.Storage != nil}
+	primary := ""
+	for _, m := range t.Spec.Members {
+		plan.members = append(plan.members, dissolveMember{name: m.Name, licenseSecret: t.Spec.LicenseSecretRef.Name})
+		if m.Role == licensehav1.RolePrimary {
+			primary = m.Name
+		}
+	}
+	plan.keepOn, plan.keepOnWhy = keepOnMember(plan.policy, t.Spec.DissolveMoveTo, t.Status.ActiveMember, primary)
+	return plan
 }
 
 // reconcileReferences checks the licence Secret and the settings ConfigMap

@@ -142,6 +142,17 @@ func reconcileMemberPods(ctx context.Context, c ctrl.Client, g builder.Group, op
 	for _, m := range g.Members {
 		desired := builder.Pod(g, m, opts)
 		p, ok := pods[m.Name]
+		if m.Stopped {
+			// Stopped on purpose: the pod goes (its agent hands the role
+			// over and syncs once more on SIGTERM) and is not created again.
+			if ok && p.DeletionTimestamp == nil {
+				log.Info("Stopping member pod as the spec asks", "pod", p.Name)
+				if err := deleteExact(ctx, c, p); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
 		if _, mine := have["Pod/"+desired.Name]; !ok && mine {
 			// The group's pod exists; the cache has not seen it yet.
 			allReady = false

@@ -37,8 +37,13 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 	reports := map[string]group.MemberState{}
 	side := func(name string) licensehav1.PairServerStatus {
 		out := licensehav1.PairServerStatus{Pod: group.PodName(p.Name, name), Licenses: sideLicenses(st, name)}
+		out.Stopped = name == string(licensehav1.SideMain) && p.Spec.Main.Stopped ||
+			name == string(licensehav1.SideBackup) && p.Spec.Backup.Stopped
 		pod := obs.pods[name]
 		if pod == nil {
+			if out.Stopped {
+				out.Pod = ""
+			}
 			return out
 		}
 		out.PodIP, out.Ready = pod.Status.PodIP, group.PodReady(pod)
@@ -50,6 +55,7 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 		}
 		return out
 	}
+	st.ClientPort, st.Endpoint = clientEndpoint(p.Namespace, group.ServiceName(p.Name), p.Spec.Server.Port)
 	st.Main, st.Backup = side(string(licensehav1.SideMain)), side(string(licensehav1.SideBackup))
 
 	mainR, mainOK := reports[string(licensehav1.SideMain)]
@@ -87,7 +93,10 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 		}
 	}
 	serving := st.Main.Serving || st.Backup.Serving
-	versionMismatch := mainOK && backOK && mainR.ServerVersion != backR.ServerVersion
+	// A side that reports no version (a vendor server without an admin
+	// API, an agent that has not polled its server yet) is not a mismatch.
+	versionMismatch := mainOK && backOK && mainR.ServerVersion != "" && backR.ServerVersion != "" &&
+		mainR.ServerVersion != backR.ServerVersion
 
 	gen := p.Generation
 	servingMsg := "Main and backup serve clients"
@@ -109,10 +118,28 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 	switch {
 	case versionMismatch:
 		h.lostReason = licensehav1.ReasonVersionMismatch
-		h.lostMsg = fmt.Sprintf("Main runs server version %s and backup %s; both must run the same version and edition", mainR.ServerVersion, backR.ServerVersion)
+		h.lostMsg = fmt.Sprintf("Main runs server version %s and backup %s; both must run the same version and edition. Upgrade the backup first, then the main", mainR.ServerVersion, backR.ServerVersion)
+		if compareVersions(mainR.ServerVersion, backR.ServerVersion) > 0 {
+			// Upgraded in the wrong order: a failover moves the main's
+			// clients to an older server, which may not read what the newer
+			// main published.
+			h.lostMsg += fmt.Sprintf(". The main is newer than the backup: a failover would move its clients to the older backup (%s); upgrade the backup", backR.ServerVersion)
+		}
 	case !st.Connected || !st.Synchronized:
 		h.lostReason = licensehav1.ReasonMemberUnavailable
 		h.lostMsg = "Serving without full redundancy: a server is down, disconnected or out of sync"
+	}
+	for _, sd := range []struct {
+		name    licensehav1.PairSide
+		stopped bool
+	}{{licensehav1.SideMain, st.Main.Stopped}, {licensehav1.SideBackup, st.Backup.Stopped}} {
+		if sd.stopped {
+			// Stopped on purpose: say so rather than "down".
+			h.lostReason = licensehav1.ReasonSideStopped
+			h.lostMsg = fmt.Sprintf("The %s is stopped on purpose (spec.%s.stopped); the pair has no redundancy until it is resumed (kubectl licenseha resume %s --side %s)",
+				sd.name, sd.name, p.Name, sd.name)
+			break
+		}
 	}
 	ready, degraded := readyAndDegraded(gen, obs.now, h)
 	setConditions(&st.Conditions, obs.now,

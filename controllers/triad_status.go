@@ -25,6 +25,7 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.L
 	var activeRevision int64
 	revisions := map[string]int64{}
 	settingsHashes := map[string]string{}
+	versions := map[string]string{}
 	// A member counts in the quorum when another member reports hearing
 	// it (a frozen member's own last report would otherwise still count)
 	// and it can vote, i.e. is not still joining after a start.
@@ -54,6 +55,8 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.L
 				revisions[m.Name] = report.Revision
 				ms.SettingsHash = report.SettingsHash
 				settingsHashes[m.Name] = report.SettingsHash
+				ms.Version = report.ServerVersion
+				versions[m.Name] = report.ServerVersion
 				if report.State == group.StateActive && holder == pod.Name {
 					st.ActiveMember = m.Name
 					activeRevision = report.Revision
@@ -63,6 +66,7 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.L
 		st.Members = append(st.Members, ms)
 	}
 	st.MembersInQuorum = inQuorum
+	st.ClientPort, st.Endpoint = clientEndpoint(t.Namespace, group.ServiceName(t.Name), t.Spec.Server.Port)
 	st.Quorum = fmt.Sprintf("%d/3", inQuorum)
 
 	// Every takeover increments the Lease's fencing epoch, so the epoch,
@@ -109,7 +113,22 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.L
 		healthyMsg:    "All three members are up, in contact and in sync",
 		blocked:       obs.blocked,
 	}
-	if !full {
+	// The tertiary never serves, so only the primary and the secondary can
+	// take over from the active member.
+	var takeover []string
+	for _, m := range t.Spec.Members {
+		if m.Role != licensehav1.RoleTertiary {
+			takeover = append(takeover, m.Name)
+		}
+	}
+	mismatch := versionMismatch(versions, st.ActiveMember, takeover,
+		"A rolling upgrade replaces the standby members first and the active one last (after a switchover)")
+	switch {
+	case mismatch != "":
+		full = false
+		h.lostReason = licensehav1.ReasonVersionMismatch
+		h.lostMsg = mismatch
+	case !full:
 		h.lostReason = licensehav1.ReasonMemberUnavailable
 		h.lostMsg = "Serving without full redundancy: a member is down, out of contact or out of sync"
 	}

@@ -222,7 +222,7 @@ var _ = Describe("CRD validation", func() {
 		Expect(gotP.Spec.Sync.IntervalSeconds).To(BeEquivalentTo(30))
 		Expect(gotP.Spec.Sync.Strict).To(BeFalse())
 		Expect(gotP.Spec.Sync.PreserveTimestamps).To(Equal(ptr.To(true)))
-		Expect(gotP.Spec.Failover.PeerTimeoutSeconds).To(BeEquivalentTo(3))
+		Expect(gotP.Spec.Failover.PeerTimeoutSeconds).To(BeEquivalentTo(2))
 		Expect(gotP.Spec.Server.Port).To(BeEquivalentTo(5160))
 		Expect(gotP.Spec.Notifications.Email.Port).To(BeEquivalentTo(587))
 		Expect(gotP.Spec.Notifications.Email.StartTLS).To(Equal(ptr.To(true)))

@@ -42,6 +42,19 @@ const (
 	// to whoever created it.
 	LabelDeleteWithGroup = "licenseha.io/delete-with-group"
 
+	// AnnotationDissolvePolicy is set by the operator, when a group
+	// dissolves, on every object of the group it keeps (the synced state,
+	// the Lease, a kept member's volume claim): the dissolvePolicy applied,
+	// and the group as <kind>/<name>, e.g. "KeepOnActive LicenseTriad/plant-a".
+	AnnotationDissolvePolicy = "licenseha.io/dissolve-policy"
+	// AnnotationDissolveKeptOn is set with AnnotationDissolvePolicy under
+	// dissolvePolicy KeepOnActive and MoveTo: the member (a pair's side)
+	// that kept the licences and data.
+	AnnotationDissolveKeptOn = "licenseha.io/dissolve-kept-on"
+	// ReasonDissolved is the reason of the Normal event a group receives
+	// when it dissolves; its message lists what was kept and what deleted.
+	ReasonDissolved = "Dissolved"
+
 	// DefaultServerPort is the license server's client port.
 	DefaultServerPort = 5160
 	// DefaultDataPath is the server's data folder inside the container.
@@ -114,11 +127,14 @@ const (
 	ReasonOutOfSync          = "OutOfSync"
 	ReasonMembersHealthy     = "MembersHealthy"
 	ReasonMemberUnavailable  = "MemberUnavailable"
-	ReasonServing            = "Serving"
-	ReasonNotServing         = "NotServing"
-	ReasonPeersConnected     = "PeersConnected"
-	ReasonPeersDisconnected  = "PeersDisconnected"
-	ReasonVersionMismatch    = "VersionMismatch"
+	// ReasonSideStopped: a pair side is stopped on purpose
+	// (spec.<side>.stopped); the pair has no redundancy until it resumes.
+	ReasonSideStopped       = "SideStopped"
+	ReasonServing           = "Serving"
+	ReasonNotServing        = "NotServing"
+	ReasonPeersConnected    = "PeersConnected"
+	ReasonPeersDisconnected = "PeersDisconnected"
+	ReasonVersionMismatch   = "VersionMismatch"
 	// ReasonNoActiveMember (Degraded) says that no member serves.
 	ReasonNoActiveMember = "NoActiveMember"
 	// ReasonPredecessorLeftovers (Ready) says that the operator is deleting

@@ -75,6 +75,13 @@ type PairServer struct {
 	// +required
 	LicenseSecretRef LocalObjectReference `json:"licenseSecretRef"`
 
+	// stopped stops this server on purpose: the operator runs no pod for
+	// it until stopped is false again. A serving side hands its role over
+	// first (ActivePassive), and a stopped main syncs to the backup once
+	// more before it ends. status shows the side as stopped.
+	// +optional
+	Stopped bool `json:"stopped,omitempty"`
+
 	Placement `json:",inline"`
 }
 
@@ -147,9 +154,10 @@ type PairSyncSpec struct {
 // PairFailoverSpec tunes failure detection between main and backup.
 type PairFailoverSpec struct {
 	// peerTimeoutSeconds: a server that has not heard from its peer for this
-	// long counts it as down (and, in ActivePassive, the backup takes over).
+	// long counts it as down (and, in ActivePassive, the backup takes over:
+	// about peerTimeoutSeconds plus 10% after the main stops).
 	// +optional
-	// +kubebuilder:default=3
+	// +kubebuilder:default=2
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=600
 	PeerTimeoutSeconds int32 `json:"peerTimeoutSeconds,omitempty"`
@@ -157,8 +165,11 @@ type PairFailoverSpec struct {
 
 // LicenseBackupPairSpec is the desired state of a LicenseBackupPair.
 // +kubebuilder:validation:XValidation:rule="!has(self.roles) || self.mode == 'ActivePassive'",message="spec.roles may only be set when spec.mode is ActivePassive"
+// +kubebuilder:validation:XValidation:rule="!has(self.preferredSide) || self.mode == 'ActivePassive'",message="spec.preferredSide may only be set when spec.mode is ActivePassive"
 // +kubebuilder:validation:XValidation:rule="self.mode == oldSelf.mode",message="spec.mode is immutable: switching between ActiveActive and ActivePassive changes which server owns clients; create a new pair instead"
 // +kubebuilder:validation:XValidation:rule="has(self.storage) == has(oldSelf.storage)",message="spec.storage cannot be added or removed after creation: the servers' data would be lost"
+// +kubebuilder:validation:XValidation:rule="!has(self.dissolvePolicy) || self.dissolvePolicy != 'MoveTo' || has(self.dissolveMoveTo)",message="spec.dissolveMoveTo must be main or backup when spec.dissolvePolicy is MoveTo"
+// +kubebuilder:validation:XValidation:rule="!has(self.dissolveMoveTo) || (has(self.dissolvePolicy) && self.dissolvePolicy == 'MoveTo')",message="spec.dissolveMoveTo may only be set when spec.dissolvePolicy is MoveTo (allowed policies: Retain, Delete, KeepOnActive, MoveTo)"
 type LicenseBackupPairSpec struct {
 	// server describes how both servers run their license server.
 	// +optional
@@ -176,6 +187,14 @@ type LicenseBackupPairSpec struct {
 	// primary. When unset in ActivePassive mode, Fixed applies.
 	// +optional
 	Roles PairRoles `json:"roles,omitempty"`
+
+	// preferredSide (ActivePassive only, default main): the server that
+	// serves whenever it can with roles Fixed, or that the role moves to
+	// when this field changes with Symmetric. Changing it is a planned
+	// switchover: the serving side stops serving and hands over at once
+	// (kubectl licenseha switchover PAIR --to backup).
+	// +optional
+	PreferredSide PairSide `json:"preferredSide,omitempty"`
 
 	// main is the main server.
 	// +required
@@ -240,21 +259,41 @@ type LicenseBackupPairSpec struct {
 	// +optional
 	Notifications *NotificationsSpec `json:"notifications,omitempty"`
 
-	// dissolvePolicy decides what happens to the licence Secrets and the
-	// synced state when the pair is deleted: Retain keeps them, Delete
+	// dissolvePolicy decides what happens to the licence Secrets, the
+	// synced state and the servers' data when the pair is deleted. Retain
+	// keeps the licence Secrets, the synced state and the Lease. Delete
 	// removes the synced state, and each licence Secret only when it
-	// carries the label licenseha.io/delete-with-group: "true". Objects the
-	// pair does not own are never deleted.
+	// carries the label licenseha.io/delete-with-group: "true".
+	// KeepOnActive keeps what Retain keeps for the side that serves at
+	// deletion (ActivePassive: status.activeServer; ActiveActive: the main
+	// unless only the backup serves; the main when neither serves): its
+	// licence Secret and, with spec.storage, its volume claim; the other
+	// side's claim goes with the pair and its licence Secret is deleted
+	// when it opts in with that label. MoveTo does the same for the side
+	// named by dissolveMoveTo. Objects the pair does not own are never
+	// deleted. What was kept is reported in a Dissolved event and in the
+	// annotations licenseha.io/dissolve-policy and
+	// licenseha.io/dissolve-kept-on of every object kept.
 	// +optional
 	// +kubebuilder:default=Retain
 	DissolvePolicy DissolvePolicy `json:"dissolvePolicy,omitempty"`
+
+	// dissolveMoveTo names the side, main or backup, that keeps the pair's
+	// licences and data when dissolvePolicy is MoveTo. Allowed only with
+	// dissolvePolicy MoveTo.
+	// +optional
+	DissolveMoveTo PairSide `json:"dissolveMoveTo,omitempty"`
 }
 
 // PairServerStatus is the observed state of one server of a pair.
 type PairServerStatus struct {
-	// pod running the server.
+	// pod running the server; empty while the server is stopped.
 	// +optional
 	Pod string `json:"pod,omitempty"`
+	// stopped is true while the server is stopped on purpose
+	// (spec.<side>.stopped).
+	// +optional
+	Stopped bool `json:"stopped,omitempty"`
 	// podIP of the server's pod.
 	// +optional
 	PodIP string `json:"podIP,omitempty"`
@@ -264,7 +303,9 @@ type PairServerStatus struct {
 	// serving is true when the server accepts checkouts.
 	// +optional
 	Serving bool `json:"serving"`
-	// version of the license server.
+	// version of the license server. Main and backup must run the same
+	// version (condition Degraded, reason VersionMismatch, while they
+	// differ); upgrade the backup first, then the main.
 	// +optional
 	Version string `json:"version,omitempty"`
 	// licenses the server holds.
@@ -294,6 +335,15 @@ type LicenseBackupPairStatus struct {
 	// states.
 	// +optional
 	SyncState SyncState `json:"syncState,omitempty"`
+	// endpoint is where clients reach the pair: the Service <pair> in the
+	// cluster's DNS and the client port, e.g. plant-b.printing.svc:5160
+	// (<pair>-main and <pair>-backup listen on the same port).
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// clientPort is the license servers' client port (spec.server.port),
+	// the port of the Services <pair>, <pair>-main and <pair>-backup.
+	// +optional
+	ClientPort int32 `json:"clientPort,omitempty"`
 	// activeServer (ActivePassive) is the server that serves: main or backup;
 	// empty when neither does.
 	// +optional

@@ -34,7 +34,7 @@ const (
 )
 
 // DissolvePolicy decides what survives when a group is deleted.
-// +kubebuilder:validation:Enum=Retain;Delete
+// +kubebuilder:validation:Enum=Retain;Delete;KeepOnActive;MoveTo
 type DissolvePolicy string
 
 // Dissolve policies.
@@ -47,6 +47,16 @@ const (
 	// licence Secrets that opt in with the label
 	// licenseha.io/delete-with-group: "true".
 	DissolveDelete DissolvePolicy = "Delete"
+	// DissolveKeepOnActive keeps what Retain keeps and, of the members'
+	// own data, only the active member's: its volume claim (with
+	// spec.storage) is kept for a group of the same name, the other
+	// members' claims go with the group. For a pair, the licence Secret of
+	// the side that does not serve is deleted when it opts in with
+	// licenseha.io/delete-with-group: "true".
+	DissolveKeepOnActive DissolvePolicy = "KeepOnActive"
+	// DissolveMoveTo is KeepOnActive for the member named by
+	// spec.dissolveMoveTo instead of the active one.
+	DissolveMoveTo DissolvePolicy = "MoveTo"
 )
 
 // TriadPhase summarises a triad's state.
@@ -153,6 +163,8 @@ type TriadSyncSpec struct {
 
 // LicenseTriadSpec is the desired state of a LicenseTriad.
 // +kubebuilder:validation:XValidation:rule="has(self.storage) == has(oldSelf.storage)",message="spec.storage cannot be added or removed after creation: the members' data would be lost"
+// +kubebuilder:validation:XValidation:rule="!has(self.dissolvePolicy) || self.dissolvePolicy != 'MoveTo' || (has(self.dissolveMoveTo) && self.members.exists(m, m.name == self.dissolveMoveTo))",message="spec.dissolveMoveTo must name one of spec.members[].name when spec.dissolvePolicy is MoveTo"
+// +kubebuilder:validation:XValidation:rule="!has(self.dissolveMoveTo) || (has(self.dissolvePolicy) && self.dissolvePolicy == 'MoveTo')",message="spec.dissolveMoveTo may only be set when spec.dissolvePolicy is MoveTo (allowed policies: Retain, Delete, KeepOnActive, MoveTo)"
 type LicenseTriadSpec struct {
 	// server describes how every member runs its license server.
 	// +optional
@@ -222,14 +234,28 @@ type LicenseTriadSpec struct {
 	// +optional
 	Notifications *NotificationsSpec `json:"notifications,omitempty"`
 
-	// dissolvePolicy decides what happens to the licence Secret and the
-	// synced state when the triad is deleted: Retain keeps them, Delete
-	// removes the synced state, and the licence Secret only when it carries
-	// the label licenseha.io/delete-with-group: "true". Objects the triad
-	// does not own are never deleted.
+	// dissolvePolicy decides what happens to the licence Secret, the synced
+	// state and the members' data when the triad is deleted. Retain keeps
+	// the licence Secret, the synced state and the Lease. Delete removes
+	// the synced state, and the licence Secret only when it carries the
+	// label licenseha.io/delete-with-group: "true". KeepOnActive keeps what
+	// Retain keeps and, with spec.storage, the volume claim of the member
+	// that serves at deletion (the primary when none serves); the other
+	// members' claims go with the triad. MoveTo does the same for the
+	// member named by dissolveMoveTo. Objects the triad does not own are
+	// never deleted. What was kept is reported in a Dissolved event and in
+	// the annotations licenseha.io/dissolve-policy and
+	// licenseha.io/dissolve-kept-on of every object kept.
 	// +optional
 	// +kubebuilder:default=Retain
 	DissolvePolicy DissolvePolicy `json:"dissolvePolicy,omitempty"`
+
+	// dissolveMoveTo names the member that keeps the triad's licences and
+	// data when dissolvePolicy is MoveTo; one of spec.members[].name.
+	// Allowed only with dissolvePolicy MoveTo.
+	// +optional
+	// +kubebuilder:validation:MaxLength=53
+	DissolveMoveTo string `json:"dissolveMoveTo,omitempty"`
 }
 
 // TriadMemberStatus is the observed state of one member.
@@ -259,6 +285,11 @@ type TriadMemberStatus struct {
 	// status.settings.hash).
 	// +optional
 	SettingsHash string `json:"settingsHash,omitempty"`
+	// version of the member's license server, as its agent reports it.
+	// All members must run the same version (condition Degraded, reason
+	// VersionMismatch, otherwise).
+	// +optional
+	Version string `json:"version,omitempty"`
 }
 
 // SyncStatus reports the state sync of a triad.
@@ -295,6 +326,15 @@ type LicenseTriadStatus struct {
 	// increments it.
 	// +optional
 	Epoch int64 `json:"epoch,omitempty"`
+	// endpoint is where clients reach the triad: the Service <triad> in the
+	// cluster's DNS and the client port, e.g.
+	// plant-a.printing.svc:5160.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// clientPort is the license servers' client port (spec.server.port),
+	// the port of the Service <triad> and of every member.
+	// +optional
+	ClientPort int32 `json:"clientPort,omitempty"`
 	// members reports each member.
 	// +optional
 	// +listType=map

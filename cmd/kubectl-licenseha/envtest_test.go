@@ -247,8 +247,35 @@ func TestEnvStatus(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `namespace "`+ns+`"`) || !strings.Contains(err.Error(), "kubectl get licenseha -A") {
 		t.Fatalf("status of a missing group = %v, want the namespace searched and a hint", err)
 	}
-	if _, err = kubectl(t, ns, "switchover", "plant-b", "--to", "a"); err == nil || !strings.Contains(err.Error(), "LicenseBackupPair, not a LicenseTriad") {
-		t.Fatalf("switchover of a pair = %v", err)
+	// A pair: switchover sets spec.preferredSide, stop and resume
+	// spec.<side>.stopped (no operator runs here: --wait=false).
+	if _, err = kubectl(t, ns, "switchover", "plant-b", "--to", "a"); err == nil || !strings.Contains(err.Error(), "main or backup") {
+		t.Fatalf("switchover of a pair to a triad member's name = %v", err)
+	}
+	if _, err = kubectl(t, ns, "switchover", "plant-b", "--to", "backup", "--promote-tertiary"); err == nil || !strings.Contains(err.Error(), "applies to triads") {
+		t.Fatalf("switchover of a pair with --promote-tertiary = %v", err)
+	}
+	if out, err := kubectl(t, ns, "switchover", "plant-b", "--to", "backup", "--wait=false"); err != nil || !strings.Contains(out, "spec.preferredSide set to backup") {
+		t.Fatalf("switchover of a pair = %v\n%s", err, out)
+	}
+	if out, err := kubectl(t, ns, "stop", "plant-b", "--side", "main", "--wait=false"); err != nil || !strings.Contains(out, "spec.main.stopped set to true") {
+		t.Fatalf("stop = %v\n%s", err, out)
+	}
+	p := &licensehav1.LicenseBackupPair{}
+	if err := kc.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "plant-b"}, p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Spec.PreferredSide != licensehav1.SideBackup || !p.Spec.Main.Stopped || p.Spec.Backup.Stopped {
+		t.Fatalf("after switchover and stop: preferredSide %q, main stopped %v, backup stopped %v", p.Spec.PreferredSide, p.Spec.Main.Stopped, p.Spec.Backup.Stopped)
+	}
+	if _, err = kubectl(t, ns, "switchover", "plant-b", "--to", "main", "--wait=false"); err == nil || !strings.Contains(err.Error(), "resume it first") {
+		t.Fatalf("switchover to a stopped side = %v", err)
+	}
+	if out, err := kubectl(t, ns, "resume", "plant-b", "--side", "main", "--wait=false"); err != nil || !strings.Contains(out, "spec.main.stopped set to false") {
+		t.Fatalf("resume = %v\n%s", err, out)
+	}
+	if out, err := kubectl(t, ns, "resume", "plant-b", "--side", "main", "--wait=false"); err != nil || !strings.Contains(out, "already running") {
+		t.Fatalf("resume of a running side = %v\n%s", err, out)
 	}
 }
 

@@ -24,9 +24,12 @@ type Options struct {
 // command (status, switchover, replace-member, backup export|import, ...).
 var subcommands = []func(*Options) *cobra.Command{
 	newLicenseCmd,
+	newLicensesCmd,
 	newClientCmd,
 	newStatusCmd,
 	newSwitchoverCmd,
+	newStopCmd,
+	newResumeCmd,
 	newReplaceMemberCmd,
 	newBackupCmd,
 	newSettingsCmd,

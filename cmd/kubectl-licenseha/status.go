@@ -34,6 +34,10 @@ type GroupStatus struct {
 	Active string `json:"active"`
 	// Ready is the status of the Ready condition.
 	Ready string `json:"ready"`
+	// Endpoint is where clients connect (status.endpoint) and ClientPort
+	// the license servers' client port.
+	Endpoint   string `json:"endpoint,omitempty"`
+	ClientPort int32  `json:"clientPort,omitempty"`
 	// Triads.
 	Quorum    string `json:"quorum,omitempty"`
 	Epoch     int64  `json:"epoch,omitempty"`
@@ -72,6 +76,8 @@ type MemberSummary struct {
 	PodIP  string `json:"podIP,omitempty"`
 	// SettingsHash is the hash of the settings the member's server runs.
 	SettingsHash string `json:"settingsHash,omitempty"`
+	// Version is the version of the member's license server.
+	Version string `json:"version,omitempty"`
 	// LastHeartbeatTime is when a triad member's agent last reported.
 	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
 	// Node and Restarts come from the pod, for -o wide only.
@@ -357,6 +363,7 @@ func triadStatus(t *licensehav1.LicenseTriad) *GroupStatus {
 	g := &GroupStatus{Kind: group.KindTriad, Namespace: t.Namespace, Name: t.Name, Phase: string(st.Phase),
 		Active: st.ActiveMember, Ready: readyStatus(st.Conditions), Quorum: st.Quorum, Epoch: st.Epoch,
 		Failovers: st.Failovers, Conditions: st.Conditions, Settings: st.Settings,
+		Endpoint: st.Endpoint, ClientPort: st.ClientPort,
 		Sync: SyncSummary{Revision: st.Sync.Revision, Synchronized: st.Sync.Synchronized, LastSyncTime: st.Sync.LastSyncTime}}
 	if g.Quorum == "" {
 		g.Quorum = fmt.Sprintf("%d/3", st.MembersInQuorum)
@@ -372,7 +379,8 @@ func triadStatus(t *licensehav1.LicenseTriad) *GroupStatus {
 		seen[m.Name] = true
 		r, ok := reported[m.Name]
 		ms := MemberSummary{Name: m.Name, Role: string(m.Role), State: string(r.State), Ready: r.Ready,
-			Pod: r.Pod, PodIP: r.PodIP, Active: m.Name == st.ActiveMember, SettingsHash: r.SettingsHash, LastHeartbeatTime: r.LastHeartbeatTime}
+			Pod: r.Pod, PodIP: r.PodIP, Active: m.Name == st.ActiveMember, SettingsHash: r.SettingsHash, LastHeartbeatTime: r.LastHeartbeatTime,
+			Version: r.Version}
 		if !ok {
 			ms.State = string(licensehav1.MemberPending)
 			ms.Pod = group.PodName(t.Name, m.Name)
@@ -383,7 +391,7 @@ func triadStatus(t *licensehav1.LicenseTriad) *GroupStatus {
 		if !seen[r.Name] {
 			g.Members = append(g.Members, MemberSummary{Name: r.Name, Role: string(r.Role), State: string(r.State),
 				Ready: r.Ready, Pod: r.Pod, PodIP: r.PodIP, Active: r.Name == st.ActiveMember,
-				SettingsHash: r.SettingsHash, LastHeartbeatTime: r.LastHeartbeatTime})
+				SettingsHash: r.SettingsHash, LastHeartbeatTime: r.LastHeartbeatTime, Version: r.Version})
 		}
 	}
 	for _, l := range st.Licenses {
@@ -412,6 +420,7 @@ func pairStatus(p *licensehav1.LicenseBackupPair) *GroupStatus {
 		Active: string(st.ActiveServer), Ready: readyStatus(st.Conditions), Failovers: st.Failovers,
 		Mode: string(mode), Roles: roles, SyncState: string(st.SyncState), Connected: &connected,
 		UnmappedLicenses: st.UnmappedLicenses, Conditions: st.Conditions, Settings: st.Settings,
+		Endpoint: st.Endpoint, ClientPort: st.ClientPort,
 		Sync: SyncSummary{Synchronized: st.Synchronized, LastSyncTime: st.LastSyncTime}}
 	if mode == licensehav1.ActiveActive {
 		g.Active = ""
@@ -436,7 +445,8 @@ func pairStatus(p *licensehav1.LicenseBackupPair) *GroupStatus {
 			pod = group.PodName(p.Name, string(side.side))
 		}
 		g.Members = append(g.Members, MemberSummary{Name: string(side.side), Role: string(side.side), State: state,
-			Ready: side.s.Ready, Active: active, Pod: pod, PodIP: side.s.PodIP, SettingsHash: side.s.SettingsHash})
+			Ready: side.s.Ready, Active: active, Pod: pod, PodIP: side.s.PodIP, SettingsHash: side.s.SettingsHash,
+			Version: side.s.Version})
 		for _, l := range side.s.Licenses {
 			g.Licenses = append(g.Licenses, licenseSummary(string(side.side), l))
 		}
@@ -488,6 +498,9 @@ func renderGroup(w io.Writer, g *GroupStatus, now time.Time, wide bool) error {
 	fmt.Fprintf(w, "%s %s/%s\n", g.Kind, g.Namespace, g.Name)
 	fmt.Fprintf(tw, "  Phase:\t%s\n", orDash(g.Phase))
 	fmt.Fprintf(tw, "  Ready:\t%s\n", g.Ready)
+	if g.Endpoint != "" {
+		fmt.Fprintf(tw, "  Endpoint:\t%s\n", g.Endpoint)
+	}
 	if g.Kind == group.KindTriad {
 		fmt.Fprintf(tw, "  Active member:\t%s\n", orDash(g.Active))
 		fmt.Fprintf(tw, "  Quorum:\t%s\n", g.Quorum)
@@ -532,7 +545,7 @@ func renderGroup(w io.Writer, g *GroupStatus, now time.Time, wide bool) error {
 	members := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
 		col(memberCol, false), col("Role", false), col("State", false), col("Ready", false), col("Pod", false),
 		col("Pod IP", false), col("Active", false),
-		col("Settings", true), col("Heartbeat", true), col("Node", true), col("Restarts", true),
+		col("Settings", true), col("Heartbeat", true), col("Node", true), col("Restarts", true), col("Version", true),
 	}}
 	for _, m := range g.Members {
 		active := ""
@@ -547,7 +560,7 @@ func renderGroup(w io.Writer, g *GroupStatus, now time.Time, wide bool) error {
 			restarts = fmt.Sprint(*m.Restarts)
 		}
 		members.Rows = append(members.Rows, row(m.Name, orDash(m.Role), orDash(m.State), m.Ready, orDash(m.Pod), orDash(m.PodIP), active,
-			shortHash(m.SettingsHash), heartbeat, orDash(m.Node), restarts))
+			shortHash(m.SettingsHash), heartbeat, orDash(m.Node), restarts, orDash(m.Version)))
 	}
 	if err := printTable(w, members, wide); err != nil {
 		return err

@@ -83,16 +83,21 @@ func newSwitchoverCmd(o *Options) *cobra.Command {
 		timeout         time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "switchover TRIAD --to MEMBER",
-		Short: "Planned switchover: make MEMBER the Primary of a triad and wait until it serves",
-		Long: `Make MEMBER the Primary of a LicenseTriad by editing spec.members[].role: MEMBER becomes
+		Use:   "switchover GROUP --to MEMBER",
+		Short: "Planned switchover: make MEMBER (a triad member, or a pair's main or backup) serve and wait until it does",
+		Long: `Triad: make MEMBER the Primary of a LicenseTriad by editing spec.members[].role: MEMBER becomes
 Primary and the old Primary becomes Secondary. The operator and the members' agents then hand the
 active role over. The Tertiary never serves, so it is refused as a target unless --promote-tertiary
-is given; then the old Secondary becomes the Tertiary.`,
+is given; then the old Secondary becomes the Tertiary.
+
+ActivePassive backup pair: set spec.preferredSide to main or backup; the serving side hands over at
+once. With roles Fixed the role stays on the preferred side (switch back with --to main); with
+Symmetric it stays wherever it is until the next failover.`,
 		Example: `  kubectl licenseha switchover plant-a --to b
-  kubectl licenseha switchover plant-a --to c --promote-tertiary --timeout 2m`,
+  kubectl licenseha switchover plant-a --to c --promote-tertiary --timeout 2m
+  kubectl licenseha switchover plant-b --to backup`,
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeGroups(o, true, false),
+		ValidArgsFunction: completeGroups(o, true, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := o.kube()
 			if err != nil {
@@ -100,6 +105,13 @@ is given; then the old Secondary becomes the Tertiary.`,
 			}
 			ctx := cmd.Context()
 			name := args[0]
+			var pair licensehav1.LicenseBackupPair
+			if k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &pair) == nil {
+				if promoteTertiary {
+					return fmt.Errorf("--promote-tertiary applies to triads; %s/%s is a LicenseBackupPair", k.ns, name)
+				}
+				return switchoverPair(ctx, k, o.Out, name, to, waitFor, dryRun, timeout)
+			}
 			var t *licensehav1.LicenseTriad
 			var changes []roleChange
 			// The patch carries the resourceVersion it was computed from, so

@@ -1,9 +1,13 @@
 // Command bench-pair measures the sample backup pair of `make demo`
-// (default/plant-b, ActiveActive): a client at home on the main holds seats
-// of the main's licence; the main is frozen, the client moves to the backup
-// (which serves the main's licence id through the mapping), the main
-// resumes, the client returns home. It prints the client's gaps and the
-// times of both moves. Run it with `make bench-pair` after `make demo`.
+// (default/plant-b): a client at home on the main holds seats of the main's
+// licence; the main is frozen, the client moves to the backup (which serves
+// the main's licence id through the mapping), the main resumes, the client
+// returns home. It prints the client's gaps and the times of both moves.
+// With -mode ActivePassive it first recreates plant-b in that mode (roles
+// Fixed; the licence Secrets stay) and also watches which server serves:
+// when the backup took over, when the main had the role back, and whether
+// both ever served at once. Run it with `make bench-pair [MODE=...]` after
+// `make demo`.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
@@ -33,14 +38,15 @@ import (
 
 func main() {
 	trials := flag.Int("trials", 5, "freeze/resume cycles")
+	mode := flag.String("mode", string(licensehav1.ActiveActive), "pair mode: ActiveActive or ActivePassive (recreates plant-b in that mode)")
 	flag.Parse()
-	if err := run(*trials); err != nil {
+	if err := run(*trials, licensehav1.PairMode(*mode)); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(trials int) error {
+func run(trials int, mode licensehav1.PairMode) error {
 	ctx := context.Background()
 	root, _ := os.Getwd()
 	state, tool, stateEnv := filepath.Join(root, ".local-real"), "realcluster", "REALCLUSTER_STATE_DIR"
@@ -53,6 +59,9 @@ func run(trials int) error {
 	_ = licensehav1.AddToScheme(scheme)
 	kube, err := crclient.New(cfg, crclient.Options{Scheme: scheme})
 	if err != nil {
+		return err
+	}
+	if err := ensureMode(ctx, kube, mode); err != nil {
 		return err
 	}
 	url := func(pod string) (string, error) {
@@ -69,6 +78,14 @@ func run(trials int) error {
 	backupURL, err := url("plant-b-backup")
 	if err != nil {
 		return err
+	}
+	var watcher *probe.Watcher
+	if mode == licensehav1.ActivePassive {
+		watcher = probe.NewWatcher([]probe.Target{{Name: "main", URL: mainURL}, {Name: "backup", URL: backupURL}}, 20*time.Millisecond)
+		go watcher.Run(ctx)
+		if _, err := watcher.WaitFor(ctx, "main", 2*time.Minute); err != nil {
+			return err
+		}
 	}
 	var mu sync.Mutex
 	var moves []lhclient.Move
@@ -100,11 +117,19 @@ func run(trials int) error {
 		}
 		return lhclient.Move{}, fmt.Errorf("the client did not move")
 	}
-	var away, home, gaps []time.Duration
+	var away, home, gaps, takeover, back []time.Duration
 	for i := 0; i < trials; i++ {
 		at := time.Now()
 		if err := fault("pause"); err != nil {
 			return err
+		}
+		if watcher != nil {
+			t, err := watcher.WaitFor(ctx, "backup", 30*time.Second)
+			if err != nil {
+				_ = fault("resume")
+				return err
+			}
+			takeover = append(takeover, t.Sub(at))
 		}
 		m, err := waitMoves(2*i + 1)
 		if err != nil {
@@ -117,6 +142,13 @@ func run(trials int) error {
 		resumed := time.Now()
 		if err := fault("resume"); err != nil {
 			return err
+		}
+		if watcher != nil {
+			t, err := watcher.WaitFor(ctx, "main", 30*time.Second)
+			if err != nil {
+				return err
+			}
+			back = append(back, t.Sub(resumed))
 		}
 		m, err = waitMoves(2*i + 2)
 		if err != nil {
@@ -136,11 +168,73 @@ func run(trials int) error {
 	for _, r := range []struct {
 		name string
 		d    []time.Duration
-	}{{"client moved to the backup after the main froze", away}, {"client's longest gap", gaps}, {"client back home after the main resumed", home}} {
+	}{{"backup serves after the main froze", takeover}, {"main serves again after its resume", back},
+		{"client moved to the backup after the main froze", away}, {"client's longest gap", gaps}, {"client back home after the main resumed", home}} {
+		if len(r.d) == 0 {
+			continue
+		}
 		s := append([]time.Duration(nil), r.d...)
 		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 		fmt.Printf("| %s | %d ms | %d ms |\n", r.name, med(r.d).Milliseconds(), s[len(s)-1].Milliseconds())
 	}
 	fmt.Printf("| seats lost | %d | |\n", load.Lost())
+	if watcher != nil {
+		fmt.Printf("| both servers serving at once | %d ms | |\n", watcher.Overlap().Milliseconds())
+	}
 	return nil
+}
+
+// ensureMode recreates the sample pair plant-b in mode (roles Fixed for
+// ActivePassive) unless it already runs so; its licence Secrets stay
+// (dissolvePolicy Retain).
+func ensureMode(ctx context.Context, kube crclient.Client, mode licensehav1.PairMode) error {
+	key := crclient.ObjectKey{Namespace: "default", Name: "plant-b"}
+	p := &licensehav1.LicenseBackupPair{}
+	if err := kube.Get(ctx, key, p); err != nil {
+		return fmt.Errorf("the sample pair (run make demo first): %w", err)
+	}
+	if p.Spec.Mode == mode {
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "recreating %s as %s\n", key, mode)
+	spec := *p.Spec.DeepCopy()
+	if err := kube.Delete(ctx, p); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		pods := &corev1.PodList{}
+		err := kube.Get(ctx, key, &licensehav1.LicenseBackupPair{})
+		if lerr := kube.List(ctx, pods, crclient.InNamespace("default"), crclient.MatchingLabels{licensehav1.LabelGroup: "plant-b"}); lerr != nil {
+			return lerr
+		}
+		if crclient.IgnoreNotFound(err) == nil && err != nil && len(pods.Items) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("plant-b did not go away")
+		}
+	}
+	spec.Mode = mode
+	if mode == licensehav1.ActivePassive {
+		spec.Roles = licensehav1.RolesFixed
+	} else {
+		spec.Roles = ""
+	}
+	np := &licensehav1.LicenseBackupPair{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: p.Labels}, Spec: spec}
+	if err := kube.Create(ctx, np); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		ready := 0
+		for _, pod := range []string{"plant-b-main", "plant-b-backup"} {
+			po := &corev1.Pod{}
+			if err := kube.Get(ctx, crclient.ObjectKey{Namespace: "default", Name: pod}, po); err == nil && po.Status.PodIP != "" && po.DeletionTimestamp == nil {
+				ready++
+			}
+		}
+		if ready == 2 {
+			return nil
+		}
+	}
+	return fmt.Errorf("the recreated plant-b has no pods with addresses after 3 minutes")
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -86,6 +87,9 @@ type Agent struct {
 	files   *fileSync
 	// peerKey authenticates heartbeats between the members (the admin token).
 	peerKey []byte
+	// elected is set while the election (a triad, an ActivePassive pair)
+	// drives the server through control; otherwise the loop applies want.
+	elected atomic.Bool
 	metrics *agentMetrics
 	// control is the only way the server's role is changed.
 	control *serverControl
@@ -296,7 +300,8 @@ func (a *Agent) loop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if a.opts.GroupKind == group.KindBackupPair {
+		if !a.elected.Load() {
+			// An ActiveActive pair member; the election applies its own.
 			a.applyRole(ctx)
 		}
 		if a.opts.StopToFence {

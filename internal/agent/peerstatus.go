@@ -6,18 +6,17 @@ import (
 	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
 	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
-// peerStatusPath is where a backup pair member tells its peer how it is.
+// peerStatusPath is where an ActiveActive pair member tells its peer how it
+// is (ActivePassive members learn it from the election's heartbeats).
 const peerStatusPath = "/v1/peer"
 
 // peerStatus is a pair member's own view of itself, served to its peer at
 // peerStatusPath. The agent answering proves only that the agent runs:
-// whether the member can serve is ServerHealthy and APIReachable.
+// whether the member can serve is ServerHealthy.
 type peerStatus struct {
 	Member string `json:"member"`
 	// ServerHealthy: the member's license server process runs, has not
@@ -25,21 +24,12 @@ type peerStatus struct {
 	// polls within the peer timeout (a vendor server without an admin API:
 	// it runs, or is held on purpose while the member does not serve).
 	ServerHealthy bool `json:"serverHealthy"`
-	// APIReachable: the member's last call to the API server (the Lease)
-	// succeeded, within the peer timeout. Without it the member cannot take
-	// the Lease.
-	APIReachable bool `json:"apiReachable"`
 	// Serving: its server holds the active role and its serve bound has
 	// not passed.
 	Serving bool `json:"serving"`
-	// Holding: the member holds the Lease <pair>-active.
-	Holding bool `json:"holding"`
 	// Epoch is the fencing epoch of the member's last term.
 	Epoch uint64 `json:"epoch,omitempty"`
 }
-
-// fit says whether the member can serve and can take the Lease.
-func (s peerStatus) fit() bool { return s.ServerHealthy && s.APIReachable }
 
 // memberHealthOf holds the health of each running pair member's agent
 // (*Agent → *memberHealth), registered by the pair driver while it runs,
@@ -77,9 +67,7 @@ func (a *Agent) peerStatusNow(h *memberHealth) peerStatus {
 	return peerStatus{
 		Member:        a.opts.Member,
 		ServerHealthy: h.serverHealthy(now, timeout),
-		APIReachable:  h.apiReachable(now, timeout),
 		Serving:       applied.role == server.RoleActive && (applied.until == 0 || applied.until > now),
-		Holding:       h.isHolding(),
 		Epoch:         applied.epoch,
 	}
 }
@@ -99,9 +87,8 @@ type serverSample struct {
 	Held     bool
 }
 
-// memberHealth is what a pair member knows about its own fitness to serve:
-// its license server's health and whether it reaches the API server. Times
-// are CLOCK_BOOTTIME nanoseconds.
+// memberHealth is what a pair member knows about its license server's
+// health. Times are CLOCK_BOOTTIME nanoseconds.
 type memberHealth struct {
 	mu sync.Mutex
 	// polled is when the server last answered a state poll (a vendor
@@ -112,10 +99,6 @@ type memberHealth struct {
 	restarts       int
 	// epoch is the epoch the server last reported.
 	epoch uint64
-	// apiOK and apiFailed are when a call to the API server last succeeded
-	// and failed.
-	apiOK, apiFailed int64
-	holding          bool
 }
 
 // observeServer records a sample taken at now.
@@ -157,57 +140,12 @@ func (h *memberHealth) serverEpoch() uint64 {
 	return h.epoch
 }
 
-// observeAPI records the outcome of a call to the API server. An answer
-// that refuses the call on its merits (not found, conflict) shows the API
-// server reachable; timeouts, refused connections, 5xx and authorisation
-// failures do not.
-func (h *memberHealth) observeAPI(err error, now int64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
-		h.apiOK = now
-	} else {
-		h.apiFailed = now
-	}
-}
-
-// apiReachable: the last call to the API server succeeded, within timeout.
-func (h *memberHealth) apiReachable(now int64, timeout time.Duration) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.apiOK != 0 && now-h.apiOK < int64(timeout) && h.apiOK >= h.apiFailed
-}
-
-// apiAge is how long ago a call to the API server last succeeded.
-func (h *memberHealth) apiAge(now int64) time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.apiOK == 0 {
-		return time.Duration(1<<63 - 1)
-	}
-	return time.Duration(now - h.apiOK)
-}
-
-func (h *memberHealth) setHolding(v bool) {
-	h.mu.Lock()
-	h.holding = v
-	h.mu.Unlock()
-}
-
-func (h *memberHealth) isHolding() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.holding
-}
-
 // peerTracker keeps what the other member last said about itself.
 type peerTracker struct {
 	mu sync.Mutex
-	// status is the last status received, at; streak counts the
-	// consecutive probes, up to the last one, that found the peer fit.
+	// status is the last status received, at.
 	status *peerStatus
 	at     int64
-	streak int
 	// heard is when the peer's agent last answered at all.
 	heard int64
 }
@@ -220,27 +158,9 @@ func (p *peerTracker) observe(st *peerStatus, answered bool, now int64) {
 	if answered {
 		p.heard = now
 	}
-	if st == nil {
-		p.streak = 0
-		return
+	if st != nil {
+		p.status, p.at = st, now
 	}
-	p.status, p.at = st, now
-	if st.fit() {
-		p.streak++
-	} else {
-		p.streak = 0
-	}
-}
-
-// seen returns the peer as the decision sees it at now.
-func (p *peerTracker) seen(now int64) peerSeen {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.status == nil {
-		return peerSeen{}
-	}
-	st := *p.status
-	return peerSeen{Status: &st, Age: time.Duration(now - p.at), FitStreak: p.streak}
 }
 
 // heardWithin says whether the peer's agent answered within d.

@@ -572,13 +572,13 @@ func TestConfigTable(t *testing.T) {
 	}, {
 		name: "pair, defaults",
 		cfg:  PairConfig(pair(func(*licensehav1.LicenseBackupPair) {}), addrs),
-		want: timing{peerMs: 3000, heartbeatMs: 250, syncS: 30, port: licensehav1.DefaultServerPort, preserve: true},
+		want: timing{peerMs: 2000, heartbeatMs: 250, syncS: 30, port: licensehav1.DefaultServerPort, preserve: true},
 		members: []group.Member{{Name: "main", Role: "main", Pod: "plant-main", Address: "10.0.1.1"},
 			{Name: "backup", Role: "backup", Pod: "plant-backup"}},
 	}, {
 		name: "pair, ActivePassive: roles default to Fixed",
 		cfg:  PairConfig(pair(func(p *licensehav1.LicenseBackupPair) { p.Spec.Mode = licensehav1.ActivePassive }), nil),
-		want: timing{peerMs: 3000, heartbeatMs: 250, syncS: 30, port: licensehav1.DefaultServerPort, preserve: true,
+		want: timing{peerMs: 2000, heartbeatMs: 250, syncS: 30, port: licensehav1.DefaultServerPort, preserve: true,
 			mode: "ActivePassive", roles: "Fixed"},
 		members: []group.Member{{Name: "main", Role: "main", Pod: "plant-main"}, {Name: "backup", Role: "backup", Pod: "plant-backup"}},
 	}, {

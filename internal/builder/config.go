@@ -54,6 +54,7 @@ func PairConfig(p *licensehav1.LicenseBackupPair, addresses map[string]string) g
 		ServerPort:              orDefault(p.Spec.Server.Port, licensehav1.DefaultServerPort),
 		Mode:                    string(p.Spec.Mode),
 		Roles:                   string(roles),
+		PreferredSide:           string(p.Spec.PreferredSide),
 		SyncStrict:              p.Spec.Sync.Strict,
 		PreserveTimestamps:      p.Spec.Sync.PreserveTimestamps == nil || *p.Spec.Sync.PreserveTimestamps,
 	}

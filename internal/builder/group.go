@@ -61,6 +61,9 @@ type Member struct {
 	Role          string
 	Placement     licensehav1.Placement
 	LicenseSecret string
+	// Stopped: a pair side stopped on purpose (spec.<side>.stopped); the
+	// operator runs no pod for it.
+	Stopped bool
 }
 
 // FromTriad builds the view of a triad.
@@ -102,9 +105,9 @@ func FromPair(p *licensehav1.LicenseBackupPair) Group {
 		NetworkPolicy: p.Spec.NetworkPolicy,
 		Members: []Member{
 			{Name: string(licensehav1.SideMain), Role: string(licensehav1.SideMain), Placement: p.Spec.Main.Placement,
-				LicenseSecret: p.Spec.Main.LicenseSecretRef.Name},
+				LicenseSecret: p.Spec.Main.LicenseSecretRef.Name, Stopped: p.Spec.Main.Stopped},
 			{Name: string(licensehav1.SideBackup), Role: string(licensehav1.SideBackup), Placement: p.Spec.Backup.Placement,
-				LicenseSecret: p.Spec.Backup.LicenseSecretRef.Name},
+				LicenseSecret: p.Spec.Backup.LicenseSecretRef.Name, Stopped: p.Spec.Backup.Stopped},
 		},
 	}
 }

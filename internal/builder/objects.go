@@ -224,8 +224,10 @@ func Services(g Group) []*corev1.Service {
 type Child struct {
 	GVK  schema.GroupVersionKind
 	Name string
-	// Retained is true for the objects dissolvePolicy Retain keeps for a
-	// group of the same kind and name: the synced state and the Lease.
+	// Retained is true for the objects a dissolved group may keep for a
+	// group of the same kind and name: the synced state and the Lease
+	// (dissolvePolicy Retain, KeepOnActive, MoveTo) and the kept member's
+	// volume claim (KeepOnActive, MoveTo).
 	Retained bool
 	// Member is the member whose pod or volume claim it is; "" otherwise.
 	Member string
@@ -252,7 +254,7 @@ func Children(g Group) []Child {
 	}
 	if g.Storage != nil {
 		for _, m := range g.Members {
-			out = append(out, Child{GVK: gvk("", "PersistentVolumeClaim"), Name: group.PVCName(g.Name, m.Name), Member: m.Name})
+			out = append(out, Child{GVK: gvk("", "PersistentVolumeClaim"), Name: group.PVCName(g.Name, m.Name), Member: m.Name, Retained: true})
 		}
 	}
 	for _, svc := range Services(g) {

@@ -47,7 +47,7 @@ const (
 // (a test compares them).
 const (
 	DefaultTriadPeerTimeout  = election.DefaultPeerTimeout
-	DefaultPairPeerTimeout   = 3 * time.Second
+	DefaultPairPeerTimeout   = election.DefaultPeerTimeout
 	DefaultHeartbeatInterval = election.DefaultHeartbeatInterval
 	DefaultTriadSyncInterval = 10 * time.Second
 	DefaultPairSyncInterval  = 30 * time.Second

@@ -140,8 +140,12 @@ type Config struct {
 	SettingsHash string `json:"settingsHash,omitempty"`
 
 	// Backup pairs only.
-	Mode               string           `json:"mode,omitempty"`
-	Roles              string           `json:"roles,omitempty"`
+	Mode  string `json:"mode,omitempty"`
+	Roles string `json:"roles,omitempty"`
+	// PreferredSide (ActivePassive pairs) is the side that serves whenever
+	// it can (roles Fixed), or that the role moves to when it changes
+	// (Symmetric); empty means main.
+	PreferredSide      string           `json:"preferredSide,omitempty"`
 	LicenseMappings    []LicenseMapping `json:"licenseMappings,omitempty"`
 	SyncStrict         bool             `json:"syncStrict,omitempty"`
 	PreserveTimestamps bool             `json:"preserveTimestamps,omitempty"`

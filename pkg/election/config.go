@@ -22,7 +22,10 @@ const (
 type Config struct {
 	// Self is this member.
 	Self MemberID
-	// Primary, Secondary and Tertiary name the triad's members.
+	// Primary, Secondary and Tertiary name the triad's members. A backup
+	// pair has no tertiary (Pair): its main is the primary, its backup
+	// the secondary, and the Lease store stands in for the tertiary's
+	// vote (see Pair).
 	Primary, Secondary, Tertiary MemberID
 	// Incarnation's low 32 bits identify this process: draw them at random
 	// when the process starts. The machine sets the high 32 bits itself: it
@@ -91,8 +94,11 @@ func (c Config) WithDefaults() Config {
 // Validate reports a configuration the protocol cannot run with.
 func (c Config) Validate() error {
 	var errs []error
-	ids := map[MemberID]bool{c.Primary: true, c.Secondary: true, c.Tertiary: true}
-	if len(ids) != 3 || ids[""] {
+	if c.Pair() {
+		if c.Primary == "" || c.Secondary == "" || c.Primary == c.Secondary {
+			errs = append(errs, errors.New("a pair's primary and secondary must be two distinct non-empty members"))
+		}
+	} else if ids := map[MemberID]bool{c.Primary: true, c.Secondary: true, c.Tertiary: true}; len(ids) != 3 || ids[""] {
 		errs = append(errs, errors.New("primary, secondary and tertiary must be three distinct non-empty members"))
 	}
 	if c.Self == "" {
@@ -114,6 +120,23 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Pair reports a backup pair: two members and no tertiary. The active
+// member serves on its peer's grants as in a triad; when they stop (the
+// peer is down or cut off) it serves on its Lease writes instead, each
+// marked with LeaseServe (LeaseRecord.ServeFor) and renewed every
+// PeerTimeout. The other member takes the Lease over only when it no
+// longer hears the holder and the Lease shows no such renewal for as long
+// as the last one allows: the store's compare-and-swap and the recorded
+// ServeFor replace the tertiary's vote and grant. At rest the holder writes
+// only every RenewInterval, unmarked.
+func (c Config) Pair() bool { return c.Tertiary == "" }
+
+// LeaseServe is how long a pair's holder may serve after sending a marked
+// Lease write (pairs only): 4·PeerTimeout, so that the holder renews every
+// PeerTimeout while its peer is silent and a missed renewal or two cost
+// nothing.
+func (c Config) LeaseServe() time.Duration { return 4 * c.PeerTimeout }
 
 // GrantHold is how long, on the voter's clock, a grant binds the voter after
 // it last heard the grantee: the grantee serves at most PeerTimeout on its

@@ -58,7 +58,7 @@ type digest struct {
 type Machine struct {
 	cfg   Config
 	role  Role
-	peers [2]*peer
+	peers []*peer // the other two members (one in a pair)
 	// inc is this process's incarnation (see Config.Incarnation); seq
 	// numbers its heartbeats.
 	inc uint64
@@ -85,17 +85,33 @@ type Machine struct {
 	cmd        *LeaseCommand
 	lastID     uint64
 	lastOpEnd  time.Duration
-	lastOpRead bool // the last completed operation was a successful read
-	needRead   bool // the store's state is unknown (conflict, timeout)
-	retryAt    time.Duration
-	leaseOKAt  time.Duration
-	leaseOK    bool
+	cmdAt      time.Duration // when the outstanding command was issued
+	lastOpRead bool          // the last completed operation was a successful read
+	// recSince is when rec's version was first seen (pairs: how long the
+	// Lease has shown no write).
+	recSince  time.Duration
+	needRead  bool // the store's state is unknown (conflict, timeout)
+	retryAt   time.Duration
+	leaseOKAt time.Duration
+	leaseOK   bool
 
 	// The grant this member gives: to grantee for grantEpoch, binding until
 	// grantHoldUntil unless the grantee's epoch is known to be released.
 	grantee        MemberID
 	grantEpoch     int64
 	grantHoldUntil time.Duration
+
+	// Pairs: leaseUntil is how long this member may serve epoch leaseEpoch
+	// on its own marked Lease writes; acqWait is when the holder it took
+	// the Lease from has certainly stopped serving on its marked writes.
+	leaseUntil time.Duration
+	leaseEpoch int64
+	acqWait    time.Duration
+	heldSince  time.Duration // when this incarnation took the epoch it holds
+	// acqPending is acqWait for the epoch of our last acquisition attempt,
+	// applied once we find we hold that epoch.
+	acqPending      time.Duration
+	acqPendingEpoch int64
 
 	// Own server: serving with epoch until; serveEnd bounds when the
 	// server may last accept a request (on this clock). A fence shortens
@@ -145,10 +161,9 @@ func New(cfg Config, now time.Duration) (*Machine, error) {
 // setPeers builds the peer list from the configuration, keeping what is
 // known about members that stay.
 func (m *Machine) setPeers(now time.Duration) {
-	var peers [2]*peer
-	i := 0
+	var peers []*peer
 	for _, id := range []MemberID{m.cfg.Primary, m.cfg.Secondary, m.cfg.Tertiary} {
-		if id == m.cfg.Self || i == 2 {
+		if id == "" || id == m.cfg.Self || len(peers) == 2 {
 			continue
 		}
 		p := m.peer(id)
@@ -156,8 +171,7 @@ func (m *Machine) setPeers(now time.Duration) {
 			p = &peer{id: id, lastRecv: now, nextSend: now}
 		}
 		p.role = m.cfg.roleOf(id)
-		peers[i] = p
-		i++
+		peers = append(peers, p)
 	}
 	m.peers = peers
 }
@@ -234,16 +248,30 @@ func (m *Machine) LeaseResult(now time.Duration, r LeaseResult) Output {
 	if m.cmd == nil || r.ID != m.cmd.ID {
 		return m.step(now)
 	}
-	op := m.cmd.Op
+	op, sent, at := m.cmd.Op, m.cmd.Record, m.cmdAt
 	m.cmd, m.lastOpEnd, m.lastOpRead = nil, now, false
 	switch r.Outcome {
 	case LeaseOK:
 		m.leaseOK, m.leaseOKAt, m.absent, m.needRead = true, now, false, false
+		if r.Record.Version != m.rec.Version || m.rec.Version == "" {
+			m.recSince = now
+		}
 		m.rec, m.lastOpRead = r.Record, op == LeaseGet
 		m.mergeView(r.Record)
 		if m.wrote && r.Record.Holder == m.cfg.Self && r.Record.HolderIncarnation == m.inc {
 			// Our write, possibly one whose answer was lost.
+			if m.holding != r.Record.Epoch {
+				m.heldSince = now
+			}
+			if r.Record.Epoch == m.acqPendingEpoch {
+				m.acqWait = max(m.acqWait, m.acqPending)
+			}
 			m.holding = r.Record.Epoch
+			if op != LeaseGet && sent.ServeFor > 0 && r.Record.Epoch == sent.Epoch {
+				// Only a write we know took effect lets us serve on it,
+				// from the moment we sent it.
+				m.leaseUntil, m.leaseEpoch = max(m.leaseUntil, at+sent.ServeFor), sent.Epoch
+			}
 		} else {
 			m.holding = 0
 		}
@@ -391,11 +419,14 @@ func (m *Machine) isCandidate(id MemberID) bool {
 func (m *Machine) decideServer(now time.Duration) ServerState {
 	st := ServerState{Mode: Fence, Epoch: m.epoch}
 	until := m.grantedUntil()
+	if m.cfg.Pair() && m.holding != 0 && m.leaseEpoch == m.holding {
+		until = max(until, m.leaseUntil)
+	}
 	switch {
 	case m.role == Tertiary && !m.serving && now >= m.serveEnd:
 		st = ServerState{Mode: Witness, Epoch: m.epoch}
 	case m.holding != 0 && m.candidate() && !m.handingOver && !m.shutdown && now >= m.quietUntil &&
-		(m.grantee == "" || now >= m.grantHoldUntil) && until > now:
+		(m.grantee == "" || now >= m.grantHoldUntil) && now >= m.acqWait && until > now:
 		m.serving, m.epoch, m.until = true, m.holding, until
 		m.serveEnd = max(m.serveEnd, until+m.cfg.localFenceDelay())
 		m.fenceSeq = 0
@@ -461,14 +492,21 @@ func (m *Machine) nextLeaseCommand(now time.Duration) *LeaseCommand {
 		if m.needRead {
 			op = LeaseGet
 		}
-		rec.Holder, rec.HolderIncarnation = "", 0
+		rec.Holder, rec.HolderIncarnation, rec.ServeFor = "", 0, 0
 		rec.HandoffTo, rec.Reason, rec.AfterRelease = m.handoverTo, m.handoverReason, false
 	case m.holding != 0:
 		switch {
 		case m.needRead:
 			op = LeaseGet
 		case m.absent: // the Lease was deleted under us: recreate it
-			op, rec = LeaseCreate, m.acquireRecord()
+			op, rec = LeaseCreate, m.acquireRecord(now)
+		case m.cfg.Pair():
+			due, serveFor := m.pairRenewal(now)
+			if !due {
+				return nil
+			}
+			op, rec = LeaseUpdate, m.rec
+			rec.ServeFor = serveFor
 		case now >= m.lastOpEnd+m.cfg.RenewInterval:
 			op, rec = LeaseUpdate, m.rec
 		default:
@@ -479,11 +517,11 @@ func (m *Machine) nextLeaseCommand(now time.Duration) *LeaseCommand {
 		case m.needRead || !m.lastOpRead:
 			op = LeaseGet
 		case m.absent:
-			op, rec = LeaseCreate, m.acquireRecord()
+			op, rec = LeaseCreate, m.acquireRecord(now)
 		default:
-			op, rec = LeaseUpdate, m.acquireRecord()
+			op, rec = LeaseUpdate, m.acquireRecord(now)
 		}
-	case !m.shutdown && (m.needRead || !m.leaseOK || now >= m.lastOpEnd+m.cfg.RenewInterval):
+	case !m.shutdown && (m.needRead || !m.leaseOK || now >= m.lastOpEnd+m.cfg.RenewInterval || m.pairPoll(now)):
 		// A candidate that never reached the store (a tertiary just
 		// promoted) reads at once, and a failed or conflicting call is
 		// retried soon (retryAt), not at the next renewal: it decides
@@ -497,6 +535,7 @@ func (m *Machine) nextLeaseCommand(now time.Duration) *LeaseCommand {
 	} else {
 		m.wrote = true
 	}
+	m.cmdAt = now
 	m.lastID++
 	m.cmd = &LeaseCommand{ID: m.lastID, Op: op, Record: rec}
 	c := *m.cmd
@@ -505,8 +544,23 @@ func (m *Machine) nextLeaseCommand(now time.Duration) *LeaseCommand {
 
 // acquireRecord is the Lease we write to take it over from m.rec (or to
 // create it when absent).
-func (m *Machine) acquireRecord() LeaseRecord {
+func (m *Machine) acquireRecord(now time.Duration) LeaseRecord {
 	r := LeaseRecord{Holder: m.cfg.Self, HolderIncarnation: m.inc, Reason: ReasonAcquire}
+	if m.cfg.Pair() {
+		// A new holder of a pair that does not hear its peer (it takes
+		// the Lease over from it) has nobody to grant it: it serves on this
+		// write. One that hears its peer waits for its grant, so that the
+		// Lease stays unmarked at rest. Either way it serves only once the
+		// holder it replaces has stopped serving on its own marked writes.
+		if !m.hears(now, m.peers[0]) {
+			r.ServeFor = m.cfg.LeaseServe()
+		}
+		m.acqPending, m.acqPendingEpoch = 0, 0
+		if !m.absent && m.rec.ServeFor > 0 {
+			m.acqPending = m.recSince + m.cfg.hold(m.rec.ServeFor, m.fenceDelayOf(m.rec.Holder))
+			m.acqPendingEpoch = m.rec.Epoch + 1
+		}
+	}
 	if m.absent {
 		r.Epoch = max(m.view.Epoch, m.holding) + 1
 		return r
@@ -557,6 +611,10 @@ func (m *Machine) mayAcquire(now time.Duration) bool {
 		// taken over now and the primary takes it back by failback. Safety
 		// does not depend on this: the voters' grants to the former
 		// incarnation bind them until it has certainly stopped.
+		if m.cfg.Pair() {
+			take, _ := m.pairTakeover(now)
+			return take
+		}
 		h, t := m.peer(v.Holder), m.peer(m.cfg.Tertiary)
 		if h == nil || t == nil || !m.hears(now, t) || !t.hasHB {
 			return false
@@ -665,6 +723,20 @@ func (m *Machine) nextWake(now time.Duration) time.Duration {
 		consider(m.oddSince + m.cfg.PeerTimeout)
 	}
 	consider(m.leaseOKAt + 2*m.cfg.RenewInterval)
+	if m.cfg.Pair() {
+		consider(m.acqWait)
+		if m.holding != 0 {
+			consider(m.grantedUntil() - m.cfg.PeerTimeout/2)
+			consider(m.heldSince + m.cfg.PeerTimeout/2)
+			consider(m.leaseUntil)
+			consider(m.leaseUntil - (m.cfg.LeaseServe() - m.cfg.PeerTimeout))
+		} else if m.rec.ServeFor > 0 {
+			consider(m.recSince + m.cfg.hold(m.rec.ServeFor, m.fenceDelayOf(m.rec.Holder)))
+		}
+		if m.cmd == nil {
+			consider(m.lastOpEnd + m.cfg.PeerTimeout)
+		}
+	}
 	if m.cmd == nil {
 		consider(m.lastOpEnd + m.cfg.RenewInterval)
 	}
@@ -699,8 +771,10 @@ func (m *Machine) hearsList(now time.Duration) []MemberID {
 
 // eligibleNow: we could take the role if it were handed to us.
 func (m *Machine) eligibleNow(now time.Duration) bool {
+	// A pair member in its quiet period could not serve yet: a failback to
+	// it (a pair fails back at once) would leave clients without service.
 	return m.candidate() && !m.shutdown && m.healthy && m.leaseOK &&
-		now-m.leaseOKAt < 2*m.cfg.RenewInterval
+		now-m.leaseOKAt < 2*m.cfg.RenewInterval && (!m.cfg.Pair() || now >= m.quietUntil)
 }
 
 func (m *Machine) peer(id MemberID) *peer {
@@ -786,4 +860,83 @@ func joinIDs(ids []MemberID) string {
 		b.WriteByte(0)
 	}
 	return b.String()
+}
+
+// pairRenewal decides a pair holder's next Lease write: whether one is due
+// and the ServeFor it carries. While its peer's grant runs short (the peer
+// is down or cut off) the holder writes every PeerTimeout, marked, and
+// serves on those writes; back on grants it writes once its last marked
+// write has run out, unmarked, so that a takeover need not wait for it;
+// otherwise it renews every RenewInterval. A write made while a marked
+// write may still be used stays marked.
+func (m *Machine) pairRenewal(now time.Duration) (due bool, serveFor time.Duration) {
+	// A grant runs short when the peer has not answered for PeerTimeout/2
+	// (a new holder gives a peer it hears that long to grant).
+	want := m.grantedUntil() < now+m.cfg.PeerTimeout/2 &&
+		(now >= m.heldSince+m.cfg.PeerTimeout/2 || !m.hears(now, m.peers[0]))
+	onLease := m.leaseEpoch == m.holding && m.leaseUntil > now
+	switch {
+	case want && (!onLease || m.leaseUntil-now < m.cfg.LeaseServe()-m.cfg.PeerTimeout):
+		return true, m.cfg.LeaseServe()
+	case !want && !onLease && m.rec.ServeFor > 0:
+		return true, 0
+	case now >= m.lastOpEnd+m.cfg.RenewInterval:
+		if want || onLease {
+			return true, m.cfg.LeaseServe()
+		}
+		return true, 0
+	}
+	return false, 0
+}
+
+// pairTakeover is the takeover rule of a pair's other candidate, for a
+// Lease that names another holder: take it over once the holder is not
+// heard (or is heard as a later incarnation that holds nothing: it
+// restarted) and the Lease, read since then, shows no marked write the
+// holder may still serve on. read asks for a (fresh) read first: one made
+// since the holder went silent, then one every PeerTimeout while a marked
+// write still counts, so that a holder renewing it (cut off from us, not
+// from the store) keeps the role.
+func (m *Machine) pairTakeover(now time.Duration) (take, read bool) {
+	v := m.view
+	h := m.peer(v.Holder)
+	if h == nil || v.Holder == "" || v.Holder == m.cfg.Self {
+		return false, false
+	}
+	restarted := v.HolderIncarnation != 0 && m.hears(now, h) && h.hasHB && h.inc > v.HolderIncarnation &&
+		h.hb.Holding == 0 && !h.hb.Serving
+	if m.hears(now, h) && !restarted {
+		return false, false
+	}
+	since := h.lastRecv + m.cfg.PeerTimeout
+	if restarted {
+		since = h.contactSince
+	}
+	if !m.lastOpRead || m.lastOpEnd < since || m.rec.Epoch != v.Epoch || m.rec.Holder != v.Holder {
+		return false, true
+	}
+	if m.rec.ServeFor == 0 || now-m.recSince >= m.cfg.hold(m.rec.ServeFor, m.fenceDelayOf(v.Holder)) {
+		return true, false
+	}
+	return false, now >= m.lastOpEnd+m.cfg.PeerTimeout
+}
+
+// pairPoll: a pair's candidate must read the Lease before it can decide a
+// takeover.
+func (m *Machine) pairPoll(now time.Duration) bool {
+	if !m.cfg.Pair() || !m.candidate() || m.holding != 0 {
+		return false
+	}
+	_, read := m.pairTakeover(now)
+	return read
+}
+
+// fenceDelayOf is the longer of our fence delay and the one id last told
+// us: how long after its deadline its server may still serve.
+func (m *Machine) fenceDelayOf(id MemberID) time.Duration {
+	fd := m.cfg.FenceDelay
+	if p := m.peer(id); p != nil && p.hasHB {
+		fd = max(fd, p.hb.FenceDelay)
+	}
+	return fd
 }

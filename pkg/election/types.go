@@ -75,6 +75,11 @@ type LeaseRecord struct {
 	// the previous holder had stopped serving before it released, so voters
 	// may drop the grant they gave it at once.
 	AfterRelease bool
+	// ServeFor (pairs only) is how long after sending this write, on its
+	// own clock, the holder may serve on the Lease alone, without a grant
+	// from its peer (0: it serves only on grants). A member taking the
+	// Lease over from such a record waits until that has certainly passed.
+	ServeFor time.Duration `json:",omitempty"`
 	// Version is the store's resourceVersion, used for compare-and-swap.
 	// Set by the store; ignored in heartbeats.
 	Version string

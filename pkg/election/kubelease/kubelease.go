@@ -27,6 +27,9 @@ const (
 	AnnotationHandoffTo    = "licenseha.io/handoff-to"
 	AnnotationReason       = "licenseha.io/reason"
 	AnnotationAfterRelease = "licenseha.io/after-release"
+	// AnnotationServeFor (pairs) is how long the holder may serve on this
+	// write alone, in milliseconds; absent when it serves on grants only.
+	AnnotationServeFor = "licenseha.io/serve-for-ms"
 )
 
 // FieldManager is the field manager of the agents' Lease writes.
@@ -55,6 +58,11 @@ func (m Mapping) Fill(l *coordinationv1.Lease, r election.LeaseRecord, now time.
 	l.Annotations[AnnotationHandoffTo] = string(r.HandoffTo)
 	l.Annotations[AnnotationReason] = string(r.Reason)
 	l.Annotations[AnnotationAfterRelease] = strconv.FormatBool(r.AfterRelease)
+	if r.ServeFor > 0 {
+		l.Annotations[AnnotationServeFor] = strconv.FormatInt(r.ServeFor.Milliseconds(), 10)
+	} else {
+		delete(l.Annotations, AnnotationServeFor)
+	}
 	if r.Holder == "" {
 		l.Spec.HolderIdentity = nil
 	} else {
@@ -83,11 +91,21 @@ func (m Mapping) Record(l *coordinationv1.Lease) election.LeaseRecord {
 			r.Holder = election.MemberID("/" + *h)
 		}
 	}
-	r.Epoch, _ = strconv.ParseInt(l.Annotations[AnnotationEpoch], 10, 64)
+	if e, ok := l.Annotations[AnnotationEpoch]; ok {
+		r.Epoch, _ = strconv.ParseInt(e, 10, 64)
+	} else if t := l.Spec.LeaseTransitions; t != nil && *t > 0 {
+		// A Lease written by client-go leader election (a backup pair's
+		// agent before release 0.3), whose epochs were leaseTransitions+1:
+		// the next acquisition continues above them.
+		r.Epoch = int64(*t) + 1
+	}
 	r.HolderIncarnation, _ = strconv.ParseUint(l.Annotations[AnnotationIncarnation], 10, 64)
 	r.HandoffTo = election.MemberID(l.Annotations[AnnotationHandoffTo])
 	r.Reason = election.Reason(l.Annotations[AnnotationReason])
 	r.AfterRelease, _ = strconv.ParseBool(l.Annotations[AnnotationAfterRelease])
+	if ms, err := strconv.ParseInt(l.Annotations[AnnotationServeFor], 10, 64); err == nil && ms > 0 {
+		r.ServeFor = time.Duration(ms) * time.Millisecond
+	}
 	return r
 }
 

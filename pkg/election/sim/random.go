@@ -30,7 +30,14 @@ type Outcome struct {
 // Besides the per-step safety checks of World it checks at every decision to
 // fail back that the policy is Automatic and the primary has been up for
 // FailbackDelay.
-func RandomRun(seed int64, trace bool) Outcome {
+func RandomRun(seed int64, trace bool) Outcome { return randomRun(seed, trace, false) }
+
+// RandomPairRun is RandomRun for a backup pair: two members (slot T stays
+// empty), faults among them and between them and the store, and the edits
+// a pair's spec allows (timing, failback policy).
+func RandomPairRun(seed int64, trace bool) Outcome { return randomRun(seed, trace, true) }
+
+func randomRun(seed int64, trace, pair bool) Outcome {
 	rng := rand.New(rand.NewSource(seed))
 	cfg := election.Config{PeerTimeout: []time.Duration{time.Second, 2 * time.Second}[rng.Intn(2)]}
 	cfg.HeartbeatInterval = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, cfg.PeerTimeout / 2}[rng.Intn(3)]
@@ -42,7 +49,12 @@ func RandomRun(seed int64, trace bool) Outcome {
 	cfg.FailbackDelay = []time.Duration{0, time.Second, 3 * time.Second, 6 * time.Second}[rng.Intn(4)]
 	net := Network{MinDelay: 100 * time.Microsecond, MaxDelay: 5 * time.Millisecond,
 		LongDelay: 2 * cfg.PeerTimeout}
-	w := New(rng.Int63(), cfg, net, trace)
+	var w *World
+	if pair {
+		w = NewPair(rng.Int63(), cfg, net, trace)
+	} else {
+		w = New(rng.Int63(), cfg, net, trace)
+	}
 	if rng.Intn(2) == 0 {
 		// Slow, failed, lost and reordered requests to the servers.
 		w.Server = ServerFaults{MaxDelay: 2 * time.Millisecond, SlowProb: 0.05, SlowDelay: 400 * time.Millisecond,
@@ -65,7 +77,7 @@ func RandomRun(seed int64, trace bool) Outcome {
 		if st.HandoverReason != election.ReasonFailback {
 			return
 		}
-		if cfg.Failback == election.FailbackManual {
+		if w.Members[i].Driver.Machine().Config().Failback == election.FailbackManual {
 			w.fail("failback with policy Manual")
 		}
 		// The secondary may be hearing an incarnation of the primary that
@@ -117,7 +129,7 @@ func RandomRun(seed int64, trace bool) Outcome {
 	w.Deliver()
 	down := -1
 	if rng.Intn(3) == 0 {
-		down = rng.Intn(3)
+		down = rng.Intn(w.slots())
 		w.down[down] = true
 	}
 	for i, m := range w.Members {
@@ -181,7 +193,14 @@ func renewInterval(rng *rand.Rand, pt time.Duration) time.Duration {
 // Lease calls.
 func RecoveryBound(cfg election.Config) time.Duration {
 	cfg = cfg.WithDefaults()
-	return 2*cfg.PeerTimeout + cfg.QuietPeriod() + 4*cfg.HeartbeatInterval + cfg.PeerTimeout + time.Second
+	b := 2*cfg.PeerTimeout + cfg.QuietPeriod() + 4*cfg.HeartbeatInterval + cfg.PeerTimeout + time.Second
+	if cfg.Pair() {
+		// A holder cut off from its peer serves on marked Lease writes
+		// (LeaseServe, as long as the longest timing edit allows); its
+		// successor waits for the last one to run out.
+		b += time.Duration(float64(4*max(cfg.PeerTimeout, cfg.PriorPeerTimeout, 3*time.Second))*1.2) + cfg.PeerTimeout
+	}
+	return b
 }
 
 func injectFault(w *World, rng *rand.Rand, calm *bool) {
@@ -190,10 +209,15 @@ func injectFault(w *World, rng *rand.Rand, calm *bool) {
 			w.Start(i)
 		}
 	}
-	i := rng.Intn(3)
-	j := (i + 1 + rng.Intn(2)) % 3
+	n := w.slots()
+	i := rng.Intn(n)
+	j := (i + 1 + rng.Intn(n-1)) % n
 	dur := time.Duration(rng.Int63n(int64(8 * time.Second)))
-	switch k := rng.Intn(10); k {
+	k := rng.Intn(10)
+	if n == 2 && k == 4 {
+		k = 3 // a pair member's only peer: a two-way partition
+	}
+	switch k {
 	case 0:
 		w.Crash(i)
 		w.After(time.Duration(rng.Int63n(int64(6*time.Second))), func() { restart(i) })
@@ -230,7 +254,7 @@ func injectFault(w *World, rng *rand.Rand, calm *bool) {
 	case 8:
 		switch rng.Intn(4) {
 		case 0:
-			w.Switchover(rng.Intn(3))
+			w.Switchover(rng.Intn(n))
 		case 1:
 			// The license server crashes, or crash-loops for a while.
 			w.CrashServer(i, []time.Duration{200 * time.Millisecond, time.Duration(rng.Int63n(int64(6 * time.Second)))}[rng.Intn(2)])
@@ -276,6 +300,22 @@ func editDelays(rng *rand.Rand) [3]time.Duration {
 // Lease holder included), or changing the timing.
 func randomEdit(w *World, rng *rand.Rand, calm bool) {
 	cfg := w.Cfg
+	if cfg.Pair() {
+		// A pair's spec: roles Fixed or Symmetric (failback automatic or
+		// manual), the preferred side (a planned switchover swaps primary
+		// and secondary) and timing; its members' names never change.
+		switch rng.Intn(3) {
+		case 0:
+			cfg.Failback = []election.FailbackPolicy{election.FailbackAutomatic, election.FailbackManual}[rng.Intn(2)]
+			w.Edit(cfg, editDelays(rng))
+		case 1:
+			cfg.Primary, cfg.Secondary = cfg.Secondary, cfg.Primary
+			w.Edit(cfg, editDelays(rng))
+		default:
+			editTiming(w, rng, cfg)
+		}
+		return
+	}
 	switch rng.Intn(4) {
 	case 0, 1:
 		ids := []election.MemberID{cfg.Primary, cfg.Secondary, cfg.Tertiary}
@@ -291,13 +331,18 @@ func randomEdit(w *World, rng *rand.Rand, calm bool) {
 		name := election.MemberID(fmt.Sprintf("%s%d", strings.TrimRight(string(w.Members[i].Name), "0123456789"), w.renames))
 		w.Rename(i, name, editDelays(rng), time.Duration(rng.Int63n(int64(1500*time.Millisecond))))
 	default:
-		old := cfg.PeerTimeout
-		cfg.PeerTimeout = []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}[rng.Intn(3)]
-		cfg.HeartbeatInterval = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, cfg.PeerTimeout / 2}[rng.Intn(3)]
-		cfg.RenewInterval = renewInterval(rng, cfg.PeerTimeout)
-		// The operator keeps the longest recent peer timeout in the spec,
-		// so that restarted members' quiet periods cover it.
-		cfg.PriorPeerTimeout = max(cfg.PriorPeerTimeout, old, cfg.PeerTimeout)
-		w.Edit(cfg, editDelays(rng))
+		editTiming(w, rng, cfg)
 	}
+}
+
+// editTiming changes the group's timing.
+func editTiming(w *World, rng *rand.Rand, cfg election.Config) {
+	old := cfg.PeerTimeout
+	cfg.PeerTimeout = []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}[rng.Intn(3)]
+	cfg.HeartbeatInterval = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, cfg.PeerTimeout / 2}[rng.Intn(3)]
+	cfg.RenewInterval = renewInterval(rng, cfg.PeerTimeout)
+	// The operator keeps the longest recent peer timeout in the spec,
+	// so that restarted members' quiet periods cover it.
+	cfg.PriorPeerTimeout = max(cfg.PriorPeerTimeout, old, cfg.PeerTimeout)
+	w.Edit(cfg, editDelays(rng))
 }

@@ -157,9 +157,11 @@ type server struct {
 // Store is the linearizable compare-and-swap register behind the Lease: a
 // coordination/v1 Lease written through the agent's mapping.
 type Store struct {
-	Lease   *coordinationv1.Lease
-	version int64
-	mapping kubelease.Mapping
+	// Requests counts the requests that reached the store.
+	Requests int
+	Lease    *coordinationv1.Lease
+	version  int64
+	mapping  kubelease.Mapping
 }
 
 // Exists reports whether the Lease exists.
@@ -194,6 +196,23 @@ func New(seed int64, cfg election.Config, net Network, trace bool) *World {
 		w.Members[i] = &Member{Index: i, Name: id, Rate: 1}
 	}
 	return w
+}
+
+// NewPair returns a world running a backup pair: members P (the main) and
+// S (the backup) up and connected; slot T stays empty.
+func NewPair(seed int64, cfg election.Config, net Network, trace bool) *World {
+	w := New(seed, cfg, net, trace)
+	w.Cfg.Tertiary = ""
+	w.down[T] = true
+	return w
+}
+
+// slots is how many member slots the group uses: 2 for a pair.
+func (w *World) slots() int {
+	if w.Cfg.Pair() {
+		return 2
+	}
+	return 3
 }
 
 // Rand is the world's random source, for fault schedules.
@@ -822,6 +841,7 @@ func (w *World) stopServer(m *Member) {
 func (w *World) storeApply(e event) {
 	st := &w.Store
 	c := e.cmd
+	st.Requests++
 	res := election.LeaseResult{ID: c.ID}
 	switch {
 	case c.Op == election.LeaseGet && st.Lease == nil:

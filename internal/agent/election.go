@@ -20,10 +20,12 @@ import (
 // within a second when a standby can take the role.
 const shutdownLimit = 3 * time.Second
 
-// triadDriver runs the triad's election: pkg/election's Runner (the Driver
-// the simulation runs) with CLOCK_BOOTTIME, UDP heartbeats between the
-// members' agents, the Kubernetes Lease and this member's license server.
-type triadDriver struct {
+// electionDriver runs the active-role election of a triad and of an
+// ActivePassive backup pair: pkg/election's Runner (the Driver the
+// simulation runs) with CLOCK_BOOTTIME, UDP heartbeats between the members'
+// agents, the Kubernetes Lease and this member's license server. A pair
+// runs it with two members: the main as primary, the backup as secondary.
+type electionDriver struct {
 	a *Agent
 
 	mu sync.Mutex
@@ -34,12 +36,15 @@ type triadDriver struct {
 }
 
 func newTriadDriver(a *Agent) (roleDriver, error) {
-	return &triadDriver{a: a}, nil
+	return &electionDriver{a: a}, nil
 }
 
 // machineConfig maps the group configuration onto the protocol's. A member
 // missing from the configuration (removed or renamed) still runs: fenced,
-// it hands the role over and waits for its pod to go.
+// it hands the role over and waits for its pod to go. A pair's preferred
+// side (the main unless spec.preferredSide says otherwise) is the primary
+// and the other the secondary; Fixed roles fail back to the primary as soon
+// as it is back and able to take the role, Symmetric ones never.
 func machineConfig(cfg *group.Config, self string) election.Config {
 	ec := election.Config{
 		Self:              election.MemberID(self),
@@ -48,6 +53,19 @@ func machineConfig(cfg *group.Config, self string) election.Config {
 		Failback:          election.FailbackPolicy(cfg.Failback),
 		FailbackDelay:     cfg.FailbackDelay(),
 		PriorPeerTimeout:  cfg.PriorPeerTimeout(),
+	}
+	if cfg.Kind == group.KindBackupPair {
+		ec.Primary, ec.Secondary = election.MemberID(group.SideMain), election.MemberID(group.SideBackup)
+		if cfg.PreferredSide == group.SideBackup {
+			// A planned switchover: the holder hands over at once, as after
+			// any role edit.
+			ec.Primary, ec.Secondary = ec.Secondary, ec.Primary
+		}
+		ec.Failback = election.FailbackAutomatic
+		if cfg.Roles == group.RolesSymmetric {
+			ec.Failback = election.FailbackManual
+		}
+		return ec
 	}
 	for _, m := range cfg.Members {
 		switch m.Role {
@@ -69,13 +87,14 @@ func randomIncarnation() uint64 {
 	return uint64(binary.LittleEndian.Uint32(b[:]))
 }
 
-func (d *triadDriver) Run(ctx context.Context) error {
+func (d *electionDriver) Run(ctx context.Context) error {
 	a := d.a
+	a.elected.Store(true)
 	cfg := a.config()
 	ec := machineConfig(cfg, a.opts.Member)
 	ec.Incarnation = randomIncarnation()
 	if err := ec.WithDefaults().Validate(); err != nil {
-		return fmt.Errorf("the triad's configuration: %w", err)
+		return fmt.Errorf("the group's configuration: %w", err)
 	}
 	addr, err := net.ResolveUDPAddr("udp", a.opts.PeerAddr)
 	if err != nil {
@@ -126,7 +145,7 @@ func (d *triadDriver) Run(ctx context.Context) error {
 }
 
 // follow feeds the runner with spec edits and the server's health.
-func (d *triadDriver) follow(ctx context.Context, r *election.Runner) {
+func (d *electionDriver) follow(ctx context.Context, r *election.Runner) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -144,7 +163,7 @@ func (d *triadDriver) follow(ctx context.Context, r *election.Runner) {
 
 // addr is a member's heartbeat address: its pod IP from the group
 // configuration.
-func (d *triadDriver) addr(id election.MemberID) net.Addr {
+func (d *electionDriver) addr(id election.MemberID) net.Addr {
 	m, ok := d.a.config().Member(string(id))
 	if !ok || m.Address == "" {
 		return nil
@@ -159,7 +178,7 @@ func (d *triadDriver) addr(id election.MemberID) net.Addr {
 // onState records what the protocol wants, for the pod report, the
 // readiness probe, state sync and metrics. The server itself is driven
 // through the runner's ServerControl.
-func (d *triadDriver) onState(st election.RunnerState) {
+func (d *electionDriver) onState(st election.RunnerState) {
 	want := desired{epoch: uint64(max(st.Desired.Epoch, 0)), label: string(st.Label), joining: st.Joining,
 		active: string(st.Holder)}
 	for _, id := range st.Hears {

@@ -1,0 +1,415 @@
+package controllers
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/group"
+)
+
+// computePairStatus, as a pure function: what it derives for each side and
+// for the pair, beyond the phase and Ready/Degraded tables of
+// status_test.go. Run with go test ./controllers/ -run 'TestPure'.
+
+// pureSide describes a side as "<pod>/<ip>/<ready|notready>/<serving|idle>/<version>/<settings hash>/<licences>".
+func pureSide(s licensehav1.PairServerStatus) string {
+	ready, serving := "notready", "idle"
+	if s.Ready {
+		ready = "ready"
+	}
+	if s.Serving {
+		serving = "serving"
+	}
+	var lic []string
+	for _, l := range s.Licenses {
+		lic = append(lic, l.ID)
+	}
+	return fmt.Sprintf("%s/%s/%s/%s/%s/%s/%v", s.Pod, s.PodIP, ready, serving, s.Version, s.SettingsHash, lic)
+}
+
+func sidePod(side string, r group.MemberState) *corev1.Pod { return memberPod("plant", side, r) }
+
+func TestPurePairSides(t *testing.T) {
+	const (
+		aa = licensehav1.ActiveActive
+		ap = licensehav1.ActivePassive
+	)
+	active := func(side string, peers ...string) *corev1.Pod {
+		return sidePod(side, group.MemberState{State: group.StateActive, Revision: 3, ServerVersion: "2.1", SettingsHash: "s1", Peers: peers})
+	}
+	standby := func(side string, peers ...string) *corev1.Pod {
+		return sidePod(side, group.MemberState{State: group.StateStandby, Revision: 3, ServerVersion: "2.1", SettingsHash: "s1", Peers: peers})
+	}
+	// memberPod's IPs: main 10.0.0.4, backup 10.0.0.6.
+	for _, tc := range []struct {
+		name         string
+		mode         licensehav1.PairMode
+		pods         map[string]*corev1.Pod
+		lease        *coordinationv1.Lease
+		main, backup string
+		activeServer licensehav1.PairSide
+	}{{
+		name: "no pods: names only, licences kept", mode: aa, pods: pods(),
+		main: "plant-main//notready/idle///[LIC-M]", backup: "plant-backup//notready/idle///[LIC-B]",
+	}, {
+		name: "ActiveActive: both serve without a Lease", mode: aa, pods: pods(active("main", "backup"), active("backup", "main")),
+		main:   "plant-main/10.0.0.4/ready/serving/2.1/s1/[LIC-M]",
+		backup: "plant-backup/10.0.0.6/ready/serving/2.1/s1/[LIC-B]",
+	}, {
+		name: "ActivePassive: only the Lease holder serves", mode: ap,
+		pods:  pods(active("main", "backup"), active("backup", "main")),
+		lease: heldLease("plant-backup", 2), activeServer: licensehav1.SideBackup,
+		main:   "plant-main/10.0.0.4/ready/idle/2.1/s1/[LIC-M]",
+		backup: "plant-backup/10.0.0.6/ready/serving/2.1/s1/[LIC-B]",
+	}, {
+		name: "ActivePassive: the holder stands by: nobody serves", mode: ap,
+		pods:  pods(standby("main", "backup"), standby("backup", "main")),
+		lease: heldLease("plant-main", 1),
+		main:  "plant-main/10.0.0.4/ready/idle/2.1/s1/[LIC-M]", backup: "plant-backup/10.0.0.6/ready/idle/2.1/s1/[LIC-B]",
+	}, {
+		name: "a crashed server reports nothing", mode: aa,
+		pods: pods(crashed(active("main", "backup")), active("backup", "main")),
+		main: "plant-main/10.0.0.4/notready/idle///[LIC-M]", backup: "plant-backup/10.0.0.6/ready/serving/2.1/s1/[LIC-B]",
+	}, {
+		name: "a pending pod: its IP, no report", mode: ap,
+		pods:  pods(active("main", "backup"), pendingPod(standby("backup", "main"))),
+		lease: heldLease("plant-main", 1), activeServer: licensehav1.SideMain,
+		main: "plant-main/10.0.0.4/ready/serving/2.1/s1/[LIC-M]", backup: "plant-backup/10.0.0.6/notready/idle///[LIC-B]",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := statusPair(1, tc.mode)
+			p.Status.Main.Licenses = []licensehav1.LicenseStatus{{ID: "LIC-M"}}
+			p.Status.Backup.Licenses = []licensehav1.LicenseStatus{{ID: "LIC-B"}}
+			st := pairStatusOf(t, p, pairInput{pods: tc.pods, lease: tc.lease})
+			if got := pureSide(st.Main); got != tc.main {
+				t.Errorf("main\n got %s\nwant %s", got, tc.main)
+			}
+			if got := pureSide(st.Backup); got != tc.backup {
+				t.Errorf("backup\n got %s\nwant %s", got, tc.backup)
+			}
+			if st.ActiveServer != tc.activeServer {
+				t.Errorf("activeServer %q, want %q", st.ActiveServer, tc.activeServer)
+			}
+		})
+	}
+}
+
+// TestPurePairSynchronized: when the backup holds what the main published.
+func TestPurePairSynchronized(t *testing.T) {
+	type rep struct {
+		rev, files int64
+		hash       string
+	}
+	for _, tc := range []struct {
+		name         string
+		main, backup *rep // nil: no report
+		paths        bool
+		want         bool
+	}{
+		{name: "same revision", main: &rep{rev: 4}, backup: &rep{rev: 4}, want: true},
+		{name: "backup ahead (it served during a failover)", main: &rep{rev: 4}, backup: &rep{rev: 5}, want: true},
+		{name: "backup behind", main: &rep{rev: 5}, backup: &rep{rev: 4}},
+		{name: "main without a report", backup: &rep{rev: 4}},
+		{name: "backup without a report", main: &rep{rev: 4}},
+		{name: "settings differ", main: &rep{rev: 4, hash: "m"}, backup: &rep{rev: 4, hash: "b"}},
+		{name: "settings equal", main: &rep{rev: 4, hash: "m"}, backup: &rep{rev: 4, hash: "m"}, want: true},
+		{name: "the backup's settings unknown yet: not compared", main: &rep{rev: 4, hash: "m"}, backup: &rep{rev: 4}, want: true},
+		{name: "files behind, with sync paths", paths: true, main: &rep{rev: 4, files: 2}, backup: &rep{rev: 4, files: 1}},
+		{name: "files ahead, with sync paths", paths: true, main: &rep{rev: 4, files: 2}, backup: &rep{rev: 4, files: 3}, want: true},
+		{name: "files behind, without sync paths", main: &rep{rev: 4, files: 2}, backup: &rep{rev: 4, files: 1}, want: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := statusPair(1, licensehav1.ActiveActive)
+			if tc.paths {
+				p.Spec.Sync.Paths = []licensehav1.SyncPath{{Path: "labels"}}
+			}
+			var ps []*corev1.Pod
+			for side, r := range map[string]*rep{"main": tc.main, "backup": tc.backup} {
+				if r != nil {
+					peer := map[string]string{"main": "backup", "backup": "main"}[side]
+					ps = append(ps, sidePod(side, group.MemberState{State: group.StateActive, Revision: r.rev, FilesRevision: r.files,
+						SettingsHash: r.hash, ServerVersion: "1", Peers: []string{peer}}))
+				}
+			}
+			st := pairStatusOf(t, p, pairInput{pods: pods(ps...)})
+			if st.Synchronized != tc.want {
+				t.Errorf("synchronized %v, want %v", st.Synchronized, tc.want)
+			}
+			c := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionSynchronized)
+			wantReason := licensehav1.ReasonOutOfSync
+			if tc.want {
+				wantReason = licensehav1.ReasonInSync
+			}
+			if c == nil || c.Reason != wantReason {
+				t.Errorf("Synchronized condition %+v, want reason %s", c, wantReason)
+			}
+		})
+	}
+}
+
+// TestPurePairConnected: connected when both agents report hearing a peer.
+func TestPurePairConnected(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		mainPeers, backupPeers []string
+		backupDown             bool
+		want                   bool
+	}{
+		{name: "both hear each other", mainPeers: []string{"backup"}, backupPeers: []string{"main"}, want: true},
+		{name: "only the main hears", mainPeers: []string{"backup"}},
+		{name: "only the backup hears", backupPeers: []string{"main"}},
+		{name: "neither", want: false},
+		{name: "the backup's pod crashed", mainPeers: []string{"backup"}, backupPeers: []string{"main"}, backupDown: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := sidePod("main", group.MemberState{State: group.StateActive, Revision: 1, ServerVersion: "1", Peers: tc.mainPeers})
+			b := sidePod("backup", group.MemberState{State: group.StateActive, Revision: 1, ServerVersion: "1", Peers: tc.backupPeers})
+			if tc.backupDown {
+				b = crashed(b)
+			}
+			st := pairStatusOf(t, statusPair(1, licensehav1.ActiveActive), pairInput{pods: pods(m, b)})
+			c := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionConnected)
+			if st.Connected != tc.want || c == nil || (c.Status == metav1.ConditionTrue) != tc.want {
+				t.Errorf("connected %v, condition %+v; want %v", st.Connected, c, tc.want)
+			}
+			wantReason, wantMsg := licensehav1.ReasonPeersDisconnected, "Main and backup do not reach each other"
+			if tc.want {
+				wantReason, wantMsg = licensehav1.ReasonPeersConnected, "Main and backup reach each other"
+			}
+			if c.Reason != wantReason || c.Message != wantMsg {
+				t.Errorf("Connected %s %q, want %s %q", c.Reason, c.Message, wantReason, wantMsg)
+			}
+		})
+	}
+}
+
+// TestPurePairLastSyncTime: lastSyncTime moves when the backup catches up,
+// not while it stays caught up, and is kept when sync is lost.
+func TestPurePairLastSyncTime(t *testing.T) {
+	earlier := metav1.NewTime(statusNow.Add(-time.Hour))
+	inSync := pods(pairMember("main", group.StateActive, 5, "1", "backup"), pairMember("backup", group.StateActive, 5, "1", "main"))
+	behind := pods(pairMember("main", group.StateActive, 6, "1", "backup"), pairMember("backup", group.StateActive, 5, "1", "main"))
+	for _, tc := range []struct {
+		name string
+		prev licensehav1.LicenseBackupPairStatus
+		pods map[string]*corev1.Pod
+		want *metav1.Time
+	}{
+		{name: "first sync", pods: inSync, want: &statusNow},
+		{name: "catches up again", prev: licensehav1.LicenseBackupPairStatus{Synchronized: false, LastSyncTime: &earlier}, pods: inSync, want: &statusNow},
+		{name: "stays in sync: time kept", prev: licensehav1.LicenseBackupPairStatus{Synchronized: true, LastSyncTime: &earlier}, pods: inSync, want: &earlier},
+		{name: "in sync but no time recorded", prev: licensehav1.LicenseBackupPairStatus{Synchronized: true}, pods: inSync, want: &statusNow},
+		{name: "falls behind: the last sync is kept", prev: licensehav1.LicenseBackupPairStatus{Synchronized: true, LastSyncTime: &earlier}, pods: behind, want: &earlier},
+		{name: "never synced", pods: behind},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := statusPair(1, licensehav1.ActiveActive)
+			p.Status = tc.prev
+			st := pairStatusOf(t, p, pairInput{pods: tc.pods})
+			if (st.LastSyncTime == nil) != (tc.want == nil) || (tc.want != nil && !st.LastSyncTime.Equal(tc.want)) {
+				t.Errorf("lastSyncTime %v, want %v", st.LastSyncTime, tc.want)
+			}
+		})
+	}
+}
+
+// TestPurePairActiveServerAndFailovers: in ActivePassive the serving side is
+// reported, and a move to the backup counts one failover; ActiveActive
+// reports no active server.
+func TestPurePairActiveServerAndFailovers(t *testing.T) {
+	mainServes := pods(pairMember("main", group.StateActive, 5, "1", "backup"), pairMember("backup", group.StateStandby, 5, "1", "main"))
+	backupServes := pods(pairMember("backup", group.StateActive, 5, "1"))
+	nobody := pods(pairMember("main", group.StateStandby, 5, "1", "backup"), pairMember("backup", group.StateStandby, 5, "1", "main"))
+	for _, tc := range []struct {
+		name      string
+		mode      licensehav1.PairMode
+		prevSide  licensehav1.PairSide
+		prevCount int32
+		pods      map[string]*corev1.Pod
+		lease     *coordinationv1.Lease
+		side      licensehav1.PairSide
+		failovers int32
+	}{
+		{name: "main serves", mode: licensehav1.ActivePassive, pods: mainServes, lease: heldLease("plant-main", 1), side: licensehav1.SideMain},
+		{name: "backup takes over from main", mode: licensehav1.ActivePassive, prevSide: licensehav1.SideMain, prevCount: 2,
+			pods: backupServes, lease: heldLease("plant-backup", 2), side: licensehav1.SideBackup, failovers: 3},
+		{name: "backup takes over after a gap", mode: licensehav1.ActivePassive, prevSide: "", prevCount: 2,
+			pods: backupServes, lease: heldLease("plant-backup", 2), side: licensehav1.SideBackup, failovers: 3},
+		{name: "backup keeps serving: not counted again", mode: licensehav1.ActivePassive, prevSide: licensehav1.SideBackup, prevCount: 3,
+			pods: backupServes, lease: heldLease("plant-backup", 2), side: licensehav1.SideBackup, failovers: 3},
+		{name: "main serves again: failback is no failover", mode: licensehav1.ActivePassive, prevSide: licensehav1.SideBackup, prevCount: 3,
+			pods: mainServes, lease: heldLease("plant-main", 3), side: licensehav1.SideMain, failovers: 3},
+		{name: "nobody serves", mode: licensehav1.ActivePassive, prevSide: licensehav1.SideMain, prevCount: 1,
+			pods: nobody, lease: heldLease("plant-main", 1), side: "", failovers: 1},
+		{name: "ActiveActive: no active server, no failover", mode: licensehav1.ActiveActive, prevSide: licensehav1.SideMain, prevCount: 1,
+			pods: backupServes, side: "", failovers: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := statusPair(1, tc.mode)
+			p.Status = licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, ActiveServer: tc.prevSide, Failovers: tc.prevCount}
+			st := pairStatusOf(t, p, pairInput{pods: tc.pods, lease: tc.lease})
+			if st.ActiveServer != tc.side || st.Failovers != tc.failovers {
+				t.Errorf("active %q failovers %d, want %q %d", st.ActiveServer, st.Failovers, tc.side, tc.failovers)
+			}
+		})
+	}
+}
+
+// TestPurePairReadyMessages: who serves, as Ready's message says it.
+func TestPurePairReadyMessages(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mode  licensehav1.PairMode
+		pods  map[string]*corev1.Pod
+		lease *coordinationv1.Lease
+		want  string
+	}{
+		{name: "ActiveActive, both", mode: licensehav1.ActiveActive,
+			pods: pods(pairMember("main", group.StateActive, 1, "1", "backup"), pairMember("backup", group.StateActive, 1, "1", "main")),
+			want: "Main and backup serve clients"},
+		{name: "ActiveActive, main only", mode: licensehav1.ActiveActive,
+			pods: pods(pairMember("main", group.StateActive, 1, "1")), want: "Only the main serves clients"},
+		{name: "ActiveActive, backup only", mode: licensehav1.ActiveActive,
+			pods: pods(pairMember("backup", group.StateActive, 1, "1")), want: "Only the backup serves clients"},
+		{name: "ActivePassive, backup", mode: licensehav1.ActivePassive, lease: heldLease("plant-backup", 2),
+			pods: pods(pairMember("backup", group.StateActive, 1, "1")), want: "The backup serves clients"},
+		{name: "neither", mode: licensehav1.ActivePassive, pods: pods(), want: "Neither server serves"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := pairStatusOf(t, statusPair(1, tc.mode), pairInput{pods: tc.pods, lease: tc.lease})
+			if c := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionReady); c == nil || c.Message != tc.want {
+				t.Errorf("Ready %+v, want message %q", c, tc.want)
+			}
+		})
+	}
+}
+
+// TestPurePairPhases: the phase from serving, redundancy, the previous
+// phase and blockers.
+func TestPurePairPhases(t *testing.T) {
+	healthy := pods(pairMember("main", group.StateActive, 1, "1", "backup"), pairMember("backup", group.StateActive, 1, "1", "main"))
+	for _, tc := range []struct {
+		name    string
+		prev    licensehav1.PairPhase
+		pods    map[string]*corev1.Pod
+		blocked *blocker
+		want    licensehav1.PairPhase
+		stalled bool
+	}{
+		{name: "new pair, nobody serves yet", pods: pods(), want: licensehav1.PairForming},
+		{name: "still forming", prev: licensehav1.PairForming, pods: pods(), want: licensehav1.PairForming},
+		{name: "served before, nobody serves now", prev: licensehav1.PairActive, pods: pods(), want: licensehav1.PairDegraded},
+		{name: "was Failed, the failure is gone, nobody serves", prev: licensehav1.PairFailed, pods: pods(), want: licensehav1.PairDegraded},
+		{name: "healthy", prev: licensehav1.PairForming, pods: healthy, want: licensehav1.PairActive},
+		{name: "healthy, blocked in progress", pods: healthy, blocked: licenceMissing, want: licensehav1.PairDegraded},
+		{name: "healthy, failed", pods: healthy, blocked: otherGroupsPod, want: licensehav1.PairFailed, stalled: true},
+		{name: "forming, failed", pods: pods(), blocked: otherGroupsPod, want: licensehav1.PairFailed, stalled: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := statusPair(1, licensehav1.ActiveActive)
+			p.Status.Phase = tc.prev
+			st := pairStatusOf(t, p, pairInput{pods: tc.pods, blocked: tc.blocked})
+			if st.Phase != tc.want {
+				t.Errorf("phase %s, want %s", st.Phase, tc.want)
+			}
+			if got := meta.IsStatusConditionTrue(st.Conditions, licensehav1.ConditionStalled); got != tc.stalled {
+				t.Errorf("Stalled %v, want %v", got, tc.stalled)
+			}
+		})
+	}
+}
+
+// TestPurePairConditionSet: the pair sets exactly Ready, Connected,
+// Synchronized and Degraded (and Stalled when failed), leaving conditions
+// others set.
+func TestPurePairConditionSet(t *testing.T) {
+	earlier := metav1.NewTime(statusNow.Add(-time.Hour))
+	p := statusPair(3, licensehav1.ActivePassive)
+	p.Status.Conditions = []metav1.Condition{{Type: licensehav1.ConditionLicenseValid, Status: "True",
+		Reason: licensehav1.ReasonLicensesPresent, LastTransitionTime: earlier, ObservedGeneration: 2}}
+	st := pairStatusOf(t, p, pairInput{pods: pods(pairMember("main", group.StateActive, 1, "1", "backup"),
+		pairMember("backup", group.StateStandby, 1, "1", "main")), lease: heldLease("plant-main", 1)})
+	got := map[string]string{}
+	for _, c := range st.Conditions {
+		got[c.Type] = string(c.Status) + " " + c.Reason
+	}
+	want := map[string]string{
+		licensehav1.ConditionLicenseValid: "True " + licensehav1.ReasonLicensesPresent,
+		licensehav1.ConditionReady:        "True " + licensehav1.ReasonServing,
+		licensehav1.ConditionConnected:    "True " + licensehav1.ReasonPeersConnected,
+		licensehav1.ConditionSynchronized: "True " + licensehav1.ReasonInSync,
+		licensehav1.ConditionDegraded:     "False " + licensehav1.ReasonMembersHealthy,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("conditions\n got %v\nwant %v", got, want)
+	}
+	if lv := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionLicenseValid); lv.ObservedGeneration != 2 || !lv.LastTransitionTime.Equal(&earlier) {
+		t.Errorf("LicenseValid was rewritten: %+v", lv)
+	}
+	if st.SyncState != licensehav1.ConnectedSynchronized || st.Phase != licensehav1.PairActive || st.ActiveServer != licensehav1.SideMain {
+		t.Errorf("syncState %s phase %s active %s", st.SyncState, st.Phase, st.ActiveServer)
+	}
+}
+
+// TestPurePairVersionMismatch: different server versions degrade a serving
+// pair with reason VersionMismatch, taking precedence over a lost
+// connection; equal versions do not.
+func TestPurePairVersionMismatch(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		main, back string
+		backPeers  []string
+		wantReason string
+	}{
+		{name: "equal", main: "2.0", back: "2.0", backPeers: []string{"main"}, wantReason: licensehav1.ReasonMembersHealthy},
+		{name: "different", main: "2.0", back: "2.1", backPeers: []string{"main"}, wantReason: licensehav1.ReasonVersionMismatch},
+		{name: "different and disconnected: the mismatch is named", main: "2.0", back: "2.1", wantReason: licensehav1.ReasonVersionMismatch},
+		{name: "equal and disconnected", main: "2.0", back: "2.0", wantReason: licensehav1.ReasonMemberUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := pods(pairMember("main", group.StateActive, 1, tc.main, "backup"), pairMember("backup", group.StateActive, 1, tc.back, tc.backPeers...))
+			st := pairStatusOf(t, statusPair(1, licensehav1.ActiveActive), pairInput{pods: ps})
+			d := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionDegraded)
+			if d == nil || d.Reason != tc.wantReason {
+				t.Errorf("Degraded %+v, want reason %s", d, tc.wantReason)
+			}
+			if tc.wantReason == licensehav1.ReasonVersionMismatch {
+				if st.Phase != licensehav1.PairDegraded {
+					t.Errorf("phase %s, want Degraded", st.Phase)
+				}
+				if !containsAll(d.Message, tc.main, tc.back) {
+					t.Errorf("message %q does not name both versions", d.Message)
+				}
+			}
+		})
+	}
+}
+
+// TestPurePairUnknownVersionIsNoMismatch: a side whose server reports no
+// version (yet) is not a version mismatch; the triad's check
+// (versionMismatch) leaves such members out.
+func TestPurePairUnknownVersionIsNoMismatch(t *testing.T) {
+	ps := pods(pairMember("main", group.StateActive, 1, "2.0", "backup"), pairMember("backup", group.StateActive, 1, "", "main"))
+	st := pairStatusOf(t, statusPair(1, licensehav1.ActiveActive), pairInput{pods: ps})
+	if d := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionDegraded); d.Reason == licensehav1.ReasonVersionMismatch {
+		t.Errorf("Degraded %s: %s", d.Reason, d.Message)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
