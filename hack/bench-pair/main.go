@@ -105,17 +105,19 @@ func run(trials int, mode licensehav1.PairMode) error {
 		}
 		return nil
 	}
-	waitMoves := func(n int) (lhclient.Move, error) {
+	// waitMove returns the client's first move to server to after since.
+	waitMove := func(since time.Time, to string) (lhclient.Move, error) {
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			mu.Lock()
-			if len(moves) >= n {
-				m := moves[n-1]
-				mu.Unlock()
-				return m, nil
+			for _, m := range moves {
+				if m.To == to && m.At.After(since) {
+					mu.Unlock()
+					return m, nil
+				}
 			}
 			mu.Unlock()
 		}
-		return lhclient.Move{}, fmt.Errorf("the client did not move")
+		return lhclient.Move{}, fmt.Errorf("the client did not move to %s", to)
 	}
 	var away, home, gaps, takeover, back []time.Duration
 	for i := 0; i < trials; i++ {
@@ -131,7 +133,7 @@ func run(trials int, mode licensehav1.PairMode) error {
 			}
 			takeover = append(takeover, t.Sub(at))
 		}
-		m, err := waitMoves(2*i + 1)
+		m, err := waitMove(at, backupURL)
 		if err != nil {
 			_ = fault("resume")
 			return err
@@ -150,7 +152,7 @@ func run(trials int, mode licensehav1.PairMode) error {
 			}
 			back = append(back, t.Sub(resumed))
 		}
-		m, err = waitMoves(2*i + 2)
+		m, err = waitMove(resumed, mainURL)
 		if err != nil {
 			return err
 		}

@@ -12,4 +12,4 @@ test-election: ## Election unit tests, loopback runners and the seeded simulatio
 
 .PHONY: bench-election
 bench-election: ## Print takeover figures (crash, switchover, shutdown) from the simulation.
-	$(GO) test -count=1 -run 'TestTakeoverFigures$$' -v ./pkg/election/sim -args -figures=$(ELECTION_FIGURE_SEEDS)
+	$(GO) test -count=1 -run 'Test(Pair)?TakeoverFigures$$' -v ./pkg/election/sim -args -figures=$(ELECTION_FIGURE_SEEDS)

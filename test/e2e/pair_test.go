@@ -8,6 +8,9 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
@@ -126,6 +129,66 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 		Expect(env.Fault(ctx, "resume", ns+"/"+group.PodName("pair", "main"))).To(Succeed())
 		at := waitServingSet(ctx, w, 60*time.Second, "main")
 		figure("pair AP: main resumed → main serves", at.Sub(resumed))
+		time.Sleep(2 * time.Second)
+		Expect(w.MaxServing()).To(BeNumerically("<=", 1), "both served: %v", w.History())
+		Expect(w.Overlap()).To(BeZero())
+	})
+
+	It("ActivePassive Fixed: a planned switchover and a stopped main move the role without both serving", func(ctx SpecContext) {
+		ns, w := startFixedActivePassive(ctx, "pair-ops")
+		key := client.ObjectKey{Namespace: ns, Name: "pair"}
+		edit := func(change func(p *licensehav1.LicenseBackupPair)) {
+			GinkgoHelper()
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				p := &licensehav1.LicenseBackupPair{}
+				if err := env.Client.Get(ctx, key, p); err != nil {
+					return err
+				}
+				change(p)
+				return env.Client.Update(ctx, p)
+			})).To(Succeed())
+		}
+
+		By("switching over to the backup (spec.preferredSide)")
+		at := time.Now()
+		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideBackup })
+		served := waitServingSet(ctx, w, 60*time.Second, "backup")
+		figure("pair AP: switchover edit → backup serves", served.Sub(at))
+		time.Sleep(3 * time.Second)
+		Expect(w.Serving()).To(ConsistOf("backup"), "with roles Fixed the role stays on the preferred side")
+
+		By("switching back")
+		at = time.Now()
+		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideMain })
+		served = waitServingSet(ctx, w, 60*time.Second, "main")
+		figure("pair AP: switchover edit → main serves", served.Sub(at))
+
+		By("stopping the main on purpose (spec.main.stopped)")
+		at = time.Now()
+		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.Main.Stopped = true })
+		served = waitServingSet(ctx, w, 60*time.Second, "backup")
+		figure("pair AP: main stopped → backup serves", served.Sub(at))
+		Eventually(func(g Gomega) {
+			p := &licensehav1.LicenseBackupPair{}
+			g.Expect(env.Client.Get(ctx, key, p)).To(Succeed())
+			g.Expect(p.Status.Main.Stopped).To(BeTrue())
+			g.Expect(p.Status.ActiveServer).To(Equal(licensehav1.SideBackup))
+			err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName("pair", "main")}, &corev1.Pod{})
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the stopped main's pod is gone")
+		}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+
+		By("resuming it: the main takes the role back")
+		at = time.Now()
+		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.Main.Stopped = false })
+		Eventually(func() error {
+			ts, err := env.Targets(ctx, ns, "pair", "main", "backup")
+			if err == nil {
+				w.SetTargets(ts)
+			}
+			return err
+		}).WithTimeout(90 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+		served = waitServingSet(ctx, w, 90*time.Second, "main")
+		figure("pair AP: main resumed (new pod) → main serves", served.Sub(at))
 		time.Sleep(2 * time.Second)
 		Expect(w.MaxServing()).To(BeNumerically("<=", 1), "both served: %v", w.History())
 		Expect(w.Overlap()).To(BeZero())
