@@ -25,6 +25,10 @@ type observed struct {
 	// now is when the observation was made: condition transitions,
 	// failovers and syncs are stamped with it.
 	now metav1.Time
+	// bundleRevision (disconnected pairs) is the revision of the last
+	// settings bundle exported (local side main) or imported (local side
+	// backup); 0 when there is none.
+	bundleRevision int64
 }
 
 // leaseHolder returns the pod named in the Lease and the fencing epoch.

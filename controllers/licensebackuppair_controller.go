@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -200,11 +202,39 @@ func (r *LicenseBackupPairReconciler) reconcileMembers(ctx context.Context, p *l
 		return ctrl.Result{}, err
 	}
 	res, lease, pods, blocked := m.res, m.lease, m.pods, m.blocked
+	obs := observed{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()}
+	if p.Spec.Disconnected != nil {
+		if obs.bundleRevision, err = r.bundleRevision(ctx, p); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	before := p.Status.DeepCopy()
-	p.Status = computePairStatus(p, observed{pods: pods, lease: lease, blocked: blocked, now: metav1.Now()})
+	p.Status = computePairStatus(p, obs)
 	r.recordTransitions(ctx, p, before)
 	observePairMetrics(p)
 	return res, nil
+}
+
+// bundleRevision reads, for a disconnected pair, the revision of the last
+// settings bundle exported from this cluster (local side main) or imported
+// into it (local side backup) from the annotations kubectl licenseha backup
+// export/import leave on the ConfigMap <pair>-state; 0 when there is none
+// yet. ConfigMaps are not cached, so it is read from the API server.
+func (r *LicenseBackupPairReconciler) bundleRevision(ctx context.Context, p *licensehav1.LicenseBackupPair) (int64, error) {
+	cm := &corev1.ConfigMap{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: group.StateName(p.Name)}, cm)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	key := group.AnnotationExportedBundleRevision
+	if p.Spec.Disconnected.LocalSide == licensehav1.SideBackup {
+		key = group.AnnotationImportedBundleRevision
+	}
+	rev, _ := strconv.ParseInt(cm.Annotations[key], 10, 64)
+	return max(rev, 0), nil
 }
 
 // SetupWithManager registers the pair reconciler and its watches.
@@ -224,6 +254,6 @@ func (r *LicenseBackupPairReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesMetadata(&corev1.Secret{},
 			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexSecretRefs, newList))).
 		WatchesMetadata(&corev1.ConfigMap{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexConfigMapRefs, newList))).
+			handler.EnqueueRequestsFromMapFunc(withDisconnectedState(r.Client, referencingGroups(r.Client, indexConfigMapRefs, newList)))).
 		Complete(r)
 }

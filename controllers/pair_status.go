@@ -35,10 +35,17 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 	holder, _ := leaseHolder(obs.lease)
 	activePassive := p.Spec.Mode == licensehav1.ActivePassive
 	reports := map[string]group.MemberState{}
+	remote := p.Spec.RemoteSide()
 	side := func(name string) licensehav1.PairServerStatus {
 		out := licensehav1.PairServerStatus{Pod: group.PodName(p.Name, name), Licenses: sideLicenses(st, name)}
 		out.Stopped = name == string(licensehav1.SideMain) && p.Spec.Main.Stopped ||
 			name == string(licensehav1.SideBackup) && p.Spec.Backup.Stopped
+		if name == string(remote) {
+			// Runs in the other cluster: nothing of it is known here, and a
+			// pod of its name (left from before the pair was disconnected)
+			// is on its way out.
+			return licensehav1.PairServerStatus{Remote: true, Licenses: out.Licenses}
+		}
 		pod := obs.pods[name]
 		if pod == nil {
 			if out.Stopped {
@@ -72,6 +79,13 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 		hashes[name] = r.SettingsHash
 	}
 	settingsApplied(st.Settings, hashes)
+	st.BundleRevision = 0
+	var bundleMsg string
+	if remote != "" {
+		st.Connected = false
+		st.BundleRevision = obs.bundleRevision
+		st.Synchronized, bundleMsg = disconnectedSync(p.Spec.Disconnected.LocalSide, obs.bundleRevision, reports)
+	}
 	st.SyncState = syncStateOf(st.Connected, st.Synchronized)
 	// lastSyncTime moves when the backup catches up with the main, not on a
 	// timer, so a steady pair writes nothing.
@@ -103,6 +117,8 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 	switch {
 	case activePassive:
 		servingMsg = fmt.Sprintf("The %s serves clients", st.ActiveServer)
+	case remote != "":
+		servingMsg = fmt.Sprintf("The %s serves clients in this cluster; the %s runs in another cluster (disconnected pair)", p.Spec.Disconnected.LocalSide, remote)
 	case !st.Backup.Serving:
 		servingMsg = "Only the main serves clients"
 	case !st.Main.Serving:
@@ -125,6 +141,13 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 			// main published.
 			h.lostMsg += fmt.Sprintf(". The main is newer than the backup: a failover would move its clients to the older backup (%s); upgrade the backup", backR.ServerVersion)
 		}
+	case remote != "":
+		// Disconnected on purpose: the other side is not "down"; what
+		// degrades the pair is settings bundles that have not caught up.
+		h.healthyMsg = fmt.Sprintf("The %s runs here and the %s in another cluster (disconnected pair); %s", p.Spec.Disconnected.LocalSide, remote, bundleMsg)
+		if !st.Synchronized {
+			h.lostReason, h.lostMsg = licensehav1.ReasonDisconnected, bundleMsg
+		}
 	case !st.Connected || !st.Synchronized:
 		h.lostReason = licensehav1.ReasonMemberUnavailable
 		h.lostMsg = "Serving without full redundancy: a server is down, disconnected or out of sync"
@@ -133,7 +156,7 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 		name    licensehav1.PairSide
 		stopped bool
 	}{{licensehav1.SideMain, st.Main.Stopped}, {licensehav1.SideBackup, st.Backup.Stopped}} {
-		if sd.stopped {
+		if sd.stopped && sd.name != remote {
 			// Stopped on purpose: say so rather than "down".
 			h.lostReason = licensehav1.ReasonSideStopped
 			h.lostMsg = fmt.Sprintf("The %s is stopped on purpose (spec.%s.stopped); the pair has no redundancy until it is resumed (kubectl licenseha resume %s --side %s)",
@@ -142,14 +165,16 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 		}
 	}
 	ready, degraded := readyAndDegraded(gen, obs.now, h)
-	setConditions(&st.Conditions, obs.now,
-		ready,
-		boolCondition(gen, licensehav1.ConditionConnected, st.Connected, licensehav1.ReasonPeersConnected, licensehav1.ReasonPeersDisconnected,
-			"Main and backup reach each other", "Main and backup do not reach each other"),
-		boolCondition(gen, licensehav1.ConditionSynchronized, st.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
-			"The backup holds the main's latest settings", "The backup does not hold the main's latest settings"),
-		degraded,
-	)
+	connected := boolCondition(gen, licensehav1.ConditionConnected, st.Connected, licensehav1.ReasonPeersConnected, licensehav1.ReasonPeersDisconnected,
+		"Main and backup reach each other", "Main and backup do not reach each other")
+	synchronized := boolCondition(gen, licensehav1.ConditionSynchronized, st.Synchronized, licensehav1.ReasonInSync, licensehav1.ReasonOutOfSync,
+		"The backup holds the main's latest settings", "The backup does not hold the main's latest settings")
+	if remote != "" {
+		connected.Reason = licensehav1.ReasonDisconnected
+		connected.Message = fmt.Sprintf("Disconnected pair (spec.disconnected): the %s runs in another cluster; settings travel as signed bundles (kubectl licenseha backup export, then import)", remote)
+		synchronized.Message = bundleMsg
+	}
+	setConditions(&st.Conditions, obs.now, ready, connected, synchronized, degraded)
 
 	switch {
 	case serving && h.lostReason == "":
@@ -171,4 +196,28 @@ func sideLicenses(st *licensehav1.LicenseBackupPairStatus, side string) []licens
 		return st.Main.Licenses
 	}
 	return st.Backup.Licenses
+}
+
+// disconnectedSync says whether a disconnected pair's settings bundles have
+// caught up, as far as this cluster can know: in the main's cluster, the
+// last bundle exported carries the settings revision the main runs; in the
+// backup's, the backup has applied the last bundle imported. The message
+// says so, or what to do.
+func disconnectedSync(local licensehav1.PairSide, bundleRev int64, reports map[string]group.MemberState) (bool, string) {
+	r, ok := reports[string(local)]
+	switch {
+	case local == licensehav1.SideMain && bundleRev == 0:
+		return false, "No settings bundle exported yet: run kubectl licenseha backup export here and import the bundle in the backup's cluster"
+	case local == licensehav1.SideMain && !ok:
+		return false, fmt.Sprintf("Bundle revision %d exported; the main does not report its settings revision yet", bundleRev)
+	case local == licensehav1.SideMain && r.Revision > bundleRev:
+		return false, fmt.Sprintf("The main's settings (revision %d) changed since the last exported bundle (revision %d): export a new bundle and import it in the backup's cluster", r.Revision, bundleRev)
+	case local == licensehav1.SideMain:
+		return true, fmt.Sprintf("The last exported bundle (revision %d) carries the main's current settings", bundleRev)
+	case bundleRev == 0:
+		return false, "No settings bundle imported yet: export one in the main's cluster and run kubectl licenseha backup import here"
+	case !ok || r.Revision < bundleRev:
+		return false, fmt.Sprintf("The backup has not applied the imported bundle (revision %d) yet", bundleRev)
+	}
+	return true, fmt.Sprintf("The backup runs the settings of the last imported bundle (revision %d)", bundleRev)
 }

@@ -413,3 +413,75 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// A disconnected pair: never connected, the remote side reported as remote
+// (even when a leftover pod of its name is still there), synchronized per
+// the last bundle exported (main's cluster) or imported (backup's), and
+// Degraded with reason Disconnected only while the bundles lag.
+func TestPureDisconnectedPair(t *testing.T) {
+	active := func(side string, rev int64) *corev1.Pod {
+		return sidePod(side, group.MemberState{State: group.StateActive, Revision: rev, ServerVersion: "2.1"})
+	}
+	for _, tc := range []struct {
+		name      string
+		local     licensehav1.PairSide
+		revision  int64 // reported by the local side
+		bundleRev int64
+		leftover  bool // a pod of the remote side's name exists
+		synced    bool
+		phase     licensehav1.PairPhase
+		msg       string
+	}{
+		{"main, nothing exported", licensehav1.SideMain, 5, 0, false, false, licensehav1.PairDegraded, "No settings bundle exported yet"},
+		{"main, exported current", licensehav1.SideMain, 5, 5, false, true, licensehav1.PairActive, "carries the main's current settings"},
+		{"main, changed since export", licensehav1.SideMain, 6, 5, true, false, licensehav1.PairDegraded, "changed since the last exported bundle (revision 5)"},
+		{"backup, nothing imported", licensehav1.SideBackup, 0, 0, false, false, licensehav1.PairDegraded, "No settings bundle imported yet"},
+		{"backup, not applied yet", licensehav1.SideBackup, 4, 5, false, false, licensehav1.PairDegraded, "has not applied the imported bundle (revision 5)"},
+		{"backup, applied", licensehav1.SideBackup, 5, 5, true, true, licensehav1.PairActive, "runs the settings of the last imported bundle (revision 5)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &licensehav1.LicenseBackupPair{}
+			p.Name, p.Namespace, p.Generation = "plant", "printing", 1
+			p.Spec.Mode = licensehav1.ActiveActive
+			p.Spec.Disconnected = &licensehav1.PairDisconnectedSpec{LocalSide: tc.local}
+			remote := p.Spec.RemoteSide()
+			pods := map[string]*corev1.Pod{string(tc.local): active(string(tc.local), tc.revision)}
+			if tc.leftover {
+				pods[string(remote)] = active(string(remote), 99)
+			}
+			st := computePairStatus(p, observed{pods: pods, now: statusNow, bundleRevision: tc.bundleRev})
+			localSt, remoteSt := st.Main, st.Backup
+			if tc.local == licensehav1.SideBackup {
+				localSt, remoteSt = st.Backup, st.Main
+			}
+			if st.Connected || st.Synchronized != tc.synced || st.Phase != tc.phase || st.BundleRevision != tc.bundleRev {
+				t.Errorf("connected %v synchronized %v phase %s bundleRevision %d", st.Connected, st.Synchronized, st.Phase, st.BundleRevision)
+			}
+			if want := syncStateOf(false, tc.synced); st.SyncState != want {
+				t.Errorf("syncState %s, want %s", st.SyncState, want)
+			}
+			if !localSt.Serving || localSt.Remote || !remoteSt.Remote || remoteSt.Pod != "" || remoteSt.Serving || remoteSt.Ready {
+				t.Errorf("local %+v remote %+v", localSt, remoteSt)
+			}
+			conn := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionConnected)
+			if conn == nil || conn.Status != metav1.ConditionFalse || conn.Reason != licensehav1.ReasonDisconnected {
+				t.Errorf("Connected = %+v", conn)
+			}
+			deg := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionDegraded)
+			wantDeg, wantReason := metav1.ConditionTrue, licensehav1.ReasonDisconnected
+			if tc.synced {
+				wantDeg, wantReason = metav1.ConditionFalse, licensehav1.ReasonMembersHealthy
+			}
+			if deg == nil || deg.Status != wantDeg || deg.Reason != wantReason || !strings.Contains(deg.Message, tc.msg) {
+				t.Errorf("Degraded = %+v, want %s/%s with %q", deg, wantDeg, wantReason, tc.msg)
+			}
+			if sync := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionSynchronized); sync == nil || !strings.Contains(sync.Message, tc.msg) {
+				t.Errorf("Synchronized = %+v", sync)
+			}
+			if ready := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionReady); ready == nil || ready.Status != metav1.ConditionTrue ||
+				!strings.Contains(ready.Message, "another cluster") {
+				t.Errorf("Ready = %+v", ready)
+			}
+		})
+	}
+}

@@ -107,6 +107,34 @@ var _ = Describe("LicenseBackupPair members", func() {
 		}, timeout, interval).Should(haveReason(metav1.ConditionTrue, licensehav1.ReasonVersionMismatch))
 	})
 
+	It("runs only the local side of a disconnected pair, and stops the other side when a pair becomes disconnected", func() {
+		key := startPair("site", func(p *licensehav1.LicenseBackupPair) {
+			p.Spec.Disconnected = &licensehav1.PairDisconnectedSpec{LocalSide: licensehav1.SideBackup}
+		})
+		Eventually(podUID(ns, "site-backup"), timeout, interval).ShouldNot(BeEmpty())
+		Consistently(podUID(ns, "site-main"), "1s", interval).Should(BeEmpty(), "the main runs in the other cluster")
+		reportPair(ns, "site-backup", group.MemberState{State: group.StateActive, ServerVersion: "1.0"})
+		Eventually(pairCondition(key, licensehav1.ConditionDegraded), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, licensehav1.ReasonDisconnected), "serving, no bundle imported yet")
+		p := getPair(key)
+		Expect(p.Status.Main.Remote).To(BeTrue())
+		Expect(p.Status.Main.Pod).To(BeEmpty())
+		Expect(p.Status.Backup.Serving).To(BeTrue())
+		Expect(p.Status.SyncState).To(Equal(licensehav1.DisconnectedNotSynchronized))
+		Expect(meta.FindStatusCondition(p.Status.Conditions, licensehav1.ConditionConnected)).
+			To(haveReason(metav1.ConditionFalse, licensehav1.ReasonDisconnected))
+
+		By("declaring a running pair disconnected")
+		key = startPair("later", nil)
+		Eventually(podUID(ns, "later-backup"), timeout, interval).ShouldNot(BeEmpty())
+		Expect(update(getPair(key), func(p *licensehav1.LicenseBackupPair) {
+			p.Spec.Disconnected = &licensehav1.PairDisconnectedSpec{LocalSide: licensehav1.SideMain}
+		})).To(Succeed())
+		Eventually(podUID(ns, "later-backup"), timeout, interval).Should(BeEmpty())
+		Expect(podUID(ns, "later-main")()).NotTo(BeEmpty())
+		Eventually(func() bool { return getPair(key).Status.Backup.Remote }, timeout, interval).Should(BeTrue())
+	})
+
 	It("needs an Enterprise licence on one side and mapped licences that exist", func() {
 		Expect(k8sClient.Create(ctx, pairSecret(ns, "std-main", "std", "LIC-M", licensing.EditionStandard))).To(Succeed())
 		Expect(k8sClient.Create(ctx, pairSecret(ns, "std-backup", "std", "LIC-B", licensing.EditionProfessional))).To(Succeed())

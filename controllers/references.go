@@ -13,6 +13,7 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
+	"github.com/licenseha/licenseha/internal/group"
 )
 
 // Field indexes over the groups, so that an event on a Secret or ConfigMap
@@ -135,6 +136,29 @@ func referencingGroups(c client.Client, field string, newList func() client.Obje
 			for _, item := range l.Items {
 				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: item.Namespace, Name: item.Name}})
 			}
+		}
+		return reqs
+	}
+}
+
+// withDisconnectedState adds to refs, for a ConfigMap <pair>-state, the
+// disconnected pair it belongs to: kubectl licenseha backup export/import
+// record the bundle revisions there, which status.bundleRevision and
+// syncState follow. Connected pairs are left out, so their agents'
+// publications into that ConfigMap cause no reconciles.
+func withDisconnectedState(c client.Client, refs handler.MapFunc) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		reqs := refs(ctx, obj)
+		for _, o := range obj.GetOwnerReferences() {
+			if o.Kind != "LicenseBackupPair" || group.StateName(o.Name) != obj.GetName() {
+				continue
+			}
+			p := &licensehav1.LicenseBackupPair{}
+			if err := c.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: o.Name}, p); err != nil ||
+				p.UID != o.UID || p.Spec.Disconnected == nil {
+				continue
+			}
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}})
 		}
 		return reqs
 	}

@@ -149,8 +149,10 @@ func (r *LicenseBackupPairReconciler) recordTransitions(ctx context.Context, p *
 		{licensehav1.SideBackup, before.Backup, p.Status.Backup, EventBackupLost, EventBackupRecovered,
 			"The backup is down: its server is neither ready nor serving", "The backup is up again"},
 	} {
+		// A side that now runs in another cluster (spec.disconnected) left
+		// on purpose: it is not lost.
 		switch {
-		case sidesNews && up(side.was) && !up(side.is):
+		case sidesNews && up(side.was) && !up(side.is) && !side.is.Remote:
 			emitFor(string(side.side))(corev1.EventTypeWarning, side.lost, "Serve", side.lostMsg)
 		case sidesNews && !up(side.was) && up(side.is):
 			emitFor(string(side.side))(corev1.EventTypeNormal, side.recovered, "Serve", side.recovMsg)

@@ -194,6 +194,16 @@ var _ = Describe("CRD validation", func() {
 			"spec.sync.intervalSeconds", "greater than or equal to 1"),
 		Entry("port above 65535", func(p *licensehav1.LicenseBackupPair) { p.Spec.Server.Port = 65536 },
 			"spec.server.port"),
+		Entry("disconnected while ActivePassive", func(p *licensehav1.LicenseBackupPair) {
+			p.Spec.Mode = licensehav1.ActivePassive
+			p.Spec.Disconnected = &licensehav1.PairDisconnectedSpec{LocalSide: licensehav1.SideMain}
+		}, "spec.disconnected requires spec.mode ActiveActive"),
+		Entry("disconnected without a local side", func(p *licensehav1.LicenseBackupPair) {
+			p.Spec.Disconnected = &licensehav1.PairDisconnectedSpec{}
+		}, "spec.disconnected.localSide"),
+		Entry("disconnected with an unknown local side", func(p *licensehav1.LicenseBackupPair) {
+			p.Spec.Disconnected = &licensehav1.PairDisconnectedSpec{LocalSide: "witness"}
+		}, "spec.disconnected.localSide", `supported values: "main", "backup"`),
 	)
 
 	It("applies the documented defaults", func() {
@@ -268,6 +278,13 @@ var _ = Describe("CRD validation", func() {
 			err := update(p, func(p *licensehav1.LicenseBackupPair) { p.Spec.Mode = licensehav1.ActivePassive })
 			Expect(err).To(HaveOccurred())
 			Expect(err.Error()).To(ContainSubstring("spec.mode is immutable"))
+
+			d := validPair(ns, "disconnected")
+			d.Spec.Disconnected = &licensehav1.PairDisconnectedSpec{LocalSide: licensehav1.SideBackup}
+			Expect(k8sClient.Create(ctx, d)).To(Succeed())
+			err = update(d, func(p *licensehav1.LicenseBackupPair) { p.Spec.Disconnected.LocalSide = licensehav1.SideMain })
+			Expect(err).To(HaveOccurred())
+			Expect(err.Error()).To(ContainSubstring("spec.disconnected.localSide is immutable"))
 
 			t := validTriad(ns, "roles")
 			Expect(k8sClient.Create(ctx, t)).To(Succeed())

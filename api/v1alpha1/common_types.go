@@ -129,7 +129,12 @@ const (
 	ReasonMemberUnavailable  = "MemberUnavailable"
 	// ReasonSideStopped: a pair side is stopped on purpose
 	// (spec.<side>.stopped); the pair has no redundancy until it resumes.
-	ReasonSideStopped       = "SideStopped"
+	ReasonSideStopped = "SideStopped"
+	// ReasonDisconnected (Connected, Degraded): a disconnected pair
+	// (spec.disconnected) whose other side runs in another cluster on
+	// purpose; Degraded carries it while the settings bundles have not
+	// caught up.
+	ReasonDisconnected      = "Disconnected"
 	ReasonServing           = "Serving"
 	ReasonNotServing        = "NotServing"
 	ReasonPeersConnected    = "PeersConnected"

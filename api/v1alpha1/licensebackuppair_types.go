@@ -163,7 +163,33 @@ type PairFailoverSpec struct {
 	PeerTimeoutSeconds int32 `json:"peerTimeoutSeconds,omitempty"`
 }
 
+// PairDisconnectedSpec makes a pair disconnected: its main and backup run
+// in two clusters (or sites) that cannot reach each other, and each
+// cluster holds the same pair with its own localSide.
+type PairDisconnectedSpec struct {
+	// localSide is the side that runs in this cluster, main or backup. The
+	// operator runs a pod for this side only; the other side runs in the
+	// other cluster, where the same pair names the other localSide.
+	// Immutable.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.disconnected.localSide is immutable: it says which side runs in this cluster"
+	LocalSide PairSide `json:"localSide"`
+}
+
+// RemoteSide is the side of a disconnected pair that runs in the other
+// cluster; empty for a pair whose sides both run in this one.
+func (s *LicenseBackupPairSpec) RemoteSide() PairSide {
+	if s.Disconnected == nil {
+		return ""
+	}
+	if s.Disconnected.LocalSide == SideBackup {
+		return SideMain
+	}
+	return SideBackup
+}
+
 // LicenseBackupPairSpec is the desired state of a LicenseBackupPair.
+// +kubebuilder:validation:XValidation:rule="!has(self.disconnected) || self.mode == 'ActiveActive'",message="spec.disconnected requires spec.mode ActiveActive: the two sides cannot elect a serving side across clusters, so each serves on its own"
 // +kubebuilder:validation:XValidation:rule="!has(self.roles) || self.mode == 'ActivePassive'",message="spec.roles may only be set when spec.mode is ActivePassive"
 // +kubebuilder:validation:XValidation:rule="!has(self.preferredSide) || self.mode == 'ActivePassive'",message="spec.preferredSide may only be set when spec.mode is ActivePassive"
 // +kubebuilder:validation:XValidation:rule="self.mode == oldSelf.mode",message="spec.mode is immutable: switching between ActiveActive and ActivePassive changes which server owns clients; create a new pair instead"
@@ -203,6 +229,19 @@ type LicenseBackupPairSpec struct {
 	// backup is the backup server.
 	// +required
 	Backup PairServer `json:"backup"`
+
+	// disconnected, when set, says that the main and the backup run in two
+	// clusters that cannot reach each other and which side runs in this
+	// one (localSide). The operator runs only the local side's pod; the
+	// other side's spec is still required (its licence Secret verifies the
+	// licence mappings and the edition) but no pod runs for it here. The
+	// local side serves its own licences and, through the mappings, the
+	// other side's mapped licences for clients pointed at it. Settings
+	// travel from the main's cluster to the backup's as signed bundles
+	// (kubectl licenseha backup export / import); spec.sync.paths does not
+	// travel. Requires mode ActiveActive.
+	// +optional
+	Disconnected *PairDisconnectedSpec `json:"disconnected,omitempty"`
 
 	// settingsRef names an optional ConfigMap whose key settings.yaml (or
 	// settings.json) holds the main server's settings document. When set
@@ -294,6 +333,11 @@ type PairServerStatus struct {
 	// (spec.<side>.stopped).
 	// +optional
 	Stopped bool `json:"stopped,omitempty"`
+	// remote is true for the side of a disconnected pair that runs in the
+	// other cluster (spec.disconnected): this cluster runs no pod for it
+	// and knows nothing of its state.
+	// +optional
+	Remote bool `json:"remote,omitempty"`
 	// podIP of the server's pod.
 	// +optional
 	PodIP string `json:"podIP,omitempty"`
@@ -358,6 +402,14 @@ type LicenseBackupPairStatus struct {
 	// clients cannot fail over.
 	// +optional
 	UnmappedLicenses []string `json:"unmappedLicenses,omitempty"`
+	// bundleRevision (disconnected pairs) is the settings revision of the
+	// last bundle exported from this cluster (localSide main) or imported
+	// into it (localSide backup), from the annotations
+	// licenseha.io/exported-bundle-revision and
+	// licenseha.io/imported-bundle-revision of the ConfigMap <pair>-state;
+	// 0 until the first export or import.
+	// +optional
+	BundleRevision int64 `json:"bundleRevision,omitempty"`
 	// lastSyncTime is when the backup last applied the main's settings.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/bundle"
 	"github.com/licenseha/licenseha/pkg/licensing"
@@ -41,7 +42,7 @@ const (
 const (
 	// AnnotationImportedRevision is the revision of the last imported
 	// bundle; an import of a bundle with a revision at or below it is refused.
-	AnnotationImportedRevision = "licenseha.io/imported-bundle-revision"
+	AnnotationImportedRevision = group.AnnotationImportedBundleRevision
 	// AnnotationImportedFrom is the pair (<namespace>/<name>) the last
 	// imported bundle was exported from.
 	AnnotationImportedFrom = "licenseha.io/imported-bundle-source"
@@ -52,6 +53,17 @@ const (
 	AnnotationImportedKeyID = "licenseha.io/imported-bundle-key-id"
 	// AnnotationImportedAt is when the last bundle was imported.
 	AnnotationImportedAt = "licenseha.io/imported-at"
+)
+
+// Annotations `backup export` records on the source pair's <pair>-state
+// ConfigMap.
+const (
+	// AnnotationExportedRevision is the settings revision of the last
+	// exported bundle: the operator reports a disconnected pair's main as
+	// synchronized while the main runs no newer settings.
+	AnnotationExportedRevision = group.AnnotationExportedBundleRevision
+	// AnnotationExportedAt is when the last bundle was exported.
+	AnnotationExportedAt = "licenseha.io/exported-at"
 )
 
 const fieldManager = "kubectl-licenseha"
@@ -97,6 +109,11 @@ func newBackupExportCmd(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export PAIR -o FILE --signing-key KEY.pem",
 		Short: "Write the main's published settings of a backup pair into a signed bundle",
+		Long: `Read the settings the main last published into the pair's ConfigMap <pair>-state, write them into a
+bundle signed with the given key, and record the exported revision in the annotation
+licenseha.io/exported-bundle-revision of that ConfigMap: the status of a disconnected pair
+(spec.disconnected.localSide main) compares it with the main's settings revision. A pair whose
+backup runs in this cluster (spec.disconnected.localSide backup) is refused.`,
 		Example: `  kubectl licenseha backup export plant-b -o plant-b-settings.json --signing-key bundle-signing.key
   kubectl licenseha backup export plant-b -o - --signing-key bundle-signing.key > bundle.json`,
 		Args:              cobra.ExactArgs(1),
@@ -107,7 +124,7 @@ func newBackupExportCmd(o *Options) *cobra.Command {
 				return err
 			}
 			ctx, name := cmd.Context(), args[0]
-			k, err := o.pairKube(ctx, name)
+			k, err := o.pairKube(ctx, name, licensehav1.SideMain)
 			if err != nil {
 				return err
 			}
@@ -123,13 +140,21 @@ func newBackupExportCmd(o *Options) *cobra.Command {
 				return err
 			}
 			if out == "-" {
-				_, err = o.Out.Write(data)
-				return err
+				if _, err = o.Out.Write(data); err != nil {
+					return err
+				}
+			} else {
+				if err := os.WriteFile(out, data, 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintf(o.ErrOut, "Exported settings revision %d of %s (signed with key %s) to %s\n", b.Revision, b.Pair, b.Signature.KeyID, out)
 			}
-			if err := os.WriteFile(out, data, 0o644); err != nil {
-				return err
+			if err := k.recordExport(ctx, name, b.Revision, time.Now()); err != nil {
+				// The bundle is good; only the pair's status cannot tell
+				// that it was exported.
+				fmt.Fprintf(o.ErrOut, "Warning: could not record the export on ConfigMap %s/%s (%v); the bundle is valid, but the pair's status does not count it as exported\n",
+					k.ns, group.StateName(name), err)
 			}
-			fmt.Fprintf(o.ErrOut, "Exported settings revision %d of %s (signed with key %s) to %s\n", b.Revision, b.Pair, b.Signature.KeyID, out)
 			return nil
 		},
 	}
@@ -167,6 +192,28 @@ func (k *kube) exportBundle(ctx context.Context, name string, now time.Time) (*b
 	return bundle.New(k.ns+"/"+name, rev, epoch, takenAt, settings, now)
 }
 
+// recordExport notes the exported revision on the pair's state ConfigMap,
+// where the operator reads it for a disconnected pair's status. A newer
+// revision already recorded is kept.
+func (k *kube) recordExport(ctx context.Context, name string, rev uint64, now time.Time) error {
+	return writeRetry(func() error {
+		var cm corev1.ConfigMap
+		if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: group.StateName(name)}, &cm); err != nil {
+			return err
+		}
+		if prev, _ := strconv.ParseUint(cm.Annotations[AnnotationExportedRevision], 10, 64); prev >= rev {
+			return nil
+		}
+		orig := cm.DeepCopy()
+		if cm.Annotations == nil {
+			cm.Annotations = map[string]string{}
+		}
+		cm.Annotations[AnnotationExportedRevision] = strconv.FormatUint(rev, 10)
+		cm.Annotations[AnnotationExportedAt] = now.UTC().Format(time.RFC3339)
+		return k.c.Patch(ctx, &cm, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager))
+	})
+}
+
 func newBackupImportCmd(o *Options) *cobra.Command {
 	var in, keysPath string
 	var anyPair bool
@@ -177,7 +224,8 @@ func newBackupImportCmd(o *Options) *cobra.Command {
 exported for another pair, or one not newer than what the backup already applied, then write the
 settings into the pair's ConfigMap <pair>-state (and its Secret's revision) the way the main's agent
 publishes them, so the backup's agent applies them. The imported revision is recorded in the
-annotation licenseha.io/imported-bundle-revision of the ConfigMap.`,
+annotation licenseha.io/imported-bundle-revision of the ConfigMap. A pair whose main runs in this
+cluster (spec.disconnected.localSide main) is refused.`,
 		Example:           `  kubectl licenseha backup import plant-b -f plant-b-settings.json --trusted-key bundle-signing.pub`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeGroups(o, false, true),
@@ -201,7 +249,7 @@ annotation licenseha.io/imported-bundle-revision of the ConfigMap.`,
 				return fmt.Errorf("refusing %s: %w", in, err)
 			}
 			ctx, name := cmd.Context(), args[0]
-			k, err := o.pairKube(ctx, name)
+			k, err := o.pairKube(ctx, name, licensehav1.SideBackup)
 			if err != nil {
 				return err
 			}
@@ -398,14 +446,22 @@ func readKeyFlag[T any](flag, path string, parse func([]byte) (T, error)) (T, er
 	return key, nil
 }
 
-// pairKube connects to the cluster and checks that the backup pair exists.
-func (o *Options) pairKube(ctx context.Context, name string) (*kube, error) {
+// pairKube connects to the cluster and checks that the backup pair exists
+// and, when it is disconnected, that the side the command works on (need:
+// main for export, backup for import) runs in this cluster.
+func (o *Options) pairKube(ctx context.Context, name string, need licensehav1.PairSide) (*kube, error) {
 	k, err := o.kube()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := k.pair(ctx, name); err != nil {
+	p, err := k.pair(ctx, name)
+	if err != nil {
 		return nil, err
+	}
+	if d := p.Spec.Disconnected; d != nil && d.LocalSide != need {
+		verb := map[licensehav1.PairSide]string{licensehav1.SideMain: "export", licensehav1.SideBackup: "import"}[need]
+		return nil, fmt.Errorf("pair %s/%s runs its %s in this cluster (spec.disconnected.localSide), not its %s: %s in the cluster where the %s runs",
+			k.ns, name, d.LocalSide, need, verb, need)
 	}
 	return k, nil
 }

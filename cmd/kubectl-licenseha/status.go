@@ -431,6 +431,9 @@ func pairStatus(p *licensehav1.LicenseBackupPair) *GroupStatus {
 	}{{licensehav1.SideMain, st.Main}, {licensehav1.SideBackup, st.Backup}} {
 		state := "Standby"
 		switch {
+		case side.s.Remote:
+			// A disconnected pair's other side, in another cluster.
+			state = "Remote"
 		case side.s.Serving:
 			state = "Serving"
 		case !side.s.Ready:
@@ -441,7 +444,7 @@ func pairStatus(p *licensehav1.LicenseBackupPair) *GroupStatus {
 			active = st.ActiveServer == side.side
 		}
 		pod := side.s.Pod
-		if pod == "" {
+		if pod == "" && !side.s.Remote {
 			pod = group.PodName(p.Name, string(side.side))
 		}
 		g.Members = append(g.Members, MemberSummary{Name: string(side.side), Role: string(side.side), State: state,

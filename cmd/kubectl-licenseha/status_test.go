@@ -155,3 +155,30 @@ func TestPlanSwitchover(t *testing.T) {
 		t.Fatalf("unknown member: %v", err)
 	}
 }
+
+// A disconnected pair's other side is shown as Remote, without a pod.
+func TestRenderDisconnectedPair(t *testing.T) {
+	p := &licensehav1.LicenseBackupPair{
+		ObjectMeta: metav1.ObjectMeta{Name: "plant-b", Namespace: "printing"},
+		Spec: licensehav1.LicenseBackupPairSpec{Mode: licensehav1.ActiveActive,
+			Disconnected: &licensehav1.PairDisconnectedSpec{LocalSide: licensehav1.SideBackup}},
+		Status: licensehav1.LicenseBackupPairStatus{
+			Phase: licensehav1.PairActive, SyncState: licensehav1.DisconnectedSynchronized, BundleRevision: 41,
+			Main:   licensehav1.PairServerStatus{Remote: true},
+			Backup: licensehav1.PairServerStatus{Pod: "plant-b-backup", PodIP: "10.1.0.9", Ready: true, Serving: true},
+		},
+	}
+	var buf bytes.Buffer
+	if err := renderStatus(&buf, []GroupStatus{*pairStatus(p)}, testNow); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Sync state:  DisconnectedSynchronized",
+		"main    main    Remote   false  -               -",
+		"backup  backup  Serving  true   plant-b-backup  10.1.0.9  *",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, buf.String())
+		}
+	}
+}

@@ -167,6 +167,7 @@ func Run(ctx context.Context, opts Options) error {
 	// that the handover on SIGTERM completes before it stops.
 	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
 	srvDone := make(chan struct{})
+	go reapOrphans(srvCtx, a.sup, a.log.WithName("reaper"))
 	go func() {
 		defer close(srvDone)
 		_ = a.sup.Run(srvCtx, 5*time.Second)

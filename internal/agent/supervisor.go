@@ -29,6 +29,9 @@ type Supervisor struct {
 	// every exit that follows a short run and resets after a long one.
 	MinBackoff, MaxBackoff time.Duration
 
+	// spawn is held from starting the server until it is recorded, so
+	// that the orphan reaper never mistakes it for an orphan.
+	spawn   sync.Mutex
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	running bool
@@ -48,6 +51,16 @@ type Status struct {
 	// LastExitCode is the exit code of the last run, -1 when it was killed
 	// by a signal.
 	LastExitCode int
+}
+
+// waitsFor says whether pid is the server process, which the supervisor
+// itself waits for.
+func (s *Supervisor) waitsFor(pid int) bool {
+	s.spawn.Lock()
+	defer s.spawn.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil && s.cmd.Process != nil && s.cmd.Process.Pid == pid
 }
 
 // Status returns the process status.
@@ -124,6 +137,8 @@ func (s *Supervisor) start() error {
 		// The status pipe is the child's fd 3 (the first of ExtraFiles).
 		argv = append([]string{self, "sandbox", "--hide=" + s.Hide, "--status-fd=3", "--"}, s.Command...)
 	}
+	s.spawn.Lock()
+	defer s.spawn.Unlock()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = os.Environ()

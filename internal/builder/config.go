@@ -58,9 +58,20 @@ func PairConfig(p *licensehav1.LicenseBackupPair, addresses map[string]string) g
 		SyncStrict:              p.Spec.Sync.Strict,
 		PreserveTimestamps:      p.Spec.Sync.PreserveTimestamps == nil || *p.Spec.Sync.PreserveTimestamps,
 	}
+	if p.Spec.Disconnected != nil {
+		// The sides cannot elect across clusters: the local side serves on
+		// its own (the API allows only ActiveActive here). The remote side
+		// stays in Members without an address, so the agent never probes
+		// it and reports no peer.
+		cfg.Mode, cfg.Roles, cfg.PreferredSide = string(licensehav1.ActiveActive), "", ""
+	}
 	for _, side := range []licensehav1.PairSide{licensehav1.SideMain, licensehav1.SideBackup} {
+		addr := addresses[string(side)]
+		if side == p.Spec.RemoteSide() {
+			addr = "" // even while a pod of its name from before is on its way out
+		}
 		cfg.Members = append(cfg.Members, group.Member{
-			Name: string(side), Role: string(side), Pod: group.PodName(p.Name, string(side)), Address: addresses[string(side)],
+			Name: string(side), Role: string(side), Pod: group.PodName(p.Name, string(side)), Address: addr,
 		})
 	}
 	for _, m := range p.Spec.LicenseMappings {

@@ -226,3 +226,45 @@ func TestOrDefault(t *testing.T) {
 		}
 	}
 }
+
+// A disconnected pair: the remote side is stopped and remote (no pod, no
+// volume claim), and the agents run ActiveActive with no address for it,
+// so the local side serves without waiting for a peer.
+func TestDisconnectedPair(t *testing.T) {
+	for _, local := range []licensehav1.PairSide{licensehav1.SideMain, licensehav1.SideBackup} {
+		p := &licensehav1.LicenseBackupPair{}
+		p.Namespace, p.Name = "printing", "plant"
+		p.Spec.Mode = licensehav1.ActiveActive
+		p.Spec.Storage = &licensehav1.StorageSpec{}
+		p.Spec.Disconnected = &licensehav1.PairDisconnectedSpec{LocalSide: local}
+		p.Spec.LicenseMappings = []licensehav1.LicenseMapping{{Main: "LIC-M", Backup: "LIC-B"}}
+		remote := p.Spec.RemoteSide()
+		if remote == local || remote == "" {
+			t.Fatalf("local %s: RemoteSide() = %q", local, remote)
+		}
+		g := FromPair(p)
+		for _, m := range g.Members {
+			isRemote := m.Name == string(remote)
+			if m.Stopped != isRemote || m.Remote != isRemote {
+				t.Errorf("local %s: member %s stopped %v remote %v", local, m.Name, m.Stopped, m.Remote)
+			}
+			if pvc := PVC(g, m); (pvc == nil) != isRemote {
+				t.Errorf("local %s: member %s volume claim %v", local, m.Name, pvc)
+			}
+		}
+		cfg := PairConfig(p, map[string]string{string(local): "10.0.0.1", string(remote): "10.0.0.2"})
+		if cfg.Mode != string(licensehav1.ActiveActive) || cfg.Roles != "" || len(cfg.LicenseMappings) != 1 {
+			t.Errorf("local %s: config mode %q roles %q mappings %v", local, cfg.Mode, cfg.Roles, cfg.LicenseMappings)
+		}
+		if m, ok := cfg.Member(string(remote)); !ok || m.Address != "" {
+			t.Errorf("local %s: remote member in the config = %+v, %v", local, m, ok)
+		}
+		if m, _ := cfg.Member(string(local)); m.Address != "10.0.0.1" {
+			t.Errorf("local %s: local member in the config = %+v", local, m)
+		}
+	}
+	var connected licensehav1.LicenseBackupPairSpec
+	if connected.RemoteSide() != "" {
+		t.Error("a connected pair has no remote side")
+	}
+}

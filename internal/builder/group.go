@@ -64,6 +64,10 @@ type Member struct {
 	// Stopped: a pair side stopped on purpose (spec.<side>.stopped); the
 	// operator runs no pod for it.
 	Stopped bool
+	// Remote: the side of a disconnected pair that runs in the other
+	// cluster (spec.disconnected); it is also Stopped, and this cluster
+	// creates no volume claim for it either.
+	Remote bool
 }
 
 // FromTriad builds the view of a triad.
@@ -104,12 +108,18 @@ func FromPair(p *licensehav1.LicenseBackupPair) Group {
 		ClientAccess:  p.Spec.ClientAccess,
 		NetworkPolicy: p.Spec.NetworkPolicy,
 		Members: []Member{
-			{Name: string(licensehav1.SideMain), Role: string(licensehav1.SideMain), Placement: p.Spec.Main.Placement,
-				LicenseSecret: p.Spec.Main.LicenseSecretRef.Name, Stopped: p.Spec.Main.Stopped},
-			{Name: string(licensehav1.SideBackup), Role: string(licensehav1.SideBackup), Placement: p.Spec.Backup.Placement,
-				LicenseSecret: p.Spec.Backup.LicenseSecretRef.Name, Stopped: p.Spec.Backup.Stopped},
+			pairMember(p, licensehav1.SideMain, &p.Spec.Main),
+			pairMember(p, licensehav1.SideBackup, &p.Spec.Backup),
 		},
 	}
+}
+
+// pairMember is one side of a pair. The other side of a disconnected pair
+// runs in another cluster: it counts as stopped here, so no pod runs for it.
+func pairMember(p *licensehav1.LicenseBackupPair, side licensehav1.PairSide, s *licensehav1.PairServer) Member {
+	remote := p.Spec.RemoteSide() == side
+	return Member{Name: string(side), Role: string(side), Placement: s.Placement,
+		LicenseSecret: s.LicenseSecretRef.Name, Stopped: s.Stopped || remote, Remote: remote}
 }
 
 // Member returns the named member, or false.

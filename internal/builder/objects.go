@@ -138,8 +138,10 @@ func ConfigMap(g Group, cfg group.Config, trustedKeys []byte) (*corev1.ConfigMap
 
 // PVC is a member's data volume claim, when the group asks for storage.
 // Claims are not owned by the pod, so a recreated pod finds its data again.
+// The remote side of a disconnected pair gets none: its data lives in the
+// other cluster.
 func PVC(g Group, m Member) *corev1.PersistentVolumeClaim {
-	if g.Storage == nil {
+	if g.Storage == nil || m.Remote {
 		return nil
 	}
 	size := mustQuantity("1Gi")

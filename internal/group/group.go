@@ -24,6 +24,18 @@ func LeaseName(group string) string { return group + "-active" }
 // StateName names the ConfigMap and the Secret that carry synced state.
 func StateName(group string) string { return group + "-state" }
 
+// Annotations of the ConfigMap <pair>-state that carry the settings
+// bundles of a disconnected pair (kubectl licenseha backup export/import);
+// the operator reads them for status.bundleRevision and syncState.
+const (
+	// AnnotationExportedBundleRevision is the settings revision of the last
+	// bundle exported from the main's cluster.
+	AnnotationExportedBundleRevision = "licenseha.io/exported-bundle-revision"
+	// AnnotationImportedBundleRevision is the settings revision of the last
+	// bundle imported into the backup's cluster.
+	AnnotationImportedBundleRevision = "licenseha.io/imported-bundle-revision"
+)
+
 // ConfigName names the ConfigMap the operator writes for the agents.
 func ConfigName(group string) string { return group + "-config" }
 
