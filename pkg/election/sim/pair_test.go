@@ -2,10 +2,8 @@ package sim
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -198,24 +196,7 @@ func TestPairSimulation(t *testing.T) {
 	if testing.Short() {
 		n /= 10
 	}
-	outcomes := make([]Outcome, n)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range next {
-				outcomes[k] = RandomPairRun(*baseFlag+int64(k), false)
-				outcomes[k].Trace = ""
-			}
-		}()
-	}
-	for k := range n {
-		next <- k
-	}
-	close(next)
-	wg.Wait()
+	outcomes := runSeeds(n, RandomPairRun)
 	failed := 0
 	var recoveries []time.Duration
 	for _, o := range outcomes {

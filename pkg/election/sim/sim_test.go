@@ -32,25 +32,7 @@ func TestSimulation(t *testing.T) {
 	if testing.Short() {
 		n /= 10
 	}
-	// Seeds run on every core; each run is a pure function of its seed.
-	outcomes := make([]Outcome, n)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range next {
-				outcomes[k] = RandomRun(*baseFlag+int64(k), false)
-				outcomes[k].Trace = ""
-			}
-		}()
-	}
-	for k := range n {
-		next <- k
-	}
-	close(next)
-	wg.Wait()
+	outcomes := runSeeds(n, RandomRun)
 	var recoveries []time.Duration
 	failed := 0
 	for _, o := range outcomes {
@@ -66,4 +48,28 @@ func TestSimulation(t *testing.T) {
 	slices.Sort(recoveries)
 	t.Logf("%d seeds; recovery after faults: median %v, p99 %v, max %v", n,
 		recoveries[len(recoveries)/2], recoveries[len(recoveries)*99/100], recoveries[len(recoveries)-1])
+}
+
+// runSeeds runs n seeded scenarios from -seedbase on every core (each run
+// is a pure function of its seed), without traces.
+func runSeeds(n int, run func(seed int64, trace bool) Outcome) []Outcome {
+	outcomes := make([]Outcome, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				outcomes[k] = run(*baseFlag+int64(k), false)
+				outcomes[k].Trace = ""
+			}
+		}()
+	}
+	for k := range n {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	return outcomes
 }
