@@ -285,6 +285,14 @@ func (r *groupReconciler) beginMembers(ctx context.Context, obj ctrl.Object, g b
 	if m.blocked == nil {
 		m.blocked = clientAccessBlocker(meta.FindStatusCondition(conds, licensehav1.ConditionClientAccessReady))
 	}
+	if m.blocked == nil {
+		if m.blocked, err = volumeBlocker(ctx, r.APIReader, g); err != nil {
+			return nil, err
+		}
+		if m.blocked != nil {
+			m.res.RequeueAfter = blockedRequeue // a PVC's label change is not watched
+		}
+	}
 	if m.pods, err = listMemberPods(ctx, r.Client, g); err != nil {
 		return nil, err
 	}

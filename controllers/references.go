@@ -62,6 +62,7 @@ func settingsRefs(ref *licensehav1.LocalObjectReference) []string {
 // triadSecretRefs lists every Secret a triad reads.
 func triadSecretRefs(t *licensehav1.LicenseTriad) []string {
 	names := append([]string{t.Spec.LicenseSecretRef.Name}, notificationSecretRefs(t.Spec.Notifications)...)
+	names = append(names, mountedNames(builder.FromTriad(t), "Secret")...)
 	return append(names, clientAccessSecretRefs(t.Name, t.Spec.ClientAccess)...)
 }
 
@@ -69,6 +70,7 @@ func triadSecretRefs(t *licensehav1.LicenseTriad) []string {
 func pairSecretRefs(p *licensehav1.LicenseBackupPair) []string {
 	names := []string{p.Spec.Main.LicenseSecretRef.Name, p.Spec.Backup.LicenseSecretRef.Name}
 	names = append(names, notificationSecretRefs(p.Spec.Notifications)...)
+	names = append(names, mountedNames(builder.FromPair(p), "Secret")...)
 	return append(names, clientAccessSecretRefs(p.Name, p.Spec.ClientAccess)...)
 }
 
@@ -85,13 +87,15 @@ func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
 			return triadSecretRefs(o.(*licensehav1.LicenseTriad))
 		}},
 		{&licensehav1.LicenseTriad{}, indexConfigMapRefs, func(o client.Object) []string {
-			return settingsRefs(o.(*licensehav1.LicenseTriad).Spec.SettingsRef)
+			t := o.(*licensehav1.LicenseTriad)
+			return append(settingsRefs(t.Spec.SettingsRef), mountedNames(builder.FromTriad(t), "ConfigMap")...)
 		}},
 		{&licensehav1.LicenseBackupPair{}, indexSecretRefs, func(o client.Object) []string {
 			return pairSecretRefs(o.(*licensehav1.LicenseBackupPair))
 		}},
 		{&licensehav1.LicenseBackupPair{}, indexConfigMapRefs, func(o client.Object) []string {
-			return settingsRefs(o.(*licensehav1.LicenseBackupPair).Spec.SettingsRef)
+			p := o.(*licensehav1.LicenseBackupPair)
+			return append(settingsRefs(p.Spec.SettingsRef), mountedNames(builder.FromPair(p), "ConfigMap")...)
 		}},
 		{&corev1.Pod{}, indexController, func(o client.Object) []string {
 			if ref := metav1.GetControllerOfNoCopy(o); ref != nil {

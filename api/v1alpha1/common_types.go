@@ -172,11 +172,19 @@ const (
 	// ReasonCertManagerNotInstalled (ClientAccessReady): tls.certManager is
 	// set but the cluster has no certificates.cert-manager.io CRD.
 	ReasonCertManagerNotInstalled = "CertManagerNotInstalled"
+
+	// ReasonVolumeNotAllowed (Ready): spec.server.volumes mounts a
+	// PersistentVolumeClaim, ConfigMap or Secret that does not exist or does
+	// not carry licenseha.io/mountable=true; no member pod is written until
+	// it does.
+	ReasonVolumeNotAllowed = "VolumeNotAllowed"
 )
 
 // ServerSpec describes how every member runs its license server. The
 // member's agent supervises the server command as a child process, so a
 // vendor image can be used unchanged.
+// +kubebuilder:validation:XValidation:rule="!has(self.volumes) || !has(self.dataPath) || self.volumes.all(v, v.mountPath != self.dataPath && !v.mountPath.startsWith(self.dataPath + '/') && !self.dataPath.startsWith(v.mountPath + '/'))",message="spec.server.volumes[].mountPath may not be, contain or lie under spec.server.dataPath (the member's data folder)"
+// +kubebuilder:validation:XValidation:rule="!has(self.services) || has(self.command)",message="spec.server.services need spec.server.command: services run beside a vendor server, not the reference server"
 type ServerSpec struct {
 	// image is the container image of the license server. Defaults to the
 	// licenseha image, which contains the reference license server.
@@ -238,6 +246,123 @@ type ServerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="spec.server.dataPath must be an absolute path"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.server.dataPath is immutable: the members' data lives there"
 	DataPath string `json:"dataPath,omitempty"`
+
+	// services are more processes the member's agent supervises beside the
+	// server command, in the same container: a vendor server that ships as
+	// several services (a licence manager and its helpers). Each is
+	// restarted with back-off when it exits; with runWhen Active (the
+	// default) it runs only while the member serves and is stopped with the
+	// server when the member is fenced.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	Services []ServerService `json:"services,omitempty"`
+
+	// volumes are mounted into the server container besides the member's
+	// own (a shared capture folder, vendor configuration). A
+	// PersistentVolumeClaim, ConfigMap or Secret must carry the label
+	// licenseha.io/mountable: "true": the server runs a command the group's
+	// author chooses, so the object's owner has to agree to its use.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	Volumes []ServerVolume `json:"volumes,omitempty"`
+}
+
+// LabelMountable on a PersistentVolumeClaim, ConfigMap or Secret, with the
+// value "true", allows groups of its namespace to mount it through
+// spec.server.volumes.
+const LabelMountable = "licenseha.io/mountable"
+
+// RunWhen says when a supervised service runs.
+// +kubebuilder:validation:Enum=Active;Always
+type RunWhen string
+
+const (
+	// RunWhenActive: only while the member serves; fenced with the server.
+	RunWhenActive RunWhen = "Active"
+	// RunWhenAlways: for the whole life of the member pod.
+	RunWhenAlways RunWhen = "Always"
+)
+
+// ServerService is one more process the agent supervises.
+type ServerService struct {
+	// name identifies the service in logs, metrics and status.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// command starts the service (an absolute path in the server image,
+	// then its arguments).
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=4096
+	Command []string `json:"command"`
+	// runWhen: Active (default) runs the service only while the member
+	// serves; Always for the life of the pod (e.g. a console that must not
+	// hand out licences itself).
+	// +optional
+	// +kubebuilder:default=Active
+	RunWhen RunWhen `json:"runWhen,omitempty"`
+}
+
+// ServerVolume is one more volume of the server container. Exactly one
+// source is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.persistentVolumeClaim), has(self.configMap), has(self.secret), has(self.emptyDir)].filter(x, x).size() == 1",message="spec.server.volumes[]: set exactly one of persistentVolumeClaim, configMap, secret, emptyDir"
+// +kubebuilder:validation:XValidation:rule="!['/licenseha', '/etc/licenseha', '/tmp', '/var/run/secrets'].exists(p, self.mountPath == p || self.mountPath.startsWith(p + '/') || p.startsWith(self.mountPath + '/'))",message="spec.server.volumes[].mountPath may not be, contain or lie under /licenseha, /etc/licenseha, /tmp or /var/run/secrets (the member's own mounts)"
+// +kubebuilder:validation:XValidation:rule="self.mountPath.startsWith('/') && self.mountPath != '/' && !self.mountPath.matches('(^|/)[.][.]?(/|$)')",message="spec.server.volumes[].mountPath must be an absolute path other than /, without . or .. parts"
+type ServerVolume struct {
+	// name of the volume (the pod volume is named user-<name>).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// mountPath inside the server container: absolute, outside the
+	// member's own mounts and the data folder (server.dataPath).
+	// +required
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=4096
+	MountPath string `json:"mountPath"`
+	// readOnly mounts the volume read-only.
+	// +optional
+	ReadOnly bool `json:"readOnly,omitempty"`
+	// persistentVolumeClaim of the group's namespace (ReadWriteMany when
+	// all members must share it, as a capture folder); labelled
+	// licenseha.io/mountable=true.
+	// +optional
+	PersistentVolumeClaim *VolumeClaimReference `json:"persistentVolumeClaim,omitempty"`
+	// configMap of the group's namespace; labelled
+	// licenseha.io/mountable=true.
+	// +optional
+	ConfigMap *LocalObjectReference `json:"configMap,omitempty"`
+	// secret of the group's namespace; labelled
+	// licenseha.io/mountable=true.
+	// +optional
+	Secret *LocalObjectReference `json:"secret,omitempty"`
+	// emptyDir is a scratch folder of the member pod.
+	// +optional
+	EmptyDir *EmptyDirVolume `json:"emptyDir,omitempty"`
+}
+
+// VolumeClaimReference names a PersistentVolumeClaim.
+type VolumeClaimReference struct {
+	// claimName of the PersistentVolumeClaim.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	ClaimName string `json:"claimName"`
+}
+
+// EmptyDirVolume is a scratch folder of the member pod.
+type EmptyDirVolume struct {
+	// sizeLimit caps its size.
+	// +optional
+	SizeLimit *resource.Quantity `json:"sizeLimit,omitempty"`
 }
 
 // StorageSpec gives every member a PersistentVolumeClaim for its data folder.

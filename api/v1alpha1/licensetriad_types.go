@@ -159,6 +159,27 @@ type TriadSyncSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=86400
 	IntervalSeconds int32 `json:"intervalSeconds,omitempty"`
+	// paths adds folders of the server's data (relative to
+	// server.dataPath) to the sync, with filters: the active member
+	// publishes what changed in them every intervalSeconds and once more
+	// after its server stopped on a handover; the other members apply it,
+	// and a member taking over applies the newest before its server
+	// starts serving. For vendor servers that keep state in files.
+	// +optional
+	// +listType=map
+	// +listMapKey=path
+	// +kubebuilder:validation:MaxItems=32
+	Paths []SyncPath `json:"paths,omitempty"`
+	// strict also deletes on the other members what the active no longer
+	// has under paths.
+	// +optional
+	// +kubebuilder:default=false
+	Strict bool `json:"strict,omitempty"`
+	// preserveTimestamps keeps the active's modification times on synced
+	// files.
+	// +optional
+	// +kubebuilder:default=true
+	PreserveTimestamps *bool `json:"preserveTimestamps,omitempty"`
 }
 
 // LicenseTriadSpec is the desired state of a LicenseTriad.

@@ -102,6 +102,13 @@ func run(args []string) error {
 	fs.BoolVar(&opts.StopToFence, "stop-to-fence", false, "Fence the server by stopping it: run it only while this member serves (vendor servers without the licenseha admin API).")
 	fs.StringVar(&opts.DataDir, "data-dir", group.DefaultDataPath, "The server's data folder (spec.server.dataPath): a backup pair syncs its spec.sync.paths.")
 	fs.StringVar(&opts.PeerAddr, "peer-address", agent.DefaultPeerAddr, "Address the agent receives peer heartbeats on.")
+	fs.Func("service", "One more process to supervise beside the server (spec.server.services), as JSON {name, command, always}; repeatable.", func(v string) error {
+		svc, err := group.ParseServiceFlag(v)
+		if err == nil {
+			opts.Services = append(opts.Services, svc)
+		}
+		return err
+	})
 	hideToken := fs.Bool("hide-token", true, "Start the server unable to read the pod's service-account token, where the node offers Landlock.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)

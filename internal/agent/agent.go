@@ -41,7 +41,10 @@ type Options struct {
 	ConfigFile, AdminTokenFile, AdminURL     string
 	HTTPAddr, PeerAddr                       string
 	ServerCommand                            []string
-	Log                                      logr.Logger
+	// Services are more processes to supervise (spec.server.services; a
+	// vendor server only, fenced with it unless Always).
+	Services []group.Service
+	Log      logr.Logger
 
 	// DataDir is the server's data folder (a pair's synced extra folders).
 	DataDir string
@@ -81,7 +84,7 @@ type Agent struct {
 	// watchRC serves the watches (no per-request timeout; see newClientset).
 	watchRC rest.Interface
 	admin   *server.AdminClient
-	sup     *Supervisor
+	procs   *processes
 	sync    *syncer
 	pod     *podReporter
 	files   *fileSync
@@ -144,7 +147,7 @@ func Run(ctx context.Context, opts Options) error {
 		cs:      cs,
 		watchRC: watchRC,
 		admin:   admin,
-		sup:     &Supervisor{Command: opts.ServerCommand, Log: log.WithName("supervisor")},
+		procs:   newProcesses(log, opts.ServerCommand, opts.Services),
 		sync: &syncer{log: log.WithName("sync"), cs: cs, namespace: opts.Namespace, group: opts.Group, admin: admin,
 			debounce: time.Second, settingsOnly: opts.GroupKind == group.KindBackupPair},
 		pod:     &podReporter{cs: cs, namespace: opts.Namespace, pod: opts.Pod},
@@ -157,8 +160,7 @@ func Run(ctx context.Context, opts Options) error {
 		log.Info("The license server can read the service-account token: hiding it is switched off (--hide-token=false)")
 		a.metrics.tokenHidden.Set(0)
 	} else {
-		a.sup.Hide = TokenDir
-		a.sup.OnSandbox = a.reportSandbox
+		a.procs.hide(TokenDir, a.reportSandbox)
 	}
 	a.files = newFileSync(a)
 	a.control = &serverControl{a: a}
@@ -167,10 +169,10 @@ func Run(ctx context.Context, opts Options) error {
 	// that the handover on SIGTERM completes before it stops.
 	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
 	srvDone := make(chan struct{})
-	go reapOrphans(srvCtx, a.sup, a.log.WithName("reaper"))
+	go reapOrphans(srvCtx, a.procs.waitsFor, a.log.WithName("reaper"))
 	go func() {
 		defer close(srvDone)
-		_ = a.sup.Run(srvCtx, 5*time.Second)
+		a.procs.run(srvCtx, 5*time.Second)
 	}()
 	defer func() { stopServer(); <-srvDone }()
 
@@ -178,7 +180,7 @@ func Run(ctx context.Context, opts Options) error {
 	go a.serveHTTP(ctx)
 	if opts.StopToFence {
 		// Not running until this member serves.
-		a.sup.Hold(0)
+		a.procs.hold(0)
 		go a.control.watchdog(ctx)
 	} else {
 		go a.collectLicences(ctx)

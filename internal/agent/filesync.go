@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	gosync "sync"
@@ -10,11 +11,13 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/server"
 	lsync "github.com/licenseha/licenseha/pkg/sync"
 )
 
@@ -39,19 +42,29 @@ const (
 	finalSyncTimeout = 5 * time.Second
 )
 
-// fileSync syncs spec.sync.paths of a backup pair's data folder: the main
-// scans every SyncIntervalSeconds (and once more on SIGTERM) and publishes
-// what changed; the backup applies each new revision. Only for pairs with
-// sync paths; inert otherwise.
+// fileSync syncs spec.sync.paths of the server's data folder. The
+// publisher (a pair's main; a triad's member whose server serves) scans
+// every SyncIntervalSeconds and publishes what changed; the others apply
+// each new revision. A pair's main publishes once more on SIGTERM; a triad
+// member publishes once more after its fenced processes stopped (final),
+// unless another member has published since, and a member taking over
+// applies the newest revision before its processes start (catchUp). Inert
+// without sync paths.
 type fileSync struct {
 	log       logr.Logger
 	cs        kubernetes.Interface
 	namespace string
 	secret    string
-	main      bool
-	dataDir   string
-	config    func() *group.Config
-	enabled   bool
+	// pair: the main always publishes; triad: serving says whether this
+	// member's server serves now.
+	pair    bool
+	main    bool
+	serving func() bool
+	dataDir string
+	config  func() *group.Config
+	enabled bool
+	// publisher is what the loop last acted as.
+	publisher bool
 
 	mu gosync.Mutex
 	// Main: the manifest last published (nil: the next cycle sends all),
@@ -79,11 +92,26 @@ type fileSync struct {
 }
 
 func newFileSync(a *Agent) *fileSync {
+	pair := a.opts.GroupKind == group.KindBackupPair
 	return &fileSync{
 		log: a.log.WithName("files"), cs: a.cs, namespace: a.opts.Namespace, secret: group.StateName(a.opts.Group),
-		main: a.opts.Member == group.SideMain, dataDir: a.opts.DataDir, config: a.config,
-		enabled: a.opts.GroupKind == group.KindBackupPair && a.opts.DataDir != "",
+		pair: pair, main: pair && a.opts.Member == group.SideMain, dataDir: a.opts.DataDir, config: a.config,
+		serving: func() bool {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return a.applied.role == server.RoleActive
+		},
+		enabled:   a.opts.DataDir != "",
+		publisher: pair && a.opts.Member == group.SideMain,
 	}
+}
+
+// publishing says whether this member publishes now.
+func (f *fileSync) publishing() bool {
+	if f.pair {
+		return f.main
+	}
+	return f.serving()
 }
 
 // active says whether there is anything to sync under the current config.
@@ -95,15 +123,15 @@ func (f *fileSync) active() (*group.Config, bool) {
 	return cfg, cfg != nil && len(cfg.SyncPaths) > 0
 }
 
-// revision is what the member reports: the main the revision it last
-// published, the backup the one whose files it fully holds.
+// revision is what the member reports: the publisher the revision it last
+// published, the others the one whose files they fully hold.
 func (f *fileSync) revision() int64 {
 	if f == nil {
 		return 0
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.main {
+	if f.publisher {
 		return f.lastRev
 	}
 	return f.applied
@@ -126,11 +154,8 @@ func (f *fileSync) observe(sec *corev1.Secret) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.secretRev, f.otherBytes = rev, other
-	if f.main {
-		if resync > f.answered {
-			f.resync = resync
-		}
-		return
+	if resync > f.answered {
+		f.resync = resync
 	}
 	if rev != 0 && rev != f.pendingRev && len(sec.Data[keyFiles]) > 0 {
 		f.pending, f.pendingRev = sec.Data[keyFiles], rev
@@ -160,7 +185,7 @@ func (f *fileSync) start(ctx context.Context) (wait func()) {
 				return
 			case <-t.C:
 			}
-			if f.main {
+			if f.setPublisher(f.publishing()) {
 				f.mainCycle(ctx, false)
 			} else {
 				f.backupCycle(ctx)
@@ -189,7 +214,7 @@ func (f *fileSync) mainCycle(ctx context.Context, force bool) {
 	if !due {
 		return
 	}
-	err := f.publish(ctx, cfg, last)
+	err := f.publish(ctx, cfg, last, "")
 	f.mu.Lock()
 	f.lastCycle = time.Now()
 	if resync && err == nil {
@@ -205,8 +230,9 @@ func (f *fileSync) mainCycle(ctx context.Context, force bool) {
 // (nil: send everything), writes the change set with the full manifest.
 // When nothing changed but another write of the Secret dropped the last
 // change set (the server state's writer replaces the whole Secret), it
-// writes that one again.
-func (f *fileSync) publish(ctx context.Context, cfg *group.Config, last lsync.Manifest) error {
+// writes that one again. rv, when set, is the resourceVersion the write
+// requires.
+func (f *fileSync) publish(ctx context.Context, cfg *group.Config, last lsync.Manifest, rv string) error {
 	start := time.Now()
 	paths := cfg.SyncPaths
 	cur, err := lsync.Scan(f.dataDir, paths, last)
@@ -222,7 +248,7 @@ func (f *fileSync) publish(ctx context.Context, cfg *group.Config, last lsync.Ma
 		if held {
 			return nil
 		}
-		return f.patch(ctx, map[string][]byte{keyFiles: blob, keyFilesRevision: []byte(strconv.FormatInt(rev, 10))})
+		return f.patch(ctx, map[string][]byte{keyFiles: blob, keyFilesRevision: []byte(strconv.FormatInt(rev, 10))}, rv)
 	}
 	cs, err := lsync.Build(f.dataDir, last, cur, next)
 	if err != nil {
@@ -232,7 +258,7 @@ func (f *fileSync) publish(ctx context.Context, cfg *group.Config, last lsync.Ma
 	if err != nil {
 		return err
 	}
-	if err := f.patch(ctx, map[string][]byte{keyFiles: blob, keyFilesRevision: []byte(strconv.FormatInt(next, 10))}); err != nil {
+	if err := f.patch(ctx, map[string][]byte{keyFiles: blob, keyFilesRevision: []byte(strconv.FormatInt(next, 10))}, rv); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -286,7 +312,7 @@ func (f *fileSync) backupCycle(ctx context.Context) {
 		"touched", len(rep.Touched), "removed", len(rep.Removed), "stale", len(rep.Stale), "took", time.Since(start).String())
 	if ask {
 		// Missed a cycle, or files changed here: ask the main for all.
-		if err := f.patch(ctx, map[string][]byte{keyFilesResync: []byte(strconv.FormatInt(rev, 10))}); err != nil {
+		if err := f.patch(ctx, map[string][]byte{keyFilesResync: []byte(strconv.FormatInt(rev, 10))}, ""); err != nil {
 			f.mu.Lock()
 			f.requested = 0
 			f.mu.Unlock()
@@ -297,11 +323,15 @@ func (f *fileSync) backupCycle(ctx context.Context) {
 	}
 }
 
-// patch merges keys into the state Secret without touching the others and
-// without a resourceVersion precondition, so it never conflicts with the
-// server state's writer.
-func (f *fileSync) patch(ctx context.Context, data map[string][]byte) error {
-	body, err := json.Marshal(map[string]any{"data": data})
+// patch merges keys into the state Secret without touching the others and,
+// unless rv is set, without a resourceVersion precondition, so it never
+// conflicts with the server state's writer.
+func (f *fileSync) patch(ctx context.Context, data map[string][]byte, rv string) error {
+	patch := map[string]any{"data": data}
+	if rv != "" {
+		patch["metadata"] = map[string]any{"resourceVersion": rv}
+	}
+	body, err := json.Marshal(patch)
 	if err != nil {
 		return err
 	}
@@ -312,4 +342,77 @@ func (f *fileSync) patch(ctx context.Context, data map[string][]byte) error {
 		return fmt.Errorf("writing synced files to Secret %s: %w", f.secret, err)
 	}
 	return nil
+}
+
+// setPublisher records whether this member publishes now and returns it.
+// A member that starts publishing sends everything first; one that stops
+// does not apply its own last change set again.
+func (f *fileSync) setPublisher(pub bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if pub && !f.publisher {
+		f.last, f.lastBlob = nil, nil
+	}
+	if !pub && f.publisher && f.lastRev != 0 {
+		f.seen = max(f.seen, f.lastRev)
+		f.applied = max(f.applied, f.lastRev)
+	}
+	f.publisher = pub
+	return pub
+}
+
+// catchUp applies the newest published revision, read afresh, before this
+// member's processes start serving (a triad member taking over; a pair's
+// backup). Bounded: with the API out of reach the member serves with what
+// it holds.
+func (f *fileSync) catchUp(ctx context.Context) {
+	if _, ok := f.active(); !ok || f.main {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	sec, err := f.cs.CoreV1().Secrets(f.namespace).Get(ctx, f.secret, metav1.GetOptions{})
+	if err != nil {
+		f.log.Info("Taking over without reading the newest synced files", "error", err.Error())
+		return
+	}
+	f.observe(sec)
+	f.backupCycle(ctx)
+}
+
+// final publishes, once more, what a triad member's server wrote until its
+// processes stopped on a fence — unless another member has published since
+// (then this member's files are no longer the newest).
+func (f *fileSync) final(ctx context.Context) {
+	cfg, ok := f.active()
+	if !ok || f.pair {
+		return
+	}
+	f.mu.Lock()
+	last, rev := f.last, f.lastRev
+	f.mu.Unlock()
+	if rev == 0 || last == nil {
+		return // this member has not published
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSyncTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		sec, err := f.cs.CoreV1().Secrets(f.namespace).Get(ctx, f.secret, metav1.GetOptions{})
+		if err != nil {
+			f.log.Error(err, "Final file sync skipped: the state Secret cannot be read")
+			return
+		}
+		if cur, _ := strconv.ParseInt(string(sec.Data[keyFilesRevision]), 10, 64); cur != rev {
+			f.log.Info("Final file sync skipped: another member has published since", "revision", cur, "own", rev)
+			return
+		}
+		f.observe(sec)
+		err = f.publish(ctx, cfg, last, sec.ResourceVersion)
+		if err == nil || !apierrors.IsConflict(errors.Unwrap(err)) || attempt == 2 {
+			if err != nil {
+				f.log.Error(err, "Final file sync failed")
+			}
+			return
+		}
+	}
 }

@@ -122,7 +122,7 @@ func (a *Agent) collectLicences(ctx context.Context) {
 				}
 			}
 		}
-		a.metrics.observeRestarts(a.sup.Status().Restarts)
+		a.metrics.observeRestarts(a.procs.server.Status().Restarts)
 		select {
 		case <-ctx.Done():
 			return

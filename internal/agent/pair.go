@@ -149,10 +149,10 @@ func (d *pairDriver) watchServer(ctx context.Context) {
 	defer t.Stop()
 	was := false
 	for {
-		ps := d.a.sup.Status()
+		ps := d.a.procs.server.Status()
 		s := serverSample{StopToFence: d.a.opts.StopToFence, Running: ps.Running, Restarts: ps.Restarts}
 		if s.StopToFence {
-			s.Held = d.a.sup.heldChan() != nil
+			s.Held = d.a.procs.held()
 		} else {
 			s.Polled, s.Epoch = d.a.serverPoll(500 * time.Millisecond)
 		}

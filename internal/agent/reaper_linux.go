@@ -20,8 +20,8 @@ import (
 // limit stops the server from forking. It reaps, on every SIGCHLD and
 // every second, the zombie children the agent did not start itself: those
 // in another process group than the agent's that the supervisor does not
-// wait for (the server process itself).
-func reapOrphans(ctx context.Context, sup *Supervisor, log logr.Logger) {
+// wait for (the server process itself, the services).
+func reapOrphans(ctx context.Context, managed func(pid int) bool, log logr.Logger) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		log.Info("Cannot become the sub-reaper of the server's orphans", "error", err.Error())
 	}
@@ -32,7 +32,7 @@ func reapOrphans(ctx context.Context, sup *Supervisor, log logr.Logger) {
 	defer t.Stop()
 	self, pgid := os.Getpid(), syscall.Getpgrp()
 	for {
-		if n := len(reapZombies(self, pgid, sup.waitsFor)); n > 0 {
+		if n := len(reapZombies(self, pgid, managed)); n > 0 {
 			log.V(1).Info("Reaped orphaned processes of the server", "count", n)
 		}
 		select {

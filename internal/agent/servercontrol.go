@@ -43,7 +43,7 @@ var errDeadlinePassed = errors.New("the serve deadline has passed")
 func (c *serverControl) Apply(ctx context.Context, cmd election.ServerCommand) error {
 	a := c.a
 	if a.opts.StopToFence {
-		return c.applyByProcess(cmd)
+		return c.applyByProcess(ctx, cmd)
 	}
 	req := server.RoleRequest{Epoch: uint64(max(cmd.Epoch, 0)), Active: string(cmd.Active), Seq: cmd.Seq}
 	switch cmd.Mode {
@@ -74,19 +74,44 @@ func (c *serverControl) Apply(ctx context.Context, cmd election.ServerCommand) e
 	return nil
 }
 
-func (c *serverControl) applyByProcess(cmd election.ServerCommand) error {
+// fenceGrace is how long a fenced vendor process may take to stop after
+// SIGTERM before it is killed, at most: never past its serve deadline.
+const fenceGrace = 5 * time.Second
+
+func (c *serverControl) applyByProcess(ctx context.Context, cmd election.ServerCommand) error {
 	if cmd.Mode == election.Serve {
 		if int64(cmd.Until) <= boottime.Now() {
 			return errDeadlinePassed
 		}
+		if c.a.procs.held() {
+			// Taking over: the synced files first, then the processes.
+			c.a.files.catchUp(ctx)
+			if int64(cmd.Until) <= boottime.Now() {
+				return errDeadlinePassed
+			}
+		}
 		c.deadline.Store(int64(cmd.Until))
-		c.a.sup.Release()
+		c.a.procs.release()
 		c.noteApplied(server.RoleActive, uint64(max(cmd.Epoch, 0)))
 		return nil
 	}
+	// SIGTERM, and SIGKILL after fenceGrace or at the serve deadline,
+	// whichever comes first: a server that ignores SIGTERM never serves
+	// past the time another member may start. The deadline stays set
+	// until the processes are gone, so the watchdog kills them there even
+	// if this hold started earlier with a longer grace.
+	grace := fenceGrace
+	if d := c.deadline.Load(); d != 0 {
+		grace = min(grace, max(time.Duration(d-boottime.Now()), 0))
+	}
+	wasServing := !c.a.procs.held()
+	c.a.procs.hold(grace) // returns once the processes are gone
 	c.deadline.Store(0)
-	c.a.sup.Hold(5 * time.Second) // returns once the process is gone
 	c.noteApplied(server.RoleStandby, uint64(max(cmd.Epoch, 0)))
+	if wasServing {
+		// What the server wrote while it stopped reaches the others.
+		c.a.files.final(ctx)
+	}
 	return nil
 }
 
@@ -106,7 +131,7 @@ func (c *serverControl) noteApplied(role server.Role, epoch uint64) {
 func (c *serverControl) Stop(ctx context.Context) error {
 	c.a.log.Info("Stopping the license server: a fence was not confirmed in time")
 	c.deadline.Store(0)
-	c.a.sup.Kill(ctx)
+	c.a.procs.kill(ctx)
 	return nil
 }
 
@@ -124,8 +149,8 @@ func (c *serverControl) watchdog(ctx context.Context) {
 		}
 		if d := c.deadline.Load(); d != 0 && boottime.Now() >= d {
 			c.a.log.Info("Serve deadline passed without renewal; stopping the server")
+			c.a.procs.hold(0)
 			c.deadline.Store(0)
-			c.a.sup.Hold(0)
 		}
 	}
 }

@@ -205,7 +205,15 @@ func (s *Supervisor) heldChan() chan struct{} {
 func (s *Supervisor) Hold(grace time.Duration) {
 	s.mu.Lock()
 	if s.held {
+		// Already stopping or stopped. A hold without grace (a serve
+		// deadline passed) must not wait for a process that ignores the
+		// SIGTERM of an earlier hold: it is killed now.
+		running, exited := s.running, s.exited
 		s.mu.Unlock()
+		if running && grace == 0 {
+			s.Signal(syscall.SIGKILL)
+			<-exited
+		}
 		return
 	}
 	s.held, s.released = true, make(chan struct{})

@@ -365,6 +365,16 @@ func TestPodRollsOnSpecChanges(t *testing.T) {
 		{name: "another member's placement", mutate: func(t *licensehav1.LicenseTriad) { t.Spec.Members[1].Placement.Hostname = "lic-b" }},
 		{name: "the timing (read from the ConfigMap)", mutate: func(t *licensehav1.LicenseTriad) { t.Spec.Failover.PeerTimeoutSeconds = 5 }},
 		{name: "the Service type", mutate: func(t *licensehav1.LicenseTriad) { t.Spec.Service.Type = licensehav1.ServiceTypeNodePort }},
+		{name: "a supervised service", mutate: func(t *licensehav1.LicenseTriad) {
+			t.Spec.Server.Command = []string{"/opt/lm/lmserver"}
+			t.Spec.Server.Services = []licensehav1.ServerService{{Name: "helper", Command: []string{"/opt/lm/helper"}}}
+		}, rolls: true},
+		{name: "an extra volume", mutate: func(t *licensehav1.LicenseTriad) {
+			t.Spec.Server.Volumes = []licensehav1.ServerVolume{{Name: "capture", MountPath: "/srv/capture", EmptyDir: &licensehav1.EmptyDirVolume{}}}
+		}, rolls: true},
+		{name: "the synced folders (read from the ConfigMap)", mutate: func(t *licensehav1.LicenseTriad) {
+			t.Spec.Sync.Paths = []licensehav1.SyncPath{{Path: "db"}}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := base()
@@ -554,7 +564,7 @@ func TestConfigTable(t *testing.T) {
 	}{{
 		name: "triad, defaults",
 		cfg:  TriadConfig(triad(func(*licensehav1.LicenseTriad) {}), addrs),
-		want: timing{peerMs: 2000, heartbeatMs: 250, syncS: 10, failback: "Automatic", port: licensehav1.DefaultServerPort},
+		want: timing{peerMs: 2000, heartbeatMs: 250, syncS: 10, failback: "Automatic", port: licensehav1.DefaultServerPort, preserve: true},
 		members: []group.Member{{Name: "a", Role: "Primary", Pod: "plant-a", Address: "10.0.0.1"},
 			{Name: "b", Role: "Secondary", Pod: "plant-b"}, {Name: "c", Role: "Tertiary", Pod: "plant-c", Address: "10.0.0.3"}},
 	}, {
@@ -566,7 +576,7 @@ func TestConfigTable(t *testing.T) {
 			t.Spec.Server.Port = 27000
 			t.Spec.Members[0], t.Spec.Members[2] = t.Spec.Members[2], t.Spec.Members[0]
 		}), nil),
-		want: timing{peerMs: 5000, heartbeatMs: 500, syncS: 3, failbackDelayS: 60, failback: "Manual", port: 27000},
+		want: timing{peerMs: 5000, heartbeatMs: 500, syncS: 3, failbackDelayS: 60, failback: "Manual", port: 27000, preserve: true},
 		members: []group.Member{{Name: "a", Role: "Primary", Pod: "plant-a"},
 			{Name: "b", Role: "Secondary", Pod: "plant-b"}, {Name: "c", Role: "Tertiary", Pod: "plant-c"}},
 	}, {

@@ -23,6 +23,9 @@ func TriadConfig(t *licensehav1.LicenseTriad, addresses map[string]string) group
 		FailbackDelaySeconds:    int64(f.FailbackDelaySeconds),
 		SyncIntervalSeconds:     int64(orDefault(t.Spec.Sync.IntervalSeconds, group.Seconds(group.DefaultTriadSyncInterval))),
 		ServerPort:              orDefault(t.Spec.Server.Port, licensehav1.DefaultServerPort),
+		SyncStrict:              t.Spec.Sync.Strict,
+		PreserveTimestamps:      t.Spec.Sync.PreserveTimestamps == nil || *t.Spec.Sync.PreserveTimestamps,
+		SyncPaths:               syncPaths(t.Spec.Sync.Paths),
 	}
 	if cfg.Failback == "" {
 		cfg.Failback = string(licensehav1.FailbackAutomatic)
@@ -77,10 +80,17 @@ func PairConfig(p *licensehav1.LicenseBackupPair, addresses map[string]string) g
 	for _, m := range p.Spec.LicenseMappings {
 		cfg.LicenseMappings = append(cfg.LicenseMappings, group.LicenseMapping{Main: m.Main, Backup: m.Backup})
 	}
-	for _, sp := range p.Spec.Sync.Paths {
-		cfg.SyncPaths = append(cfg.SyncPaths, group.SyncPath{Path: sp.Path, Include: sp.Include, Exclude: sp.Exclude})
-	}
+	cfg.SyncPaths = syncPaths(p.Spec.Sync.Paths)
 	return cfg
+}
+
+// syncPaths are spec.sync.paths as the agents' file sync walks them.
+func syncPaths(paths []licensehav1.SyncPath) []group.SyncPath {
+	var out []group.SyncPath
+	for _, sp := range paths {
+		out = append(out, group.SyncPath{Path: sp.Path, Include: sp.Include, Exclude: sp.Exclude})
+	}
+	return out
 }
 
 func orDefault[T comparable](v, def T) T {

@@ -41,7 +41,7 @@ func TestTriadConfigFields(t *testing.T) {
 	}
 	defaults := func(members ...string) fields {
 		return fields{kind: "LicenseTriad", ns: "printing", name: "plant", generation: 2, peerMs: 2000, heartbeatMs: 250, syncS: 10,
-			failback: "Automatic", port: 5160, members: members}
+			failback: "Automatic", port: 5160, preserve: true, members: members}
 	}
 	abc := []string{"a/Primary/plant-a/", "b/Secondary/plant-b/", "c/Tertiary/plant-c/"}
 	for _, tc := range []struct {
@@ -88,6 +88,18 @@ func TestTriadConfigFields(t *testing.T) {
 		want: func() fields {
 			f := defaults(abc...)
 			f.failbackDelayS = 30
+			return f
+		}(),
+	}, {
+		name: "file sync of a vendor server's data folders",
+		edit: func(tr *licensehav1.LicenseTriad) {
+			tr.Spec.Sync.Paths = []licensehav1.SyncPath{{Path: "db"}, {Path: "settings", Include: []string{"*.xml"}}}
+			tr.Spec.Sync.Strict = true
+			tr.Spec.Sync.PreserveTimestamps = ptr.To(false)
+		},
+		want: func() fields {
+			f := defaults(abc...)
+			f.paths, f.strict, f.preserve = 2, true, false
 			return f
 		}(),
 	}} {

@@ -132,6 +132,10 @@ func Pod(g Group, m Member, opts Options) *corev1.Pod {
 		// by running it only while the member serves.
 		agentArgs = append(agentArgs, "--stop-to-fence")
 	}
+	for _, svc := range g.Server.Services {
+		agentArgs = append(agentArgs, "--service="+group.ServiceFlag(group.Service{
+			Name: svc.Name, Command: svc.Command, Always: svc.RunWhen == licensehav1.RunWhenAlways}))
+	}
 	if opts.ExposeServerToken {
 		agentArgs = append(agentArgs, "--hide-token=false")
 	}
@@ -219,8 +223,63 @@ func Pod(g Group, m Member, opts Options) *corev1.Pod {
 	vols, mounts := clientAccessVolumes(g)
 	pod.Spec.Volumes = append(pod.Spec.Volumes, vols...)
 	pod.Spec.Containers[0].VolumeMounts = append(pod.Spec.Containers[0].VolumeMounts, mounts...)
+	vols, mounts = serverVolumes(g)
+	pod.Spec.Volumes = append(pod.Spec.Volumes, vols...)
+	pod.Spec.Containers[0].VolumeMounts = append(pod.Spec.Containers[0].VolumeMounts, mounts...)
 	pod.Annotations = setAnnotation(pod.Annotations, AnnotationTemplateHash, templateHash(pod))
 	return pod
+}
+
+// serverVolumes are spec.server.volumes as pod volumes (named
+// group.VolumePrefix + name) and mounts of the server container. Whether a
+// referenced object may be mounted (group.LabelMountable) is the
+// operator's check before it writes a pod.
+func serverVolumes(g Group) ([]corev1.Volume, []corev1.VolumeMount) {
+	var vols []corev1.Volume
+	var mounts []corev1.VolumeMount
+	for _, v := range g.Server.Volumes {
+		name := group.VolumePrefix + v.Name
+		var src corev1.VolumeSource
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			src.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: v.PersistentVolumeClaim.ClaimName, ReadOnly: v.ReadOnly}
+		case v.ConfigMap != nil:
+			src.ConfigMap = &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: v.ConfigMap.Name}}
+		case v.Secret != nil:
+			src.Secret = &corev1.SecretVolumeSource{SecretName: v.Secret.Name, DefaultMode: ptr.To[int32](0o440)}
+		case v.EmptyDir != nil:
+			src.EmptyDir = &corev1.EmptyDirVolumeSource{SizeLimit: v.EmptyDir.SizeLimit}
+		default:
+			continue // the API admits no volume without a source
+		}
+		vols = append(vols, corev1.Volume{Name: name, VolumeSource: src})
+		mounts = append(mounts, corev1.VolumeMount{Name: name, MountPath: v.MountPath, ReadOnly: v.ReadOnly})
+	}
+	return vols, mounts
+}
+
+// MountedObjects lists the objects of the group's namespace that
+// spec.server.volumes mounts, as kind and name (kind PersistentVolumeClaim,
+// ConfigMap or Secret): each needs group.LabelMountable.
+func MountedObjects(g Group) []MountedObject {
+	var out []MountedObject
+	for _, v := range g.Server.Volumes {
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			out = append(out, MountedObject{Field: "spec.server.volumes[" + v.Name + "].persistentVolumeClaim", Kind: "PersistentVolumeClaim", Name: v.PersistentVolumeClaim.ClaimName})
+		case v.ConfigMap != nil:
+			out = append(out, MountedObject{Field: "spec.server.volumes[" + v.Name + "].configMap", Kind: "ConfigMap", Name: v.ConfigMap.Name})
+		case v.Secret != nil:
+			out = append(out, MountedObject{Field: "spec.server.volumes[" + v.Name + "].secret", Kind: "Secret", Name: v.Secret.Name})
+		}
+	}
+	return out
+}
+
+// MountedObject is an object spec.server.volumes mounts.
+type MountedObject struct {
+	// Field names the volume in the spec, for messages.
+	Field, Kind, Name string
 }
 
 // downwardEnv gives the agent its pod identity.

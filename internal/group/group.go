@@ -151,17 +151,20 @@ type Config struct {
 	// SettingsHash is server.SettingsHash of Settings.
 	SettingsHash string `json:"settingsHash,omitempty"`
 
+	// File sync of spec.sync.paths (both kinds): strict deletes, kept
+	// modification times, the folders.
+	SyncStrict         bool       `json:"syncStrict,omitempty"`
+	PreserveTimestamps bool       `json:"preserveTimestamps,omitempty"`
+	SyncPaths          []SyncPath `json:"syncPaths,omitempty"`
+
 	// Backup pairs only.
 	Mode  string `json:"mode,omitempty"`
 	Roles string `json:"roles,omitempty"`
 	// PreferredSide (ActivePassive pairs) is the side that serves whenever
 	// it can (roles Fixed), or that the role moves to when it changes
 	// (Symmetric); empty means main.
-	PreferredSide      string           `json:"preferredSide,omitempty"`
-	LicenseMappings    []LicenseMapping `json:"licenseMappings,omitempty"`
-	SyncStrict         bool             `json:"syncStrict,omitempty"`
-	PreserveTimestamps bool             `json:"preserveTimestamps,omitempty"`
-	SyncPaths          []SyncPath       `json:"syncPaths,omitempty"`
+	PreferredSide   string           `json:"preferredSide,omitempty"`
+	LicenseMappings []LicenseMapping `json:"licenseMappings,omitempty"`
 }
 
 // Member is one member of a group as the agents see it.
@@ -180,7 +183,7 @@ type LicenseMapping struct {
 	Backup string `json:"backup"`
 }
 
-// SyncPath is an extra folder of a pair's data to sync, as the sync
+// SyncPath is an extra folder of a group's data to sync, as the sync
 // package walks it.
 type SyncPath = lsync.Path
 

@@ -1,0 +1,221 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/pkg/boottime"
+	"github.com/licenseha/licenseha/pkg/election"
+	"github.com/licenseha/licenseha/pkg/server"
+)
+
+// standIn is a stand-in vendor server as a real process: it forks a child
+// (whose pid it writes to dir/child.pid), writes a state file every 50 ms
+// and ignores SIGTERM (as its child does), as vendor servers that flush
+// their state slowly on shutdown do.
+func standIn(dir string) []string {
+	return []string{"sh", "-c", `trap '' TERM; sleep 600 & echo $! > "$0/child.pid"; n=0; while :; do n=$((n+1)); echo $n > "$0/state"; sleep 0.05; done`, dir}
+}
+
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	return err == nil && !strings.Contains(string(b), ") Z ")
+}
+
+// TestFenceStopsAVendorServerThatIgnoresSIGTERMByItsDeadline: a fence of
+// a vendor server (stop-to-fence) that ignores SIGTERM kills it, its child
+// and the services that run only while the member serves, no later than
+// the serve deadline another member may start at; a service marked Always
+// keeps running. Before, the fence waited its full 5 s grace after SIGTERM,
+// serving past the deadline.
+func TestFenceStopsAVendorServerThatIgnoresSIGTERMByItsDeadline(t *testing.T) {
+	dir := t.TempDir()
+	helperDir := t.TempDir()
+	a := &Agent{opts: Options{GroupKind: group.KindTriad, StopToFence: true}, log: logr.Discard(),
+		procs: newProcesses(logr.Discard(), standIn(dir), []group.Service{
+			{Name: "helper", Command: standIn(helperDir)},
+			{Name: "console", Command: []string{"sleep", "600"}, Always: true},
+		})}
+	a.control = &serverControl{a: a}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	a.procs.hold(0)
+	go func() { a.procs.run(ctx, 100*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	go a.control.watchdog(ctx)
+
+	console := a.procs.services[1].sup
+	waitFor(t, "the Always service runs while the member does not serve", func() bool { return console.Status().Running })
+	if a.procs.server.Status().Running || a.procs.services[0].sup.Status().Running {
+		t.Fatal("the server or an Active service runs before the member serves")
+	}
+
+	until := time.Duration(boottime.Now()) + 800*time.Millisecond
+	if err := a.control.Apply(ctx, election.ServerCommand{ServerState: election.ServerState{Mode: election.Serve, Until: until}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the server and its helper serve", func() bool {
+		return a.procs.server.Status().Running && a.procs.services[0].sup.Status().Running && readPid(dir) > 0
+	})
+	child := readPid(dir)
+
+	start := time.Now()
+	if err := a.control.Apply(ctx, election.ServerCommand{ServerState: election.ServerState{Mode: election.Fence}}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	deadlineLeft := time.Duration(int64(until) - boottime.Now())
+	if a.procs.server.Status().Running || a.procs.services[0].sup.Status().Running {
+		t.Fatal("the fence returned with the server or its helper running")
+	}
+	if deadlineLeft < -300*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("the fence took %v and ended %v after the serve deadline (the grace is %v)", took, -deadlineLeft, fenceGrace)
+	}
+	waitFor(t, "the server's forked child is gone", func() bool { return !alive(child) })
+	if !console.Status().Running {
+		t.Fatal("the Always service was stopped by the fence")
+	}
+	// Stopped, it writes nothing more.
+	before, _ := os.ReadFile(filepath.Join(dir, "state"))
+	time.Sleep(200 * time.Millisecond)
+	if after, _ := os.ReadFile(filepath.Join(dir, "state")); string(after) != string(before) {
+		t.Fatal("the fenced server still writes its state")
+	}
+}
+
+func readPid(dir string) int {
+	b, _ := os.ReadFile(filepath.Join(dir, "child.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// TestHoldWithoutGraceKillsAStopInProgress: a hold that started with a
+// grace (a fence) and a hold without one (the serve deadline's watchdog)
+// meet: the second kills the process at once. Before, it returned at once
+// with the process still running.
+func TestHoldWithoutGraceKillsAStopInProgress(t *testing.T) {
+	dir := t.TempDir()
+	s := &Supervisor{Command: standIn(dir), Log: logr.Discard()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx, 100*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the server runs", func() bool { return s.Status().Running })
+	go s.Hold(time.Minute)
+	waitFor(t, "the first hold is on", func() bool { return s.heldChan() != nil })
+	start := time.Now()
+	s.Hold(0)
+	if s.Status().Running {
+		t.Fatal("Hold(0) returned with the server running")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Hold(0) took %v", took)
+	}
+}
+
+// TestTriadFileSyncFollowsTheActive: in a triad the serving member
+// publishes spec.sync.paths; on a handover the old active publishes once
+// more what its server wrote while stopping, the new one applies that
+// before it serves and then publishes everything; a late final
+// publication of a member another has replaced is dropped.
+func TestTriadFileSyncFollowsTheActive(t *testing.T) {
+	ctx := context.Background()
+	const triad = "plant-a"
+	cs := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: group.StateName(triad)}})
+	cfg := &group.Config{Kind: group.KindTriad, SyncIntervalSeconds: 30, PreserveTimestamps: true,
+		SyncPaths: []group.SyncPath{{Path: "db"}}}
+	member := func(name string) (*Agent, *fileSync) {
+		a := &Agent{opts: Options{GroupKind: group.KindTriad, Group: triad, Member: name, Namespace: testNS, DataDir: t.TempDir()},
+			log: logr.Discard(), cs: cs, cfg: cfg}
+		a.files = newFileSync(a)
+		return a, a.files
+	}
+	serve := func(a *Agent, on bool) {
+		a.mu.Lock()
+		a.applied.role = server.RoleStandby
+		if on {
+			a.applied.role = server.RoleActive
+		}
+		a.mu.Unlock()
+	}
+	aA, a := member("a")
+	aB, b := member("b")
+	_, c := member("c")
+	get := func() *corev1.Secret {
+		s, err := cs.CoreV1().Secrets(testNS).Get(ctx, group.StateName(triad), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tick := func(fs ...*fileSync) {
+		for _, f := range fs {
+			f.observe(get())
+			if f.setPublisher(f.publishing()) {
+				f.mainCycle(ctx, true)
+			} else {
+				f.backupCycle(ctx)
+			}
+		}
+	}
+
+	serve(aA, true)
+	writeFile(t, a.dataDir, "db/licences.dat", "v1")
+	tick(a, b, c)
+	if readFile(t, b.dataDir, "db/licences.dat") != "v1" || readFile(t, c.dataDir, "db/licences.dat") != "v1" {
+		t.Fatal("the standbys did not get the active's files")
+	}
+
+	// Handover a → b: a's server writes while it stops; a publishes once
+	// more after the fence; b catches up before serving.
+	writeFile(t, a.dataDir, "db/licences.dat", "v2 written on SIGTERM")
+	serve(aA, false)
+	a.final(ctx)
+	b.catchUp(ctx)
+	if got := readFile(t, b.dataDir, "db/licences.dat"); got != "v2 written on SIGTERM" {
+		t.Fatalf("the new active serves with %q", got)
+	}
+	serve(aB, true)
+	writeFile(t, b.dataDir, "db/new.dat", "b's")
+	tick(b, a, c)
+	if readFile(t, a.dataDir, "db/new.dat") != "b's" || readFile(t, c.dataDir, "db/licences.dat") != "v2 written on SIGTERM" {
+		t.Fatal("the old active or the witness did not follow the new active")
+	}
+	if b.revision() == 0 || a.revision() != b.revision() || c.revision() != b.revision() {
+		t.Fatalf("revisions: a %d, b %d, c %d", a.revision(), b.revision(), c.revision())
+	}
+
+	// A late final publication from a replaced active is dropped.
+	rev := string(get().Data[keyFilesRevision])
+	aA2, a2 := member("a")
+	serve(aA2, true)
+	writeFile(t, a2.dataDir, "db/licences.dat", "stale")
+	tick(a2)
+	serve(aA2, false)
+	serve(aB, true)
+	writeFile(t, b.dataDir, "db/new.dat", "b's second")
+	tick(b)
+	rev = string(get().Data[keyFilesRevision])
+	a2.final(ctx)
+	if got := string(get().Data[keyFilesRevision]); got != rev {
+		t.Fatalf("a replaced active's final publication overwrote the newer one: %s → %s", rev, got)
+	}
+}
