@@ -82,26 +82,8 @@ ed25519 key pair that signs and verifies bundles.`,
 }
 
 func newBackupKeygenCmd(o *Options) *cobra.Command {
-	var privPath, pubPath string
-	var force bool
-	cmd := &cobra.Command{
-		Use:   "keygen",
-		Short: "Create an ed25519 key pair for signing (export) and verifying (import) settings bundles",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			keyID, err := writeKeyPair(privPath, pubPath, force)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(o.Out, "Bundle key %s: signing key in %s (for export, keep it secret), public key in %s (for import)\n",
-				keyID, privPath, pubPath)
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&privPath, "private-key", "bundle-signing.key", "file to write the signing key to (mode 0600)")
-	cmd.Flags().StringVar(&pubPath, "public-key", "bundle-signing.pub", "file to write the public key to")
-	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
-	return cmd
+	return keygenCmd(o, "Create an ed25519 key pair for signing (export) and verifying (import) settings bundles",
+		"bundle-signing", "signing key", "Bundle key %s: signing key in %s (for export, keep it secret), public key in %s (for import)\n")
 }
 
 func newBackupExportCmd(o *Options) *cobra.Command {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strings"
@@ -104,21 +105,13 @@ func newCheckoutCmd(o *Options, f *clientFlags) *cobra.Command {
 		Short: "Take a printer seat; it lasts one checkout TTL unless renewed (run checkout again to renew)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, done, err := f.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			co, err := c.Checkout(ctx, printer, license)
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return printJSON(o.Out, co)
-			}
-			fmt.Fprintf(o.Out, "Checkout %s on licence %s from member %s, expires %s\n",
-				co.ID, co.License, co.Member, co.ExpiresAt.Local().Format(time.RFC3339))
-			return nil
+			return runClient(o, f, func(ctx context.Context, c *client.Client) (*client.Checkout, error) {
+				return c.Checkout(ctx, printer, license)
+			}, func(w io.Writer, co *client.Checkout) error {
+				fmt.Fprintf(w, "Checkout %s on licence %s from member %s, expires %s\n",
+					co.ID, co.License, co.Member, co.ExpiresAt.Local().Format(time.RFC3339))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&printer, "printer", "", "printer name (required)")
@@ -134,19 +127,12 @@ func newReleaseCmd(o *Options, f *clientFlags) *cobra.Command {
 		Short: "Free a printer seat",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := f.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			if err := c.Release(ctx, args[0]); err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return printJSON(o.Out, map[string]string{"released": args[0]})
-			}
-			fmt.Fprintf(o.Out, "Checkout %s released\n", args[0])
-			return nil
+			return runClient(o, f, func(ctx context.Context, c *client.Client) (map[string]string, error) {
+				return map[string]string{"released": args[0]}, c.Release(ctx, args[0])
+			}, func(w io.Writer, _ map[string]string) error {
+				fmt.Fprintf(w, "Checkout %s released\n", args[0])
+				return nil
+			})
 		},
 	}
 }
@@ -157,27 +143,37 @@ func newClientStatusCmd(o *Options, f *clientFlags) *cobra.Command {
 		Short: "Show a server's role and licences",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, done, err := f.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			st, err := c.Status(ctx)
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return printJSON(o.Out, st)
-			}
-			fmt.Fprintf(o.Out, "Member %s of %s: %s (epoch %d), active member %q, %d checkouts\n",
-				st.Member, st.Group, st.Role, st.Epoch, st.Active, st.Checkouts)
-			tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "FILE\tID\tPRODUCT\tEDITION\tSEATS\tVALID\tREASON")
-			for _, l := range st.Licenses {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%v\t%s\n", l.File, l.ID, l.Product, l.Edition, l.InUse, l.Printers, l.Valid,
-					strings.ReplaceAll(l.Reason, "\t", " "))
-			}
-			return tw.Flush()
+			return runClient(o, f, func(ctx context.Context, c *client.Client) (*server.Status, error) {
+				return c.Status(ctx)
+			}, func(w io.Writer, st *server.Status) error {
+				fmt.Fprintf(w, "Member %s of %s: %s (epoch %d), active member %q, %d checkouts\n",
+					st.Member, st.Group, st.Role, st.Epoch, st.Active, st.Checkouts)
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "FILE\tID\tPRODUCT\tEDITION\tSEATS\tVALID\tREASON")
+				for _, l := range st.Licenses {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%v\t%s\n", l.File, l.ID, l.Product, l.Edition, l.InUse, l.Printers, l.Valid,
+						strings.ReplaceAll(l.Reason, "\t", " "))
+				}
+				return tw.Flush()
+			})
 		},
 	}
+}
+
+// runClient connects with the flags, makes the call and prints its result:
+// as JSON with -o json, otherwise with text.
+func runClient[T any](o *Options, f *clientFlags, call func(context.Context, *client.Client) (T, error), text func(io.Writer, T) error) error {
+	c, ctx, done, err := f.connect()
+	if err != nil {
+		return err
+	}
+	defer done()
+	v, err := call(ctx, c)
+	if err != nil {
+		return err
+	}
+	if f.output == "json" {
+		return printJSON(o.Out, v)
+	}
+	return text(o.Out, v)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,6 +83,68 @@ func writeRetry(write func() error) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, write)
 }
 
+// patchRetry is the read-modify-write of one object: read gets it afresh,
+// change edits it (false: nothing to write), and the patch carries the
+// resourceVersion read, so a concurrent change is never overwritten: on a
+// conflict it all runs again (writeRetry), checking afresh. An error of read
+// or change ends it and is returned as is; a failed write is returned after
+// what ("changing ns/name").
+func patchRetry[T client.Object](ctx context.Context, k *kube, what string, read func() (T, error), change func(T) (bool, error)) (T, bool, error) {
+	var obj, zero T
+	var changed bool
+	var stop error
+	err := writeRetry(func() error {
+		var err error
+		if obj, err = read(); err != nil {
+			stop = err
+			return err
+		}
+		orig := obj.DeepCopyObject().(client.Object)
+		if changed, err = change(obj); err != nil {
+			stop = err
+			return err
+		}
+		if !changed {
+			return nil
+		}
+		hookBeforeWrite(obj)
+		return k.c.Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager))
+	})
+	if stop != nil {
+		return zero, false, stop
+	}
+	if err != nil {
+		return zero, false, fmt.Errorf("%s: %w", what, err)
+	}
+	return obj, changed, nil
+}
+
+// pollGroup reads the group NAME every pollInterval until done holds for
+// it. A deleted group ends the wait with an error, a failed read is tried
+// again; when the timeout runs out after the group was read, timedOut
+// explains it from the last object read.
+func pollGroup[T any, PT interface {
+	*T
+	client.Object
+}](ctx context.Context, k *kube, name string, timeout time.Duration, done func(PT) bool, timedOut func(last PT) error) error {
+	var last PT
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
+		cur := PT(new(T))
+		if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, cur); err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("%s/%s was deleted while waiting", k.ns, name)
+			}
+			return false, nil // transient: keep trying until the timeout
+		}
+		last = cur
+		return done(cur), nil
+	})
+	if err != nil && wait.Interrupted(err) && ctx.Err() == nil && last != nil {
+		return timedOut(last)
+	}
+	return err
+}
+
 // hookBeforeWrite calls beforeWrite if a test set it.
 func hookBeforeWrite(obj client.Object) {
 	if beforeWrite != nil {
@@ -93,6 +154,22 @@ func hookBeforeWrite(obj client.Object) {
 
 // pollInterval is how often the --wait loops look at the cluster.
 var pollInterval = time.Second
+
+// waitFlags are --wait and --timeout of the commands that change a group and
+// then wait for the outcome.
+type waitFlags struct {
+	wait    bool
+	timeout time.Duration
+}
+
+// addWaitFlags adds --wait (its usage: until) and --timeout (default
+// timeout) to cmd.
+func addWaitFlags(cmd *cobra.Command, until string, timeout time.Duration) *waitFlags {
+	f := &waitFlags{}
+	cmd.Flags().BoolVar(&f.wait, "wait", true, until)
+	cmd.Flags().DurationVar(&f.timeout, "timeout", timeout, "how long to wait")
+	return f
+}
 
 func (o *Options) kube() (*kube, error) {
 	cfg, err := o.ConfigFlags.ToRESTConfig()
@@ -133,67 +210,4 @@ func wrapGet(err error, kind, name, ns string) error {
 		return notFound(kind, name, ns)
 	}
 	return err
-}
-
-func (k *kube) triad(ctx context.Context, name string) (*licensehav1.LicenseTriad, error) {
-	var t licensehav1.LicenseTriad
-	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t); err != nil {
-		if apierrors.IsNotFound(err) {
-			var p licensehav1.LicenseBackupPair
-			if k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p) == nil {
-				return nil, fmt.Errorf("%s/%s is a LicenseBackupPair, not a LicenseTriad; this command works on triads only", k.ns, name)
-			}
-		}
-		return nil, wrapGet(err, "LicenseTriad", name, k.ns)
-	}
-	return &t, nil
-}
-
-func (k *kube) pair(ctx context.Context, name string) (*licensehav1.LicenseBackupPair, error) {
-	var p licensehav1.LicenseBackupPair
-	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p); err != nil {
-		if apierrors.IsNotFound(err) {
-			var t licensehav1.LicenseTriad
-			if k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t) == nil {
-				return nil, fmt.Errorf("%s/%s is a LicenseTriad, not a LicenseBackupPair; this command works on backup pairs only", k.ns, name)
-			}
-		}
-		return nil, wrapGet(err, "LicenseBackupPair", name, k.ns)
-	}
-	return &p, nil
-}
-
-// completeGroups completes the first argument with the names of the
-// groups of the given kinds in the command's namespace.
-func completeGroups(o *Options, triads, pairs bool) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		k, err := o.kube()
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-		defer cancel()
-		var names []string
-		if triads {
-			var l licensehav1.LicenseTriadList
-			if k.list(ctx, &l, client.InNamespace(k.ns)) == nil {
-				for _, t := range l.Items {
-					names = append(names, t.Name)
-				}
-			}
-		}
-		if pairs {
-			var l licensehav1.LicenseBackupPairList
-			if k.list(ctx, &l, client.InNamespace(k.ns)) == nil {
-				for _, p := range l.Items {
-					names = append(names, p.Name)
-				}
-			}
-		}
-		sort.Strings(names)
-		return names, cobra.ShellCompDirectiveNoFileComp
-	}
 }

@@ -28,23 +28,32 @@ func newLicenseCmd(o *Options) *cobra.Command {
 }
 
 func newKeygenCmd(o *Options) *cobra.Command {
+	return keygenCmd(o, "Create an ed25519 signing key pair (private key to sign licences, public key for the servers)",
+		"licenseha-signing", "private key", "Key %s: private key in %s (keep it secret), public key in %s\n")
+}
+
+// keygenCmd is a `keygen` command: it writes an ed25519 key pair into the
+// files of --private-key (what the private key is called in its usage,
+// default base.key) and --public-key (base.pub) and prints done with the
+// key id and both files.
+func keygenCmd(o *Options, short, base, what, done string) *cobra.Command {
 	var privPath, pubPath string
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "keygen",
-		Short: "Create an ed25519 signing key pair (private key to sign licences, public key for the servers)",
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			keyID, err := writeKeyPair(privPath, pubPath, force)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Out, "Key %s: private key in %s (keep it secret), public key in %s\n", keyID, privPath, pubPath)
+			fmt.Fprintf(o.Out, done, keyID, privPath, pubPath)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&privPath, "private-key", "licenseha-signing.key", "file to write the private key to (mode 0600)")
-	cmd.Flags().StringVar(&pubPath, "public-key", "licenseha-signing.pub", "file to write the public key to")
+	cmd.Flags().StringVar(&privPath, "private-key", base+".key", "file to write the "+what+" to (mode 0600)")
+	cmd.Flags().StringVar(&pubPath, "public-key", base+".pub", "file to write the public key to")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
 	return cmd
 }

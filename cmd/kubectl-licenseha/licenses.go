@@ -2,17 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
-	"fmt"
 	"io"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 )
@@ -56,13 +50,9 @@ status.backup.licenses), so it shows what the operator last verified.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeGroups(o, true, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			printer, err := out.printer()
+			printer, output, err := out.rowsPrinter("licences")
 			if err != nil {
 				return err
-			}
-			output := out.format()
-			if output == "name" {
-				return fmt.Errorf("--output name: licences are not objects with names; use -o jsonpath or -o custom-columns")
 			}
 			rows, err := o.licenceRows(cmd.Context(), args[0])
 			if err != nil {
@@ -72,25 +62,7 @@ status.backup.licenses), so it shows what the operator last verified.`,
 			case "", "table", "wide", "csv":
 				return renderLicences(o.Out, output, rows)
 			}
-			if output == "json" || output == "yaml" || output == "kyaml" {
-				raw, err := json.Marshal(rows)
-				if err != nil {
-					return err
-				}
-				return printer.PrintObj(&runtime.Unknown{Raw: raw, ContentType: runtime.ContentTypeJSON}, o.Out)
-			}
-			items := make([]unstructured.Unstructured, 0, len(rows))
-			for i := range rows {
-				u, err := toUnstructured(&rows[i], "", "", "", "")
-				if err != nil {
-					return err
-				}
-				items = append(items, *u)
-			}
-			if spec := out.customColumns(); spec != "" {
-				return printCustomColumns(o.Out, spec, listOf(items))
-			}
-			return printer.PrintObj(listOf(items), o.Out)
+			return printRows(o.Out, out, printer, rows)
 		},
 	}
 	out = newOutputFlags(cmd, "table", []string{"table", "csv"},
@@ -100,18 +72,11 @@ status.backup.licenses), so it shows what the operator last verified.`,
 
 // licenceRows reads the group and lists its licences.
 func (o *Options) licenceRows(ctx context.Context, name string) ([]LicenceRow, error) {
-	k, err := o.kube()
+	_, g, err := o.kubeGroup(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	g, err := k.findGroup(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if g.triad != nil {
-		return triadLicences(g.triad), nil
-	}
-	return pairLicences(g.pair), nil
+	return g.licences(), nil
 }
 
 // triadLicences lists a triad's shared licences.
@@ -160,33 +125,9 @@ func (r LicenceRow) cells() []string {
 
 // renderLicences writes the rows as a table or CSV.
 func renderLicences(w io.Writer, format string, rows []LicenceRow) error {
-	if format == "csv" {
-		cw := csv.NewWriter(w)
-		_ = cw.Write(licenceColumns)
-		for _, r := range rows {
-			rec := r.cells()
-			for i := range rec {
-				rec[i] = csvSafe(rec[i])
-			}
-			_ = cw.Write(rec)
-		}
-		cw.Flush()
-		return cw.Error()
+	cells := make([][]string, len(rows))
+	for i, r := range rows {
+		cells[i] = r.cells()
 	}
-	if len(rows) == 0 {
-		_, err := fmt.Fprintln(w, "No licences reported in the group's status.")
-		return err
-	}
-	t := &metav1.Table{}
-	for _, c := range licenceColumns {
-		t.ColumnDefinitions = append(t.ColumnDefinitions, col(c, false))
-	}
-	for _, r := range rows {
-		cells := make([]any, 0, len(licenceColumns))
-		for _, c := range r.cells() {
-			cells = append(cells, orDash(tableSafe(c)))
-		}
-		t.Rows = append(t.Rows, row(cells...))
-	}
-	return printTableIndent(w, t, format == "wide", "")
+	return renderCells(w, format, licenceColumns, cells, "No licences reported in the group's status.")
 }

@@ -323,27 +323,3 @@ func (k *kube) showLogs(ctx context.Context, o *Options, streams []logStream, f 
 	}
 	return nil
 }
-
-// completeGroupThenMember completes GROUP (triads and pairs), then MEMBER.
-func completeGroupThenMember(o *Options) cobra.CompletionFunc {
-	groups := completeGroups(o, true, true)
-	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		switch len(args) {
-		case 0:
-			return groups(cmd, args, toComplete)
-		case 1:
-			k, err := o.kube()
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-			defer cancel()
-			g, err := k.findGroup(ctx, args[0])
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			return g.members, cobra.ShellCompDirectiveNoFileComp
-		}
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-}

@@ -38,10 +38,7 @@ type notifyResult struct {
 }
 
 func newNotifyTestCmd(o *Options) *cobra.Command {
-	var (
-		waitFor bool
-		timeout time.Duration
-	)
+	var w *waitFlags
 	cmd := &cobra.Command{
 		Use:   "test GROUP",
 		Short: "Send a test notification through every channel of a group's spec.notifications and report each result",
@@ -60,19 +57,15 @@ licenseha.io/notify-test=NONCE (kubectl get events -l licenseha.io/notify-test=N
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeGroups(o, true, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := o.kube()
+			ctx, name := cmd.Context(), args[0]
+			k, g, err := o.kubeGroup(ctx, name)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			name := args[0]
-			obj, kind, spec, err := k.notifyingGroup(ctx, name)
-			if err != nil {
-				return err
-			}
-			channels := notifyChannels(spec)
+			obj := g.obj
+			channels := notifyChannels(g.notifications)
 			if len(channels) == 0 {
-				return fmt.Errorf("%s %s/%s has no spec.notifications.webhook or spec.notifications.email: nothing to test", kind, k.ns, name)
+				return fmt.Errorf("%s %s/%s has no spec.notifications.webhook or spec.notifications.email: nothing to test", g.kind, k.ns, name)
 			}
 			nonce, err := newNonce()
 			if err != nil {
@@ -89,11 +82,11 @@ licenseha.io/notify-test=NONCE (kubectl get events -l licenseha.io/notify-test=N
 				return fmt.Errorf("annotating %s/%s: %w", k.ns, name, err)
 			}
 			fmt.Fprintf(o.Out, "%s/%s: asked the operator for test notification %s (%s)\n", k.ns, name, nonce, strings.Join(channels, ", "))
-			if !waitFor {
+			if !w.wait {
 				fmt.Fprintf(o.Out, "See the results with: kubectl get events -n %s -l %s=%s\n", k.ns, licensehav1.LabelNotifyTest, nonce)
 				return nil
 			}
-			results, err := k.waitNotifyTest(ctx, obj, nonce, channels, timeout, func(msg string) { fmt.Fprintln(o.Out, "  "+msg) })
+			results, err := k.waitNotifyTest(ctx, obj, nonce, channels, w.timeout, func(msg string) { fmt.Fprintln(o.Out, "  "+msg) })
 			printNotifyResults(o.Out, results)
 			if err != nil {
 				return err
@@ -110,21 +103,8 @@ licenseha.io/notify-test=NONCE (kubectl get events -l licenseha.io/notify-test=N
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&waitFor, "wait", true, "wait for every channel's result")
-	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait")
+	w = addWaitFlags(cmd, "wait for every channel's result", time.Minute)
 	return cmd
-}
-
-// notifyingGroup gets the triad or backup pair of that name.
-func (k *kube) notifyingGroup(ctx context.Context, name string) (client.Object, string, *licensehav1.NotificationsSpec, error) {
-	g, err := k.findGroup(ctx, name)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	if g.triad != nil {
-		return g.triad, g.kind, g.triad.Spec.Notifications, nil
-	}
-	return g.pair, g.kind, g.pair.Spec.Notifications, nil
 }
 
 // notifyChannels lists the channels spec configures.

@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 )
@@ -31,33 +28,15 @@ func pairSide(s string) (licensehav1.PairSide, error) {
 // patchPair reads the pair, lets change edit it (false: nothing to do) and
 // writes it with optimistic locking, retrying on conflicts.
 func (k *kube) patchPair(ctx context.Context, name string, change func(p *licensehav1.LicenseBackupPair) (bool, error)) (*licensehav1.LicenseBackupPair, bool, error) {
-	var p *licensehav1.LicenseBackupPair
-	var changed bool
-	var planErr error
-	err := writeRetry(func() error {
-		var err error
-		if p, err = k.pair(ctx, name); err != nil {
-			planErr = err
-			return err
-		}
-		orig := p.DeepCopy()
-		if changed, err = change(p); err != nil {
-			planErr = fmt.Errorf("%s/%s: %w", k.ns, name, err)
-			return planErr
-		}
-		if !changed {
-			return nil
-		}
-		hookBeforeWrite(p)
-		return k.c.Patch(ctx, p, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager))
-	})
-	if planErr != nil {
-		return nil, false, planErr
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("changing %s/%s: %w", k.ns, name, err)
-	}
-	return p, changed, nil
+	return patchRetry(ctx, k, fmt.Sprintf("changing %s/%s", k.ns, name),
+		func() (*licensehav1.LicenseBackupPair, error) { return k.pair(ctx, name) },
+		func(p *licensehav1.LicenseBackupPair) (bool, error) {
+			changed, err := change(p)
+			if err != nil {
+				return false, fmt.Errorf("%s/%s: %w", k.ns, name, err)
+			}
+			return changed, nil
+		})
 }
 
 // switchoverPair makes side the pair's preferred side and waits until it
@@ -108,23 +87,12 @@ func switchoverPair(ctx context.Context, k *kube, out io.Writer, name, to string
 // waitPair polls the pair until done holds for a status of at least
 // generation.
 func (k *kube) waitPair(ctx context.Context, name string, generation int64, timeout time.Duration, done func(*licensehav1.LicenseBackupPair) bool, failure string) error {
-	var last *licensehav1.LicenseBackupPair
-	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
-		var cur licensehav1.LicenseBackupPair
-		if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &cur); err != nil {
-			if apierrors.IsNotFound(err) {
-				return false, fmt.Errorf("%s/%s was deleted while waiting", k.ns, name)
-			}
-			return false, nil
-		}
-		last = &cur
-		return cur.Status.ObservedGeneration >= generation && done(&cur), nil
-	})
-	if err != nil && wait.Interrupted(err) && ctx.Err() == nil && last != nil {
+	return pollGroup(ctx, k, name, timeout, func(p *licensehav1.LicenseBackupPair) bool {
+		return p.Status.ObservedGeneration >= generation && done(p)
+	}, func(last *licensehav1.LicenseBackupPair) error {
 		return fmt.Errorf("%s within %s (serving: %s, phase: %s); the change stays in the spec: see kubectl licenseha status %s",
 			failure, timeout, orDash(string(last.Status.ActiveServer)), orDash(string(last.Status.Phase)), name)
-	}
-	return err
+	})
 }
 
 // newStopCmd and newResumeCmd stop and resume one side of a pair.
@@ -134,8 +102,7 @@ func newResumeCmd(o *Options) *cobra.Command { return stopResumeCmd(o, false) }
 func stopResumeCmd(o *Options, stop bool) *cobra.Command {
 	var (
 		sideName string
-		waitFor  bool
-		timeout  time.Duration
+		w        *waitFlags
 	)
 	verb, short, long := "resume", "Resume a stopped side of a backup pair", `Set spec.<side>.stopped to false: the operator starts the side's pod again. With roles Fixed a
 resumed main takes the role back as soon as it can serve (ActivePassive).`
@@ -185,11 +152,11 @@ stays Degraded (reason SideStopped) while a side is stopped.`
 			} else {
 				fmt.Fprintf(o.Out, "%s/%s: spec.%s.stopped set to %v\n", k.ns, name, side, stop)
 			}
-			if !waitFor {
+			if !w.wait {
 				return nil
 			}
-			fmt.Fprintf(o.Out, "Waiting up to %s for the %s to be %s...\n", timeout, side, state)
-			return k.waitPair(ctx, name, p.Generation, timeout, func(p *licensehav1.LicenseBackupPair) bool {
+			fmt.Fprintf(o.Out, "Waiting up to %s for the %s to be %s...\n", w.timeout, side, state)
+			return k.waitPair(ctx, name, p.Generation, w.timeout, func(p *licensehav1.LicenseBackupPair) bool {
 				s := p.Status.Main
 				if side == licensehav1.SideBackup {
 					s = p.Status.Backup
@@ -202,8 +169,7 @@ stays Degraded (reason SideStopped) while a side is stopped.`
 		},
 	}
 	cmd.Flags().StringVar(&sideName, "side", "", "main or backup (required)")
-	cmd.Flags().BoolVar(&waitFor, "wait", true, "wait until the side is "+map[bool]string{true: "stopped", false: "ready"}[stop])
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
+	w = addWaitFlags(cmd, "wait until the side is "+map[bool]string{true: "stopped", false: "ready"}[stop], 5*time.Minute)
 	_ = cmd.MarkFlagRequired("side")
 	return cmd
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -64,6 +66,19 @@ func (f *outputFlags) printer() (printers.ResourcePrinter, error) {
 		return nil, fmt.Errorf("--output %q: use one of %s", format, strings.Join(allowed, ", "))
 	}
 	return p, err
+}
+
+// rowsPrinter is printer for a command that prints rows (what), not
+// objects, with the format of -o; -o name is refused.
+func (f *outputFlags) rowsPrinter(what string) (printers.ResourcePrinter, string, error) {
+	p, err := f.printer()
+	if err != nil {
+		return nil, "", err
+	}
+	if f.format() == "name" {
+		return nil, "", fmt.Errorf("--output name: %s are not objects with names; use -o jsonpath or -o custom-columns", what)
+	}
+	return p, f.format(), nil
 }
 
 // toUnstructured turns a value into an object the printers take, with
@@ -213,3 +228,67 @@ func col(name string, wide bool) metav1.TableColumnDefinition {
 }
 
 func row(cells ...any) metav1.TableRow { return metav1.TableRow{Cells: cells} }
+
+// renderCells writes rows of cells under the columns cols: as CSV (format
+// "csv"; cells kept from being read as formulas), or as a table (wide is
+// the same table; cells kept free of control characters, "-" for empty
+// ones), or the line none when there are no rows.
+func renderCells(w io.Writer, format string, cols []string, rows [][]string, none string) error {
+	if format == "csv" {
+		cw := csv.NewWriter(w)
+		_ = cw.Write(cols)
+		for _, r := range rows {
+			rec := make([]string, len(r))
+			for i, c := range r {
+				rec[i] = csvSafe(c)
+			}
+			_ = cw.Write(rec)
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(w, none)
+		return err
+	}
+	t := &metav1.Table{}
+	for _, c := range cols {
+		t.ColumnDefinitions = append(t.ColumnDefinitions, col(c, false))
+	}
+	for _, r := range rows {
+		cells := make([]any, len(r))
+		for i, c := range r {
+			cells[i] = orDash(tableSafe(c))
+		}
+		t.Rows = append(t.Rows, row(cells...))
+	}
+	return printTableIndent(w, t, format == "wide", "")
+}
+
+// printRows prints rows through cli-runtime's printer for -o: json, yaml
+// and kyaml as a plain array of the rows, the templates and custom columns
+// over a v1 List of them.
+func printRows[T any](w io.Writer, out *outputFlags, printer printers.ResourcePrinter, rows []T) error {
+	if rows == nil {
+		rows = []T{}
+	}
+	if format := out.format(); format == "json" || format == "yaml" || format == "kyaml" {
+		raw, err := json.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		return printer.PrintObj(&runtime.Unknown{Raw: raw, ContentType: runtime.ContentTypeJSON}, w)
+	}
+	items := make([]unstructured.Unstructured, 0, len(rows))
+	for i := range rows {
+		u, err := toUnstructured(&rows[i], "", "", "", "")
+		if err != nil {
+			return err
+		}
+		items = append(items, *u)
+	}
+	if spec := out.customColumns(); spec != "" {
+		return printCustomColumns(w, spec, listOf(items))
+	}
+	return printer.PrintObj(listOf(items), w)
+}

@@ -18,10 +18,7 @@ import (
 )
 
 func newReplaceMemberCmd(o *Options) *cobra.Command {
-	var (
-		waitFor bool
-		timeout time.Duration
-	)
+	var w *waitFlags
 	cmd := &cobra.Command{
 		Use:   "replace-member TRIAD MEMBER",
 		Short: "Replace a triad member's pod (and volume) with a fresh one that starts from the synced state",
@@ -44,61 +41,48 @@ is needed. With --wait, wait until the member's pod has been recreated (new UID)
 			// The annotation is patched with the resourceVersion read, so a
 			// concurrent request to replace another member is never
 			// overwritten: on a conflict the triad is read and checked again.
-			var checkErr error
-			err = writeRetry(func() error {
-				t, err := k.triad(ctx, name)
-				if err != nil {
-					checkErr = err
-					return err
-				}
-				var names []string
-				found := false
-				for _, m := range t.Spec.Members {
-					names = append(names, m.Name)
-					found = found || m.Name == member
-				}
-				if !found {
-					checkErr = fmt.Errorf("%s/%s has no member %q; its members are %s", k.ns, name, member, strings.Join(names, ", "))
-					return checkErr
-				}
-				if pending := t.Annotations[licensehav1.AnnotationReplaceMember]; pending != "" && pending != member {
-					checkErr = fmt.Errorf("%s/%s: the replacement of member %q is still pending (annotation %s); wait for it to finish, or remove the annotation to cancel it",
-						k.ns, name, pending, licensehav1.AnnotationReplaceMember)
-					return checkErr
-				}
-				var pod corev1.Pod
-				switch err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: podName}, &pod); {
-				case err == nil:
-					oldUID = pod.UID
-				case !apierrors.IsNotFound(err):
-					checkErr = err
-					return err
-				}
-				orig := t.DeepCopy()
-				if t.Annotations == nil {
-					t.Annotations = map[string]string{}
-				}
-				t.Annotations[licensehav1.AnnotationReplaceMember] = member
-				hookBeforeWrite(t)
-				return k.c.Patch(ctx, t, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager))
-			})
-			if checkErr != nil {
-				return checkErr
-			}
+			_, _, err = patchRetry(ctx, k, fmt.Sprintf("annotating %s/%s", k.ns, name),
+				func() (*licensehav1.LicenseTriad, error) { return k.triad(ctx, name) },
+				func(t *licensehav1.LicenseTriad) (bool, error) {
+					var names []string
+					found := false
+					for _, m := range t.Spec.Members {
+						names = append(names, m.Name)
+						found = found || m.Name == member
+					}
+					if !found {
+						return false, fmt.Errorf("%s/%s has no member %q; its members are %s", k.ns, name, member, strings.Join(names, ", "))
+					}
+					if pending := t.Annotations[licensehav1.AnnotationReplaceMember]; pending != "" && pending != member {
+						return false, fmt.Errorf("%s/%s: the replacement of member %q is still pending (annotation %s); wait for it to finish, or remove the annotation to cancel it",
+							k.ns, name, pending, licensehav1.AnnotationReplaceMember)
+					}
+					var pod corev1.Pod
+					switch err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: podName}, &pod); {
+					case err == nil:
+						oldUID = pod.UID
+					case !apierrors.IsNotFound(err):
+						return false, err
+					}
+					if t.Annotations == nil {
+						t.Annotations = map[string]string{}
+					}
+					t.Annotations[licensehav1.AnnotationReplaceMember] = member
+					return true, nil
+				})
 			if err != nil {
-				return fmt.Errorf("annotating %s/%s: %w", k.ns, name, err)
+				return err
 			}
 			fmt.Fprintf(o.Out, "%s/%s: annotated %s=%s; the operator replaces pod %s\n", k.ns, name,
 				licensehav1.AnnotationReplaceMember, member, podName)
-			if !waitFor {
+			if !w.wait {
 				return nil
 			}
-			fmt.Fprintf(o.Out, "Waiting up to %s for pod %s to be recreated and ready...\n", timeout, podName)
-			return k.waitReplaced(ctx, podName, oldUID, timeout, func(msg string) { fmt.Fprintln(o.Out, "  "+msg) })
+			fmt.Fprintf(o.Out, "Waiting up to %s for pod %s to be recreated and ready...\n", w.timeout, podName)
+			return k.waitReplaced(ctx, podName, oldUID, w.timeout, func(msg string) { fmt.Fprintln(o.Out, "  "+msg) })
 		},
 	}
-	cmd.Flags().BoolVar(&waitFor, "wait", true, "wait until the member's pod is recreated and ready")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait")
+	w = addWaitFlags(cmd, "wait until the member's pod is recreated and ready", 10*time.Minute)
 	return cmd
 }
 
@@ -137,18 +121,4 @@ func (k *kube) waitReplaced(ctx context.Context, podName string, oldUID types.UI
 		return fmt.Errorf("pod %s/%s was not replaced and ready within %s (last: %s); see kubectl licenseha status", k.ns, podName, timeout, orDash(lastMsg))
 	}
 	return err
-}
-
-// completeTriadThenMember completes TRIAD, then MEMBER.
-func completeTriadThenMember(o *Options) cobra.CompletionFunc {
-	triads, members := completeGroups(o, true, false), completeMembers(o)
-	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		switch len(args) {
-		case 0:
-			return triads(cmd, args, toComplete)
-		case 1:
-			return members(cmd, args, toComplete)
-		}
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
 }

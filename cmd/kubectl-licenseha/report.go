@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -155,12 +157,7 @@ func (k *kube) collectReport(ctx context.Context, name string, ro reportOptions,
 	}
 
 	// The readable status, as `status` prints it, and as JSON.
-	var gs *GroupStatus
-	if g.triad != nil {
-		gs = triadStatus(g.triad)
-	} else {
-		gs = pairStatus(g.pair)
-	}
+	gs := g.status()
 	if err := k.addEvents(ctx, []*GroupStatus{gs}, 100); err != nil {
 		b.fail("events in status.txt", err)
 	}
@@ -223,6 +220,17 @@ func (k *kube) collectReport(ctx context.Context, name string, ro reportOptions,
 	return b, r, nil
 }
 
+// listLabelled lists the objects labelled as the group's
+// (builder.SelectorLabels) into list; a failure is noted in the report as
+// what (the kind, plural) could not be listed.
+func (k *kube) listLabelled(ctx context.Context, b *reportBundle, g *groupTarget, list client.ObjectList, what string) bool {
+	if err := k.list(ctx, list, client.InNamespace(k.ns), client.MatchingLabels(builder.SelectorLabels(g.bg))); err != nil {
+		b.fail(what+" labelled as the group's", err)
+		return false
+	}
+	return true
+}
+
 // objectYAML is an object as `kubectl get -o yaml` shows it, without
 // managedFields.
 func (k *kube) objectYAML(obj client.Object) ([]byte, error) {
@@ -241,11 +249,7 @@ func (k *kube) objectYAML(obj client.Object) ([]byte, error) {
 func secretRefs(v any, path string, add func(name, why string)) {
 	switch x := v.(type) {
 	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for key := range x {
-			keys = append(keys, key)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(x))
 		for _, key := range keys {
 			val := x[key]
 			p := path + "." + key
@@ -304,15 +308,7 @@ func (k *kube) collectSecrets(ctx context.Context, b *reportBundle, r *redactor,
 		}
 		why[name] = append(why[name], reason)
 	}
-	kindPath := "LicenseTriad"
-	if g.pair != nil {
-		kindPath = "LicenseBackupPair"
-	}
-	if g.triad != nil {
-		secretRefs(toJSONValue(g.triad.Spec), kindPath+".spec", add)
-	} else {
-		secretRefs(toJSONValue(g.pair.Spec), kindPath+".spec", add)
-	}
+	secretRefs(toJSONValue(g.spec), g.kind+".spec", add)
 	for _, m := range podMembers(g, pods) {
 		p := pods[m]
 		secretRefs(toJSONValue(p.Spec), "pod/"+p.Name+".spec", add)
@@ -322,9 +318,7 @@ func (k *kube) collectSecrets(ctx context.Context, b *reportBundle, r *redactor,
 	}
 	secrets := map[string]*corev1.Secret{}
 	var owned corev1.SecretList
-	if err := k.list(ctx, &owned, client.InNamespace(k.ns), client.MatchingLabels(builder.SelectorLabels(g.bg))); err != nil {
-		b.fail("Secrets labelled as the group's", err)
-	} else {
+	if k.listLabelled(ctx, b, g, &owned, "Secrets") {
 		for i := range owned.Items {
 			s := &owned.Items[i]
 			add(s.Name, "labelled as the group's")
@@ -336,11 +330,7 @@ func (k *kube) collectSecrets(ctx context.Context, b *reportBundle, r *redactor,
 		// name carries too, not a secret.
 		return secret == group.StateName(g.name) && key == stateKeyRevision
 	}
-	sorted := make([]string, 0, len(why))
-	for n := range why {
-		sorted = append(sorted, n)
-	}
-	sort.Strings(sorted)
+	sorted := slices.Sorted(maps.Keys(why))
 	var summaries []SecretSummary
 	var unreadable []string
 	for _, n := range sorted {
@@ -382,21 +372,12 @@ func (k *kube) collectConfigMaps(ctx context.Context, b *reportBundle, g *groupT
 		group.ConfigName(g.name): "the group configuration the operator writes for the agents",
 		group.StateName(g.name):  "the synced state the members publish (settings, usage; gzip data decompressed beside it)",
 	}
-	var settingsRef string
-	if g.triad != nil && g.triad.Spec.SettingsRef != nil {
-		settingsRef = g.triad.Spec.SettingsRef.Name
-	}
-	if g.pair != nil && g.pair.Spec.SettingsRef != nil {
-		settingsRef = g.pair.Spec.SettingsRef.Name
-	}
-	if settingsRef != "" {
-		want[settingsRef] = "the settings of spec.settingsRef"
+	if g.settingsRef != nil && g.settingsRef.Name != "" {
+		want[g.settingsRef.Name] = "the settings of spec.settingsRef"
 	}
 	found := map[string]*corev1.ConfigMap{}
 	var labelled corev1.ConfigMapList
-	if err := k.list(ctx, &labelled, client.InNamespace(k.ns), client.MatchingLabels(builder.SelectorLabels(g.bg))); err != nil {
-		b.fail("ConfigMaps labelled as the group's", err)
-	} else {
+	if k.listLabelled(ctx, b, g, &labelled, "ConfigMaps") {
 		for i := range labelled.Items {
 			cm := &labelled.Items[i]
 			found[cm.Name] = cm
@@ -405,11 +386,7 @@ func (k *kube) collectConfigMaps(ctx context.Context, b *reportBundle, g *groupT
 			}
 		}
 	}
-	cmNames := make([]string, 0, len(want))
-	for n := range want {
-		cmNames = append(cmNames, n)
-	}
-	sort.Strings(cmNames)
+	cmNames := slices.Sorted(maps.Keys(want))
 	for _, n := range cmNames {
 		names[n] = true
 		path := "configmaps/" + n + ".yaml"
@@ -456,11 +433,7 @@ func configMapForReport(cm *corev1.ConfigMap) (*corev1.ConfigMap, configMapExtra
 	}
 	shown := cm.DeepCopy()
 	shown.BinaryData = nil
-	keys := make([]string, 0, len(cm.BinaryData))
-	for key := range cm.BinaryData {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(cm.BinaryData))
 	var hdr strings.Builder
 	hdr.WriteString("# binaryData is not shown here:\n")
 	for _, key := range keys {
@@ -482,9 +455,7 @@ func configMapForReport(cm *corev1.ConfigMap) (*corev1.ConfigMap, configMapExtra
 func (k *kube) collectLeases(ctx context.Context, b *reportBundle, g *groupTarget, names map[string]bool) {
 	leases := map[string]*coordinationv1.Lease{}
 	var labelled coordinationv1.LeaseList
-	if err := k.list(ctx, &labelled, client.InNamespace(k.ns), client.MatchingLabels(builder.SelectorLabels(g.bg))); err != nil {
-		b.fail("Leases labelled as the group's", err)
-	} else {
+	if k.listLabelled(ctx, b, g, &labelled, "Leases") {
 		for i := range labelled.Items {
 			leases[labelled.Items[i].Name] = &labelled.Items[i]
 		}
@@ -502,11 +473,7 @@ func (k *kube) collectLeases(ctx context.Context, b *reportBundle, g *groupTarge
 			leases[active] = &l
 		}
 	}
-	leaseNames := make([]string, 0, len(leases))
-	for n := range leases {
-		leaseNames = append(leaseNames, n)
-	}
-	sort.Strings(leaseNames)
+	leaseNames := slices.Sorted(maps.Keys(leases))
 	for _, n := range leaseNames {
 		names[n] = true
 		about := "a Lease labelled as the group's"

@@ -15,77 +15,21 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/internal/settings"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
-// groupRef is a triad or a pair, as the settings and usage commands see it.
-type groupRef struct {
-	kind        string
-	name        string
-	settingsRef *licensehav1.LocalObjectReference
-	settings    *licensehav1.SettingsStatus
-	// members lists each member (triad) or server (pair) with the hash of
-	// the settings its server runs, in spec order.
-	members []memberSettings
-	// publisher is the member whose published state <group>-state holds: a
-	// triad's active member, a pair's main.
-	publisher string
-}
-
+// memberSettings is a member (triad) or server (pair) with the hash of
+// the settings its server runs.
 type memberSettings struct {
 	Name  string `json:"name"`
 	State string `json:"state,omitempty"`
 	Hash  string `json:"hash,omitempty"`
 }
 
-// kubeGroup connects to the cluster and finds the group NAME in it.
-func (o *Options) kubeGroup(ctx context.Context, name string) (*kube, *groupRef, error) {
-	k, err := o.kube()
-	if err != nil {
-		return nil, nil, err
-	}
-	g, err := k.group(ctx, name)
-	return k, g, err
-}
-
-// group finds NAME among the triads and pairs of the namespace, with its
-// settings as the members report them.
-func (k *kube) group(ctx context.Context, name string) (*groupRef, error) {
-	found, err := k.findGroup(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if t := found.triad; t != nil {
-		g := &groupRef{kind: group.KindTriad, name: name, settingsRef: t.Spec.SettingsRef, settings: t.Status.Settings,
-			publisher: t.Status.ActiveMember}
-		for _, m := range t.Status.Members {
-			g.members = append(g.members, memberSettings{Name: m.Name, State: string(m.State), Hash: m.SettingsHash})
-		}
-		return g, nil
-	}
-	p := found.pair
-	state := func(s licensehav1.PairServerStatus) string {
-		switch {
-		case s.Serving:
-			return "Serving"
-		case s.Ready:
-			return "Ready"
-		}
-		return ""
-	}
-	return &groupRef{kind: group.KindBackupPair, name: name, settingsRef: p.Spec.SettingsRef, settings: p.Status.Settings,
-		publisher: "main",
-		members: []memberSettings{
-			{Name: "main", State: state(p.Status.Main), Hash: p.Status.Main.SettingsHash},
-			{Name: "backup", State: state(p.Status.Backup), Hash: p.Status.Backup.SettingsHash},
-		}}, nil
-}
-
 // specSettings reads the settings document of the group's settingsRef.
-func (k *kube) specSettings(ctx context.Context, g *groupRef) (*corev1.ConfigMap, server.Settings, error) {
+func (k *kube) specSettings(ctx context.Context, g *groupTarget) (*corev1.ConfigMap, server.Settings, error) {
 	if g.settingsRef == nil {
 		return nil, server.Settings{}, fmt.Errorf("%s %s/%s has no spec.settingsRef: its servers keep the settings they hold "+
 			"(see them with --published); to manage them here, create a ConfigMap with key %s and set spec.settingsRef to its name",
@@ -178,24 +122,12 @@ func newSettingsGetCmd(o *Options) *cobra.Command {
 			} else if _, s, err = k.specSettings(ctx, g); err != nil {
 				return err
 			}
-			return writeSettings(o.Out, output, s)
+			return printAs(o.Out, output, s)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
 	cmd.Flags().BoolVar(&published, "published", false, "print the settings in the synced state <group>-state (a triad's active member's, a pair's main's) instead of the spec's")
 	return cmd
-}
-
-func writeSettings(w io.Writer, format string, s server.Settings) error {
-	if format == "json" {
-		return printJSON(w, s)
-	}
-	out, err := settings.Marshal(s)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(out)
-	return err
 }
 
 func newSettingsSetCmd(o *Options) *cobra.Command {
@@ -254,7 +186,7 @@ and writes it into the ConfigMap named by spec.settingsRef, under the key the Co
 // writeSettings stores s in the group's settings ConfigMap: the document as
 // given under settings.yaml, or as JSON under settings.json when that is the
 // key in use.
-func (k *kube) writeSettings(ctx context.Context, g *groupRef, s server.Settings, doc []byte, create bool) (string, error) {
+func (k *kube) writeSettings(ctx context.Context, g *groupTarget, s server.Settings, doc []byte, create bool) (string, error) {
 	if g.settingsRef == nil {
 		return "", fmt.Errorf("%s %s/%s has no spec.settingsRef; set it to the name of a ConfigMap (for example %s-settings) and run this again with --create",
 			g.kind, k.ns, g.name, g.name)
@@ -376,7 +308,7 @@ running member differs.`,
 				d.InEffectHash = g.settings.Hash
 			}
 			differ := 0
-			for _, m := range g.members {
+			for _, m := range g.running {
 				md := MemberSettingsDiff{memberSettings: m, Matches: m.Hash == d.SpecHash}
 				if m.Hash != "" && !md.Matches {
 					differ++
@@ -405,7 +337,7 @@ running member differs.`,
 	return cmd
 }
 
-func renderSettingsDiff(w io.Writer, g *groupRef, d SettingsDiff) {
+func renderSettingsDiff(w io.Writer, g *groupTarget, d SettingsDiff) {
 	fmt.Fprintf(w, "Spec (ConfigMap %s): hash %s\n", g.settingsRef.Name, shortHash(d.SpecHash))
 	if d.InEffectHash != "" && d.InEffectHash != d.SpecHash {
 		fmt.Fprintf(w, "In effect: hash %s (the operator has not accepted the spec's document yet, or it is invalid: see condition SettingsValid)\n", shortHash(d.InEffectHash))
@@ -420,10 +352,7 @@ func renderSettingsDiff(w io.Writer, g *groupRef, d SettingsDiff) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, orDash(m.State), shortHash(m.Hash), match)
 	}
 	_ = tw.Flush()
-	who := "the active member"
-	if g.kind == group.KindBackupPair {
-		who = "the main"
-	}
+	who := g.publishedBy
 	if len(d.Published) == 0 {
 		fmt.Fprintf(w, "The synced state (published by %s) holds the spec's settings.\n", who)
 		return

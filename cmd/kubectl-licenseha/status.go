@@ -237,43 +237,23 @@ func (k *kube) addPodDetails(ctx context.Context, groups []GroupStatus) {
 
 // groupStatus finds NAME among triads and pairs of the namespace.
 func (k *kube) groupStatus(ctx context.Context, name string, events int) (*GroupStatus, error) {
-	var t licensehav1.LicenseTriad
-	err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &t)
-	if err == nil {
-		g := triadStatus(&t)
-		return g, k.addEvents(ctx, []*GroupStatus{g}, events)
-	}
-	if !apierrors.IsNotFound(err) {
+	found, err := k.findGroup(ctx, name)
+	if err != nil {
 		return nil, err
 	}
-	var p licensehav1.LicenseBackupPair
-	err = k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &p)
-	if err == nil {
-		g := pairStatus(&p)
-		return g, k.addEvents(ctx, []*GroupStatus{g}, events)
-	}
-	if apierrors.IsNotFound(err) {
-		return nil, notFound("no LicenseTriad or LicenseBackupPair", name, k.ns)
-	}
-	return nil, err
+	g := found.status()
+	return g, k.addEvents(ctx, []*GroupStatus{g}, events)
 }
 
 // allGroupStatus lists the groups of a namespace ("" for all).
 func (k *kube) allGroupStatus(ctx context.Context, ns string, events int) ([]GroupStatus, error) {
-	var triads licensehav1.LicenseTriadList
-	if err := k.list(ctx, &triads, client.InNamespace(ns)); err != nil {
-		return nil, err
-	}
-	var pairs licensehav1.LicenseBackupPairList
-	if err := k.list(ctx, &pairs, client.InNamespace(ns)); err != nil {
+	found, err := k.listGroups(ctx, ns, groupKinds...)
+	if err != nil {
 		return nil, err
 	}
 	var gs []*GroupStatus
-	for i := range triads.Items {
-		gs = append(gs, triadStatus(&triads.Items[i]))
-	}
-	for i := range pairs.Items {
-		gs = append(gs, pairStatus(&pairs.Items[i]))
+	for _, g := range found {
+		gs = append(gs, g.status())
 	}
 	sort.Slice(gs, func(i, j int) bool {
 		if gs[i].Namespace != gs[j].Namespace {

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -79,8 +77,8 @@ func newSwitchoverCmd(o *Options) *cobra.Command {
 	var (
 		to              string
 		promoteTertiary bool
-		waitFor, dryRun bool
-		timeout         time.Duration
+		dryRun          bool
+		w               *waitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "switchover GROUP --to MEMBER",
@@ -110,39 +108,29 @@ Symmetric it stays wherever it is until the next failover.`,
 				if promoteTertiary {
 					return fmt.Errorf("--promote-tertiary applies to triads; %s/%s is a LicenseBackupPair", k.ns, name)
 				}
-				return switchoverPair(ctx, k, o.Out, name, to, waitFor, dryRun, timeout)
+				return switchoverPair(ctx, k, o.Out, name, to, w.wait, dryRun, w.timeout)
 			}
-			var t *licensehav1.LicenseTriad
 			var changes []roleChange
 			// The patch carries the resourceVersion it was computed from, so
 			// a concurrent edit is never overwritten: on a conflict the
 			// triad is read again and the roles planned afresh.
-			var planErr error
-			err = writeRetry(func() error {
-				var err error
-				if t, err = k.triad(ctx, name); err != nil {
-					planErr = err
-					return err
-				}
-				var members []licensehav1.TriadMember
-				members, changes, err = planSwitchover(t.Spec.Members, to, promoteTertiary)
-				if err != nil {
-					planErr = fmt.Errorf("%s/%s: %w", k.ns, name, err)
-					return planErr
-				}
-				if len(changes) == 0 || dryRun {
-					return nil
-				}
-				orig := t.DeepCopy()
-				t.Spec.Members = members
-				hookBeforeWrite(t)
-				return k.c.Patch(ctx, t, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldManager))
-			})
-			if planErr != nil {
-				return planErr
-			}
+			t, _, err := patchRetry(ctx, k, fmt.Sprintf("changing the roles of %s/%s", k.ns, name),
+				func() (*licensehav1.LicenseTriad, error) { return k.triad(ctx, name) },
+				func(t *licensehav1.LicenseTriad) (bool, error) {
+					var members []licensehav1.TriadMember
+					var err error
+					members, changes, err = planSwitchover(t.Spec.Members, to, promoteTertiary)
+					if err != nil {
+						return false, fmt.Errorf("%s/%s: %w", k.ns, name, err)
+					}
+					if len(changes) == 0 || dryRun {
+						return false, nil
+					}
+					t.Spec.Members = members
+					return true, nil
+				})
 			if err != nil {
-				return fmt.Errorf("changing the roles of %s/%s: %w", k.ns, name, err)
+				return err
 			}
 			if len(changes) == 0 {
 				fmt.Fprintf(o.Out, "%s/%s: %s is already the Primary; roles unchanged\n", k.ns, name, to)
@@ -156,23 +144,22 @@ Symmetric it stays wherever it is until the next failover.`,
 					fmt.Fprintf(o.Out, "  %s: %s -> %s\n", c.Member, c.From, c.To)
 				}
 			}
-			if dryRun || !waitFor {
+			if dryRun || !w.wait {
 				return nil
 			}
 			if t.Status.ActiveMember == to && len(changes) == 0 {
 				fmt.Fprintf(o.Out, "%s is active\n", to)
 				return nil
 			}
-			fmt.Fprintf(o.Out, "Waiting up to %s for %s to become active...\n", timeout, to)
-			return k.waitActive(ctx, name, to, t.Generation, timeout, func(active string) {
+			fmt.Fprintf(o.Out, "Waiting up to %s for %s to become active...\n", w.timeout, to)
+			return k.waitActive(ctx, name, to, t.Generation, w.timeout, func(active string) {
 				fmt.Fprintf(o.Out, "  active member: %s\n", orDash(active))
 			})
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "member to make the Primary (required)")
 	cmd.Flags().BoolVar(&promoteTertiary, "promote-tertiary", false, "allow the Tertiary as target: it becomes Primary, the Primary becomes Secondary and the Secondary becomes Tertiary")
-	cmd.Flags().BoolVar(&waitFor, "wait", true, "wait until the target member is active")
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
+	w = addWaitFlags(cmd, "wait until the target member is active", 5*time.Minute)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the role changes without making them")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.RegisterFlagCompletionFunc("to", completeMembers(o))
@@ -184,55 +171,16 @@ Symmetric it stays wherever it is until the next failover.`,
 // member seen.
 func (k *kube) waitActive(ctx context.Context, name, target string, generation int64, timeout time.Duration, onChange func(string)) error {
 	last := "\x00"
-	var t *licensehav1.LicenseTriad
-	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
-		var cur licensehav1.LicenseTriad
-		if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: name}, &cur); err != nil {
-			if apierrors.IsNotFound(err) {
-				return false, fmt.Errorf("%s/%s was deleted while waiting", k.ns, name)
-			}
-			return false, nil // transient: keep trying until the timeout
-		}
-		t = &cur
+	return pollGroup(ctx, k, name, timeout, func(t *licensehav1.LicenseTriad) bool {
 		if a := t.Status.ActiveMember; a != last {
 			if last != "\x00" || a != target {
 				onChange(a)
 			}
 			last = a
 		}
-		return t.Status.ActiveMember == target && t.Status.ObservedGeneration >= generation, nil
-	})
-	if err == nil {
-		return nil
-	}
-	if wait.Interrupted(err) && ctx.Err() == nil && t != nil {
+		return t.Status.ActiveMember == target && t.Status.ObservedGeneration >= generation
+	}, func(t *licensehav1.LicenseTriad) error {
 		return fmt.Errorf("%s did not become active within %s (active: %s, phase: %s); the role change stays in the spec: see kubectl licenseha status %s",
 			target, timeout, orDash(t.Status.ActiveMember), orDash(string(t.Status.Phase)), name)
-	}
-	return err
-}
-
-// completeMembers completes --to and MEMBER with the member names of the
-// triad named by the first argument.
-func completeMembers(o *Options) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if len(args) == 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		k, err := o.kube()
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-		defer cancel()
-		t, err := k.triad(ctx, args[0])
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		var out []cobra.Completion
-		for _, m := range t.Spec.Members {
-			out = append(out, cobra.CompletionWithDesc(m.Name, string(m.Role)))
-		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+	})
 }

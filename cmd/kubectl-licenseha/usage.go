@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,9 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/licenseha/licenseha/internal/group"
@@ -92,13 +88,9 @@ keep no usage history per client.`,
 			if err != nil {
 				return err
 			}
-			printer, err := out.printer()
+			printer, output, err := out.rowsPrinter("usage rows")
 			if err != nil {
 				return err
-			}
-			output := out.format()
-			if output == "name" {
-				return fmt.Errorf("--output name: usage rows are not objects with names; use -o jsonpath or -o custom-columns")
 			}
 			if period != "" {
 				if _, err := time.Parse("2006-01", period); err != nil {
@@ -128,25 +120,7 @@ keep no usage history per client.`,
 			case "", "table", "wide", "csv":
 				return renderUsage(o.Out, output, dims, rows)
 			}
-			if rows == nil {
-				rows = []UsageRow{}
-			}
-			if output == "json" || output == "yaml" || output == "kyaml" {
-				// A plain array of rows, as before the printers.
-				raw, err := json.Marshal(rows)
-				if err != nil {
-					return err
-				}
-				return printer.PrintObj(&runtime.Unknown{Raw: raw, ContentType: runtime.ContentTypeJSON}, o.Out)
-			}
-			obj, err := usageList(rows)
-			if err != nil {
-				return err
-			}
-			if spec := out.customColumns(); spec != "" {
-				return printCustomColumns(o.Out, spec, obj)
-			}
-			return printer.PrintObj(obj, o.Out)
+			return printRows(o.Out, out, printer, rows)
 		},
 	}
 	out = newOutputFlags(cmd, "table", []string{"table", "csv"},
@@ -155,19 +129,6 @@ keep no usage history per client.`,
 	cmd.Flags().StringVar(&period, "period", "", "only this month (YYYY-MM, UTC)")
 	cmd.Flags().StringVar(&licence, "license", "", "only this licence id")
 	return cmd
-}
-
-// usageList is the rows as a v1 List, for the templates and custom columns.
-func usageList(rows []UsageRow) (*unstructured.UnstructuredList, error) {
-	items := make([]unstructured.Unstructured, 0, len(rows))
-	for i := range rows {
-		u, err := toUnstructured(&rows[i], "", "", "", "")
-		if err != nil {
-			return nil, err
-		}
-		items = append(items, *u)
-	}
-	return listOf(items), nil
 }
 
 func parseDims(by string) (map[string]bool, error) {
@@ -191,7 +152,7 @@ func parseDims(by string) (map[string]bool, error) {
 }
 
 // usageSources reads the usage statistics from the synced state.
-func (k *kube) usageSources(ctx context.Context, g *groupRef) ([]usageSource, error) {
+func (k *kube) usageSources(ctx context.Context, g *groupTarget) ([]usageSource, error) {
 	cm, err := k.stateConfigMap(ctx, g.name)
 	if err != nil {
 		return nil, err
@@ -229,31 +190,13 @@ func (k *kube) usageSources(ctx context.Context, g *groupRef) ([]usageSource, er
 
 // summarizeUsage sums the rows over the dimensions not chosen.
 func summarizeUsage(sources []usageSource, dims map[string]bool, period, licence string) []UsageRow {
-	type key struct{ server, period, license, printer string }
-	sums := map[key]*UsageRow{}
+	sums := usageSums{}
 	for _, src := range sources {
 		for _, u := range src.rows {
 			if (period != "" && u.Period != period) || (licence != "" && u.License != licence) {
 				continue
 			}
-			var k key
-			if dims[dimServer] {
-				k.server = src.server
-			}
-			if dims[dimPeriod] {
-				k.period = u.Period
-			}
-			if dims[dimLicense] {
-				k.license = u.License
-			}
-			if dims[dimPrinter] {
-				k.printer = u.Printer
-			}
-			r := sums[k]
-			if r == nil {
-				r = &UsageRow{Server: k.server, Period: k.period, License: k.license, Printer: k.printer}
-				sums[k] = r
-			}
+			r := sums.row(usageKey{server: src.server, period: u.Period, license: u.License, printer: u.Printer}.keep(dims))
 			r.Checkouts = satAdd(r.Checkouts, int64(u.Checkouts))
 			r.Jobs = satAdd(r.Jobs, int64(u.Jobs))
 			r.Labels = satAdd(r.Labels, int64(u.Labels))
@@ -263,8 +206,39 @@ func summarizeUsage(sources []usageSource, dims map[string]bool, period, licence
 			}
 		}
 	}
-	out := make([]UsageRow, 0, len(sums))
-	for _, r := range sums {
+	return sums.sorted()
+}
+
+// usageKey is the dimensions of a row of output.
+type usageKey struct{ server, period, license, printer, client string }
+
+// keep blanks the dimensions not chosen.
+func (k usageKey) keep(dims map[string]bool) usageKey {
+	for d, v := range map[string]*string{dimServer: &k.server, dimPeriod: &k.period, dimLicense: &k.license, dimPrinter: &k.printer, dimClient: &k.client} {
+		if !dims[d] {
+			*v = ""
+		}
+	}
+	return k
+}
+
+// usageSums are the rows being summed, by their dimensions.
+type usageSums map[usageKey]*UsageRow
+
+// row is the row of k, a new one the first time.
+func (s usageSums) row(k usageKey) *UsageRow {
+	r := s[k]
+	if r == nil {
+		r = &UsageRow{Server: k.server, Period: k.period, License: k.license, Printer: k.printer, Client: k.client}
+		s[k] = r
+	}
+	return r
+}
+
+// sorted are the summed rows, sorted.
+func (s usageSums) sorted() []UsageRow {
+	out := make([]UsageRow, 0, len(s))
+	for _, r := range s {
 		out = append(out, *r)
 	}
 	sortRows(out)
@@ -292,7 +266,7 @@ func sortRows(rows []UsageRow) {
 
 // syncedCheckouts reads the checkouts in the synced state Secret: a triad's
 // (the active member's); a pair's main's.
-func (k *kube) syncedCheckouts(ctx context.Context, g *groupRef) ([]usageSourceCheckouts, error) {
+func (k *kube) syncedCheckouts(ctx context.Context, g *groupTarget) ([]usageSourceCheckouts, error) {
 	var sec corev1.Secret
 	if err := k.get(ctx, client.ObjectKey{Namespace: k.ns, Name: group.StateName(g.name)}, &sec); err != nil {
 		if apierrors.IsForbidden(err) {
@@ -319,34 +293,18 @@ type usageSourceCheckouts struct {
 
 // clientRows counts the seats each client holds now.
 func clientRows(sources []usageSourceCheckouts, dims map[string]bool, licence string) []UsageRow {
-	type key struct{ server, license, client string }
-	sums := map[key]*UsageRow{}
+	sums := usageSums{}
 	for _, src := range sources {
 		for _, c := range src.checkouts {
 			if licence != "" && c.License != licence {
 				continue
 			}
-			k := key{client: c.Client}
-			if dims[dimServer] {
-				k.server = src.server
-			}
-			if dims[dimLicense] {
-				k.license = c.License
-			}
-			r := sums[k]
-			if r == nil {
-				r = &UsageRow{Server: k.server, License: k.license, Client: k.client}
-				sums[k] = r
-			}
-			r.Checkouts++
+			k := usageKey{server: src.server, license: c.License}.keep(dims)
+			k.client = c.Client
+			sums.row(k).Checkouts++
 		}
 	}
-	out := make([]UsageRow, 0, len(sums))
-	for _, r := range sums {
-		out = append(out, *r)
-	}
-	sortRows(out)
-	return out
+	return sums.sorted()
 }
 
 // columns lists the output columns for dims, in order.
@@ -392,41 +350,20 @@ func (r UsageRow) cell(col string) string {
 
 func renderUsage(w io.Writer, format string, dims map[string]bool, rows []UsageRow) error {
 	cols := columns(dims)
-	switch format {
-	case "json":
+	if format == "json" {
 		if rows == nil {
 			rows = []UsageRow{}
 		}
 		return printJSON(w, rows)
-	case "csv":
-		cw := csv.NewWriter(w)
-		_ = cw.Write(cols)
-		for _, r := range rows {
-			rec := make([]string, len(cols))
-			for i, c := range cols {
-				rec[i] = csvSafe(r.cell(c))
-			}
-			_ = cw.Write(rec)
+	}
+	cells := make([][]string, len(rows))
+	for i, r := range rows {
+		cells[i] = make([]string, len(cols))
+		for j, c := range cols {
+			cells[i][j] = r.cell(c)
 		}
-		cw.Flush()
-		return cw.Error()
 	}
-	if len(rows) == 0 {
-		_, err := fmt.Fprintln(w, "No usage recorded.")
-		return err
-	}
-	t := &metav1.Table{}
-	for _, c := range cols {
-		t.ColumnDefinitions = append(t.ColumnDefinitions, col(c, false))
-	}
-	for _, r := range rows {
-		cells := make([]any, len(cols))
-		for i, c := range cols {
-			cells[i] = orDash(tableSafe(r.cell(c)))
-		}
-		t.Rows = append(t.Rows, row(cells...))
-	}
-	return printTableIndent(w, t, format == "wide", "")
+	return renderCells(w, format, cols, cells, "No usage recorded.")
 }
 
 // csvSafe keeps a name a client chose (printers, clients) from being read

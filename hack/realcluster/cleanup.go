@@ -326,14 +326,11 @@ func leftovers(in instance, p controlplane.Paths) []string {
 }
 
 func runCheckClean(args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("check-clean takes no arguments")
-	}
-	in, err := instanceFromEnv()
+	in, p, err := stateCommand("check-clean", args)
 	if err != nil {
 		return err
 	}
-	left := leftovers(in, controlplane.Paths{Dir: defaultStateDir()})
+	left := leftovers(in, p)
 	if len(left) == 0 {
 		fmt.Println("clean: nothing of the real-node cluster is left on this host")
 		return nil

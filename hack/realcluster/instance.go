@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/licenseha/licenseha/hack/internal/controlplane"
 )
 
 // Up to ten real-node clusters can run side by side ($REALCLUSTER_INSTANCE,
@@ -28,6 +30,20 @@ func instanceFromEnv() (instance, error) {
 		return instance{}, fmt.Errorf("REALCLUSTER_INSTANCE=%q: want a number from 0 to 9", v)
 	}
 	return instance{index: i}, nil
+}
+
+// stateCommand is the start of a subcommand that reads the state of this
+// host's cluster: it takes no arguments, and works on the instance of
+// $REALCLUSTER_INSTANCE with its state directory.
+func stateCommand(name string, args []string) (instance, controlplane.Paths, error) {
+	if len(args) > 0 {
+		return instance{}, controlplane.Paths{}, fmt.Errorf("%s takes no arguments", name)
+	}
+	in, err := instanceFromEnv()
+	if err != nil {
+		return instance{}, controlplane.Paths{}, err
+	}
+	return in, controlplane.Paths{Dir: defaultStateDir()}, nil
 }
 
 const maxNodes = 9

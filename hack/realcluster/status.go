@@ -14,14 +14,10 @@ import (
 )
 
 func runStatus(args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("status takes no arguments")
-	}
-	in, err := instanceFromEnv()
+	in, p, err := stateCommand("status", args)
 	if err != nil {
 		return err
 	}
-	p := controlplane.Paths{Dir: defaultStateDir()}
 	pid, err := readPid(pidFile(p))
 	if err != nil {
 		return fmt.Errorf("no real-node cluster runs from %s (start one with \"make realnode-up\")", p.Dir)

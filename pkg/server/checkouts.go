@@ -313,26 +313,34 @@ func (s *Server) Heartbeat(id string) (Checkout, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	c, err := s.activeCheckoutLocked(id, "checkout %s is not known here; send the full checkout body to re-assert it")
+	if err != nil {
+		return Checkout{}, err
+	}
+	return s.renewLocked(c, nil, now)
+}
+
+// activeCheckoutLocked finds checkout id for a request that only the
+// active server serves: an error when this server is not active, or
+// unknown (a format taking the id) when it does not know the checkout.
+func (s *Server) activeCheckoutLocked(id, unknown string) (*checkout, error) {
 	if s.effectiveRoleLocked() != RoleActive {
-		return Checkout{}, s.notActiveLocked()
+		return nil, s.notActiveLocked()
 	}
 	c, ok := s.checkouts[id]
 	if !ok {
-		return Checkout{}, newAPIError(http.StatusNotFound, CodeNotFound, "checkout %s is not known here; send the full checkout body to re-assert it", id)
+		return nil, newAPIError(http.StatusNotFound, CodeNotFound, unknown, id)
 	}
-	return s.renewLocked(c, nil, now)
+	return c, nil
 }
 
 // Release frees the seat of a checkout.
 func (s *Server) Release(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.effectiveRoleLocked() != RoleActive {
-		return s.notActiveLocked()
-	}
-	c, ok := s.checkouts[id]
-	if !ok {
-		return newAPIError(http.StatusNotFound, CodeNotFound, "checkout %s is not known", id)
+	c, err := s.activeCheckoutLocked(id, "checkout %s is not known")
+	if err != nil {
+		return err
 	}
 	s.removeLocked(c)
 	s.changedLocked()
@@ -351,12 +359,9 @@ func (s *Server) ReportUsage(id string, r UsageReport) error {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.effectiveRoleLocked() != RoleActive {
-		return s.notActiveLocked()
-	}
-	c, ok := s.checkouts[id]
-	if !ok {
-		return newAPIError(http.StatusNotFound, CodeNotFound, "checkout %s is not known", id)
+	c, err := s.activeCheckoutLocked(id, "checkout %s is not known")
+	if err != nil {
+		return err
 	}
 	if u := s.usage.record(c.License, c.Printer, now); u != nil {
 		s.usage.add(&u.Jobs, r.Jobs)

@@ -23,14 +23,9 @@ func (s *Server) ClientHandler(maxBody int64) http.Handler {
 		maxBody = DefaultMaxBodyBytes
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/checkouts", func(w http.ResponseWriter, r *http.Request) {
-		var req CheckoutRequest
-		if !decode(w, r, maxBody, &req, false) {
-			return
-		}
-		c, err := s.Checkout(req, "", remoteAddr(r))
-		respond(w, http.StatusCreated, c, err)
-	})
+	mux.HandleFunc("POST /v1/checkouts", withBody(maxBody, http.StatusCreated, func(r *http.Request, req *CheckoutRequest) (any, error) {
+		return s.Checkout(*req, "", remoteAddr(r))
+	}))
 	mux.HandleFunc("PUT /v1/checkouts/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		var req CheckoutRequest
@@ -49,13 +44,9 @@ func (s *Server) ClientHandler(maxBody int64) http.Handler {
 	mux.HandleFunc("DELETE /v1/checkouts/{id}", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, http.StatusNoContent, nil, s.Release(r.PathValue("id")))
 	})
-	mux.HandleFunc("POST /v1/checkouts/{id}/usage", func(w http.ResponseWriter, r *http.Request) {
-		var rep UsageReport
-		if !decode(w, r, maxBody, &rep, false) {
-			return
-		}
-		respond(w, http.StatusNoContent, nil, s.ReportUsage(r.PathValue("id"), rep))
-	})
+	mux.HandleFunc("POST /v1/checkouts/{id}/usage", withBody(maxBody, http.StatusNoContent, func(r *http.Request, rep *UsageReport) (any, error) {
+		return nil, s.ReportUsage(r.PathValue("id"), *rep)
+	}))
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, http.StatusOK, s.Status(), nil)
 	})
@@ -80,25 +71,17 @@ func (s *Server) AdminHandler(token []byte) http.Handler {
 	mux.HandleFunc("GET /admin/v1/state", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, http.StatusOK, s.State(), nil)
 	})
-	mux.HandleFunc("PUT /admin/v1/role", func(w http.ResponseWriter, r *http.Request) {
-		var req RoleRequest
-		if !decode(w, r, maxBody, &req, false) {
-			return
-		}
-		err := s.SetRole(req)
-		respond(w, http.StatusOK, s.State(), err)
-	})
+	mux.HandleFunc("PUT /admin/v1/role", withBody(maxBody, http.StatusOK, func(_ *http.Request, req *RoleRequest) (any, error) {
+		err := s.SetRole(*req)
+		return s.State(), err
+	}))
 	mux.HandleFunc("GET /admin/v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, http.StatusOK, s.Export(), nil)
 	})
-	mux.HandleFunc("PUT /admin/v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
-		var snap Snapshot
-		if !decode(w, r, maxBody, &snap, false) {
-			return
-		}
-		err := s.Import(&snap)
-		respond(w, http.StatusOK, s.State(), err)
-	})
+	mux.HandleFunc("PUT /admin/v1/snapshot", withBody(maxBody, http.StatusOK, func(_ *http.Request, snap *Snapshot) (any, error) {
+		err := s.Import(snap)
+		return s.State(), err
+	}))
 	mux.HandleFunc("GET /admin/v1/licenses", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, http.StatusOK, s.Licenses(), nil)
 	})
@@ -108,25 +91,31 @@ func (s *Server) AdminHandler(token []byte) http.Handler {
 	mux.HandleFunc("GET /admin/v1/settings", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, http.StatusOK, s.Settings(), nil)
 	})
-	mux.HandleFunc("PUT /admin/v1/settings", func(w http.ResponseWriter, r *http.Request) {
-		var set Settings
-		if !decode(w, r, maxBody, &set, false) {
-			return
-		}
-		respond(w, http.StatusOK, set, s.SetSettings(set))
-	})
+	mux.HandleFunc("PUT /admin/v1/settings", withBody(maxBody, http.StatusOK, func(_ *http.Request, set *Settings) (any, error) {
+		return *set, s.SetSettings(*set)
+	}))
 	mux.HandleFunc("GET /admin/v1/usage", func(w http.ResponseWriter, r *http.Request) {
 		respond(w, http.StatusOK, s.Usage(), nil)
 	})
-	mux.HandleFunc("PUT /admin/v1/aliases", func(w http.ResponseWriter, r *http.Request) {
-		var a Aliases
-		if !decode(w, r, maxBody, &a, false) {
-			return
-		}
-		respond(w, http.StatusOK, a, s.SetAliases(a.Aliases))
-	})
+	mux.HandleFunc("PUT /admin/v1/aliases", withBody(maxBody, http.StatusOK, func(_ *http.Request, a *Aliases) (any, error) {
+		return *a, s.SetAliases(a.Aliases)
+	}))
 	mux.HandleFunc("/", notFound)
 	return requireToken(token, mux)
+}
+
+// withBody handles a request with a JSON body of at most maxBody bytes,
+// decoded into a T: handle answers with the value to respond with (status
+// on success) and the error.
+func withBody[T any](maxBody int64, status int, handle func(r *http.Request, req *T) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req T
+		if !decode(w, r, maxBody, &req, false) {
+			return
+		}
+		v, err := handle(r, &req)
+		respond(w, status, v, err)
+	}
 }
 
 func requireToken(token []byte, next http.Handler) http.Handler {
