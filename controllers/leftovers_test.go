@@ -211,9 +211,7 @@ var _ = Describe("A group re-created under the same name", func() {
 		for _, p := range []*corev1.Pod{pairs, other} {
 			Expect(k8sClient.Create(ctx, p)).To(Succeed())
 		}
-		t := validTriad(ns, "guard")
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "guard-licenses"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		t := createTriad(ns, "guard")
 		Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionReady), timeout, interval).
 			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonMemberInOtherGroup),
 				HaveField("Message", And(ContainSubstring("guard-b"), ContainSubstring("guard-c")))))

@@ -75,9 +75,7 @@ var _ = Describe("Objects a group does not own", func() {
 		Expect(k8sClient.Create(ctx, web)).To(Succeed())
 		same := unchanged(web)
 
-		t := validTriad(ns, "plant-a")
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "plant-a-licenses"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		t := createTriad(ns, "plant-a")
 		key := client.ObjectKeyFromObject(t)
 		Eventually(triadCondition(key, licensehav1.ConditionReady), timeout, interval).
 			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonObjectNotOwned),
@@ -118,9 +116,7 @@ var _ = Describe("Objects a group does not own", func() {
 			Expect(k8sClient.Create(ctx, obj)).To(Succeed())
 		}
 		same := unchanged(foreign...)
-		t := validTriad(ns, "mine")
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "mine-licenses"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		t := createTriad(ns, "mine")
 		Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionReady), timeout, interval).
 			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonObjectNotOwned),
 				HaveField("Message", And(
@@ -248,9 +244,7 @@ var _ = Describe("Dissolving with dissolvePolicy Delete", func() {
 		Expect(update(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held-licenses"}}, func(s *corev1.Secret) {
 			s.Annotations = map[string]string{"touched": "yes"}
 		})).To(Succeed())
-		Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionReady), timeout, interval).
-			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonObjectNotOwned),
-				HaveField("Message", ContainSubstring("ConfigMap held-state exists and is not owned by this LicenseTriad"))))
+		eventuallyNotReady(t, licensehav1.ReasonObjectNotOwned, "ConfigMap held-state exists and is not owned by this LicenseTriad")
 
 		deleteAndWait(t)
 		Consistently(func(g Gomega) {
@@ -282,12 +276,8 @@ var _ = Describe("Groups whose derived names collide", func() {
 		Eventually(podUID(ns, "plant-a-b"), timeout, interval).ShouldNot(BeEmpty())
 		pod := getPod(ns, "plant-a-b")
 
-		second := validTriad(ns, "plant-a")
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "plant-a-licenses"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, second)).To(Succeed())
-		Eventually(triadCondition(client.ObjectKeyFromObject(second), licensehav1.ConditionReady), timeout, interval).
-			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonMemberInOtherGroup),
-				HaveField("Message", ContainSubstring("Pod plant-a-b exists and is not owned by this LicenseTriad (it belongs to LicenseTriad plant)"))))
+		second := createTriad(ns, "plant-a")
+		eventuallyNotReady(second, licensehav1.ReasonMemberInOtherGroup, "Pod plant-a-b exists and is not owned by this LicenseTriad (it belongs to LicenseTriad plant)")
 		Consistently(func(g Gomega) {
 			got := getPod(ns, "plant-a-b")
 			g.Expect(got).NotTo(BeNil())
@@ -306,12 +296,8 @@ var _ = Describe("Groups whose derived names collide", func() {
 		// Creation times have a resolution of one second.
 		time.Sleep(1100 * time.Millisecond)
 
-		second := validTriad(ns, "plant-a")
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "plant-a-licenses"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, second)).To(Succeed())
-		Eventually(triadCondition(client.ObjectKeyFromObject(second), licensehav1.ConditionReady), timeout, interval).
-			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonNameConflict),
-				HaveField("Message", ContainSubstring("Pod plant-a-b is also a name of LicenseTriad plant, created earlier"))))
+		second := createTriad(ns, "plant-a")
+		eventuallyNotReady(second, licensehav1.ReasonNameConflict, "Pod plant-a-b is also a name of LicenseTriad plant, created earlier")
 		Consistently(absent(ns, named(&corev1.Pod{}, "plant-a-b"), named(&corev1.Pod{}, "plant-a-a"),
 			named(&corev1.Service{}, "plant-a")), "2s", interval).Should(Succeed())
 

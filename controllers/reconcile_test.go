@@ -49,6 +49,23 @@ func triadCondition(key client.ObjectKey, condType string) func() *metav1.Condit
 	}
 }
 
+// eventuallyNotReady waits until the triad t reports Ready False for
+// reason, with a message holding msg.
+func eventuallyNotReady(t *licensehav1.LicenseTriad, reason, msg string) {
+	GinkgoHelper()
+	Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionReady), timeout, interval).
+		Should(And(haveReason(metav1.ConditionFalse, reason), HaveField("Message", ContainSubstring(msg))))
+}
+
+// createTriad creates testfixtures' triad ns/name with its licence Secret.
+func createTriad(ns, name string) *licensehav1.LicenseTriad {
+	GinkgoHelper()
+	t := validTriad(ns, name)
+	Expect(k8sClient.Create(ctx, licenseSecret(ns, name+"-licenses"))).To(Succeed())
+	Expect(k8sClient.Create(ctx, t)).To(Succeed())
+	return t
+}
+
 func pairCondition(key client.ObjectKey, condType string) func() *metav1.Condition {
 	return func() *metav1.Condition {
 		p := &licensehav1.LicenseBackupPair{}
@@ -70,9 +87,7 @@ var _ = Describe("LicenseTriad reconciler", func() {
 	BeforeEach(func() { ns = newNamespace() })
 
 	It("adds its finalizer, reports Forming and observes the generation", func() {
-		t := validTriad(ns, "plant")
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "plant-licenses"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		t := createTriad(ns, "plant")
 
 		Eventually(func(g Gomega) {
 			got := &licensehav1.LicenseTriad{}
@@ -143,9 +158,7 @@ var _ = Describe("LicenseTriad reconciler", func() {
 	})
 
 	It("writes nothing when nothing changed", func() {
-		t := validTriad(ns, "steady")
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "steady-licenses"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, t)).To(Succeed())
+		t := createTriad(ns, "steady")
 		key := client.ObjectKeyFromObject(t)
 		Eventually(triadCondition(key, licensehav1.ConditionLicenseValid), timeout, interval).
 			Should(haveReason(metav1.ConditionTrue, licensehav1.ReasonLicensesPresent))
@@ -224,9 +237,7 @@ var _ = Describe("LicenseTriad reconciler", func() {
 		}
 
 		It("Retain keeps the licences and the synced state, detached from the triad", func() {
-			t := validTriad(ns, "retain")
-			Expect(k8sClient.Create(ctx, licenseSecret(ns, "retain-licenses"))).To(Succeed())
-			Expect(k8sClient.Create(ctx, t)).To(Succeed())
+			t := createTriad(ns, "retain")
 			Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionLicenseValid), timeout, interval).ShouldNot(BeNil())
 			cm, s := stateObjects(t)
 

@@ -5,9 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,20 +16,18 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
-	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/controllers"
+	"github.com/licenseha/licenseha/internal/testenv"
 	"github.com/licenseha/licenseha/pkg/licensing"
 	"github.com/licenseha/licenseha/pkg/notify"
 )
@@ -39,12 +35,12 @@ import (
 const testImage = "ghcr.io/licenseha/licenseha:test"
 
 // The suite runs the reconcilers against a real kube-apiserver and etcd built
-// by `make envtest-assets`.
+// by `make envtest-assets`, started by internal/testenv.
 var (
-	testEnv   *envtest.Environment
+	testEnv   *testenv.Env
 	cfg       *rest.Config
 	k8sClient client.Client
-	scheme    = runtime.NewScheme()
+	scheme    *runtime.Scheme
 	ctx       context.Context
 	cancel    context.CancelFunc
 
@@ -89,18 +85,6 @@ func TestControllers(t *testing.T) {
 	RunSpecs(t, "Controllers suite (envtest)")
 }
 
-// assetsDir finds the control-plane binaries: KUBEBUILDER_ASSETS when set,
-// otherwise whatever hack/envtest-assets.sh prints (it builds them if missing).
-func assetsDir() string {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir
-	}
-	out, err := exec.Command(filepath.Join("..", "hack", "envtest-assets.sh")).Output()
-	Expect(err).NotTo(HaveOccurred(), "building the control-plane binaries")
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1]
-}
-
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	ctx, cancel = context.WithCancel(context.Background())
@@ -111,22 +95,13 @@ var _ = BeforeSuite(func() {
 	trustedKeys, err = licensing.EncodePublicKey(pub)
 	Expect(err).NotTo(HaveOccurred())
 
-	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(licensehav1.AddToScheme(scheme)).To(Succeed())
-
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assetsDir(),
-	}
-	// envtest's default Service range is a /24: 254 ClusterIPs, fewer than
-	// the Services of the scale benchmark's triads.
-	testEnv.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
-	cfg, err = testEnv.Start()
+	testEnv, err = testenv.Start(testenv.Options{
+		// envtest's default Service range is a /24: 254 ClusterIPs, fewer
+		// than the Services of the scale benchmark's triads.
+		APIServerArgs: map[string]string{"service-cluster-ip-range": "10.96.0.0/16"},
+	})
 	Expect(err).NotTo(HaveOccurred())
-
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
+	cfg, scheme, k8sClient = testEnv.Config, testEnv.Scheme, testEnv.Client
 
 	cacheOpts := controllers.CacheOptions()
 	cacheOpts.NewInformer = informers.record

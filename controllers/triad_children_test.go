@@ -220,12 +220,8 @@ var _ = Describe("LicenseTriad children", func() {
 		other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "clash-b"},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "busybox"}}}}
 		Expect(k8sClient.Create(ctx, other)).To(Succeed())
-		t := validTriad(ns, "clash")
-		Expect(k8sClient.Create(ctx, licenseSecret(ns, "clash-licenses"))).To(Succeed())
-		Expect(k8sClient.Create(ctx, t)).To(Succeed())
-		Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionReady), timeout, interval).
-			Should(And(haveReason(metav1.ConditionFalse, licensehav1.ReasonMemberInOtherGroup),
-				HaveField("Message", ContainSubstring("clash-b"))))
+		t := createTriad(ns, "clash")
+		eventuallyNotReady(t, licensehav1.ReasonMemberInOtherGroup, "clash-b")
 		Expect(getTriadStatus(t).Phase).To(Equal(licensehav1.TriadFailed))
 		Expect(getPod(ns, "clash-b").OwnerReferences).To(BeEmpty(), "the other pod is never taken over")
 	})

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,13 +17,13 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/internal/testenv"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
@@ -33,8 +32,8 @@ import (
 var (
 	envOnce    sync.Once
 	envErr     error
-	testEnv    *envtest.Environment
-	kubeconfig string
+	testEnv    *testenv.Env
+	kubeconfig string // the admin's
 	kc         client.Client
 )
 
@@ -54,62 +53,30 @@ func startEnv(t *testing.T) {
 		t.Skip("envtest: skipped with -short")
 	}
 	envOnce.Do(func() {
-		dir := os.Getenv("KUBEBUILDER_ASSETS")
-		if dir == "" {
-			out, err := exec.Command(filepath.Join("..", "..", "hack", "envtest-assets.sh")).Output()
-			if err != nil {
-				envErr = err
-				return
-			}
-			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-			dir = lines[len(lines)-1]
-		}
-		testEnv = &envtest.Environment{
-			CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-			ErrorIfCRDPathMissing: true,
-			BinaryAssetsDirectory: dir,
-		}
-		cfg, err := testEnv.Start()
-		if err != nil {
-			envErr = err
+		if testEnv, envErr = testenv.Start(testenv.Options{}); envErr != nil {
 			return
 		}
-		scheme := runtime.NewScheme()
-		_ = clientgoscheme.AddToScheme(scheme)
-		_ = licensehav1.AddToScheme(scheme)
-		if kc, envErr = client.New(cfg, client.Options{Scheme: scheme}); envErr != nil {
-			return
-		}
-		user, err := testEnv.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-		if err != nil {
-			envErr = err
-			return
-		}
-		data, err := user.KubeConfig()
-		if err != nil {
-			envErr = err
-			return
-		}
-		f, err := os.CreateTemp("", "kubectl-licenseha-envtest-*.kubeconfig")
-		if err != nil {
-			envErr = err
-			return
-		}
-		kubeconfig = f.Name()
-		_, _ = f.Write(data)
-		_ = f.Close()
+		kc = testEnv.Client
+		kubeconfig, envErr = testEnv.Kubeconfig(envtest.User{Name: "admin", Groups: []string{"system:masters"}})
 	})
 	if envErr != nil {
 		t.Fatalf("starting envtest: %v", envErr)
 	}
 }
 
-// kubectl runs the plugin against the test API server in namespace ns.
+// kubectl runs the plugin against the test API server in namespace ns, as
+// the admin.
 func kubectl(t *testing.T, ns string, args ...string) (string, error) {
+	t.Helper()
+	return kubectlAs(t, kubeconfig, ns, args...)
+}
+
+// kubectlAs runs the plugin with another kubeconfig.
+func kubectlAs(t *testing.T, kubeconfigFile, ns string, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd := newRootCmd(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
-	cmd.SetArgs(append([]string{"--kubeconfig", kubeconfig, "-n", ns}, args...))
+	cmd.SetArgs(append([]string{"--kubeconfig", kubeconfigFile, "-n", ns}, args...))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := cmd.ExecuteContext(ctx)
@@ -128,17 +95,8 @@ func newNS(t *testing.T) string {
 func createTriad(t *testing.T, ns, name string) *licensehav1.LicenseTriad {
 	t.Helper()
 	ctx := context.Background()
-	tr := &licensehav1.LicenseTriad{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: licensehav1.LicenseTriadSpec{
-			LicenseSecretRef: licensehav1.LocalObjectReference{Name: name + "-licenses"},
-			Members: []licensehav1.TriadMember{
-				{Name: "a", Role: licensehav1.RolePrimary, Placement: licensehav1.Placement{NodeSelector: map[string]string{"zone": "1"}}},
-				{Name: "b", Role: licensehav1.RoleSecondary},
-				{Name: "c", Role: licensehav1.RoleTertiary},
-			},
-		},
-	}
+	tr := testfixtures.Triad(ns, name)
+	tr.Spec.Members[0].Placement = licensehav1.Placement{NodeSelector: map[string]string{"zone": "1"}}
 	if err := kc.Create(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +116,16 @@ func createTriad(t *testing.T, ns, name string) *licensehav1.LicenseTriad {
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// createPair creates testfixtures' pair (no status: no operator runs).
+func createPair(t *testing.T, ns, name string) *licensehav1.LicenseBackupPair {
+	t.Helper()
+	pair := testfixtures.Pair(ns, name)
+	if err := kc.Create(context.Background(), pair); err != nil {
+		t.Fatal(err)
+	}
+	return pair
 }
 
 // playOperator runs f every poll until it returns true or the test ends.
@@ -190,12 +158,8 @@ func TestEnvStatus(t *testing.T) {
 	if err := kc.Create(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
-	pair := &licensehav1.LicenseBackupPair{
-		ObjectMeta: metav1.ObjectMeta{Name: "plant-b", Namespace: ns},
-		Spec: licensehav1.LicenseBackupPairSpec{Mode: licensehav1.ActivePassive,
-			Main:   licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "main"}},
-			Backup: licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "backup"}}},
-	}
+	pair := testfixtures.Pair(ns, "plant-b")
+	pair.Spec.Mode = licensehav1.ActivePassive
 	if err := kc.Create(ctx, pair); err != nil {
 		t.Fatal(err)
 	}
@@ -396,15 +360,7 @@ func gz(t *testing.T, s string) []byte {
 func createPairWithState(t *testing.T, ns string, data map[string]string, binary map[string][]byte) {
 	t.Helper()
 	ctx := context.Background()
-	pair := &licensehav1.LicenseBackupPair{
-		ObjectMeta: metav1.ObjectMeta{Name: "plant-b", Namespace: ns},
-		Spec: licensehav1.LicenseBackupPairSpec{
-			Main:   licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "main"}},
-			Backup: licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "backup"}}},
-	}
-	if err := kc.Create(ctx, pair); err != nil {
-		t.Fatal(err)
-	}
+	createPair(t, ns, "plant-b")
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "plant-b-state", Namespace: ns}, Data: data, BinaryData: binary}
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "plant-b-state", Namespace: ns}}
 	if err := kc.Create(ctx, cm); err != nil {

@@ -83,7 +83,10 @@ func TestLicenceWorkflow(t *testing.T) {
 	}
 }
 
-func TestClientCommands(t *testing.T) {
+// licenceServer is a license server of member a of printing/plant-a
+// serving one licence, LIC-1 (3 printers), until the test ends.
+func licenceServer(t *testing.T) *server.Server {
+	t.Helper()
 	pubKey, privKey, _ := licensing.GenerateKey()
 	dir := t.TempDir()
 	now := time.Now()
@@ -100,7 +103,12 @@ func TestClientCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv
+}
+
+func TestClientCommands(t *testing.T) {
+	srv := licenceServer(t)
 	hs := httptest.NewServer(srv.ClientHandler(0))
 	defer hs.Close()
 
@@ -128,23 +136,8 @@ func TestClientCommands(t *testing.T) {
 }
 
 func TestClientCommandsWithTokenAndTLS(t *testing.T) {
-	pubKey, privKey, _ := licensing.GenerateKey()
+	srv := licenceServer(t)
 	dir := t.TempDir()
-	now := time.Now()
-	data, err := licensing.Issue(privKey, licensing.License{ID: "LIC-1", Product: "LabelDesigner", Edition: licensing.EditionStandard,
-		Printers: 3, Group: "printing/plant-a", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "lic-1.lic"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Group: "printing/plant-a", Member: "a", DataDir: t.TempDir(), LicenseDir: dir,
-		TrustedKeys: licensing.NewKeyRing(pubKey), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	ca := testpki.NewCA(t)
 	crt, key := ca.Issue(t, "127.0.0.1")
 	pair, err := tls.X509KeyPair(crt, key)

@@ -96,16 +96,7 @@ func TestEnvNotifyTest(t *testing.T) {
 	startEnv(t)
 	ctx := context.Background()
 	ns := newNS(t)
-	pair := &licensehav1.LicenseBackupPair{
-		ObjectMeta: metav1.ObjectMeta{Name: "plant-b", Namespace: ns},
-		Spec: licensehav1.LicenseBackupPairSpec{
-			Main:   licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "main"}},
-			Backup: licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "backup"}},
-		},
-	}
-	if err := kc.Create(ctx, pair); err != nil {
-		t.Fatal(err)
-	}
+	pair := createPair(t, ns, "plant-b")
 
 	// Without notifications there is nothing to test, and nothing is asked.
 	if _, err := kubectl(t, ns, "notify", "test", "plant-b"); err == nil || !strings.Contains(err.Error(), "nothing to test") {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,7 +19,6 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -266,17 +264,10 @@ func TestEnvReport(t *testing.T) {
 
 func TestEnvLogs(t *testing.T) {
 	startEnv(t)
-	ctx := context.Background()
 	ns := newNS(t)
 	tr := createTriad(t, ns, "plant-a")
 	createMemberPods(t, builder.FromTriad(tr), "a", "b")
-	pair := &licensehav1.LicenseBackupPair{ObjectMeta: metav1.ObjectMeta{Name: "plant-b", Namespace: ns},
-		Spec: licensehav1.LicenseBackupPairSpec{
-			Main:   licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "main"}},
-			Backup: licensehav1.PairServer{LicenseSecretRef: licensehav1.LocalObjectReference{Name: "backup"}}}}
-	if err := kc.Create(ctx, pair); err != nil {
-		t.Fatal(err)
-	}
+	pair := createPair(t, ns, "plant-b")
 	createMemberPods(t, builder.FromPair(pair), "main")
 	// A pod of another group with the same member name must not be picked.
 	createMemberPods(t, builder.FromTriad(&licensehav1.LicenseTriad{ObjectMeta: metav1.ObjectMeta{Name: "plant-z", Namespace: ns},
@@ -523,16 +514,8 @@ func viewerKubeconfig(t *testing.T, ns string) string {
 	t.Helper()
 	ctx := context.Background()
 	name := "viewer-" + ns
-	user, err := testEnv.AddUser(envtest.User{Name: name}, nil)
+	file, err := testEnv.Kubeconfig(envtest.User{Name: name})
 	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "viewer.kubeconfig")
-	if err := os.WriteFile(file, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "viewer"},
@@ -555,16 +538,4 @@ func viewerKubeconfig(t *testing.T, ns string) string {
 		}
 	}
 	return file
-}
-
-// kubectlAs runs the plugin with another kubeconfig.
-func kubectlAs(t *testing.T, kubeconfigFile, ns string, args ...string) (string, error) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	cmd := newRootCmd(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
-	cmd.SetArgs(append([]string{"--kubeconfig", kubeconfigFile, "-n", ns}, args...))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := cmd.ExecuteContext(ctx)
-	return out.String() + errOut.String(), err
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,16 +101,8 @@ func TestEnvVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	operatorDeployment(t, defaultOperatorNamespace, "licenseha-operator", "ghcr.io/licenseha/licenseha:v0.3.0", nil)
-	user, err := testEnv.AddUser(envtest.User{Name: "version-viewer"}, nil)
+	viewerConfig, err := testEnv.Kubeconfig(envtest.User{Name: "version-viewer"})
 	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewerConfig := filepath.Join(t.TempDir(), "viewer.kubeconfig")
-	if err := os.WriteFile(viewerConfig, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if info := versionJSON(t, viewerConfig); len(info.Operators) != 0 || !strings.Contains(info.OperatorError, "not allowed to list Deployments") {

@@ -161,18 +161,26 @@ func (p *proc) checkoutIDs(t *testing.T) []string {
 	return ids
 }
 
+// buildServer builds the license server into a temporary directory, which it
+// returns with the binary's path; with -short the test is skipped instead.
+func buildServer(t *testing.T) (dir, bin string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and starts server processes")
+	}
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "license-server")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir, bin
+}
+
 // TestFailoverBetweenProcesses builds license-server, starts two processes
 // and checks that a client keeps every checkout through a fenced switchover
 // (following the active hint) and through a crash of the active process.
 func TestFailoverBetweenProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and starts server processes")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "license-server")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, bin := buildServer(t)
 	pub, priv, err := licensing.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -321,14 +329,7 @@ func TestClientAuthFlags(t *testing.T) {
 // checks that the failover client keeps its checkouts through a crash of the
 // active process; tokens rotate without a restart.
 func TestClientAuthBetweenProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and starts server processes")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "license-server")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, bin := buildServer(t)
 	pub, priv, err := licensing.GenerateKey()
 	must(t, err)
 	pubPEM, _ := licensing.EncodePublicKey(pub)

@@ -19,17 +19,24 @@ import (
 // reference license server running in-process behind its admin API.
 func controlAgainstRealServer(t *testing.T) (*serverControl, *server.AdminClient) {
 	t.Helper()
-	srv, err := server.New(server.Options{Group: "ns/plant-a", Member: "a", Role: server.RoleStandby,
+	admin := standbyServer(t, "ns/plant-a", "a")
+	a := &Agent{log: logr.Discard(), admin: admin, metrics: newAgentMetrics()}
+	a.control = &serverControl{a: a}
+	return a.control, admin
+}
+
+// standbyServer is the admin API of a reference license server running
+// in-process as member of groupKey, on standby, without licences.
+func standbyServer(t *testing.T, groupKey, member string) *server.AdminClient {
+	t.Helper()
+	srv, err := server.New(server.Options{Group: groupKey, Member: member, Role: server.RoleStandby,
 		DataDir: t.TempDir(), LicenseDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.AdminHandler([]byte("token")))
 	t.Cleanup(ts.Close)
-	admin := server.NewAdminClient(ts.URL, "token", &http.Client{Timeout: time.Second})
-	a := &Agent{log: logr.Discard(), admin: admin, metrics: newAgentMetrics()}
-	a.control = &serverControl{a: a}
-	return a.control, admin
+	return server.NewAdminClient(ts.URL, "token", &http.Client{Timeout: time.Second})
 }
 
 func role(t *testing.T, admin *server.AdminClient) server.Role {

@@ -2,9 +2,6 @@ package agent
 
 import (
 	"context"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,14 +20,7 @@ import (
 // server and to a fake API server holding <pair>-state.
 func pairMember(t *testing.T, cs *fake.Clientset, member string, cfg *group.Config) *Agent {
 	t.Helper()
-	srv, err := server.New(server.Options{Group: testNS + "/" + testPair, Member: member, Role: server.RoleStandby,
-		DataDir: t.TempDir(), LicenseDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.AdminHandler([]byte("token")))
-	t.Cleanup(ts.Close)
-	admin := server.NewAdminClient(ts.URL, "token", &http.Client{Timeout: time.Second})
+	admin := standbyServer(t, testNS+"/"+testPair, member)
 	a := &Agent{opts: Options{GroupKind: group.KindBackupPair, Group: testPair, Member: member, Namespace: testNS},
 		log: logr.Discard(), cs: cs, admin: admin, cfg: cfg, metrics: newAgentMetrics()}
 	a.sync = &syncer{log: logr.Discard(), cs: cs, namespace: testNS, group: testPair, admin: admin, settingsOnly: true}

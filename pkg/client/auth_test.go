@@ -73,23 +73,7 @@ func secure(t *testing.T, g map[string]*member, ca *testpki.CA, token string) ma
 
 func secureClient(t *testing.T, s map[string]*secureMember, mv *moves, mutate func(*Config)) *Client {
 	t.Helper()
-	cfg := Config{
-		Endpoints: []string{s["a"].url, s["b"].url}, ClientID: "station-1",
-		Members:           map[string]string{"a": s["a"].url, "b": s["b"].url},
-		HeartbeatInterval: -1, HomeCheckInterval: -1, RequestTimeout: time.Second, Logger: quiet,
-	}
-	if mv != nil {
-		cfg.OnMove = mv.record
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	c, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return clientOf(t, s["a"].url, s["b"].url, mv, mutate)
 }
 
 func TestFailoverWithTokenAndTLS(t *testing.T) {

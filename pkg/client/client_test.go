@@ -105,9 +105,17 @@ func (m *moves) list() []Move   { m.mu.Lock(); defer m.mu.Unlock(); return appen
 
 func newClient(t *testing.T, g map[string]*member, mv *moves, mutate func(*Config)) *Client {
 	t.Helper()
+	return clientOf(t, g["a"].http.URL, g["b"].http.URL, mv, mutate)
+}
+
+// clientOf is a client station-1 of members a and b at the given URLs, with
+// neither heartbeats nor home checks unless mutate sets them, recording its
+// moves in mv (when not nil); it is closed when the test ends.
+func clientOf(t *testing.T, a, b string, mv *moves, mutate func(*Config)) *Client {
+	t.Helper()
 	cfg := Config{
-		Endpoints: []string{g["a"].http.URL, g["b"].http.URL}, ClientID: "station-1",
-		Members:           map[string]string{"a": g["a"].http.URL, "b": g["b"].http.URL},
+		Endpoints: []string{a, b}, ClientID: "station-1",
+		Members:           map[string]string{"a": a, "b": b},
 		HeartbeatInterval: -1, HomeCheckInterval: -1, RequestTimeout: time.Second, Logger: quiet,
 	}
 	if mv != nil {

@@ -65,6 +65,15 @@ func (s *signer) license(id, product string, printers int) licensing.License {
 	}
 }
 
+// licenceDir is a new licence directory holding one licence, LIC-1 for
+// LabelDesigner with the given printers, in file.
+func (s *signer) licenceDir(t testing.TB, file string, printers int) string {
+	t.Helper()
+	dir := t.TempDir()
+	s.write(t, dir, file, s.license("LIC-1", "LabelDesigner", printers))
+	return dir
+}
+
 func (s *signer) write(t testing.TB, dir, file string, l licensing.License) {
 	t.Helper()
 	data, err := licensing.Issue(s.priv, l)

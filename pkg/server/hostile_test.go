@@ -159,8 +159,7 @@ func TestUsageRowsStayBounded(t *testing.T) {
 // source: the per-client limit holds across its ids.
 func TestPerClientLimitHoldsAcrossClientIDs(t *testing.T) {
 	sg := newSigner(t)
-	dir := t.TempDir()
-	sg.write(t, dir, "lic-1.lic", sg.license("LIC-1", "LabelDesigner", 10))
+	dir := sg.licenceDir(t, "lic-1.lic", 10)
 	ts := newTestServer(t, sg, withLicenseDir(dir), withMaxPerClient(2))
 	for i := 0; i < 2; i++ {
 		if code, _, e := ts.checkout(t, fmt.Sprintf("rotating-%d", i), fmt.Sprintf("p%d", i), "LIC-1"); code != http.StatusCreated {
@@ -187,8 +186,7 @@ func TestPerClientLimitHoldsAcrossClientIDs(t *testing.T) {
 // new checkouts are refused (507 state_full) and the state still syncs.
 func TestCheckoutStateStaysBounded(t *testing.T) {
 	sg := newSigner(t)
-	dir := t.TempDir()
-	sg.write(t, dir, "big.lic", sg.license("LIC-1", "LabelDesigner", 20_000))
+	dir := sg.licenceDir(t, "big.lic", 20_000)
 	a := newTestServer(t, sg, withLicenseDir(dir))
 	b := newTestServer(t, sg, withLicenseDir(dir), withRole(RoleStandby), withMember("b"))
 	r := rand.New(rand.NewPCG(3, 4))
@@ -223,8 +221,7 @@ func TestCheckoutStateStaysBounded(t *testing.T) {
 // between, keep the checkouts within it (run with -race).
 func TestCheckoutBudgetUnderConcurrency(t *testing.T) {
 	sg := newSigner(t)
-	dir := t.TempDir()
-	sg.write(t, dir, "big.lic", sg.license("LIC-1", "LabelDesigner", 10_000))
+	dir := sg.licenceDir(t, "big.lic", 10_000)
 	a := newTestServer(t, sg, withLicenseDir(dir))
 	a.mu.Lock()
 	a.coBudget = 32 << 10

@@ -13,8 +13,7 @@ import (
 func TestRefusedLicencesAreReported(t *testing.T) {
 	sg := newSigner(t)
 	stranger := newSigner(t)
-	dir := t.TempDir()
-	sg.write(t, dir, "good.lic", sg.license("LIC-1", "LabelDesigner", 2))
+	dir := sg.licenceDir(t, "good.lic", 2)
 	expired := sg.license("LIC-2", "LabelDesigner", 2)
 	expired.NotAfter = testStart.AddDate(0, 0, -1)
 	sg.write(t, dir, "expired.lic", expired)

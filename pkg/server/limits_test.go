@@ -54,8 +54,7 @@ func TestClientStringsAreValidated(t *testing.T) {
 // the remaining seats like everybody else.
 func TestReservationsKeepSeats(t *testing.T) {
 	sg := newSigner(t)
-	dir := t.TempDir()
-	sg.write(t, dir, "lic-1.lic", sg.license("LIC-1", "LabelDesigner", 4))
+	dir := sg.licenceDir(t, "lic-1.lic", 4)
 	a := newTestServer(t, sg, withLicenseDir(dir))
 	b := newTestServer(t, sg, withLicenseDir(dir), withRole(RoleStandby), withMember("b"))
 	settings := Settings{
@@ -147,8 +146,7 @@ func TestReservationSettingsAreValidated(t *testing.T) {
 // separate value bounds it apart from the per-client limit.
 func TestPerAddressLimitSettings(t *testing.T) {
 	sg := newSigner(t)
-	dir := t.TempDir()
-	sg.write(t, dir, "lic-1.lic", sg.license("LIC-1", "LabelDesigner", 10))
+	dir := sg.licenceDir(t, "lic-1.lic", 10)
 	off := newTestServer(t, sg, withLicenseDir(dir), withMaxPerClient(1), withMaxPerAddress(-1))
 	for _, client := range []string{"a", "b", "c"} {
 		if code, _, e := off.checkout(t, client, "p-"+client, "LIC-1"); code != http.StatusCreated {
@@ -337,8 +335,7 @@ func errorsAs(err error, target any) bool { return errors.As(err, target) }
 // cannot escape it by claiming another address in X-Forwarded-For.
 func TestForwardedForIsIgnored(t *testing.T) {
 	sg := newSigner(t)
-	dir := t.TempDir()
-	sg.write(t, dir, "lic-1.lic", sg.license("LIC-1", "LabelDesigner", 10))
+	dir := sg.licenceDir(t, "lic-1.lic", 10)
 	ts := newTestServer(t, sg, withLicenseDir(dir), withMaxPerClient(1))
 	h := ts.ClientHandler(0)
 	for i, want := range []int{201, 429} {

@@ -276,8 +276,7 @@ func TestAdminRequiresToken(t *testing.T) {
 
 func TestSettingsRulesEnforced(t *testing.T) {
 	sg := newSigner(t)
-	dir := t.TempDir()
-	sg.write(t, dir, "lic-1.lic", sg.license("LIC-1", "LabelDesigner", 10))
+	dir := sg.licenceDir(t, "lic-1.lic", 10)
 	ts := newTestServer(t, sg, withLicenseDir(dir))
 	set := func(s Settings) {
 		t.Helper()

@@ -13,8 +13,9 @@
 //     "restricted" Pod Security Standard.
 //
 // They need bin/helm-<version> (`make helm`) and the control-plane binaries
-// (hack/envtest-assets.sh); `make test-manifests` provides both. HELM and
-// KUBEBUILDER_ASSETS override where they are looked up.
+// (hack/envtest-assets.sh, found by internal/testenv); `make test-manifests`
+// provides both. HELM and KUBEBUILDER_ASSETS override where they are looked
+// up.
 package manifests_test
 
 import (
@@ -37,11 +38,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/licenseha/licenseha/internal/testenv"
 )
 
 const (
@@ -52,32 +53,6 @@ const (
 	// rendered with the same tag for the comparison.
 	kustomizeTag = "dev"
 )
-
-var (
-	assetsOnce sync.Once
-	assets     string
-	assetsErr  error
-)
-
-// assetsDir finds the control-plane binaries: KUBEBUILDER_ASSETS when set,
-// otherwise the last line hack/envtest-assets.sh prints (it builds them when
-// missing).
-func assetsDir(t *testing.T) string {
-	t.Helper()
-	assetsOnce.Do(func() {
-		if assets = os.Getenv("KUBEBUILDER_ASSETS"); assets != "" {
-			return
-		}
-		var out []byte
-		out, assetsErr = exec.Command(filepath.Join(root, "hack", "envtest-assets.sh")).Output()
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		assets = lines[len(lines)-1]
-	})
-	if assetsErr != nil {
-		t.Fatalf("building the control-plane binaries: %v", assetsErr)
-	}
-	return assets
-}
 
 func helmBin(t *testing.T) string {
 	t.Helper()
@@ -99,7 +74,11 @@ func kubectlBin(t *testing.T) string {
 	if k, err := exec.LookPath("kubectl"); err == nil {
 		return k
 	}
-	return filepath.Join(assetsDir(t), "kubectl")
+	dir, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "kubectl")
 }
 
 func run(t *testing.T, name string, args ...string) []byte {
@@ -512,21 +491,13 @@ spec:
 
 func TestChartServerSideDryRun(t *testing.T) {
 	helmBin(t) // fail early, before starting the API server
-	env := &envtest.Environment{BinaryAssetsDirectory: assetsDir(t)}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting envtest: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	// No CRDs: the chart's are applied.
+	env := testenv.ForTest(t, testenv.Options{NoCRDs: true})
 
 	w := &warnings{}
-	cfg = rest.CopyConfig(cfg)
+	cfg := rest.CopyConfig(env.Config)
 	cfg.WarningHandlerWithContext = w
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := env.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

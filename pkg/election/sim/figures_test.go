@@ -23,10 +23,7 @@ func TestTakeoverFigures(t *testing.T) {
 	if testing.Short() {
 		n = 20
 	}
-	kinds := []struct {
-		name  string
-		fault func(w *World)
-	}{
+	kinds := []faultKind{
 		{"crash of the active", func(w *World) { w.Crash(P) }},
 		{"planned switchover", func(w *World) { w.Switchover(S) }},
 		{"graceful shutdown", func(w *World) { w.Shutdown(P) }},
@@ -35,30 +32,48 @@ func TestTakeoverFigures(t *testing.T) {
 	fmt.Fprintf(&table, "%-22s %10s %10s %10s   (%d seeds, peerTimeout %v, heartbeat %v, drift ±%.0f%%)\n",
 		"no service after", "median", "p99", "max", n, election.DefaultPeerTimeout,
 		election.DefaultHeartbeatInterval, 100*election.DefaultMaxClockDrift)
+	newWorld := func(seed int64) *World { return New(seed, defaults, lan, false) }
+	takeoverFigures(t, &table, n, newWorld, 10*time.Second, [2]string{"primary", "secondary"}, kinds)
+	t.Logf("takeover figures (simulated time, 1 ms resolution):\n%s", table.String())
+}
+
+// faultKind is one fault a takeover figure measures.
+type faultKind struct {
+	name  string
+	fault func(w *World)
+}
+
+// takeoverFigures writes a line to table for each kind of fault: over n
+// worlds newWorld(seed) whose members' clocks run at rates skewed up to the
+// configured bound, P serves, the fault strikes, and S must serve within
+// the given time; the line tells how long clients were without service
+// (median, p99, max). names are P's and S's in failure messages.
+func takeoverFigures(t *testing.T, table *strings.Builder, n int, newWorld func(seed int64) *World, within time.Duration, names [2]string, kinds []faultKind) {
+	t.Helper()
 	for _, k := range kinds {
 		var gaps []time.Duration
 		for seed := range int64(n) {
-			w := New(seed, defaults, lan, false)
+			w := newWorld(seed)
 			rho := w.Cfg.MaxClockDrift
 			for _, m := range w.Members {
 				m.Rate = 1 - rho + 2*rho*w.Rand().Float64()
 			}
-			for i := range w.Members {
+			for i := range w.slots() {
 				w.Start(i)
 			}
 			w.RunUntil(5*time.Second + time.Duration(w.Rand().Int63n(int64(time.Second))))
 			if w.ActiveMember() != P {
-				t.Fatalf("%s, seed %d: the primary is not active", k.name, seed)
+				t.Fatalf("%s, seed %d: the %s is not active", k.name, seed, names[0])
 			}
 			k.fault(w)
 			// Service stops when the primary's server stops, at the latest
 			// at its deadline; count from the fault, which is conservative.
 			start := w.Now
-			for w.ActiveMember() != S && w.Now-start < 10*time.Second {
+			for w.ActiveMember() != S && w.Now-start < within {
 				w.RunUntil(w.Now + time.Millisecond)
 			}
 			if w.ActiveMember() != S {
-				t.Fatalf("%s, seed %d: the secondary did not take over", k.name, seed)
+				t.Fatalf("%s, seed %d: the %s did not take over", k.name, seed, names[1])
 			}
 			for _, f := range w.Failures() {
 				t.Fatalf("%s, seed %d: %s", k.name, seed, f)
@@ -66,7 +81,6 @@ func TestTakeoverFigures(t *testing.T) {
 			gaps = append(gaps, w.Now-start)
 		}
 		slices.Sort(gaps)
-		fmt.Fprintf(&table, "%-22s %10v %10v %10v\n", k.name, gaps[len(gaps)/2], gaps[len(gaps)*99/100], gaps[len(gaps)-1])
+		fmt.Fprintf(table, "%-22s %10v %10v %10v\n", k.name, gaps[len(gaps)/2], gaps[len(gaps)*99/100], gaps[len(gaps)-1])
 	}
-	t.Logf("takeover figures (simulated time, 1 ms resolution):\n%s", table.String())
 }

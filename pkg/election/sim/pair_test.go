@@ -2,7 +2,6 @@ package sim
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,32 +183,17 @@ func TestPairIsQuietAtRest(t *testing.T) {
 }
 
 func TestPairSimulation(t *testing.T) {
-	if *seedFlag >= 0 {
-		o := RandomPairRun(*seedFlag, true)
-		t.Logf("config: %+v\ntrace:\n%s", o.Config, o.Trace)
-		for _, f := range o.Failures {
-			t.Error(f)
-		}
-		return
-	}
 	n := *seedsFlag / 5
 	if testing.Short() {
 		n /= 10
 	}
-	outcomes := runSeeds(n, RandomPairRun)
-	failed := 0
-	var recoveries []time.Duration
-	for _, o := range outcomes {
-		recoveries = append(recoveries, o.Recovery)
-		if len(o.Failures) > 0 {
-			failed++
-			t.Errorf("seed %d: %s\n  reproduce: go test ./pkg/election/sim -run 'TestPairSimulation$' -seed=%d -v", o.Seed, o.Failures[0], o.Seed)
-			if failed >= 10 {
-				t.Fatal("stopping after 10 failing seeds")
-			}
-		}
+	repro := func(seed int64) string {
+		return fmt.Sprintf("go test ./pkg/election/sim -run 'TestPairSimulation$' -seed=%d -v", seed)
 	}
-	slices.Sort(recoveries)
+	recoveries := simulate(t, n, RandomPairRun, repro)
+	if recoveries == nil {
+		return
+	}
 	t.Logf("%d pair seeds; recovery after faults: median %v, max %v", n, recoveries[len(recoveries)/2], recoveries[len(recoveries)-1])
 }
 
@@ -220,46 +204,15 @@ func TestPairTakeoverFigures(t *testing.T) {
 	if testing.Short() {
 		n = 20
 	}
-	kinds := []struct {
-		name  string
-		fault func(w *World)
-	}{
+	kinds := []faultKind{
 		{"crash of the main", func(w *World) { w.Crash(P) }},
 		{"freeze of the main", func(w *World) { w.Pause(P) }},
 		{"planned switchover", func(w *World) { w.SwapRoles(P, S) }}, // spec.preferredSide: backup
 	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-22s %10s %10s %10s   (backup pair, %d seeds, peerTimeout %v)\n", "no service after", "median", "p99", "max", n, election.DefaultPeerTimeout)
-	for _, k := range kinds {
-		var gaps []time.Duration
-		for seed := range int64(n) {
-			w := NewPair(seed, pairDefaults, lan, false)
-			rho := w.Cfg.MaxClockDrift
-			for _, m := range w.Members {
-				m.Rate = 1 - rho + 2*rho*w.Rand().Float64()
-			}
-			w.Start(P)
-			w.Start(S)
-			w.RunUntil(5*time.Second + time.Duration(w.Rand().Int63n(int64(time.Second))))
-			if w.ActiveMember() != P {
-				t.Fatalf("%s, seed %d: the main is not active", k.name, seed)
-			}
-			k.fault(w)
-			start := w.Now
-			for w.ActiveMember() != S && w.Now-start < 20*time.Second {
-				w.RunUntil(w.Now + time.Millisecond)
-			}
-			if w.ActiveMember() != S {
-				t.Fatalf("%s, seed %d: the backup did not take over", k.name, seed)
-			}
-			for _, f := range w.Failures() {
-				t.Fatalf("%s, seed %d: %s", k.name, seed, f)
-			}
-			gaps = append(gaps, w.Now-start)
-		}
-		slices.Sort(gaps)
-		fmt.Fprintf(&table, "%-22s %10v %10v %10v\n", k.name, gaps[len(gaps)/2], gaps[len(gaps)*99/100], gaps[len(gaps)-1])
-	}
+	newWorld := func(seed int64) *World { return NewPair(seed, pairDefaults, lan, false) }
+	takeoverFigures(t, &table, n, newWorld, 20*time.Second, [2]string{"main", "backup"}, kinds)
 	t.Logf("pair takeover figures (simulated time, 1 ms resolution):\n%s", table.String())
 }
 

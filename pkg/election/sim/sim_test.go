@@ -20,34 +20,46 @@ var (
 // service returns once the faults stop, and that failback respects its
 // policy and delay.
 func TestSimulation(t *testing.T) {
-	if *seedFlag >= 0 {
-		o := RandomRun(*seedFlag, true)
-		t.Logf("config: %+v\ntrace:\n%s", o.Config, o.Trace)
-		for _, f := range o.Failures {
-			t.Error(f)
-		}
-		return
-	}
 	n := *seedsFlag
 	if testing.Short() {
 		n /= 10
 	}
-	outcomes := runSeeds(n, RandomRun)
+	recoveries := simulate(t, n, RandomRun, Repro)
+	if recoveries == nil {
+		return
+	}
+	t.Logf("%d seeds; recovery after faults: median %v, p99 %v, max %v", n,
+		recoveries[len(recoveries)/2], recoveries[len(recoveries)*99/100], recoveries[len(recoveries)-1])
+}
+
+// simulate runs n seeded scenarios of run, or with -seed only that one with
+// its trace, and fails the test for each failing seed (stopping after ten),
+// saying how to reproduce it (repro). It returns the recoveries after
+// faults, sorted; nil with -seed.
+func simulate(t *testing.T, n int, run func(seed int64, trace bool) Outcome, repro func(seed int64) string) []time.Duration {
+	t.Helper()
+	if *seedFlag >= 0 {
+		o := run(*seedFlag, true)
+		t.Logf("config: %+v\ntrace:\n%s", o.Config, o.Trace)
+		for _, f := range o.Failures {
+			t.Error(f)
+		}
+		return nil
+	}
 	var recoveries []time.Duration
 	failed := 0
-	for _, o := range outcomes {
+	for _, o := range runSeeds(n, run) {
 		recoveries = append(recoveries, o.Recovery)
 		if len(o.Failures) > 0 {
 			failed++
-			t.Errorf("seed %d: %s\n  reproduce: %s", o.Seed, o.Failures[0], Repro(o.Seed))
+			t.Errorf("seed %d: %s\n  reproduce: %s", o.Seed, o.Failures[0], repro(o.Seed))
 			if failed >= 10 {
 				t.Fatal("stopping after 10 failing seeds")
 			}
 		}
 	}
 	slices.Sort(recoveries)
-	t.Logf("%d seeds; recovery after faults: median %v, p99 %v, max %v", n,
-		recoveries[len(recoveries)/2], recoveries[len(recoveries)*99/100], recoveries[len(recoveries)-1])
+	return recoveries
 }
 
 // runSeeds runs n seeded scenarios from -seedbase on every core (each run
