@@ -261,10 +261,13 @@ func (s *Supervisor) Signal(sig syscall.Signal) {
 	}
 }
 
-// stop sends SIGTERM and, after grace, SIGKILL.
+// stop sends SIGTERM and, after grace, SIGKILL. Once the process is gone,
+// whatever is left of its process group (children that ignore SIGTERM and
+// outlive their parent) is killed: a stopped server leaves nothing that
+// could still serve.
 func (s *Supervisor) stop(grace time.Duration) {
 	s.mu.Lock()
-	exited := s.exited
+	exited, cmd := s.exited, s.cmd
 	s.mu.Unlock()
 	s.Signal(syscall.SIGTERM)
 	select {
@@ -273,6 +276,9 @@ func (s *Supervisor) stop(grace time.Duration) {
 		s.Log.Info("Server did not stop in time; killing it", "grace", grace)
 		s.Signal(syscall.SIGKILL)
 		<-exited
+	}
+	if cmd != nil && cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	st := s.Status()
 	s.Log.Info("Server stopped", "exitCode", st.LastExitCode)

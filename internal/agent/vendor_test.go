@@ -11,14 +11,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/boottime"
 	"github.com/licenseha/licenseha/pkg/election"
-	"github.com/licenseha/licenseha/pkg/server"
 )
 
 // standIn is a stand-in vendor server as a real process: it forks a child
@@ -131,91 +127,19 @@ func TestHoldWithoutGraceKillsAStopInProgress(t *testing.T) {
 	}
 }
 
-// TestTriadFileSyncFollowsTheActive: in a triad the serving member
-// publishes spec.sync.paths; on a handover the old active publishes once
-// more what its server wrote while stopping, the new one applies that
-// before it serves and then publishes everything; a late final
-// publication of a member another has replaced is dropped.
-func TestTriadFileSyncFollowsTheActive(t *testing.T) {
-	ctx := context.Background()
-	const triad = "plant-a"
-	cs := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: group.StateName(triad)}})
-	cfg := &group.Config{Kind: group.KindTriad, SyncIntervalSeconds: 30, PreserveTimestamps: true,
-		SyncPaths: []group.SyncPath{{Path: "db"}}}
-	member := func(name string) (*Agent, *fileSync) {
-		a := &Agent{opts: Options{GroupKind: group.KindTriad, Group: triad, Member: name, Namespace: testNS, DataDir: t.TempDir()},
-			log: logr.Discard(), cs: cs, cfg: cfg}
-		a.files = newFileSync(a)
-		return a, a.files
-	}
-	serve := func(a *Agent, on bool) {
-		a.mu.Lock()
-		a.applied.role = server.RoleStandby
-		if on {
-			a.applied.role = server.RoleActive
-		}
-		a.mu.Unlock()
-	}
-	aA, a := member("a")
-	aB, b := member("b")
-	_, c := member("c")
-	get := func() *corev1.Secret {
-		s, err := cs.CoreV1().Secrets(testNS).Get(ctx, group.StateName(triad), metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	tick := func(fs ...*fileSync) {
-		for _, f := range fs {
-			f.observe(get())
-			if f.setPublisher(f.publishing()) {
-				f.mainCycle(ctx, true)
-			} else {
-				f.backupCycle(ctx)
-			}
-		}
-	}
-
-	serve(aA, true)
-	writeFile(t, a.dataDir, "db/licences.dat", "v1")
-	tick(a, b, c)
-	if readFile(t, b.dataDir, "db/licences.dat") != "v1" || readFile(t, c.dataDir, "db/licences.dat") != "v1" {
-		t.Fatal("the standbys did not get the active's files")
-	}
-
-	// Handover a → b: a's server writes while it stops; a publishes once
-	// more after the fence; b catches up before serving.
-	writeFile(t, a.dataDir, "db/licences.dat", "v2 written on SIGTERM")
-	serve(aA, false)
-	a.final(ctx)
-	b.catchUp(ctx)
-	if got := readFile(t, b.dataDir, "db/licences.dat"); got != "v2 written on SIGTERM" {
-		t.Fatalf("the new active serves with %q", got)
-	}
-	serve(aB, true)
-	writeFile(t, b.dataDir, "db/new.dat", "b's")
-	tick(b, a, c)
-	if readFile(t, a.dataDir, "db/new.dat") != "b's" || readFile(t, c.dataDir, "db/licences.dat") != "v2 written on SIGTERM" {
-		t.Fatal("the old active or the witness did not follow the new active")
-	}
-	if b.revision() == 0 || a.revision() != b.revision() || c.revision() != b.revision() {
-		t.Fatalf("revisions: a %d, b %d, c %d", a.revision(), b.revision(), c.revision())
-	}
-
-	// A late final publication from a replaced active is dropped.
-	rev := string(get().Data[keyFilesRevision])
-	aA2, a2 := member("a")
-	serve(aA2, true)
-	writeFile(t, a2.dataDir, "db/licences.dat", "stale")
-	tick(a2)
-	serve(aA2, false)
-	serve(aB, true)
-	writeFile(t, b.dataDir, "db/new.dat", "b's second")
-	tick(b)
-	rev = string(get().Data[keyFilesRevision])
-	a2.final(ctx)
-	if got := string(get().Data[keyFilesRevision]); got != rev {
-		t.Fatalf("a replaced active's final publication overwrote the newer one: %s → %s", rev, got)
-	}
+// TestHoldLeavesNoChildBehind: a server that exits soon after SIGTERM
+// while its forked child ignores SIGTERM leaves nothing running once the
+// hold returns. Before, the child lived on beside a fenced member.
+func TestHoldLeavesNoChildBehind(t *testing.T) {
+	dir := t.TempDir()
+	script := `trap 'exit 0' TERM; sh -c 'trap "" TERM; while :; do sleep 0.05; done' & echo $! > "$0/child.pid"; while :; do sleep 0.05; done`
+	s := &Supervisor{Command: []string{"sh", "-c", script, dir}, Log: logr.Discard()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx, 100*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the server and its child run", func() bool { return s.Status().Running && readPid(dir) > 0 })
+	child := readPid(dir)
+	s.Hold(5 * time.Second)
+	waitFor(t, "the child is gone", func() bool { return !alive(child) })
 }
