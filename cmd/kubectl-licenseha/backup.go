@@ -66,7 +66,7 @@ const (
 	AnnotationExportedAt = "licenseha.io/exported-at"
 )
 
-const fieldManager = "kubectl-licenseha"
+const fieldManager = group.FieldManagerPlugin
 
 func newBackupCmd(o *Options) *cobra.Command {
 	cmd := &cobra.Command{

@@ -337,7 +337,7 @@ func (f *fileSync) patch(ctx context.Context, data map[string][]byte, rv string)
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	_, err = f.cs.CoreV1().Secrets(f.namespace).Patch(ctx, f.secret, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "licenseha-agent"})
+	_, err = f.cs.CoreV1().Secrets(f.namespace).Patch(ctx, f.secret, types.MergePatchType, body, metav1.PatchOptions{FieldManager: group.FieldManagerAgent})
 	if err != nil {
 		return fmt.Errorf("writing synced files to Secret %s: %w", f.secret, err)
 	}

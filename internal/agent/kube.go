@@ -37,7 +37,7 @@ func newClientset() (*kubernetes.Clientset, rest.Interface, error) {
 		return nil, nil, fmt.Errorf("reading the pod's service account: %w", err)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
-	cfg.UserAgent = "licenseha-agent"
+	cfg.UserAgent = group.FieldManagerAgent
 	watchCS, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -138,4 +138,4 @@ func configFromConfigMap(cm *corev1.ConfigMap) (*group.Config, error) {
 	return cfg, nil
 }
 
-var metaPatchOpts = metav1.PatchOptions{FieldManager: "licenseha-agent"}
+var metaPatchOpts = metav1.PatchOptions{FieldManager: group.FieldManagerAgent}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/licenseha/licenseha/internal/group"
 	"github.com/licenseha/licenseha/pkg/server"
 )
 
@@ -128,7 +129,7 @@ func (s *syncer) publish(ctx context.Context, st *server.State, epoch uint64) er
 		}
 	}
 	newSec.Data = enc.SecretData
-	updSec, err := s.cs.CoreV1().Secrets(s.namespace).Update(ctx, newSec, metav1.UpdateOptions{FieldManager: "licenseha-agent"})
+	updSec, err := s.cs.CoreV1().Secrets(s.namespace).Update(ctx, newSec, metav1.UpdateOptions{FieldManager: group.FieldManagerAgent})
 	if err != nil {
 		return fmt.Errorf("writing synced state Secret: %w", err)
 	}
@@ -142,7 +143,7 @@ func (s *syncer) publish(ctx context.Context, st *server.State, epoch uint64) er
 		s.log.V(1).Info("Dropping the backup's usage statistics from the state ConfigMap: they no longer fit beside the main's state")
 	}
 	newCM.Data, newCM.BinaryData = enc.Data, enc.BinaryData
-	updCM, err := s.cs.CoreV1().ConfigMaps(s.namespace).Update(ctx, newCM, metav1.UpdateOptions{FieldManager: "licenseha-agent"})
+	updCM, err := s.cs.CoreV1().ConfigMaps(s.namespace).Update(ctx, newCM, metav1.UpdateOptions{FieldManager: group.FieldManagerAgent})
 	if err != nil {
 		return fmt.Errorf("writing synced state ConfigMap: %w", err)
 	}

@@ -141,7 +141,7 @@ func (s *syncer) publishBackupUsage(ctx context.Context, rows []server.UsageReco
 	upd.BinaryData[KeyBackupUsage] = data
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	out, err := s.cs.CoreV1().ConfigMaps(s.namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: "licenseha-agent"})
+	out, err := s.cs.CoreV1().ConfigMaps(s.namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: group.FieldManagerAgent})
 	if err != nil {
 		return err
 	}

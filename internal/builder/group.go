@@ -164,7 +164,7 @@ func Labels(g Group) map[string]string {
 	l := SelectorLabels(g)
 	l["app.kubernetes.io/name"] = "licenseha"
 	l["app.kubernetes.io/instance"] = g.Name
-	l["app.kubernetes.io/managed-by"] = "licenseha-operator"
+	l["app.kubernetes.io/managed-by"] = group.FieldManagerOperator
 	return l
 }
 

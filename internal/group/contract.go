@@ -53,6 +53,15 @@ const (
 	DefaultPairSyncInterval  = 30 * time.Second
 )
 
+// The field managers of the programs that write to the API server (each
+// also its user agent or event reporter): what `kubectl get --show-managed-
+// fields` names as the owner of every field licenseha writes.
+const (
+	FieldManagerOperator = "licenseha-operator"
+	FieldManagerAgent    = "licenseha-agent"
+	FieldManagerPlugin   = "kubectl-licenseha"
+)
+
 // Lease annotations of the active role, as pkg/election/kubelease writes
 // them.
 const (
