@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/licenseha/licenseha/internal/group"
 )
 
 // agentMetrics are served on the agent's HTTP port at /metrics: what only a
@@ -99,7 +101,7 @@ func (m *agentMetrics) resetUsage() { m.usage.Reset() }
 
 // setRole marks the current role label.
 func (m *agentMetrics) setRole(label string) {
-	for _, r := range []string{"active", "standby", "witness", "unhealthy"} {
+	for _, r := range group.RoleLabels {
 		v := 0.0
 		if r == label {
 			v = 1

@@ -32,9 +32,11 @@ const (
 	// LabelRole is the member pod label the agent keeps at the member's
 	// current role, RoleLabelActive or RoleLabelStandby (the Services
 	// select the active member by it).
-	LabelRole        = licensehav1.LabelRole
-	RoleLabelActive  = licensehav1.RoleLabelActive
-	RoleLabelStandby = licensehav1.RoleLabelStandby
+	LabelRole          = licensehav1.LabelRole
+	RoleLabelActive    = licensehav1.RoleLabelActive
+	RoleLabelStandby   = licensehav1.RoleLabelStandby
+	RoleLabelWitness   = licensehav1.RoleLabelWitness
+	RoleLabelUnhealthy = licensehav1.RoleLabelUnhealthy
 
 	// DefaultDataPath is the server's data folder when spec.server.dataPath
 	// is not set.
@@ -70,6 +72,21 @@ const (
 	// AnnotationLeaseReason says why the role last changed hands: Acquire,
 	// Takeover, Switchover, Shutdown or Failback.
 	AnnotationLeaseReason = kubelease.AnnotationReason
+)
+
+// RoleLabels are every value of LabelRole.
+var RoleLabels = []string{RoleLabelActive, RoleLabelStandby, RoleLabelWitness, RoleLabelUnhealthy}
+
+// Why the Lease says the role last moved (AnnotationLeaseReason), as the
+// election writes it.
+const (
+	LeaseReasonAcquire    = string(election.ReasonAcquire)
+	LeaseReasonTakeover   = string(election.ReasonTakeover)
+	LeaseReasonSwitchover = string(election.ReasonSwitchover)
+	LeaseReasonFailback   = string(election.ReasonFailback)
+	LeaseReasonShutdown   = string(election.ReasonShutdown)
+	LeaseReasonUnhealthy  = string(election.ReasonUnhealthy)
+	LeaseReasonRoleChange = string(election.ReasonRoleChange)
 )
 
 // PeerTimeout is how long a member not heard from counts as gone: the
