@@ -66,7 +66,10 @@ type fileSync struct {
 	// publisher is what the loop last acted as.
 	publisher bool
 
-	mu gosync.Mutex
+	// cycle serialises the cycles: the loop's, a taker's catch-up and a
+	// fenced member's final publication never touch the folder at once.
+	cycle gosync.Mutex
+	mu    gosync.Mutex
 	// Main: the manifest last published (nil: the next cycle sends all),
 	// its change set and revision, when the last cycle ran, and resync
 	// requests from the backup.
@@ -198,6 +201,8 @@ func (f *fileSync) start(ctx context.Context) (wait func()) {
 // mainCycle scans and publishes when the interval has passed, when forced
 // (a deliberate stop) or when the backup asked for a full cycle.
 func (f *fileSync) mainCycle(ctx context.Context, force bool) {
+	f.cycle.Lock()
+	defer f.cycle.Unlock()
 	cfg, ok := f.active()
 	if !ok {
 		return
@@ -272,6 +277,8 @@ func (f *fileSync) publish(ctx context.Context, cfg *group.Config, last lsync.Ma
 // backupCycle applies the newest change set seen, when it is new; a failed
 // one is retried at the sync interval.
 func (f *fileSync) backupCycle(ctx context.Context) {
+	f.cycle.Lock()
+	defer f.cycle.Unlock()
 	cfg, ok := f.active()
 	if !ok {
 		return
@@ -396,6 +403,8 @@ func (f *fileSync) final(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSyncTimeout)
 	defer cancel()
+	f.cycle.Lock()
+	defer f.cycle.Unlock()
 	for attempt := 0; ; attempt++ {
 		sec, err := f.cs.CoreV1().Secrets(f.namespace).Get(ctx, f.secret, metav1.GetOptions{})
 		if err != nil {
