@@ -206,3 +206,20 @@ func blockedPhase[P ~string](phase P, b *blocker, active, degraded, failed P) P 
 	}
 	return phase
 }
+
+// phases are the phases of a kind that servingPhase picks from.
+type phases[P ~string] struct{ active, degraded, failed P }
+
+// servingPhase is the phase of a group that serves, Active with full
+// redundancy and Degraded without, or idle (what the kind makes of nobody
+// serving); then what a blocker makes of it (blockedPhase).
+func servingPhase[P ~string](serving, full bool, idle P, b *blocker, ph phases[P]) P {
+	phase := idle
+	switch {
+	case serving && full:
+		phase = ph.active
+	case serving:
+		phase = ph.degraded
+	}
+	return blockedPhase(phase, b, ph.active, ph.degraded, ph.failed)
+}

@@ -57,32 +57,6 @@ type groupReconciler struct {
 // FieldManager is the field manager of every write the operator makes.
 const FieldManager = "licenseha-operator"
 
-// fetchReferences reads the referenced Secrets and ConfigMaps directly from
-// the API server (they are watched as metadata only, see referencingGroups).
-func fetchReferences(ctx context.Context, r client.Reader, namespace string, refs []reference) ([]reference, error) {
-	out := make([]reference, len(refs))
-	for i, ref := range refs {
-		key := types.NamespacedName{Namespace: namespace, Name: ref.name}
-		var err error
-		if ref.isSecret {
-			s := &corev1.Secret{}
-			if err = r.Get(ctx, key, s); err == nil {
-				ref.secret = s
-			}
-		} else {
-			cm := &corev1.ConfigMap{}
-			if err = r.Get(ctx, key, cm); err == nil {
-				ref.configMap = cm
-			}
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("reading %s %q: %w", ref.field, ref.name, err)
-		}
-		out[i] = ref
-	}
-	return out, nil
-}
-
 // ensureFinalizer adds the dissolve finalizer with a patch that touches only
 // metadata; the operator never writes a group's spec. It patches a copy, so
 // the group's status patch at the end of the reconcile stays a status-only

@@ -61,11 +61,7 @@ func healthPair(in pairInput, prev licensehav1.PairPhase) *licensehav1.LicenseBa
 }
 
 func healthCases() []healthCase {
-	steady := func() map[string]*corev1.Pod {
-		return pods(triadMember("a", group.StateActive, 4, "b", "c"),
-			triadMember("b", group.StateStandby, 4, "a", "c"),
-			triadMember("c", group.StateWitness, 4, "a", "b"))
-	}
+	steady := steadyTriad
 	lease := func() *coordinationv1.Lease { return heldLease("plant-a", 1) }
 	pairPods := func() map[string]*corev1.Pod {
 		return pods(pairMember("main", group.StateActive, 5, "1.0", "backup"),

@@ -141,12 +141,7 @@ var _ = Describe("A group re-created under the same name", func() {
 	})
 
 	It("triad: deletes its predecessor's objects, the Lease too after dissolvePolicy Delete, and forms", func() {
-		first := validTriad(ns, "again")
-		first.Spec.DissolvePolicy = licensehav1.DissolveDelete
-		optedIn := licenseSecret(ns, "again-licenses")
-		optedIn.Labels = map[string]string{licensehav1.LabelDeleteWithGroup: "true"}
-		Expect(k8sClient.Create(ctx, optedIn)).To(Succeed())
-		Expect(k8sClient.Create(ctx, first)).To(Succeed())
+		first := createDeletingTriad(ns, "again")
 		for _, m := range []string{"a", "b", "c"} {
 			Eventually(podUID(ns, "again-"+m), timeout, interval).ShouldNot(BeEmpty())
 		}

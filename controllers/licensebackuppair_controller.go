@@ -8,18 +8,11 @@ import (
 	"strings"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
@@ -33,22 +26,7 @@ type LicenseBackupPairReconciler struct {
 
 // Reconcile moves a LicenseBackupPair towards its spec.
 func (r *LicenseBackupPairReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	pair := &licensehav1.LicenseBackupPair{}
-	if err := r.Get(ctx, req.NamespacedName, pair); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	return reconcileGroup(ctx, r.Client, r.reader(), pair, groupFrame[*licensehav1.LicenseBackupPair]{
-		dissolve: pairDissolvePlan(pair),
-		kind:     "LicenseBackupPair",
-		steps: []step[*licensehav1.LicenseBackupPair]{
-			{"references", r.reconcileReferences},
-			{"clientAccess", r.reconcilePairClientAccess},
-			{"members", r.reconcileMembers},
-		},
-		observed:   func() { pair.Status.ObservedGeneration = pair.Generation },
-		dissolving: func() { r.forgetCleared(pair) },
-		recorder:   r.Recorder,
-	})
+	return reconcileKind(ctx, &r.groupReconciler, req, pairKind, r.reconcileReferences, r.reconcileMembers)
 }
 
 // pairDissolvePlan says what dissolving p keeps. Under KeepOnActive the
@@ -77,32 +55,19 @@ func pairDissolvePlan(p *licensehav1.LicenseBackupPair) dissolvePlan {
 }
 
 // reconcileReferences checks both licence Secrets and the settings ConfigMap
-// and records the result in LicenseValid.
+// and records the result in LicenseValid (see checkReferences).
 func (r *LicenseBackupPairReconciler) reconcileReferences(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error) {
-	refs := []reference{
-		{field: "spec.main.licenseSecretRef", name: p.Spec.Main.LicenseSecretRef.Name, isSecret: true},
-		{field: "spec.backup.licenseSecretRef", name: p.Spec.Backup.LicenseSecretRef.Name, isSecret: true},
-	}
-	if p.Spec.SettingsRef != nil {
-		refs = append(refs, reference{field: "spec.settingsRef", name: p.Spec.SettingsRef.Name})
-	}
-	found, err := fetchReferences(ctx, r.APIReader, p.Namespace, refs)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	var settingsCM *corev1.ConfigMap
-	if p.Spec.SettingsRef != nil {
-		settingsCM = found[len(found)-1].configMap
-	}
-	r.rememberSettings(p.Namespace+"/"+p.Name,
-		checkSettings(p.Generation, p.Spec.SettingsRef, settingsCM, &p.Status.Settings, &p.Status.Conditions))
-	licenseCond := referencesCondition(p.Generation, found)
-	var res ctrl.Result
-	if licenseCond.Status == metav1.ConditionTrue {
-		licenseCond, res = r.verifyLicences(p, found[0].secret, found[1].secret)
-	}
-	meta.SetStatusCondition(&p.Status.Conditions, licenseCond)
-	return res, nil
+	return r.checkReferences(ctx, p, referenced{
+		licenseSecrets: []reference{
+			{field: "spec.main.licenseSecretRef", name: p.Spec.Main.LicenseSecretRef.Name, isSecret: true},
+			{field: "spec.backup.licenseSecretRef", name: p.Spec.Backup.LicenseSecretRef.Name, isSecret: true},
+		},
+		spec:   &p.Spec.GroupSpec,
+		status: &p.Status.GroupStatus,
+		verify: func(secrets []*corev1.Secret) (metav1.Condition, ctrl.Result) {
+			return r.verifyLicences(p, secrets[0], secrets[1])
+		},
+	})
 }
 
 // verifyLicences checks both sides' licences: each must verify for this
@@ -174,12 +139,6 @@ func (r *LicenseBackupPairReconciler) verifyLicences(p *licensehav1.LicenseBacku
 	return cond, res
 }
 
-// reconcilePairClientAccess records ClientAccessReady (see
-// reconcileClientAccess).
-func (r *LicenseBackupPairReconciler) reconcilePairClientAccess(ctx context.Context, p *licensehav1.LicenseBackupPair) (ctrl.Result, error) {
-	return r.reconcileClientAccess(ctx, builder.FromPair(p), p.Generation, &p.Status.Conditions)
-}
-
 // reconcileMembers brings up the pair's objects and pods and derives
 // status. While LicenseValid is not True, a deleted pair of the same name
 // left objects behind, or a name the pair needs belongs to someone else,
@@ -239,21 +198,5 @@ func (r *LicenseBackupPairReconciler) bundleRevision(ctx context.Context, p *lic
 
 // SetupWithManager registers the pair reconciler and its watches.
 func (r *LicenseBackupPairReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	newList := func() client.ObjectList { return &licensehav1.LicenseBackupPairList{} }
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&licensehav1.LicenseBackupPair{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency}).
-		Named("licensebackuppair").
-		Owns(&corev1.Pod{}).
-		Owns(&corev1.Service{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		Owns(&corev1.ServiceAccount{}).
-		Owns(&rbacv1.Role{}).
-		Owns(&rbacv1.RoleBinding{}).
-		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
-		WatchesMetadata(&corev1.Secret{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexSecretRefs, newList))).
-		WatchesMetadata(&corev1.ConfigMap{},
-			handler.EnqueueRequestsFromMapFunc(withDisconnectedState(r.Client, referencingGroups(r.Client, indexConfigMapRefs, newList)))).
-		Complete(r)
+	return setupKind(mgr, &r.groupReconciler, pairKind, r)
 }

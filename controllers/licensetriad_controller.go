@@ -4,17 +4,10 @@ import (
 	"context"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -29,22 +22,7 @@ type LicenseTriadReconciler struct {
 
 // Reconcile moves a LicenseTriad towards its spec.
 func (r *LicenseTriadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	triad := &licensehav1.LicenseTriad{}
-	if err := r.Get(ctx, req.NamespacedName, triad); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	return reconcileGroup(ctx, r.Client, r.reader(), triad, groupFrame[*licensehav1.LicenseTriad]{
-		dissolve: triadDissolvePlan(triad),
-		kind:     "LicenseTriad",
-		steps: []step[*licensehav1.LicenseTriad]{
-			{"references", r.reconcileReferences},
-			{"clientAccess", r.reconcileTriadClientAccess},
-			{"members", r.reconcileMembers},
-		},
-		observed:   func() { triad.Status.ObservedGeneration = triad.Generation },
-		dissolving: func() { r.forgetCleared(triad) },
-		recorder:   r.Recorder,
-	})
+	return reconcileKind(ctx, &r.groupReconciler, req, triadKind, r.reconcileReferences, r.reconcileMembers)
 }
 
 // triadDissolvePlan says what dissolving t keeps. All members share the
@@ -65,43 +43,23 @@ func triadDissolvePlan(t *licensehav1.LicenseTriad) dissolvePlan {
 }
 
 // reconcileReferences checks the licence Secret and the settings ConfigMap
-// and records the result in LicenseValid. A missing object is not an error
-// to retry: the watch on referenced objects brings the triad back as soon
-// as it appears.
+// and records the result in LicenseValid (see checkReferences).
 func (r *LicenseTriadReconciler) reconcileReferences(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
-	refs := []reference{{field: "spec.licenseSecretRef", name: t.Spec.LicenseSecretRef.Name, isSecret: true}}
-	if t.Spec.SettingsRef != nil {
-		refs = append(refs, reference{field: "spec.settingsRef", name: t.Spec.SettingsRef.Name})
-	}
-	found, err := fetchReferences(ctx, r.APIReader, t.Namespace, refs)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	var settingsCM *corev1.ConfigMap
-	if t.Spec.SettingsRef != nil {
-		settingsCM = found[len(found)-1].configMap
-	}
-	r.rememberSettings(t.Namespace+"/"+t.Name,
-		checkSettings(t.Generation, t.Spec.SettingsRef, settingsCM, &t.Status.Settings, &t.Status.Conditions))
-	licenseCond := referencesCondition(t.Generation, found)
-	var res ctrl.Result
-	if licenseCond.Status == metav1.ConditionTrue {
-		check := checkLicences(found[0].secret, r.Keys, t.Namespace+"/"+t.Name, time.Now())
-		t.Status.Licenses = check.statuses
-		licenseCond = licenceCondition(t.Generation, len(r.Keys.IDs()) > 0, "spec.licenseSecretRef", check, true)
-		if !check.nextChange.IsZero() {
-			// Look again when a licence expires or starts.
-			res.RequeueAfter = time.Until(check.nextChange) + time.Second
-		}
-	}
-	meta.SetStatusCondition(&t.Status.Conditions, licenseCond)
-	return res, nil
-}
-
-// reconcileTriadClientAccess records ClientAccessReady (see
-// reconcileClientAccess).
-func (r *LicenseTriadReconciler) reconcileTriadClientAccess(ctx context.Context, t *licensehav1.LicenseTriad) (ctrl.Result, error) {
-	return r.reconcileClientAccess(ctx, builder.FromTriad(t), t.Generation, &t.Status.Conditions)
+	return r.checkReferences(ctx, t, referenced{
+		licenseSecrets: []reference{{field: "spec.licenseSecretRef", name: t.Spec.LicenseSecretRef.Name, isSecret: true}},
+		spec:           &t.Spec.GroupSpec,
+		status:         &t.Status.GroupStatus,
+		verify: func(secrets []*corev1.Secret) (metav1.Condition, ctrl.Result) {
+			check := checkLicences(secrets[0], r.Keys, t.Namespace+"/"+t.Name, time.Now())
+			t.Status.Licenses = check.statuses
+			var res ctrl.Result
+			if !check.nextChange.IsZero() {
+				// Look again when a licence expires or starts.
+				res.RequeueAfter = time.Until(check.nextChange) + time.Second
+			}
+			return licenceCondition(t.Generation, len(r.Keys.IDs()) > 0, "spec.licenseSecretRef", check, true), res
+		},
+	})
 }
 
 // reconcileMembers brings up the triad's objects and pods, corrects role
@@ -177,21 +135,5 @@ func (r *LicenseTriadReconciler) replaceMember(ctx context.Context, t *licenseha
 
 // SetupWithManager registers the triad reconciler and its watches.
 func (r *LicenseTriadReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	newList := func() client.ObjectList { return &licensehav1.LicenseTriadList{} }
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&licensehav1.LicenseTriad{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency}).
-		Named("licensetriad").
-		Owns(&corev1.Pod{}).
-		Owns(&corev1.Service{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		Owns(&corev1.ServiceAccount{}).
-		Owns(&rbacv1.Role{}).
-		Owns(&rbacv1.RoleBinding{}).
-		Owns(&coordinationv1.Lease{}, ctrlbuilder.WithPredicates(leaseHolderChanged())).
-		WatchesMetadata(&corev1.Secret{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexSecretRefs, newList))).
-		WatchesMetadata(&corev1.ConfigMap{},
-			handler.EnqueueRequestsFromMapFunc(referencingGroups(r.Client, indexConfigMapRefs, newList))).
-		Complete(r)
+	return setupKind(mgr, &r.groupReconciler, triadKind, r)
 }

@@ -21,44 +21,23 @@ var (
 		Help: "Notifications (webhook, e-mail) that could not be sent.",
 	}, []string{"channel"})
 
-	groupMembersInQuorum = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "licenseha_triad_members_in_quorum",
-		Help: "Members of a triad that are up and in contact.",
-	}, []string{"namespace", "name"})
+	groupMembersInQuorum = gaugeVec("licenseha_triad_members_in_quorum", "Members of a triad that are up and in contact.", "namespace", "name")
 
 	groupFailovers = newStatusCounter("licenseha_failovers_total",
 		"Takeovers since the group was created (from the Lease's fencing epoch, status.failovers).",
 		"namespace", "name", "kind")
 
-	memberRole = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "licenseha_member_active",
-		Help: "1 for the member that serves, 0 for the others.",
-	}, []string{"namespace", "name", "member"})
+	memberRole = gaugeVec("licenseha_member_active", "1 for the member that serves, 0 for the others.", "namespace", "name", "member")
 
-	licenseExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "licenseha_license_expiry_timestamp_seconds",
-		Help: "When a licence of a group stops being valid, as Unix seconds.",
-	}, []string{"namespace", "name", "license"})
+	licenseExpiry = gaugeVec("licenseha_license_expiry_timestamp_seconds", "When a licence of a group stops being valid, as Unix seconds.", "namespace", "name", "license")
 
-	groupSynchronized = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "licenseha_group_synchronized",
-		Help: "1 when every member of a group holds the latest synced state, 0 otherwise.",
-	}, []string{"namespace", "name", "kind"})
+	groupSynchronized = gaugeVec("licenseha_group_synchronized", "1 when every member of a group holds the latest synced state, 0 otherwise.", "namespace", "name", "kind")
 
-	groupServing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "licenseha_group_serving",
-		Help: "1 when a member of the group serves clients (triad: the Lease holder reports active; pair: either server serves), 0 otherwise.",
-	}, []string{"namespace", "name", "kind"})
+	groupServing = gaugeVec("licenseha_group_serving", "1 when a member of the group serves clients (triad: the Lease holder reports active; pair: either server serves), 0 otherwise.", "namespace", "name", "kind")
 
-	groupPhase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "licenseha_group_phase",
-		Help: "1 for the group's current phase (status.phase), 0 for the kind's other phases.",
-	}, []string{"namespace", "name", "kind", "phase"})
+	groupPhase = gaugeVec("licenseha_group_phase", "1 for the group's current phase (status.phase), 0 for the kind's other phases.", "namespace", "name", "kind", "phase")
 
-	pairConnected = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "licenseha_pair_connected",
-		Help: "1 when a backup pair's main and backup reach each other, 0 otherwise.",
-	}, []string{"namespace", "name"})
+	pairConnected = gaugeVec("licenseha_pair_connected", "1 when a backup pair's main and backup reach each other, 0 otherwise.", "namespace", "name")
 
 	// operatorCollectors are the collectors above, registered with the
 	// manager's registry.
@@ -77,6 +56,11 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(operatorCollectors...)
+}
+
+// gaugeVec is a gauge with a series per value of labels.
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
 }
 
 // statusCounter is a counter whose value the operator copies from a group's
@@ -168,31 +152,43 @@ func forgetGroup(namespace, name string) {
 	groupFailovers.forget(namespace, name)
 }
 
+// groupSeries is what both kinds export of a group's status.
+type groupSeries[P ~string] struct {
+	namespace, name, kind string
+	failovers             int32
+	synchronized, serving bool
+	// phase is the current one of the kind's phases.
+	phase    P
+	phases   []P
+	licenses [][]licensehav1.LicenseStatus
+}
+
+// observe sets the group's series of the metrics both kinds have.
+func (s groupSeries[P]) observe() {
+	groupFailovers.set(s.namespace, s.name, s.kind, float64(s.failovers))
+	groupSynchronized.WithLabelValues(s.namespace, s.name, s.kind).Set(boolGauge(s.synchronized))
+	groupServing.WithLabelValues(s.namespace, s.name, s.kind).Set(boolGauge(s.serving))
+	observePhase(s.namespace, s.name, s.kind, s.phase, s.phases)
+	observeLicences(s.namespace, s.name, s.licenses...)
+}
+
 // observePairMetrics exports a backup pair's status as gauges.
 func observePairMetrics(p *licensehav1.LicenseBackupPair) {
-	const kind = group.KindBackupPair
-	groupFailovers.set(p.Namespace, p.Name, kind, float64(p.Status.Failovers))
-	groupSynchronized.WithLabelValues(p.Namespace, p.Name, kind).Set(boolGauge(p.Status.Synchronized))
-	groupServing.WithLabelValues(p.Namespace, p.Name, kind).Set(boolGauge(p.Status.Main.Serving || p.Status.Backup.Serving))
+	groupSeries[licensehav1.PairPhase]{namespace: p.Namespace, name: p.Name, kind: group.KindBackupPair,
+		failovers: p.Status.Failovers, synchronized: p.Status.Synchronized, serving: p.Status.Main.Serving || p.Status.Backup.Serving,
+		phase: p.Status.Phase, phases: pairPhases,
+		licenses: [][]licensehav1.LicenseStatus{p.Status.Main.Licenses, p.Status.Backup.Licenses}}.observe()
 	pairConnected.WithLabelValues(p.Namespace, p.Name).Set(boolGauge(p.Status.Connected))
-	observePhase(p.Namespace, p.Name, kind, p.Status.Phase, pairPhases)
-	observeLicences(p.Namespace, p.Name, p.Status.Main.Licenses, p.Status.Backup.Licenses)
 }
 
 // observeTriadMetrics exports a triad's status as gauges.
 func observeTriadMetrics(t *licensehav1.LicenseTriad) {
-	const kind = group.KindTriad
 	groupMembersInQuorum.WithLabelValues(t.Namespace, t.Name).Set(float64(t.Status.MembersInQuorum))
-	groupFailovers.set(t.Namespace, t.Name, kind, float64(t.Status.Failovers))
-	groupSynchronized.WithLabelValues(t.Namespace, t.Name, kind).Set(boolGauge(t.Status.Sync.Synchronized))
-	groupServing.WithLabelValues(t.Namespace, t.Name, kind).Set(boolGauge(t.Status.ActiveMember != ""))
-	observePhase(t.Namespace, t.Name, kind, t.Status.Phase, triadPhases)
-	observeLicences(t.Namespace, t.Name, t.Status.Licenses)
+	groupSeries[licensehav1.TriadPhase]{namespace: t.Namespace, name: t.Name, kind: group.KindTriad,
+		failovers: t.Status.Failovers, synchronized: t.Status.Sync.Synchronized, serving: t.Status.ActiveMember != "",
+		phase: t.Status.Phase, phases: triadPhases,
+		licenses: [][]licensehav1.LicenseStatus{t.Status.Licenses}}.observe()
 	for _, m := range t.Spec.Members {
-		v := 0.0
-		if m.Name == t.Status.ActiveMember {
-			v = 1
-		}
-		memberRole.WithLabelValues(t.Namespace, t.Name, m.Name).Set(v)
+		memberRole.WithLabelValues(t.Namespace, t.Name, m.Name).Set(boolGauge(m.Name == t.Status.ActiveMember))
 	}
 }

@@ -20,7 +20,7 @@ func metricsTriad(ns string) *licensehav1.LicenseTriad {
 	expires := metav1.NewTime(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	t := testfixtures.Triad(ns, "plant")
 	t.Status = licensehav1.LicenseTriadStatus{Phase: licensehav1.TriadActive, ActiveMember: "a", MembersInQuorum: 3,
-		Failovers: 2, Licenses: []licensehav1.LicenseStatus{{ID: "lic-1", Expires: &expires}}}
+		GroupStatus: licensehav1.GroupStatus{Failovers: 2}, Licenses: []licensehav1.LicenseStatus{{ID: "lic-1", Expires: &expires}}}
 	return t
 }
 

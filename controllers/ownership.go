@@ -17,7 +17,6 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/builder"
-	"github.com/licenseha/licenseha/internal/group"
 )
 
 // The operator acts only on what a group owns. Every object it writes for a
@@ -212,29 +211,22 @@ func (r *groupReconciler) nameConflicts(ctx context.Context, g builder.Group, cr
 	var conflicts []string
 	for _, ch := range free {
 		var others []client.Object
+		kinds := map[client.Object]string{}
 		needing := client.MatchingFields{indexChildren: ch.Key()}
-		triads := &licensehav1.LicenseTriadList{}
-		if err := r.List(ctx, triads, client.InNamespace(g.Namespace), needing); err != nil {
-			return nil, fmt.Errorf("listing triads: %w", err)
-		}
-		for i := range triads.Items {
-			others = append(others, &triads.Items[i])
-		}
-		pairs := &licensehav1.LicenseBackupPairList{}
-		if err := r.List(ctx, pairs, client.InNamespace(g.Namespace), needing); err != nil {
-			return nil, fmt.Errorf("listing backup pairs: %w", err)
-		}
-		for i := range pairs.Items {
-			others = append(others, &pairs.Items[i])
+		for _, k := range allKinds {
+			groups, err := k.list(ctx, r.Client, g.Namespace, needing)
+			if err != nil {
+				return nil, fmt.Errorf("listing %s: %w", k.plural, err)
+			}
+			for _, o := range groups {
+				others, kinds[o] = append(others, o), k.kind
+			}
 		}
 		for _, o := range others {
 			if o.GetUID() == g.Owner.UID || o.GetDeletionTimestamp() != nil {
 				continue
 			}
-			kind := group.KindTriad
-			if _, ok := o.(*licensehav1.LicenseBackupPair); ok {
-				kind = group.KindBackupPair
-			}
+			kind := kinds[o]
 			// The earlier group keeps the name; at the same second, the one
 			// whose kind/name sorts first.
 			oc := o.GetCreationTimestamp()

@@ -176,17 +176,12 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 	}
 	setConditions(&st.Conditions, obs.now, ready, connected, synchronized, degraded)
 
-	switch {
-	case serving && h.lostReason == "":
-		st.Phase = licensehav1.PairActive
-	case serving:
-		st.Phase = licensehav1.PairDegraded
-	case prev.Phase == "" || prev.Phase == licensehav1.PairForming:
-		st.Phase = licensehav1.PairForming
-	default:
-		st.Phase = licensehav1.PairDegraded
+	idle := licensehav1.PairDegraded
+	if prev.Phase == "" || prev.Phase == licensehav1.PairForming {
+		idle = licensehav1.PairForming
 	}
-	st.Phase = blockedPhase(st.Phase, obs.blocked, licensehav1.PairActive, licensehav1.PairDegraded, licensehav1.PairFailed)
+	st.Phase = servingPhase(serving, h.lostReason == "", idle, obs.blocked,
+		phases[licensehav1.PairPhase]{licensehav1.PairActive, licensehav1.PairDegraded, licensehav1.PairFailed})
 	setStalled(&st.Conditions, gen, obs.now, obs.blocked)
 	return *st
 }

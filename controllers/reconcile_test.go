@@ -38,15 +38,26 @@ func licenseSecret(ns, name string) *corev1.Secret {
 		licensing.EditionEnterprise))
 }
 
-// condition returns the named condition of a group, re-read from the API.
-func triadCondition(key client.ObjectKey, condType string) func() *metav1.Condition {
+// groupCondition returns the named condition of the group at key, re-read
+// from the API into newObj(); triadCondition and pairCondition name the kind.
+func groupCondition[T client.Object](key client.ObjectKey, condType string, newObj func() T, conds func(T) []metav1.Condition) func() *metav1.Condition {
 	return func() *metav1.Condition {
-		t := &licensehav1.LicenseTriad{}
-		if err := k8sClient.Get(ctx, key, t); err != nil {
+		obj := newObj()
+		if err := k8sClient.Get(ctx, key, obj); err != nil {
 			return nil
 		}
-		return meta.FindStatusCondition(t.Status.Conditions, condType)
+		return meta.FindStatusCondition(conds(obj), condType)
 	}
+}
+
+func triadCondition(key client.ObjectKey, condType string) func() *metav1.Condition {
+	return groupCondition(key, condType, func() *licensehav1.LicenseTriad { return &licensehav1.LicenseTriad{} },
+		func(t *licensehav1.LicenseTriad) []metav1.Condition { return t.Status.Conditions })
+}
+
+func pairCondition(key client.ObjectKey, condType string) func() *metav1.Condition {
+	return groupCondition(key, condType, func() *licensehav1.LicenseBackupPair { return &licensehav1.LicenseBackupPair{} },
+		func(p *licensehav1.LicenseBackupPair) []metav1.Condition { return p.Status.Conditions })
 }
 
 // eventuallyNotReady waits until the triad t reports Ready False for
@@ -57,6 +68,19 @@ func eventuallyNotReady(t *licensehav1.LicenseTriad, reason, msg string) {
 		Should(And(haveReason(metav1.ConditionFalse, reason), HaveField("Message", ContainSubstring(msg))))
 }
 
+// createDeletingTriad creates testfixtures' triad ns/name with
+// dissolvePolicy Delete and its licence Secret, which opts in to go with it.
+func createDeletingTriad(ns, name string) *licensehav1.LicenseTriad {
+	GinkgoHelper()
+	t := validTriad(ns, name)
+	t.Spec.DissolvePolicy = licensehav1.DissolveDelete
+	s := licenseSecret(ns, name+"-licenses")
+	s.Labels = map[string]string{licensehav1.LabelDeleteWithGroup: "true"}
+	Expect(k8sClient.Create(ctx, s)).To(Succeed())
+	Expect(k8sClient.Create(ctx, t)).To(Succeed())
+	return t
+}
+
 // createTriad creates testfixtures' triad ns/name with its licence Secret.
 func createTriad(ns, name string) *licensehav1.LicenseTriad {
 	GinkgoHelper()
@@ -64,16 +88,6 @@ func createTriad(ns, name string) *licensehav1.LicenseTriad {
 	Expect(k8sClient.Create(ctx, licenseSecret(ns, name+"-licenses"))).To(Succeed())
 	Expect(k8sClient.Create(ctx, t)).To(Succeed())
 	return t
-}
-
-func pairCondition(key client.ObjectKey, condType string) func() *metav1.Condition {
-	return func() *metav1.Condition {
-		p := &licensehav1.LicenseBackupPair{}
-		if err := k8sClient.Get(ctx, key, p); err != nil {
-			return nil
-		}
-		return meta.FindStatusCondition(p.Status.Conditions, condType)
-	}
 }
 
 func haveReason(status metav1.ConditionStatus, reason string) OmegaMatcher {
@@ -254,12 +268,7 @@ var _ = Describe("LicenseTriad reconciler", func() {
 		})
 
 		It("Delete removes the synced state, and the licence Secret that opts in", func() {
-			t := validTriad(ns, "drop")
-			t.Spec.DissolvePolicy = licensehav1.DissolveDelete
-			s := licenseSecret(ns, "drop-licenses")
-			s.Labels = map[string]string{licensehav1.LabelDeleteWithGroup: "true"}
-			Expect(k8sClient.Create(ctx, s)).To(Succeed())
-			Expect(k8sClient.Create(ctx, t)).To(Succeed())
+			t := createDeletingTriad(ns, "drop")
 			Eventually(triadCondition(client.ObjectKeyFromObject(t), licensehav1.ConditionLicenseValid), timeout, interval).ShouldNot(BeNil())
 			cm, s := stateObjects(t)
 

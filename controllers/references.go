@@ -2,10 +2,14 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -15,6 +19,79 @@ import (
 	"github.com/licenseha/licenseha/internal/builder"
 	"github.com/licenseha/licenseha/internal/group"
 )
+
+// fetchReferences reads the referenced Secrets and ConfigMaps directly from
+// the API server (they are watched as metadata only, see referencingGroups).
+func fetchReferences(ctx context.Context, r client.Reader, namespace string, refs []reference) ([]reference, error) {
+	out := make([]reference, len(refs))
+	for i, ref := range refs {
+		key := types.NamespacedName{Namespace: namespace, Name: ref.name}
+		var err error
+		if ref.isSecret {
+			s := &corev1.Secret{}
+			if err = r.Get(ctx, key, s); err == nil {
+				ref.secret = s
+			}
+		} else {
+			cm := &corev1.ConfigMap{}
+			if err = r.Get(ctx, key, cm); err == nil {
+				ref.configMap = cm
+			}
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("reading %s %q: %w", ref.field, ref.name, err)
+		}
+		out[i] = ref
+	}
+	return out, nil
+}
+
+// referenced is what a group of either kind references, and where its
+// status records what was found.
+type referenced struct {
+	// licenseSecrets are the licence Secrets, each with the field naming it.
+	licenseSecrets []reference
+	// spec and status are the group's; spec.settingsRef names the settings
+	// ConfigMap, status records what was found.
+	spec   *licensehav1.GroupSpec
+	status *licensehav1.GroupStatus
+	// verify checks the licences in the licence Secrets (in the order of
+	// licenseSecrets) once every referenced object exists, and returns
+	// LicenseValid and when to look again.
+	verify func(secrets []*corev1.Secret) (metav1.Condition, ctrl.Result)
+}
+
+// checkReferences reads the licence Secrets and the settings ConfigMap of
+// obj, checks the settings, and records the result in LicenseValid. A
+// missing object is not an error to retry: the watch on referenced objects
+// brings the group back as soon as it appears.
+func (r *groupReconciler) checkReferences(ctx context.Context, obj client.Object, in referenced) (ctrl.Result, error) {
+	refs := in.licenseSecrets
+	if in.spec.SettingsRef != nil {
+		refs = append(refs, reference{field: "spec.settingsRef", name: in.spec.SettingsRef.Name})
+	}
+	found, err := fetchReferences(ctx, r.APIReader, obj.GetNamespace(), refs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var settingsCM *corev1.ConfigMap
+	if in.spec.SettingsRef != nil {
+		settingsCM = found[len(found)-1].configMap
+	}
+	r.rememberSettings(obj.GetNamespace()+"/"+obj.GetName(),
+		checkSettings(obj.GetGeneration(), in.spec.SettingsRef, settingsCM, &in.status.Settings, &in.status.Conditions))
+	licenseCond := referencesCondition(obj.GetGeneration(), found)
+	var res ctrl.Result
+	if licenseCond.Status == metav1.ConditionTrue {
+		secrets := make([]*corev1.Secret, len(in.licenseSecrets))
+		for i := range secrets {
+			secrets[i] = found[i].secret
+		}
+		licenseCond, res = in.verify(secrets)
+	}
+	meta.SetStatusCondition(&in.status.Conditions, licenseCond)
+	return res, nil
+}
 
 // Field indexes over the groups, so that an event on a Secret or ConfigMap
 // finds the groups that reference it, and a group the others that need one
@@ -59,57 +136,17 @@ func settingsRefs(ref *licensehav1.LocalObjectReference) []string {
 	return []string{ref.Name}
 }
 
-// triadSecretRefs lists every Secret a triad reads.
-func triadSecretRefs(t *licensehav1.LicenseTriad) []string {
-	names := append([]string{t.Spec.LicenseSecretRef.Name}, notificationSecretRefs(t.Spec.Notifications)...)
-	names = append(names, mountedNames(builder.FromTriad(t), "Secret")...)
-	return append(names, clientAccessSecretRefs(t.Name, t.Spec.ClientAccess)...)
-}
-
-// pairSecretRefs lists every Secret a backup pair reads.
-func pairSecretRefs(p *licensehav1.LicenseBackupPair) []string {
-	names := []string{p.Spec.Main.LicenseSecretRef.Name, p.Spec.Backup.LicenseSecretRef.Name}
-	names = append(names, notificationSecretRefs(p.Spec.Notifications)...)
-	names = append(names, mountedNames(builder.FromPair(p), "Secret")...)
-	return append(names, clientAccessSecretRefs(p.Name, p.Spec.ClientAccess)...)
-}
-
 // SetupIndexes registers the field indexes both reconcilers rely on. Call it
 // once per manager, before the reconcilers are set up.
 func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
 	idx := mgr.GetFieldIndexer()
-	indexes := []struct {
-		obj   client.Object
-		field string
-		fn    client.IndexerFunc
-	}{
-		{&licensehav1.LicenseTriad{}, indexSecretRefs, func(o client.Object) []string {
-			return triadSecretRefs(o.(*licensehav1.LicenseTriad))
-		}},
-		{&licensehav1.LicenseTriad{}, indexConfigMapRefs, func(o client.Object) []string {
-			t := o.(*licensehav1.LicenseTriad)
-			return append(settingsRefs(t.Spec.SettingsRef), mountedNames(builder.FromTriad(t), "ConfigMap")...)
-		}},
-		{&licensehav1.LicenseBackupPair{}, indexSecretRefs, func(o client.Object) []string {
-			return pairSecretRefs(o.(*licensehav1.LicenseBackupPair))
-		}},
-		{&licensehav1.LicenseBackupPair{}, indexConfigMapRefs, func(o client.Object) []string {
-			p := o.(*licensehav1.LicenseBackupPair)
-			return append(settingsRefs(p.Spec.SettingsRef), mountedNames(builder.FromPair(p), "ConfigMap")...)
-		}},
-		{&corev1.Pod{}, indexController, func(o client.Object) []string {
-			if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
-				return []string{string(ref.UID)}
-			}
-			return nil
-		}},
-		{&licensehav1.LicenseTriad{}, indexChildren, func(o client.Object) []string {
-			return childKeys(builder.FromTriad(o.(*licensehav1.LicenseTriad)))
-		}},
-		{&licensehav1.LicenseBackupPair{}, indexChildren, func(o client.Object) []string {
-			return childKeys(builder.FromPair(o.(*licensehav1.LicenseBackupPair)))
-		}},
-	}
+	indexes := append(kindIndexes(triadKind), kindIndexes(pairKind)...)
+	indexes = append(indexes, fieldIndex{&corev1.Pod{}, indexController, func(o client.Object) []string {
+		if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
+			return []string{string(ref.UID)}
+		}
+		return nil
+	}})
 	for _, i := range indexes {
 		if err := idx.IndexField(ctx, i.obj, i.field, i.fn); err != nil {
 			return err
@@ -123,23 +160,15 @@ func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
 // field is indexSecretRefs or indexConfigMapRefs. The referenced objects are
 // watched as metadata only, so the operator never caches the contents of
 // every Secret in the cluster; it reads the few it needs directly.
-func referencingGroups(c client.Client, field string, newList func() client.ObjectList) handler.MapFunc {
+func referencingGroups(c client.Client, field string, k kindNames) handler.MapFunc {
 	return func(ctx context.Context, obj client.Object) []reconcile.Request {
-		list := newList()
-		if err := c.List(ctx, list, client.InNamespace(obj.GetNamespace()),
-			client.MatchingFields{field: obj.GetName()}); err != nil {
+		groups, err := k.list(ctx, c, obj.GetNamespace(), client.MatchingFields{field: obj.GetName()})
+		if err != nil {
 			return nil
 		}
 		var reqs []reconcile.Request
-		switch l := list.(type) {
-		case *licensehav1.LicenseTriadList:
-			for _, item := range l.Items {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: item.Namespace, Name: item.Name}})
-			}
-		case *licensehav1.LicenseBackupPairList:
-			for _, item := range l.Items {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: item.Namespace, Name: item.Name}})
-			}
+		for _, o := range groups {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}})
 		}
 		return reqs
 	}

@@ -20,14 +20,7 @@ import (
 // reportSettingsHash sets the settings hash of a member's report, as its
 // agent does after reading its server's settings.
 func reportSettingsHash(ns, pod, hash string) {
-	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		p := getPod(ns, pod)
-		report, _ := group.ParseMemberState(p.Annotations)
-		report.SettingsHash = hash
-		raw, _ := json.Marshal(report)
-		p.Annotations[group.AnnotationMemberState] = string(raw)
-		return k8sClient.Update(ctx, p)
-	})).To(Succeed())
+	editReport(ns, pod, func(r *group.MemberState) { r.SettingsHash = hash })
 }
 
 // groupConfig reads the configuration the operator hands to the agents.

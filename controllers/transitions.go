@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
@@ -62,6 +63,24 @@ func leaseHolderChanged() predicate.Predicate {
 	}
 }
 
+// emitFunc records an Event on a group and, for the reasons its kind
+// notifies on, sends the group's notifications (see eventEmitter).
+type emitFunc func(typ, reason, action, note string)
+
+// beginTransitions is where both kinds' recordTransitions start: it sends
+// a test notification when one was asked for (see sendTestNotification)
+// and returns emitFor, whose emitters send notifications naming member and
+// epoch for the reasons in notifyOn.
+func (r *groupReconciler) beginTransitions(ctx context.Context, obj client.Object, kind string, spec *licensehav1.NotificationsSpec,
+	notifyOn ...string) func(member string, epoch int64) emitFunc {
+	r.sendTestNotification(ctx, obj, kind, spec)
+	return func(member string, epoch int64) emitFunc {
+		return r.eventEmitter(ctx, obj, spec,
+			notify.Event{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Member: member, Epoch: epoch},
+			notifyOn...)
+	}
+}
+
 // recordTransitions emits an Event for every change of the active member and
 // of the quorum; it leaves the status alone (computeTriadStatus counts the
 // failovers).
@@ -71,12 +90,11 @@ func leaseHolderChanged() predicate.Predicate {
 // It also sends a test notification when one was asked for (see
 // sendTestNotification).
 func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licensehav1.LicenseTriad, before *licensehav1.LicenseTriadStatus, reason string) {
-	r.sendTestNotification(ctx, t, group.KindTriad, t.Spec.Notifications)
-	prev, cur := before.ActiveMember, t.Status.ActiveMember
 	// Takeovers and loss of service are worth waking someone for.
-	emit := r.eventEmitter(ctx, t, t.Spec.Notifications,
-		notify.Event{Kind: group.KindTriad, Namespace: t.Namespace, Name: t.Name, Member: cur, Epoch: t.Status.Epoch},
+	emitFor := r.beginTransitions(ctx, t, group.KindTriad, t.Spec.Notifications,
 		EventFailingOver, EventFailedOver, EventQuorumLost)
+	prev, cur := before.ActiveMember, t.Status.ActiveMember
+	emit := emitFor(cur, t.Status.Epoch)
 	roleOf := func(name string) licensehav1.MemberRole {
 		for _, m := range t.Spec.Members {
 			if m.Name == name {
@@ -118,15 +136,10 @@ func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licen
 // over, the main serves again, and the pair loses service. It also sends a
 // test notification when one was asked for (see sendTestNotification).
 func (r *LicenseBackupPairReconciler) recordTransitions(ctx context.Context, p *licensehav1.LicenseBackupPair, before *licensehav1.LicenseBackupPairStatus) {
-	r.sendTestNotification(ctx, p, group.KindBackupPair, p.Spec.Notifications)
-	// emitFor emits with member as the notifications' member.
-	emitFor := func(member string) func(typ, reason, action, note string) {
-		return r.eventEmitter(ctx, p, p.Spec.Notifications,
-			notify.Event{Kind: group.KindBackupPair, Namespace: p.Namespace, Name: p.Name, Member: member},
-			EventTookOver, EventFailedBack, EventServiceLost,
-			EventMainLost, EventBackupLost, EventMainRecovered, EventBackupRecovered)
-	}
-	emit := emitFor(string(p.Status.ActiveServer))
+	emitFor := r.beginTransitions(ctx, p, group.KindBackupPair, p.Spec.Notifications,
+		EventTookOver, EventFailedBack, EventServiceLost,
+		EventMainLost, EventBackupLost, EventMainRecovered, EventBackupRecovered)
+	emit := emitFor(string(p.Status.ActiveServer), 0)
 	if meta.IsStatusConditionTrue(before.Conditions, licensehav1.ConditionReady) &&
 		!meta.IsStatusConditionTrue(p.Status.Conditions, licensehav1.ConditionReady) {
 		emit(corev1.EventTypeWarning, EventServiceLost, "Serve", "Neither server serves")
@@ -153,9 +166,9 @@ func (r *LicenseBackupPairReconciler) recordTransitions(ctx context.Context, p *
 		// on purpose: it is not lost.
 		switch {
 		case sidesNews && up(side.was) && !up(side.is) && !side.is.Remote:
-			emitFor(string(side.side))(corev1.EventTypeWarning, side.lost, "Serve", side.lostMsg)
+			emitFor(string(side.side), 0)(corev1.EventTypeWarning, side.lost, "Serve", side.lostMsg)
 		case sidesNews && !up(side.was) && up(side.is):
-			emitFor(string(side.side))(corev1.EventTypeNormal, side.recovered, "Serve", side.recovMsg)
+			emitFor(string(side.side), 0)(corev1.EventTypeNormal, side.recovered, "Serve", side.recovMsg)
 		}
 	}
 	if formed && before.Connected && !p.Status.Connected {

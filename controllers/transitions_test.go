@@ -98,7 +98,7 @@ func TestPairTransitions(t *testing.T) {
 	upSide := licensehav1.PairServerStatus{Ready: true}
 	synced := metav1.Now()
 	active := licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, Connected: true, Synchronized: true, LastSyncTime: &synced,
-		ActiveServer: licensehav1.SideMain, Conditions: ready(metav1.ConditionTrue),
+		ActiveServer: licensehav1.SideMain, GroupStatus: licensehav1.GroupStatus{Conditions: ready(metav1.ConditionTrue)},
 		Main: licensehav1.PairServerStatus{Ready: true, Serving: true}, Backup: upSide}
 	with := func(f func(*licensehav1.LicenseBackupPairStatus)) licensehav1.LicenseBackupPairStatus {
 		s := *active.DeepCopy()
@@ -167,7 +167,7 @@ func TestPairTransitions(t *testing.T) {
 	}, {
 		name: "the backup comes up after the main, before both were ever up: no side Event, no notification",
 		before: licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairDegraded, ActiveServer: licensehav1.SideMain,
-			Main: licensehav1.PairServerStatus{Ready: true, Serving: true}, Conditions: ready(metav1.ConditionTrue)},
+			Main: licensehav1.PairServerStatus{Ready: true, Serving: true}, GroupStatus: licensehav1.GroupStatus{Conditions: ready(metav1.ConditionTrue)}},
 		after:  active,
 		events: []string{"Normal Reconnected Main and backup reach each other again"},
 	}, {
@@ -197,7 +197,7 @@ func TestTriadTransitions(t *testing.T) {
 		return []metav1.Condition{{Type: licensehav1.ConditionQuorumSatisfied, Status: s}}
 	}
 	st := func(active string, epoch int64, q metav1.ConditionStatus) licensehav1.LicenseTriadStatus {
-		return licensehav1.LicenseTriadStatus{ActiveMember: active, Epoch: epoch, MembersInQuorum: 3, Conditions: quorum(q)}
+		return licensehav1.LicenseTriadStatus{ActiveMember: active, Epoch: epoch, MembersInQuorum: 3, GroupStatus: licensehav1.GroupStatus{Conditions: quorum(q)}}
 	}
 	standingBy := func(s licensehav1.LicenseTriadStatus, name string) licensehav1.LicenseTriadStatus {
 		s.Members = []licensehav1.TriadMemberStatus{{Name: name, Ready: true, State: licensehav1.MemberStandby}}
@@ -233,7 +233,7 @@ func TestTriadTransitions(t *testing.T) {
 		events: []string{"Normal FailedBack Primary a serves again (epoch 3)"},
 	}, {
 		name: "quorum lost", before: st("a", 1, "True"),
-		after:  licensehav1.LicenseTriadStatus{ActiveMember: "a", Epoch: 1, MembersInQuorum: 1, Conditions: quorum("False")},
+		after:  licensehav1.LicenseTriadStatus{ActiveMember: "a", Epoch: 1, MembersInQuorum: 1, GroupStatus: licensehav1.GroupStatus{Conditions: quorum("False")}},
 		events: []string{"Warning QuorumLost Only 1 of 3 members are in contact; nobody may serve"},
 		notify: []string{"QuorumLost a"},
 	}, {

@@ -59,20 +59,26 @@ func runSteadyMembers(ns, triad string) {
 	runMember(ns, triad+"-c", group.StateWitness, "witness", "a", "b")
 }
 
-// setJoining sets the Joining flag of a member's report, as an agent does
-// while a restarted member cannot vote yet.
-func setJoining(ns, pod string, joining bool) {
+// editReport changes a member's report as its agent would.
+func editReport(ns, pod string, edit func(*group.MemberState)) {
+	GinkgoHelper()
 	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		p := &corev1.Pod{}
 		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod}, p); err != nil {
 			return err
 		}
 		report, _ := group.ParseMemberState(p.Annotations)
-		report.Joining = joining
+		edit(&report)
 		raw, _ := json.Marshal(report)
 		p.Annotations[group.AnnotationMemberState] = string(raw)
 		return k8sClient.Update(ctx, p)
 	})).To(Succeed())
+}
+
+// setJoining sets the Joining flag of a member's report, as an agent does
+// while a restarted member cannot vote yet.
+func setJoining(ns, pod string, joining bool) {
+	editReport(ns, pod, func(r *group.MemberState) { r.Joining = joining })
 }
 
 func holdLease(ns, name, holder string, epoch int) {

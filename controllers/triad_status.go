@@ -142,20 +142,16 @@ func computeTriadStatus(t *licensehav1.LicenseTriad, obs observed) licensehav1.L
 		degraded,
 	)
 
+	idle := licensehav1.TriadDegraded
 	switch {
-	case serving && full:
-		st.Phase = licensehav1.TriadActive
-	case serving:
-		st.Phase = licensehav1.TriadDegraded
 	case forming:
 		// Nobody has ever served: the triad is still forming.
-		st.Phase = licensehav1.TriadForming
+		idle = licensehav1.TriadForming
 	case !quorum:
-		st.Phase = licensehav1.TriadNoQuorum
-	default:
-		st.Phase = licensehav1.TriadDegraded
+		idle = licensehav1.TriadNoQuorum
 	}
-	st.Phase = blockedPhase(st.Phase, obs.blocked, licensehav1.TriadActive, licensehav1.TriadDegraded, licensehav1.TriadFailed)
+	st.Phase = servingPhase(serving, full, idle, obs.blocked,
+		phases[licensehav1.TriadPhase]{licensehav1.TriadActive, licensehav1.TriadDegraded, licensehav1.TriadFailed})
 	setStalled(&st.Conditions, gen, obs.now, obs.blocked)
 	return *st
 }

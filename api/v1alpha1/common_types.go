@@ -180,6 +180,112 @@ const (
 	ReasonVolumeNotAllowed = "VolumeNotAllowed"
 )
 
+// GroupSpec holds the spec fields a LicenseTriad and a LicenseBackupPair
+// share, with the same meaning in both; each kind's spec embeds it inline.
+// Rules that tie these fields to the kind's own (spec.storage may not be
+// added or removed, dissolveMoveTo only with dissolvePolicy MoveTo) stay on
+// the kind's spec.
+type GroupSpec struct {
+	// server describes how every member runs its license server.
+	// +optional
+	// +kubebuilder:default={}
+	Server ServerSpec `json:"server,omitempty"`
+
+	// settingsRef names an optional ConfigMap whose key settings.yaml (or
+	// settings.json) holds the license server's settings document. When set
+	// it is authoritative: the operator validates it (condition
+	// SettingsValid; an invalid edit leaves the last valid settings in
+	// effect), a triad's active member or a pair's main applies it and the
+	// other members follow; changes made through a server's admin API (on a
+	// pair's backup during a failover, say) are undone when the settings
+	// are published again. Without it the servers keep the settings they
+	// hold.
+	// +optional
+	SettingsRef *LocalObjectReference `json:"settingsRef,omitempty"`
+
+	// service shapes the group's client-facing Services: <triad> for a
+	// triad; <pair>, <pair>-main and <pair>-backup for a pair.
+	// +optional
+	// +kubebuilder:default={}
+	Service ServiceSpec `json:"service,omitempty"`
+
+	// clientAccess requires client tokens and/or TLS on the license
+	// servers' client API. Unset: plain HTTP, open to every client.
+	// +optional
+	ClientAccess *ClientAccessSpec `json:"clientAccess,omitempty"`
+
+	// networkPolicy maintains a NetworkPolicy named after the group
+	// (<triad> or <pair>) restricting who reaches the member pods.
+	// +optional
+	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
+
+	// storage gives each member a PersistentVolumeClaim for its data folder.
+	// Cannot be added or removed after creation.
+	// +optional
+	Storage *StorageSpec `json:"storage,omitempty"`
+
+	// notifications are sent when a member takes over (a triad member, a
+	// pair's backup, or a pair's main taking the role back), when a pair's
+	// side is lost or recovers, and when the group loses service.
+	// +optional
+	Notifications *NotificationsSpec `json:"notifications,omitempty"`
+
+	// dissolvePolicy decides what happens to the licence Secrets, the
+	// synced state and the members' data when the group is deleted. Retain
+	// keeps the licence Secrets, the synced state and the Lease. Delete
+	// removes the synced state, and a licence Secret only when it carries
+	// the label licenseha.io/delete-with-group: "true". KeepOnActive keeps
+	// what Retain keeps for the member that serves at deletion and, with
+	// spec.storage, that member's volume claim; the other members' claims
+	// go with the group. In a triad that is the active member (the primary
+	// when none serves); in a pair the side that serves (ActivePassive:
+	// status.activeServer; ActiveActive: the main unless only the backup
+	// serves; the main when neither serves), and the other side's licence
+	// Secret is deleted when it opts in with that label. MoveTo does the
+	// same for the member named by dissolveMoveTo. Objects the group does
+	// not own are never deleted. What was kept is reported in a Dissolved
+	// event and in the annotations licenseha.io/dissolve-policy and
+	// licenseha.io/dissolve-kept-on of every object kept.
+	// +optional
+	// +kubebuilder:default=Retain
+	DissolvePolicy DissolvePolicy `json:"dissolvePolicy,omitempty"`
+}
+
+// GroupStatus holds the status fields a LicenseTriad and a
+// LicenseBackupPair share, with the same meaning in both; each kind's status
+// embeds it inline.
+type GroupStatus struct {
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// endpoint is where clients reach the group: its Service (<triad> or
+	// <pair>) in the cluster's DNS and the client port, e.g.
+	// plant-a.printing.svc:5160 (a pair's <pair>-main and <pair>-backup
+	// listen on the same port).
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// clientPort is the license servers' client port (spec.server.port),
+	// the port of the group's Services and of every member.
+	// +optional
+	ClientPort int32 `json:"clientPort,omitempty"`
+	// failovers counts takeovers since the group was created: by another
+	// triad member, or by a pair's backup (ActivePassive).
+	// +optional
+	Failovers int32 `json:"failovers"`
+	// settings reports the settings of spec.settingsRef and which members
+	// run them; absent without spec.settingsRef.
+	// +optional
+	Settings *SettingsStatus `json:"settings,omitempty"`
+	// conditions: Ready, Synchronized, LicenseValid, Degraded,
+	// QuorumSatisfied (triad) or Connected (pair), SettingsValid when
+	// spec.settingsRef is set, and ClientAccessReady when spec.clientAccess
+	// is set; Stalled while the phase is Failed.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
 // ServerSpec describes how every member runs its license server. The
 // member's agent supervises the server command as a child process, so a
 // vendor image can be used unchanged.

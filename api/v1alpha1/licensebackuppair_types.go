@@ -197,10 +197,7 @@ func (s *LicenseBackupPairSpec) RemoteSide() PairSide {
 // +kubebuilder:validation:XValidation:rule="!has(self.dissolvePolicy) || self.dissolvePolicy != 'MoveTo' || has(self.dissolveMoveTo)",message="spec.dissolveMoveTo must be main or backup when spec.dissolvePolicy is MoveTo"
 // +kubebuilder:validation:XValidation:rule="!has(self.dissolveMoveTo) || (has(self.dissolvePolicy) && self.dissolvePolicy == 'MoveTo')",message="spec.dissolveMoveTo may only be set when spec.dissolvePolicy is MoveTo (allowed policies: Retain, Delete, KeepOnActive, MoveTo)"
 type LicenseBackupPairSpec struct {
-	// server describes how both servers run their license server.
-	// +optional
-	// +kubebuilder:default={}
-	Server ServerSpec `json:"server,omitempty"`
+	GroupSpec `json:",inline"`
 
 	// mode: ActiveActive (both serve their own licences) or ActivePassive
 	// (the backup serves only while the main is down). Immutable.
@@ -243,16 +240,6 @@ type LicenseBackupPairSpec struct {
 	// +optional
 	Disconnected *PairDisconnectedSpec `json:"disconnected,omitempty"`
 
-	// settingsRef names an optional ConfigMap whose key settings.yaml (or
-	// settings.json) holds the main server's settings document. When set
-	// it is authoritative: the operator validates it (condition
-	// SettingsValid; an invalid edit leaves the last valid settings in
-	// effect), the main applies it and the backup follows the main's
-	// settings; changes made on the backup (during a failover, say) are
-	// overwritten when the main publishes again.
-	// +optional
-	SettingsRef *LocalObjectReference `json:"settingsRef,omitempty"`
-
 	// licenseMappings maps main licences to backup licences. Failover covers
 	// mapped licences only; each licence appears at most once on each side.
 	// +optional
@@ -270,52 +257,6 @@ type LicenseBackupPairSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Failover PairFailoverSpec `json:"failover,omitempty"`
-
-	// service shapes the client-facing Services <pair>, <pair>-main and
-	// <pair>-backup.
-	// +optional
-	// +kubebuilder:default={}
-	Service ServiceSpec `json:"service,omitempty"`
-
-	// clientAccess requires client tokens and/or TLS on the license
-	// servers' client API. Unset: plain HTTP, open to every client.
-	// +optional
-	ClientAccess *ClientAccessSpec `json:"clientAccess,omitempty"`
-
-	// networkPolicy maintains a NetworkPolicy <pair> restricting who reaches
-	// the member pods.
-	// +optional
-	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
-
-	// storage gives each server a PersistentVolumeClaim for its data folder.
-	// Cannot be added or removed after creation.
-	// +optional
-	Storage *StorageSpec `json:"storage,omitempty"`
-
-	// notifications are sent when a side is lost or recovers, when the
-	// backup takes over, when the main takes the role back and when the
-	// pair loses service.
-	// +optional
-	Notifications *NotificationsSpec `json:"notifications,omitempty"`
-
-	// dissolvePolicy decides what happens to the licence Secrets, the
-	// synced state and the servers' data when the pair is deleted. Retain
-	// keeps the licence Secrets, the synced state and the Lease. Delete
-	// removes the synced state, and each licence Secret only when it
-	// carries the label licenseha.io/delete-with-group: "true".
-	// KeepOnActive keeps what Retain keeps for the side that serves at
-	// deletion (ActivePassive: status.activeServer; ActiveActive: the main
-	// unless only the backup serves; the main when neither serves): its
-	// licence Secret and, with spec.storage, its volume claim; the other
-	// side's claim goes with the pair and its licence Secret is deleted
-	// when it opts in with that label. MoveTo does the same for the side
-	// named by dissolveMoveTo. Objects the pair does not own are never
-	// deleted. What was kept is reported in a Dissolved event and in the
-	// annotations licenseha.io/dissolve-policy and
-	// licenseha.io/dissolve-kept-on of every object kept.
-	// +optional
-	// +kubebuilder:default=Retain
-	DissolvePolicy DissolvePolicy `json:"dissolvePolicy,omitempty"`
 
 	// dissolveMoveTo names the side, main or backup, that keeps the pair's
 	// licences and data when dissolvePolicy is MoveTo. Allowed only with
@@ -363,9 +304,7 @@ type PairServerStatus struct {
 
 // LicenseBackupPairStatus is the observed state of a LicenseBackupPair.
 type LicenseBackupPairStatus struct {
-	// observedGeneration is the spec generation the status describes.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	GroupStatus `json:",inline"`
 	// phase summarises the pair: Forming, Active, Degraded, Failed.
 	// +optional
 	Phase PairPhase `json:"phase,omitempty"`
@@ -379,15 +318,6 @@ type LicenseBackupPairStatus struct {
 	// states.
 	// +optional
 	SyncState SyncState `json:"syncState,omitempty"`
-	// endpoint is where clients reach the pair: the Service <pair> in the
-	// cluster's DNS and the client port, e.g. plant-b.printing.svc:5160
-	// (<pair>-main and <pair>-backup listen on the same port).
-	// +optional
-	Endpoint string `json:"endpoint,omitempty"`
-	// clientPort is the license servers' client port (spec.server.port),
-	// the port of the Services <pair>, <pair>-main and <pair>-backup.
-	// +optional
-	ClientPort int32 `json:"clientPort,omitempty"`
 	// activeServer (ActivePassive) is the server that serves: main or backup;
 	// empty when neither does.
 	// +optional
@@ -413,20 +343,6 @@ type LicenseBackupPairStatus struct {
 	// lastSyncTime is when the backup last applied the main's settings.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
-	// failovers counts takeovers by the backup (ActivePassive).
-	// +optional
-	Failovers int32 `json:"failovers"`
-	// settings reports the settings of spec.settingsRef and which servers
-	// run them; absent without spec.settingsRef.
-	// +optional
-	Settings *SettingsStatus `json:"settings,omitempty"`
-	// conditions: Ready, Connected, Synchronized, LicenseValid, Degraded,
-	// SettingsValid when spec.settingsRef is set, and ClientAccessReady when spec.clientAccess is set; Stalled while the
-	// phase is Failed.
-	// +optional
-	// +listType=map
-	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // LicenseBackupPair runs a main and a backup license server, each with its

@@ -187,26 +187,13 @@ type TriadSyncSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.dissolvePolicy) || self.dissolvePolicy != 'MoveTo' || (has(self.dissolveMoveTo) && self.members.exists(m, m.name == self.dissolveMoveTo))",message="spec.dissolveMoveTo must name one of spec.members[].name when spec.dissolvePolicy is MoveTo"
 // +kubebuilder:validation:XValidation:rule="!has(self.dissolveMoveTo) || (has(self.dissolvePolicy) && self.dissolvePolicy == 'MoveTo')",message="spec.dissolveMoveTo may only be set when spec.dissolvePolicy is MoveTo (allowed policies: Retain, Delete, KeepOnActive, MoveTo)"
 type LicenseTriadSpec struct {
-	// server describes how every member runs its license server.
-	// +optional
-	// +kubebuilder:default={}
-	Server ServerSpec `json:"server,omitempty"`
+	GroupSpec `json:",inline"`
 
 	// licenseSecretRef names the Secret holding the triad's licence files,
 	// one per key ending in .lic. All members share them: a triad needs one
 	// Enterprise licence bound to <namespace>/<name> of the triad.
 	// +required
 	LicenseSecretRef LocalObjectReference `json:"licenseSecretRef"`
-
-	// settingsRef names an optional ConfigMap whose key settings.yaml (or
-	// settings.json) holds the license server's settings document. When set
-	// it is authoritative: the operator validates it (condition
-	// SettingsValid; an invalid edit leaves the last valid settings in
-	// effect), the active member applies it and the others follow through
-	// the synced state; changes made through a server's admin API are
-	// undone. Without it the servers keep the settings they hold.
-	// +optional
-	SettingsRef *LocalObjectReference `json:"settingsRef,omitempty"`
 
 	// members lists exactly three members, one per role: Primary, Secondary
 	// and Tertiary. Names are unique.
@@ -229,47 +216,6 @@ type LicenseTriadSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Sync TriadSyncSpec `json:"sync,omitempty"`
-
-	// service shapes the client-facing Service <triad>.
-	// +optional
-	// +kubebuilder:default={}
-	Service ServiceSpec `json:"service,omitempty"`
-
-	// clientAccess requires client tokens and/or TLS on the license
-	// servers' client API. Unset: plain HTTP, open to every client.
-	// +optional
-	ClientAccess *ClientAccessSpec `json:"clientAccess,omitempty"`
-
-	// networkPolicy maintains a NetworkPolicy <triad> restricting who reaches
-	// the member pods.
-	// +optional
-	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
-
-	// storage gives each member a PersistentVolumeClaim for its data folder.
-	// Cannot be added or removed after creation.
-	// +optional
-	Storage *StorageSpec `json:"storage,omitempty"`
-
-	// notifications are sent when a member takes over or the triad loses
-	// service.
-	// +optional
-	Notifications *NotificationsSpec `json:"notifications,omitempty"`
-
-	// dissolvePolicy decides what happens to the licence Secret, the synced
-	// state and the members' data when the triad is deleted. Retain keeps
-	// the licence Secret, the synced state and the Lease. Delete removes
-	// the synced state, and the licence Secret only when it carries the
-	// label licenseha.io/delete-with-group: "true". KeepOnActive keeps what
-	// Retain keeps and, with spec.storage, the volume claim of the member
-	// that serves at deletion (the primary when none serves); the other
-	// members' claims go with the triad. MoveTo does the same for the
-	// member named by dissolveMoveTo. Objects the triad does not own are
-	// never deleted. What was kept is reported in a Dissolved event and in
-	// the annotations licenseha.io/dissolve-policy and
-	// licenseha.io/dissolve-kept-on of every object kept.
-	// +optional
-	// +kubebuilder:default=Retain
-	DissolvePolicy DissolvePolicy `json:"dissolvePolicy,omitempty"`
 
 	// dissolveMoveTo names the member that keeps the triad's licences and
 	// data when dissolvePolicy is MoveTo; one of spec.members[].name.
@@ -328,9 +274,7 @@ type SyncStatus struct {
 
 // LicenseTriadStatus is the observed state of a LicenseTriad.
 type LicenseTriadStatus struct {
-	// observedGeneration is the spec generation the status describes.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	GroupStatus `json:",inline"`
 	// phase summarises the triad: Forming, Active, Degraded, NoQuorum, Failed.
 	// +optional
 	Phase TriadPhase `json:"phase,omitempty"`
@@ -347,15 +291,6 @@ type LicenseTriadStatus struct {
 	// increments it.
 	// +optional
 	Epoch int64 `json:"epoch,omitempty"`
-	// endpoint is where clients reach the triad: the Service <triad> in the
-	// cluster's DNS and the client port, e.g.
-	// plant-a.printing.svc:5160.
-	// +optional
-	Endpoint string `json:"endpoint,omitempty"`
-	// clientPort is the license servers' client port (spec.server.port),
-	// the port of the Service <triad> and of every member.
-	// +optional
-	ClientPort int32 `json:"clientPort,omitempty"`
 	// members reports each member.
 	// +optional
 	// +listType=map
@@ -367,24 +302,9 @@ type LicenseTriadStatus struct {
 	// lastFailoverTime is when another member last took over.
 	// +optional
 	LastFailoverTime *metav1.Time `json:"lastFailoverTime,omitempty"`
-	// failovers counts takeovers since the triad was created.
-	// +optional
-	Failovers int32 `json:"failovers"`
 	// sync reports state sync between members.
 	// +optional
 	Sync SyncStatus `json:"sync,omitempty"`
-	// settings reports the settings of spec.settingsRef and which members
-	// run them; absent without spec.settingsRef.
-	// +optional
-	Settings *SettingsStatus `json:"settings,omitempty"`
-	// conditions: Ready, QuorumSatisfied, Synchronized, LicenseValid, Degraded,
-	// SettingsValid when spec.settingsRef is set, and ClientAccessReady when
-	// spec.clientAccess is set; Stalled while the
-	// phase is Failed.
-	// +optional
-	// +listType=map
-	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // LicenseTriad runs three license-server members that behave as one server:

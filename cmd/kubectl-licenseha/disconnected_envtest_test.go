@@ -34,14 +34,7 @@ import (
 // returns the key that signs licences the operator trusts.
 func startOperator(t *testing.T, namespaces ...string) ed25519.PrivateKey {
 	t.Helper()
-	pub, priv, err := licensing.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	trusted, err := licensing.EncodePublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, trusted := testfixtures.SigningKey(t)
 	mgr, err := ctrl.NewManager(testEnv.Config, ctrl.Options{
 		Scheme:                 testEnv.Scheme,
 		Cache:                  controllers.CacheOptions(namespaces...),

@@ -101,7 +101,7 @@ func createTriad(t *testing.T, ns, name string) *licensehav1.LicenseTriad {
 		t.Fatal(err)
 	}
 	tr.Status = licensehav1.LicenseTriadStatus{
-		Phase: licensehav1.TriadActive, ActiveMember: "a", MembersInQuorum: 3, Quorum: "3/3", ObservedGeneration: tr.Generation,
+		Phase: licensehav1.TriadActive, ActiveMember: "a", MembersInQuorum: 3, Quorum: "3/3",
 		Members: []licensehav1.TriadMemberStatus{
 			{Name: "a", Role: licensehav1.RolePrimary, Pod: name + "-a", PodIP: "10.0.0.1", State: licensehav1.MemberActive, Ready: true},
 			{Name: "b", Role: licensehav1.RoleSecondary, Pod: name + "-b", PodIP: "10.0.0.2", State: licensehav1.MemberStandby, Ready: true},
@@ -109,8 +109,9 @@ func createTriad(t *testing.T, ns, name string) *licensehav1.LicenseTriad {
 		},
 		Licenses: []licensehav1.LicenseStatus{{ID: "LIC-0001", Product: "LabelDesigner", Edition: "Enterprise", Printers: 50, Valid: true}},
 		Sync:     licensehav1.SyncStatus{Revision: 41, Synchronized: true},
-		Conditions: []metav1.Condition{{Type: licensehav1.ConditionReady, Status: metav1.ConditionTrue, Reason: licensehav1.ReasonServing,
-			Message: "member a serves", LastTransitionTime: metav1.Now()}},
+		GroupStatus: licensehav1.GroupStatus{ObservedGeneration: tr.Generation,
+			Conditions: []metav1.Condition{{Type: licensehav1.ConditionReady, Status: metav1.ConditionTrue, Reason: licensehav1.ReasonServing,
+				Message: "member a serves", LastTransitionTime: metav1.Now()}}},
 	}
 	if err := kc.Status().Update(ctx, tr); err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ func testTriad() *licensehav1.LicenseTriad {
 		Spec: licensehav1.LicenseTriadSpec{Members: []licensehav1.TriadMember{
 			{Name: "a", Role: licensehav1.RolePrimary}, {Name: "b", Role: licensehav1.RoleSecondary}, {Name: "c", Role: licensehav1.RoleTertiary}}},
 		Status: licensehav1.LicenseTriadStatus{
-			Phase: licensehav1.TriadDegraded, ActiveMember: "b", MembersInQuorum: 2, Quorum: "2/3", Epoch: 4, Failovers: 1,
+			Phase: licensehav1.TriadDegraded, ActiveMember: "b", MembersInQuorum: 2, Quorum: "2/3", Epoch: 4,
 			Members: []licensehav1.TriadMemberStatus{
 				{Name: "a", Role: licensehav1.RolePrimary, Pod: "plant-a-a", State: licensehav1.MemberUnhealthy},
 				{Name: "b", Role: licensehav1.RoleSecondary, Pod: "plant-a-b", PodIP: "10.0.0.2", State: licensehav1.MemberActive, Ready: true},
@@ -31,10 +31,10 @@ func testTriad() *licensehav1.LicenseTriad {
 			Licenses: []licensehav1.LicenseStatus{{ID: "LIC-0001", Product: "LabelDesigner", Edition: "Enterprise", Printers: 50,
 				Expires: mt(-400 * 24 * time.Hour), Valid: true}},
 			Sync: licensehav1.SyncStatus{Revision: 41, Synchronized: false, LastSyncTime: mt(12 * time.Second)},
-			Conditions: []metav1.Condition{
+			GroupStatus: licensehav1.GroupStatus{Failovers: 1, Conditions: []metav1.Condition{
 				{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Serving", Message: "member b serves", LastTransitionTime: *mt(time.Hour)},
 				{Type: "Degraded", Status: metav1.ConditionTrue, Reason: "MemberUnavailable", Message: "member a is unhealthy", LastTransitionTime: *mt(5 * time.Minute)},
-			},
+			}},
 		},
 	}
 }

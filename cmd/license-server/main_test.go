@@ -225,29 +225,13 @@ func TestFailoverBetweenProcesses(t *testing.T) {
 	// b never saw a snapshot, so only re-assertion can give it the checkouts.
 	b.setRole(t, server.RoleActive, 1, "")
 	a.setRole(t, server.RoleStandby, 1, "b")
-	start := time.Now()
-	heartbeatAll(t, c)
-	t.Logf("Switchover: client moved in %v", time.Since(start))
-	if c.Endpoint() != b.url {
-		t.Fatalf("client on %s after switchover, want b", c.Endpoint())
-	}
-	if got := strings.Join(b.checkoutIDs(t), ","); got != want {
-		t.Fatalf("b holds %s, want every checkout %s", got, want)
-	}
+	t.Logf("Switchover: client moved in %v", movedTo(t, c, b, want, "switchover"))
 
 	// Crash: b dies; a is promoted at a newer epoch.
 	must(t, b.cmd.Process.Signal(syscall.SIGKILL))
 	<-b.exited
 	a.setRole(t, server.RoleActive, 2, "")
-	start = time.Now()
-	heartbeatAll(t, c)
-	t.Logf("Crash failover: client moved in %v", time.Since(start))
-	if c.Endpoint() != a.url {
-		t.Fatalf("client on %s after b crashed, want a", c.Endpoint())
-	}
-	if got := strings.Join(a.checkoutIDs(t), ","); got != want {
-		t.Fatalf("a holds %s, want every checkout %s", got, want)
-	}
+	t.Logf("Crash failover: client moved in %v", movedTo(t, c, a, want, "b crashed"))
 	mu.Lock()
 	if len(moves) != 2 || moves[0].Reason != "not active" || moves[1].Reason != "connection failed" {
 		t.Fatalf("moves = %+v, want a hinted switchover and a crash failover", moves)
@@ -374,13 +358,7 @@ func TestClientAuthBetweenProcesses(t *testing.T) {
 	must(t, a.cmd.Process.Signal(syscall.SIGKILL))
 	<-a.exited
 	b.setRole(t, server.RoleActive, 1, "")
-	heartbeatAll(t, c)
-	if c.Endpoint() != b.url {
-		t.Fatalf("client on %s after a crashed, want b", c.Endpoint())
-	}
-	if got := strings.Join(b.checkoutIDs(t), ","); got != co.ID {
-		t.Fatalf("b holds %s, want the checkout %s", got, co.ID)
-	}
+	movedTo(t, c, b, co.ID, "a crashed")
 
 	// Rotation: the token file changes; the server picks it up without a
 	// restart and refuses the old token.
@@ -422,6 +400,24 @@ func heartbeatAll(t *testing.T, c *client.Client) {
 			t.Fatalf("heartbeat %s: %v", h.ID, err)
 		}
 	}
+}
+
+// movedTo heartbeats every checkout of c and fails unless c then talks to p
+// and p holds exactly the checkouts want (their IDs, comma-separated); after
+// names what happened, for the messages. It returns how long the
+// heartbeats took.
+func movedTo(t *testing.T, c *client.Client, p *proc, want, after string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	heartbeatAll(t, c)
+	took := time.Since(start)
+	if c.Endpoint() != p.url {
+		t.Fatalf("client on %s after %s, want %s", c.Endpoint(), after, p.name)
+	}
+	if got := strings.Join(p.checkoutIDs(t), ","); got != want {
+		t.Fatalf("%s holds %s after %s, want the checkouts %s", p.name, got, after, want)
+	}
+	return took
 }
 
 func ids(cs []client.Checkout) []string {

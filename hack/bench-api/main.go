@@ -273,25 +273,26 @@ func waitReady(ctx context.Context, env *harness.Env, timeout time.Duration) err
 	}
 }
 
+// notReadyGroups names the triads and pairs in ns whose Ready condition is
+// not True.
 func notReadyGroups(ctx context.Context, env *harness.Env) ([]string, error) {
+	triads, pairs := &licensehav1.LicenseTriadList{}, &licensehav1.LicenseBackupPairList{}
+	for _, list := range []client.ObjectList{triads, pairs} {
+		if err := env.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+	}
 	var out []string
-	triads := &licensehav1.LicenseTriadList{}
-	if err := env.Client.List(ctx, triads, client.InNamespace(ns)); err != nil {
-		return nil, err
+	check := func(kind, name string, conditions []metav1.Condition) {
+		if !meta.IsStatusConditionTrue(conditions, licensehav1.ConditionReady) {
+			out = append(out, kind+" "+name)
+		}
 	}
 	for _, t := range triads.Items {
-		if !meta.IsStatusConditionTrue(t.Status.Conditions, licensehav1.ConditionReady) {
-			out = append(out, "triad "+t.Name)
-		}
-	}
-	pairs := &licensehav1.LicenseBackupPairList{}
-	if err := env.Client.List(ctx, pairs, client.InNamespace(ns)); err != nil {
-		return nil, err
+		check("triad", t.Name, t.Status.Conditions)
 	}
 	for _, p := range pairs.Items {
-		if !meta.IsStatusConditionTrue(p.Status.Conditions, licensehav1.ConditionReady) {
-			out = append(out, "pair "+p.Name)
-		}
+		check("pair", p.Name, p.Status.Conditions)
 	}
 	return out, nil
 }

@@ -293,16 +293,21 @@ func (a *Agent) serverPoll(maxAge time.Duration) (ok bool, epoch uint64) {
 	return !a.srvOKAt.IsZero() && time.Since(a.srvOKAt) < maxAge, a.srvEpoch
 }
 
+// ticked waits for t's next tick: false if ctx ends first.
+func ticked(ctx context.Context, t *time.Ticker) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // loop applies the desired role, syncs state and reports on the pod.
 func (a *Agent) loop(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	for ticked(ctx, t) {
 		if !a.elected.Load() {
 			// An ActiveActive pair member; the election applies its own.
 			a.applyRole(ctx)

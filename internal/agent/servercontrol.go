@@ -141,12 +141,7 @@ func (c *serverControl) Stop(ctx context.Context) error {
 func (c *serverControl) watchdog(ctx context.Context) {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	for ticked(ctx, t) {
 		if d := c.deadline.Load(); d != 0 && boottime.Now() >= d {
 			c.a.log.Info("Serve deadline passed without renewal; stopping the server")
 			c.a.procs.hold(0)

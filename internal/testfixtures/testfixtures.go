@@ -56,6 +56,28 @@ func PairLicenseSecret(pair string, side licensehav1.PairSide) string {
 	return pair + "-" + string(side)
 }
 
+// TB is what the fixtures need of a test: *testing.T, *testing.B and
+// Ginkgo's GinkgoT() all have it.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+}
+
+// SigningKey is a new licence signing key and its public key as PEM, the
+// form the operator's trusted keys (controllers.Config.TrustedKeys) take.
+func SigningKey(t TB) (priv ed25519.PrivateKey, trustedPEM []byte) {
+	t.Helper()
+	pub, priv, err := licensing.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustedPEM, err = licensing.EncodePublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, trustedPEM
+}
+
 // Licence is a licence for the group groupKey ("<namespace>/<name>"), signed
 // by key: product LabelDesigner, 10 printers, valid from an hour ago for a
 // year.

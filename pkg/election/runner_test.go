@@ -119,9 +119,11 @@ var triadConfig = Config{Primary: "a", Secondary: "b", Tertiary: "c", PeerTimeou
 	HeartbeatInterval: 100 * time.Millisecond, Failback: FailbackManual}
 
 // startTriad runs three Runners over real UDP sockets on loopback with one
-// in-memory Lease store.
-func startTriad(t *testing.T, srv *servers) map[MemberID]*member {
+// in-memory Lease store and test servers, and waits until the primary (a)
+// serves.
+func startTriad(t *testing.T) (*servers, map[MemberID]*member) {
 	t.Helper()
+	srv := newServers(t)
 	ids := []MemberID{"a", "b", "c"}
 	conns := map[MemberID]*net.UDPConn{}
 	addrs := map[MemberID]net.Addr{}
@@ -159,16 +161,15 @@ func startTriad(t *testing.T, srv *servers) map[MemberID]*member {
 			_ = m.conn.Close()
 		}
 	})
-	return members
+	if id, _, _ := srv.waitActive(t, "", 10*time.Second); id != "a" {
+		t.Fatalf("the primary should serve first, got %q", id)
+	}
+	return srv, members
 }
 
 func TestRunnersOnLoopbackFailOverWhenActiveIsKilled(t *testing.T) {
-	srv := newServers(t)
-	members := startTriad(t, srv)
-	id, epoch, _ := srv.waitActive(t, "", 10*time.Second)
-	if id != "a" {
-		t.Fatalf("the primary should serve first, got %q", id)
-	}
+	srv, members := startTriad(t)
+	_, epoch := srv.active()
 	// Kill the active: no handover, no fence; its server keeps its last
 	// deadline.
 	members["a"].cancel()
@@ -189,11 +190,7 @@ func TestRunnersOnLoopbackFailOverWhenActiveIsKilled(t *testing.T) {
 }
 
 func TestRunnersOnLoopbackHandOverOnShutdown(t *testing.T) {
-	srv := newServers(t)
-	members := startTriad(t, srv)
-	if id, _, _ := srv.waitActive(t, "", 10*time.Second); id != "a" {
-		t.Fatalf("the primary should serve first, got %q", id)
-	}
+	srv, members := startTriad(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	start := time.Now()
@@ -221,11 +218,7 @@ func TestRunnersOnLoopbackHandOverOnShutdown(t *testing.T) {
 }
 
 func TestRunnersOnLoopbackSwitchOver(t *testing.T) {
-	srv := newServers(t)
-	members := startTriad(t, srv)
-	if id, _, _ := srv.waitActive(t, "", 10*time.Second); id != "a" {
-		t.Fatalf("the primary should serve first, got %q", id)
-	}
+	srv, members := startTriad(t)
 	for _, m := range members {
 		m.runner.Switchover("b")
 	}
@@ -240,11 +233,7 @@ func TestRunnersOnLoopbackSwitchOver(t *testing.T) {
 // once and service continues on the new primary (the defect: nobody served
 // again, the Lease stayed with the demoted member).
 func TestRunnersOnLoopbackActiveDemotedToTertiary(t *testing.T) {
-	srv := newServers(t)
-	members := startTriad(t, srv)
-	if id, _, _ := srv.waitActive(t, "", 10*time.Second); id != "a" {
-		t.Fatalf("the primary should serve first, got %q", id)
-	}
+	srv, members := startTriad(t)
 	edit := triadConfig
 	edit.Primary, edit.Secondary, edit.Tertiary = "c", "b", "a"
 	start := time.Now()
@@ -265,11 +254,7 @@ func TestRunnersOnLoopbackActiveDemotedToTertiary(t *testing.T) {
 // A fence the server never confirms: the driver stops the server process
 // before the Lease is released, and the target serves only after that.
 func TestRunnersOnLoopbackUnconfirmedFenceStopsTheServer(t *testing.T) {
-	srv := newServers(t)
-	members := startTriad(t, srv)
-	if id, _, _ := srv.waitActive(t, "", 10*time.Second); id != "a" {
-		t.Fatalf("the primary should serve first, got %q", id)
-	}
+	srv, members := startTriad(t)
 	srv.mu.Lock()
 	srv.hangFences["a"] = true
 	srv.mu.Unlock()

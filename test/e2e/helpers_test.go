@@ -170,13 +170,15 @@ func (r *triadRun) report() {
 
 func (r *triadRun) pod(member string) string { return harness.PodName(r.ns, r.name, member) }
 
-func (r *triadRun) fault(ctx context.Context, kind string, members ...string) {
+func (r *triadRun) fault(ctx context.Context, kind string, members ...string) time.Time {
 	GinkgoHelper()
 	args := []string{kind}
 	for _, m := range members {
 		args = append(args, r.pod(m))
 	}
+	at := time.Now()
 	Expect(env.Fault(ctx, args...)).To(Succeed())
+	return at
 }
 
 // waitServing waits until some member (one of want, or any when want is

@@ -125,38 +125,22 @@ var _ = Describe("Hostile clients", Label("e2e"), func() {
 		evil1.expect(ctx, "DELETE", "/v1/checkouts/"+co, "", http.StatusNoContent, "")
 
 		By("rotating client ids from one address")
-		var held1 int
-		for i := range perAddress + 5 {
-			status, e := evil1.do(ctx, "POST", "/v1/checkouts", checkoutBody(fmt.Sprintf("intruder-%d", i), fmt.Sprintf("rot-%d", i), licence))
-			if status == http.StatusCreated {
-				held1++
-				continue
-			}
-			Expect(status).To(Equal(http.StatusTooManyRequests), "%s", e.Message)
-			Expect(e.Code).To(Equal(server.CodeTooManyCheckouts))
-			Expect(e.Message).To(ContainSubstring("limit per source address"))
-			Expect(e.Message).To(ContainSubstring(evil1.ip))
-			break
-		}
+		held1, status, e := evil1.checkoutUntilRefused(ctx, "intruder", "rot", licence, perAddress+5)
 		Expect(held1).To(Equal(perAddress), "checkouts granted to one address under rotating client ids")
+		Expect(status).To(Equal(http.StatusTooManyRequests), "%s", e.Message)
+		Expect(e.Code).To(Equal(server.CodeTooManyCheckouts))
+		Expect(e.Message).To(ContainSubstring("limit per source address"))
+		Expect(e.Message).To(ContainSubstring(evil1.ip))
 
 		By("taking every seat not reserved from a second address")
 		// 100 printers: 3 held by the honest client, 50 by intruder-1, 3
 		// still reserved for the honest client's group.
 		want2 := 100 - seats - perAddress - (reserved - seats)
-		var held2 int
-		for i := range want2 + 5 {
-			status, e := evil2.do(ctx, "POST", "/v1/checkouts", checkoutBody(fmt.Sprintf("intruder2-%d", i), fmt.Sprintf("rot2-%d", i), licence))
-			if status == http.StatusCreated {
-				held2++
-				continue
-			}
-			Expect(status).To(Equal(http.StatusConflict), "%s", e.Message)
-			Expect(e.Code).To(Equal(server.CodeNoSeat))
-			Expect(e.Message).To(ContainSubstring("reserved for the client groups honest"))
-			break
-		}
+		held2, status, e := evil2.checkoutUntilRefused(ctx, "intruder2", "rot2", licence, want2+5)
 		Expect(held2).To(Equal(want2), "seats the second address got")
+		Expect(status).To(Equal(http.StatusConflict), "%s", e.Message)
+		Expect(e.Code).To(Equal(server.CodeNoSeat))
+		Expect(e.Message).To(ContainSubstring("reserved for the client groups honest"))
 
 		By("the honest client still gets its reserved seats")
 		honest2, err := lhclient.New(lhclient.Config{Endpoints: []string{r.urls["a"], r.urls["b"]}, Members: r.urls,
@@ -223,8 +207,7 @@ var _ = Describe("Hostile clients", Label("e2e"), func() {
 		// again before the secondary takes over, and the point is the state
 		// the standby received.
 		DeferCleanup(func(ctx SpecContext) { _ = env.Fault(ctx, "resume", r.pod("a")) })
-		paused := time.Now()
-		r.fault(ctx, "pause", "a")
+		paused := r.fault(ctx, "pause", "a")
 		r.waitServing(ctx, 60*time.Second, "b")
 		figure("hostile: active frozen after the attack → b serves", time.Since(paused))
 		usage, err = adminB.Usage(ctx)
@@ -388,6 +371,22 @@ func (c *intruder) do(ctx context.Context, method, path, body string) (int, serv
 		Expect(json.Unmarshal(data, &e)).To(Succeed(), "error body of %s %s: %q", method, path, data)
 	}
 	return resp.StatusCode, e
+}
+
+// checkoutUntilRefused takes seats of licence under rotating client ids
+// <client>-<i> on printers <printer>-<i>, at most max, until the server
+// refuses one: it returns how many it got and the refusal (status 0 if
+// none).
+func (c *intruder) checkoutUntilRefused(ctx context.Context, client, printer, licence string, max int) (held, status int, e server.Error) {
+	GinkgoHelper()
+	for i := range max {
+		status, e := c.do(ctx, "POST", "/v1/checkouts", checkoutBody(fmt.Sprintf("%s-%d", client, i), fmt.Sprintf("%s-%d", printer, i), licence))
+		if status != http.StatusCreated {
+			return held, status, e
+		}
+		held++
+	}
+	return held, 0, server.Error{}
 }
 
 // expect sends a request and checks the status and the error code.

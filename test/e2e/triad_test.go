@@ -27,8 +27,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		Expect(meta.IsStatusConditionTrue(t.Status.Conditions, licensehav1.ConditionReady)).To(BeTrue())
 
 		By("killing the active member")
-		killed := time.Now()
-		r.fault(ctx, "kill", "a")
+		killed := r.fault(ctx, "kill", "a")
 		_, back, who := r.outage(ctx, killed, serviceBound)
 		figure("kill of active → someone serves", back.Sub(killed))
 		time.Sleep(time.Second)
@@ -39,8 +38,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		r.invariants()
 
 		By("freezing the active member")
-		paused := time.Now()
-		r.fault(ctx, "pause", "a")
+		paused := r.fault(ctx, "pause", "a")
 		_, at := r.waitServing(ctx, serviceBound, "b")
 		figure("pause of active → secondary serves", at.Sub(paused))
 		figure("pause of active → client gap", r.load.LongestGapSince(paused))
@@ -48,8 +46,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		time.Sleep(2 * time.Second) // let the client settle on b
 
 		By("resuming it: it serves only once it holds the Lease again")
-		resumed := time.Now()
-		r.fault(ctx, "resume", "a")
+		resumed := r.fault(ctx, "resume", "a")
 		deadline := time.Now().Add(60 * time.Second)
 		for time.Now().Before(deadline) {
 			serving := r.watcher.Serving()
@@ -79,8 +76,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 			_ = env.Fault(ctx, "resume", r.pod("b"))
 		})
 		start := time.Now()
-		paused := time.Now()
-		r.fault(ctx, "pause", "a")
+		paused := r.fault(ctx, "pause", "a")
 		r.fault(ctx, "pause", "b")
 		_, err := r.watcher.WaitFor(ctx, "", serviceBound)
 		Expect(err).NotTo(HaveOccurred())
@@ -90,8 +86,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		r.invariants()
 
 		By("resuming the secondary, which can reach the tertiary")
-		resumed := time.Now()
-		r.fault(ctx, "resume", "b")
+		resumed := r.fault(ctx, "resume", "b")
 		_, at := r.waitServing(ctx, serviceBound, "b")
 		figure("two down, secondary resumed → it serves", at.Sub(resumed))
 		GinkgoWriter.Printf("nobody served for %s\n", at.Sub(paused))
@@ -106,8 +101,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 		DeferCleanup(func(ctx SpecContext) { _ = env.Fault(ctx, "heal") })
 
 		By("partitioning the active from both peers")
-		cut := time.Now()
-		r.fault(ctx, "partition", "a", "b")
+		cut := r.fault(ctx, "partition", "a", "b")
 		r.fault(ctx, "partition", "a", "c")
 		_, at := r.waitServing(ctx, serviceBound, "b")
 		stopped, ok := r.stoppedServing("a", cut)
@@ -124,8 +118,7 @@ var _ = Describe("LicenseTriad", Label("e2e"), func() {
 
 		By("cutting the active from the API server only")
 		time.Sleep(2 * time.Second)
-		isolated := time.Now()
-		r.fault(ctx, "isolate-apiserver", "a")
+		isolated := r.fault(ctx, "isolate-apiserver", "a")
 		for time.Since(isolated) < 20*time.Second {
 			Expect(r.watcher.Serving()).To(Equal([]string{"a"}), "the active stopped serving without the API server: %s", r.history())
 			time.Sleep(100 * time.Millisecond)

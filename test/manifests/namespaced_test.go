@@ -92,14 +92,7 @@ func TestNamespacedOperator(t *testing.T) {
 	klog.SetLogger(logger)
 	opCfg := rest.CopyConfig(cfg)
 	opCfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + namespace + ":licenseha-operator"}
-	pub, priv, err := licensing.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := licensing.EncodePublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, keys := testfixtures.SigningKey(t)
 	mgr, err := ctrl.NewManager(opCfg, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         controllers.CacheOptions(namespaces...),

@@ -25,6 +25,13 @@ func newTriad(t *testing.T, cfg election.Config) *World {
 	for i := range w.Members {
 		w.Start(i)
 	}
+	watch(t, w)
+	return w
+}
+
+// watch fails t, once it ends, with each safety violation w saw and, with
+// -v, logs w's trace if t failed.
+func watch(t *testing.T, w *World) {
 	t.Cleanup(func() {
 		for _, f := range w.Failures() {
 			t.Error(f)
@@ -33,7 +40,14 @@ func newTriad(t *testing.T, cfg election.Config) *World {
 			t.Log(w.Trace())
 		}
 	})
-	return w
+}
+
+// cut cuts the links between member i and each of others, both ways.
+func cut(w *World, i int, others ...int) {
+	for _, j := range others {
+		w.SetLink(i, j, false)
+		w.SetLink(j, i, false)
+	}
 }
 
 // waitActive runs until a member other than not is active and returns it
@@ -49,6 +63,17 @@ func waitActive(t *testing.T, w *World, not int, within time.Duration) (int, tim
 	}
 	t.Fatalf("no member other than %d active within %v", not, within)
 	return -1, 0
+}
+
+// waitFor runs until a member other than not is active, fails unless it is
+// want, and returns the time it took.
+func waitFor(t *testing.T, w *World, not, want int, within time.Duration) time.Duration {
+	t.Helper()
+	a, took := waitActive(t, w, not, within)
+	if a != want {
+		t.Fatalf("want member %s to serve, got %d", w.Members[want].Name, a)
+	}
+	return took
 }
 
 // steady runs until the primary serves.
@@ -103,35 +128,26 @@ func TestTertiaryNeverServesAndServiceReturnsWithACandidate(t *testing.T) {
 		t.Fatalf("tertiary label %q", l)
 	}
 	w.Start(S)
-	a, took := waitActive(t, w, -1, 10*time.Second)
+	took := waitFor(t, w, -1, S, 10*time.Second)
 	t.Logf("secondary serves %v after it came back to the tertiary", took)
-	if a != S {
-		t.Fatalf("want the secondary to serve with the tertiary, got %d", a)
-	}
 }
 
 func TestActiveCutOffFromBothPeersStopsWithinPeerTimeout(t *testing.T) {
 	w := newTriad(t, defaults)
 	steady(t, w)
-	cut := w.Now
-	for _, x := range []int{S, T} {
-		w.SetLink(P, x, false)
-		w.SetLink(x, P, false)
-	}
+	at := w.Now
+	cut(w, P, S, T)
 	for w.Members[P].Active(w.Now) {
 		w.RunUntil(w.Now + time.Millisecond)
 	}
-	stopped := w.Now - cut
+	stopped := w.Now - at
 	// Its last grant echoed a heartbeat sent before the cut: it ends
 	// PeerTimeout later on the primary's (fast) clock.
 	if bound := w.Cfg.PeerTimeout; stopped > bound {
 		t.Fatalf("isolated active served %v after the cut, want at most %v", stopped, bound)
 	}
-	a, took := waitActive(t, w, P, 10*time.Second)
-	t.Logf("isolated primary stopped after %v; member %d serves %v after the cut", stopped, a, stopped+took)
-	if a != S {
-		t.Fatalf("want the secondary, got %d", a)
-	}
+	took := waitFor(t, w, P, S, 10*time.Second)
+	t.Logf("isolated primary stopped after %v; the secondary serves %v after the cut", stopped, stopped+took)
 }
 
 func TestActiveCutOffFromLeaseStoreKeepsServingWithItsQuorum(t *testing.T) {
@@ -154,16 +170,13 @@ func TestActiveCutOffFromLeaseStoreKeepsServingWithItsQuorum(t *testing.T) {
 	w.Crash(P)
 	neverActive(t, w, -1, 30*time.Second)
 	w.SetStore(S, true)
-	if a, _ := waitActive(t, w, P, 10*time.Second); a != S {
-		t.Fatalf("want the secondary once it reaches the store, got %d", a)
-	}
+	waitFor(t, w, P, S, 10*time.Second) // once it reaches the store
 }
 
 func TestSecondaryDoesNotTakeOverAPrimaryTheTertiaryReaches(t *testing.T) {
 	w := newTriad(t, defaults)
 	steady(t, w)
-	w.SetLink(P, S, false)
-	w.SetLink(S, P, false)
+	cut(w, P, S)
 	neverActive(t, w, S, 60*time.Second)
 	if !w.Members[P].Active(w.Now) {
 		t.Fatal("the primary stopped serving although the tertiary confirms it")
@@ -176,9 +189,7 @@ func TestMuteActiveIsReplaced(t *testing.T) {
 	steady(t, w)
 	w.SetLink(P, S, false)
 	w.SetLink(P, T, false)
-	if a, _ := waitActive(t, w, P, 10*time.Second); a != S {
-		t.Fatalf("want the secondary, got %d", a)
-	}
+	waitFor(t, w, P, S, 10*time.Second)
 }
 
 func TestPausedActiveDoesNotServeAfterResumeUntilConfirmed(t *testing.T) {
@@ -186,9 +197,7 @@ func TestPausedActiveDoesNotServeAfterResumeUntilConfirmed(t *testing.T) {
 	steady(t, w)
 	old := w.Members[P].Epoch()
 	w.Pause(P)
-	if a, _ := waitActive(t, w, P, 10*time.Second); a != S {
-		t.Fatalf("want the secondary to take over from a paused primary, got %d", a)
-	}
+	waitFor(t, w, P, S, 10*time.Second)
 	w.RunUntil(w.Now + time.Second)
 	served := false
 	w.OnServeStart = func(w *World, i int, epoch int64) {
@@ -219,27 +228,20 @@ func TestShortPauseOfActiveIsRidden(t *testing.T) {
 	w.RunUntil(w.Now + 1500*time.Millisecond)
 	w.Resume(P)
 	neverActive(t, w, S, 10*time.Second)
-	if a, _ := waitActive(t, w, -1, 5*time.Second); a != P {
-		t.Fatalf("want the primary back, got %d", a)
-	}
+	waitFor(t, w, -1, P, 5*time.Second)
 }
 
 func TestSwitchoverIsSubSecond(t *testing.T) {
 	w := newTriad(t, defaults)
 	steady(t, w)
 	w.Switchover(S)
-	a, took := waitActive(t, w, P, time.Second)
+	took := waitFor(t, w, P, S, time.Second)
 	t.Logf("secondary serves %v after the request", took)
-	if a != S {
-		t.Fatalf("want the secondary, got %d", a)
-	}
 	// And back: a switchover to the primary is honoured at once, failback
 	// delay or not.
 	w.RunUntil(w.Now + time.Second)
 	w.Switchover(P)
-	if a, _ := waitActive(t, w, S, time.Second); a != P {
-		t.Fatalf("want the primary, got %d", a)
-	}
+	waitFor(t, w, S, P, time.Second)
 }
 
 func TestSwitchoverToTertiaryIsIgnored(t *testing.T) {
@@ -257,10 +259,7 @@ func TestGracefulShutdownHandsOverWithinASecond(t *testing.T) {
 	steady(t, w)
 	w.Shutdown(P)
 	start := w.Now
-	a, took := waitActive(t, w, P, time.Second)
-	if a != S {
-		t.Fatalf("want the secondary, got %d", a)
-	}
+	took := waitFor(t, w, P, S, time.Second)
 	for w.Members[P].Alive {
 		w.RunUntil(w.Now + time.Millisecond)
 	}
@@ -289,9 +288,7 @@ func TestActiveRestartedAtOnceIsTakenOverWithoutWaitingForItsQuietPeriod(t *test
 	if a != S || took+300*time.Millisecond > hi {
 		t.Fatalf("member %d serves %v after the crash, want the secondary within %v", a, took+300*time.Millisecond, hi)
 	}
-	if a, _ := waitActive(t, w, S, 15*time.Second); a != P {
-		t.Fatalf("want failback to the primary, got %d", a)
-	}
+	waitFor(t, w, S, P, 15*time.Second) // failback
 }
 
 func TestFailbackWaitsForTheDelay(t *testing.T) {
@@ -320,9 +317,7 @@ func TestFailbackDelayRestartsWhenPrimaryFlaps(t *testing.T) {
 	w.RunUntil(w.Now + time.Second)
 	w.Start(P)
 	neverActive(t, w, P, 9*time.Second)
-	if a, _ := waitActive(t, w, S, 5*time.Second); a != P {
-		t.Fatalf("want failback to the primary, got %d", a)
-	}
+	waitFor(t, w, S, P, 5*time.Second) // failback
 }
 
 func TestManualFailbackLeavesSecondaryActive(t *testing.T) {
@@ -350,20 +345,14 @@ func TestRestartedVoterHonoursTheGrantOfItsFormerIncarnation(t *testing.T) {
 	for i := range w.Members {
 		w.Start(i)
 	}
+	watch(t, w)
 	steady(t, w)
-	w.SetLink(P, S, false)
-	w.SetLink(S, P, false)
+	cut(w, P, S)
 	w.RunUntil(w.Now + 3*time.Second)
-	w.SetLink(P, T, false)
-	w.SetLink(T, P, false)
+	cut(w, P, T)
 	w.Crash(T)
 	w.Start(T)
-	if a, _ := waitActive(t, w, P, 10*time.Second); a != S {
-		t.Fatalf("want the secondary, got %d", a)
-	}
-	for _, f := range w.Failures() {
-		t.Error(f)
-	}
+	waitFor(t, w, P, S, 10*time.Second)
 }
 
 func TestHandoverTargetThatCannotReachTheStoreIsPassedOver(t *testing.T) {
@@ -371,22 +360,17 @@ func TestHandoverTargetThatCannotReachTheStoreIsPassedOver(t *testing.T) {
 	steady(t, w)
 	w.Switchover(S)
 	w.SetStore(S, false) // the target loses the API server as the request lands
-	a, took := waitActive(t, w, -1, 5*time.Second)
-	t.Logf("member %d serves %v after the switchover to a target without the store", a, took)
-	if a != P {
-		t.Fatalf("want the primary to take the released Lease back, got %d", a)
-	}
+	// The primary takes the released Lease back.
+	took := waitFor(t, w, -1, P, 5*time.Second)
+	t.Logf("the primary serves %v after the switchover to a target without the store", took)
 }
 
 func TestRoleSwapInPlaceIsASubSecondSwitchover(t *testing.T) {
 	w := newTriad(t, defaults)
 	steady(t, w)
 	w.SwapRoles(P, S)
-	a, took := waitActive(t, w, P, time.Second)
+	took := waitFor(t, w, P, S, time.Second) // the new primary
 	t.Logf("the new primary serves %v after the roles were swapped", took)
-	if a != S {
-		t.Fatalf("want the new primary (member %d), got %d", S, a)
-	}
 	// The old primary is the secondary now: no failback to it, however long.
 	neverActive(t, w, P, 2*election.DefaultFailbackDelay)
 }

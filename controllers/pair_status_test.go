@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +17,10 @@ import (
 	"github.com/licenseha/licenseha/internal/group"
 )
 
-// computePairStatus, as a pure function: what it derives for each side and
-// for the pair, beyond the phase and Ready/Degraded tables of
-// status_test.go. Run with go test ./controllers/ -run 'TestPure'.
+// computePairStatus, as a pure function: the phase and Ready/Degraded for
+// each situation (checked against checkConsistent), the sync states, and
+// what it derives for each side and for the pair. Run with
+// go test ./controllers/ -run 'TestPurePair'.
 
 // pureSide describes a side as "<pod>/<ip>/<ready|notready>/<serving|idle>/<version>/<settings hash>/<licences>".
 func pureSide(s licensehav1.PairServerStatus) string {
@@ -37,6 +39,155 @@ func pureSide(s licensehav1.PairServerStatus) string {
 }
 
 func sidePod(side string, r group.MemberState) *corev1.Pod { return memberPod("plant", side, r) }
+
+func TestPurePairStatus(t *testing.T) {
+	const (
+		aa = licensehav1.ActiveActive
+		ap = licensehav1.ActivePassive
+	)
+	main := func(state string, peers ...string) *corev1.Pod { return pairMember("main", state, 5, "1.0", peers...) }
+	backup := func(state string, peers ...string) *corev1.Pod {
+		return pairMember("backup", state, 5, "1.0", peers...)
+	}
+	cases := []struct {
+		name      string
+		mode      licensehav1.PairMode
+		pods      map[string]*corev1.Pod
+		lease     *coordinationv1.Lease
+		blocked   *blocker
+		prevPhase licensehav1.PairPhase
+		prevSide  licensehav1.PairSide
+		want      want
+	}{{
+		name: "ActiveActive: both serve, connected and in sync", mode: aa,
+		pods: pods(main(group.StateActive, "backup"), backup(group.StateActive, "main")),
+		want: wantServing(licensehav1.ReasonMembersHealthy, "Active", ""),
+	}, {
+		name: "ActiveActive: both serve, disconnected", mode: aa,
+		pods: pods(main(group.StateActive), backup(group.StateActive)),
+		want: wantServing(licensehav1.ReasonMemberUnavailable, "Degraded", ""),
+	}, {
+		name: "ActiveActive: the backup is down", mode: aa,
+		pods: pods(main(group.StateActive)),
+		want: wantServing(licensehav1.ReasonMemberUnavailable, "Degraded", ""),
+	}, {
+		name: "ActiveActive: different server versions", mode: aa,
+		pods: pods(main(group.StateActive, "backup"), pairMember("backup", group.StateActive, 5, "1.1", "main")),
+		want: wantServing(licensehav1.ReasonVersionMismatch, "Degraded", ""),
+	}, {
+		name: "ActiveActive: neither serves though both are up, connected and in sync", mode: aa,
+		pods: pods(main(group.StateStandby, "backup"), backup(group.StateStandby, "main")), prevPhase: "Active",
+		want: wantNotServing(nil, "Degraded"),
+	}, {
+		name: "ActiveActive: both servers crashed", mode: aa, prevPhase: "Active",
+		pods: pods(crashed(main(group.StateActive, "backup")), crashed(backup(group.StateActive, "main"))),
+		want: wantNotServing(nil, "Degraded"),
+	}, {
+		name: "ActiveActive: forming, no pod runs", mode: aa, pods: pods(),
+		want: wantNotServing(nil, "Forming"),
+	}, {
+		name: "ActivePassive: the main holds the Lease and serves", mode: ap,
+		pods:  pods(main(group.StateActive, "backup"), backup(group.StateStandby, "main")),
+		lease: heldLease("plant-main", 1),
+		want:  wantServing(licensehav1.ReasonMembersHealthy, "Active", "main"),
+	}, {
+		name: "ActivePassive: the backup took over from the main", mode: ap, prevPhase: "Active", prevSide: "main",
+		pods:  pods(backup(group.StateActive)),
+		lease: heldLease("plant-backup", 2),
+		want:  wantServing(licensehav1.ReasonMemberUnavailable, "Degraded", "backup"),
+	}, {
+		name: "ActivePassive: the main reports active but nobody holds the Lease", mode: ap, prevPhase: "Active",
+		pods:  pods(main(group.StateActive, "backup"), backup(group.StateStandby, "main")),
+		lease: heldLease("", 1),
+		want:  wantNotServing(nil, "Degraded"),
+	}, {
+		name: "ActivePassive: both stand by, connected and in sync", mode: ap, prevPhase: "Active",
+		pods:  pods(main(group.StateStandby, "backup"), backup(group.StateStandby, "main")),
+		lease: heldLease("plant-main", 1),
+		want:  wantNotServing(nil, "Degraded"),
+	}, {
+		name: "ActivePassive: a licence Secret is gone while the main serves with full redundancy", mode: ap,
+		prevPhase: "Active", blocked: licenceMissing,
+		pods:  pods(main(group.StateActive, "backup"), backup(group.StateStandby, "main")),
+		lease: heldLease("plant-main", 1),
+		want:  wantBlocked(licenceMissing, licensehav1.ReasonSecretNotFound, "Degraded", "main"),
+	}, {
+		name: "ActiveActive: the backup's pod belongs to something else", mode: aa, blocked: otherGroupsPod,
+		pods: pods(main(group.StateActive)),
+		want: wantBlocked(otherGroupsPod, licensehav1.ReasonMemberUnavailable, "Failed", ""),
+	}, {
+		name: "ActivePassive: a predecessor's pods are being deleted", mode: ap, blocked: leftovers, pods: pods(),
+		want: wantNotServing(leftovers, "Forming"),
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := statusPair(2, tc.mode)
+			p.Status = licensehav1.LicenseBackupPairStatus{Phase: tc.prevPhase, ActiveServer: tc.prevSide}
+			st := pairStatusOf(t, p, pairInput{pods: tc.pods, lease: tc.lease, blocked: tc.blocked})
+			if got := gotWant(st.Conditions, string(st.Phase), string(st.ActiveServer)); got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+			serving := st.Main.Serving || st.Backup.Serving
+			if tc.mode == ap && serving != (st.ActiveServer != "") {
+				t.Errorf("a server serves (main %v, backup %v) but activeServer is %q", st.Main.Serving, st.Backup.Serving, st.ActiveServer)
+			}
+			checkConsistent(t, st.Conditions, serving, string(st.Phase), "Active")
+			for _, c := range st.Conditions {
+				if c.ObservedGeneration != 2 {
+					t.Errorf("%s: observedGeneration %d, want 2", c.Type, c.ObservedGeneration)
+				}
+			}
+		})
+	}
+}
+
+// TestPurePairSyncState: the pair's four sync states follow from the two agents'
+// reports; the Connected and Synchronized conditions agree with them.
+func TestPurePairSyncState(t *testing.T) {
+	member := func(side string, rev, filesRev int64, peers ...string) *corev1.Pod {
+		return memberPod("plant", side, group.MemberState{State: group.StateActive, Revision: rev, FilesRevision: filesRev,
+			ServerVersion: "1.0", Peers: peers})
+	}
+	for _, tc := range []struct {
+		name      string
+		pods      map[string]*corev1.Pod
+		syncPaths bool
+		want      licensehav1.SyncState
+	}{
+		{name: "connected, the backup holds the main's revision",
+			pods: pods(member("main", 5, 0, "backup"), member("backup", 5, 0, "main")), want: licensehav1.ConnectedSynchronized},
+		{name: "connected, the backup lags",
+			pods: pods(member("main", 6, 0, "backup"), member("backup", 5, 0, "main")), want: licensehav1.ConnectedNotSynchronized},
+		{name: "disconnected after syncing",
+			pods: pods(member("main", 5, 0), member("backup", 5, 0)), want: licensehav1.DisconnectedSynchronized},
+		{name: "the backup is down",
+			pods: pods(member("main", 5, 0)), want: licensehav1.DisconnectedNotSynchronized},
+		{name: "with sync paths, the files lag", syncPaths: true,
+			pods: pods(member("main", 5, 3, "backup"), member("backup", 5, 2, "main")), want: licensehav1.ConnectedNotSynchronized},
+		{name: "without sync paths, files are not compared",
+			pods: pods(member("main", 5, 3, "backup"), member("backup", 5, 2, "main")), want: licensehav1.ConnectedSynchronized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := statusPair(1, licensehav1.ActiveActive)
+			if tc.syncPaths {
+				p.Spec.Sync.Paths = []licensehav1.SyncPath{{Path: "labels"}}
+			}
+			st := pairStatusOf(t, p, pairInput{pods: tc.pods})
+			if st.SyncState != tc.want {
+				t.Errorf("sync state %s, want %s", st.SyncState, tc.want)
+			}
+			connected := tc.want == licensehav1.ConnectedSynchronized || tc.want == licensehav1.ConnectedNotSynchronized
+			synced := tc.want == licensehav1.ConnectedSynchronized || tc.want == licensehav1.DisconnectedSynchronized
+			if st.Connected != connected || meta.IsStatusConditionTrue(st.Conditions, licensehav1.ConditionConnected) != connected ||
+				st.Synchronized != synced || meta.IsStatusConditionTrue(st.Conditions, licensehav1.ConditionSynchronized) != synced {
+				t.Errorf("connected %v, synchronized %v, conditions %+v", st.Connected, st.Synchronized, st.Conditions)
+			}
+			if synced != (st.LastSyncTime != nil) {
+				t.Errorf("lastSyncTime %v with synchronized %v", st.LastSyncTime, synced)
+			}
+		})
+	}
+}
 
 func TestPurePairSides(t *testing.T) {
 	const (
@@ -255,7 +406,7 @@ func TestPurePairActiveServerAndFailovers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := statusPair(1, tc.mode)
-			p.Status = licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, ActiveServer: tc.prevSide, Failovers: tc.prevCount}
+			p.Status = licensehav1.LicenseBackupPairStatus{Phase: licensehav1.PairActive, ActiveServer: tc.prevSide, GroupStatus: licensehav1.GroupStatus{Failovers: tc.prevCount}}
 			st := pairStatusOf(t, p, pairInput{pods: tc.pods, lease: tc.lease})
 			if st.ActiveServer != tc.side || st.Failovers != tc.failovers {
 				t.Errorf("active %q failovers %d, want %q %d", st.ActiveServer, st.Failovers, tc.side, tc.failovers)
@@ -405,15 +556,6 @@ func TestPurePairUnknownVersionIsNoMismatch(t *testing.T) {
 	}
 }
 
-func containsAll(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
-}
-
 // A disconnected pair: never connected, the remote side reported as remote
 // (even when a leftover pod of its name is still there), synchronized per
 // the last bundle exported (main's cluster) or imported (backup's), and
@@ -483,5 +625,43 @@ func TestPureDisconnectedPair(t *testing.T) {
 				t.Errorf("Ready = %+v", ready)
 			}
 		})
+	}
+}
+
+func TestPureSyncStateOf(t *testing.T) {
+	for _, tc := range []struct {
+		connected, synchronized bool
+		want                    licensehav1.SyncState
+	}{
+		{true, true, licensehav1.ConnectedSynchronized},
+		{true, false, licensehav1.ConnectedNotSynchronized},
+		{false, true, licensehav1.DisconnectedSynchronized},
+		{false, false, licensehav1.DisconnectedNotSynchronized},
+	} {
+		if got := syncStateOf(tc.connected, tc.synchronized); got != tc.want {
+			t.Errorf("connected %v synchronized %v: %s, want %s", tc.connected, tc.synchronized, got, tc.want)
+		}
+	}
+}
+
+func TestPureSideLicenses(t *testing.T) {
+	st := &licensehav1.LicenseBackupPairStatus{
+		Main:   licensehav1.PairServerStatus{Licenses: []licensehav1.LicenseStatus{{ID: "LIC-M"}}},
+		Backup: licensehav1.PairServerStatus{Licenses: []licensehav1.LicenseStatus{{ID: "LIC-B1"}, {ID: "LIC-B2"}}},
+	}
+	for _, tc := range []struct {
+		side string
+		want []string
+	}{
+		{side: "main", want: []string{"LIC-M"}},
+		{side: "backup", want: []string{"LIC-B1", "LIC-B2"}},
+	} {
+		var got []string
+		for _, l := range sideLicenses(st, tc.side) {
+			got = append(got, l.ID)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s licences %v, want %v", tc.side, got, tc.want)
+		}
 	}
 }

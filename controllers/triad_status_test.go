@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -14,11 +15,13 @@ import (
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/internal/group"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 )
 
-// computeTriadStatus, as a pure function: what it derives for each member
-// and for the triad, beyond the phase and Ready/Degraded tables of
-// status_test.go. Run with go test ./controllers/ -run 'TestPure'.
+// computeTriadStatus, as a pure function: the phase and Ready/Degraded for
+// each situation (checked against checkConsistent), the quorum, and what it
+// derives for each member and for the triad. Run with
+// go test ./controllers/ -run 'TestPureTriad'.
 
 // pureTriadMember describes a member status as
 // "<name>/<role>/<pod>/<ip>/<ready|notready>/<state>[/<settings hash>]".
@@ -34,27 +37,180 @@ func pureTriadMember(m licensehav1.TriadMemberStatus) string {
 	return s
 }
 
-// withLabel, pending, deleting and unreported change a member pod.
-func withRoleLabel(p *corev1.Pod, role string) *corev1.Pod {
-	p.Labels[licensehav1.LabelRole] = role
-	return p
+func TestPureTriadStatus(t *testing.T) {
+	steady := steadyTriad
+	cases := []struct {
+		name    string
+		pods    map[string]*corev1.Pod
+		lease   *coordinationv1.Lease
+		blocked *blocker
+		want    want
+	}{{
+		name: "a serves, all three in contact and in sync",
+		pods: steady(), lease: heldLease("plant-a", 1),
+		want: wantServing(licensehav1.ReasonMembersHealthy, "Active", "a"),
+	}, {
+		name:  "a serves, the witness is down",
+		pods:  pods(triadMember("a", group.StateActive, 4, "b"), triadMember("b", group.StateStandby, 4, "a")),
+		lease: heldLease("plant-a", 1),
+		want:  wantServing(licensehav1.ReasonMemberUnavailable, "Degraded", "a"),
+	}, {
+		name: "a role edit left nobody active: all three up, in contact and holding the same state",
+		pods: pods(triadMember("a", group.StateStandby, 4, "b", "c"),
+			triadMember("b", group.StateStandby, 4, "a", "c"),
+			triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 3),
+		want:  wantNotServing(nil, "Degraded"),
+	}, {
+		name: "a reports active but b holds the Lease",
+		pods: steady(), lease: heldLease("plant-b", 2),
+		want: wantNotServing(nil, "Degraded"),
+	}, {
+		name: "the Lease holder's server crashed",
+		pods: pods(crashed(triadMember("a", group.StateActive, 4, "b", "c")),
+			triadMember("b", group.StateStandby, 4, "a", "c"),
+			triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 1),
+		want:  wantNotServing(nil, "Degraded"),
+	}, {
+		name:  "fewer than two members in contact",
+		pods:  pods(triadMember("a", group.StateFenced, 4), triadMember("b", group.StateStandby, 4)),
+		lease: heldLease("plant-a", 1),
+		want:  wantNotServing(nil, "NoQuorum"),
+	}, {
+		name: "forming: no pod runs, nobody ever held the Lease",
+		pods: pods(), lease: heldLease("", 0),
+		want: wantNotServing(nil, "Forming"),
+	}, {
+		name: "forming: no Lease yet",
+		pods: pods(),
+		want: wantNotServing(nil, "Forming"),
+	}, {
+		name: "the licence Secret is gone while a serves with full redundancy",
+		pods: steady(), lease: heldLease("plant-a", 1), blocked: licenceMissing,
+		want: wantBlocked(licenceMissing, licensehav1.ReasonSecretNotFound, "Degraded", "a"),
+	}, {
+		name: "the licence Secret is missing and nobody serves",
+		pods: pods(), blocked: licenceMissing,
+		want: wantNotServing(licenceMissing, "Forming"),
+	}, {
+		name:  "a member's pod belongs to something else, a serves",
+		pods:  pods(triadMember("a", group.StateActive, 4, "b"), triadMember("b", group.StateStandby, 4, "a")),
+		lease: heldLease("plant-a", 1), blocked: otherGroupsPod,
+		want: wantBlocked(otherGroupsPod, licensehav1.ReasonMemberUnavailable, "Failed", "a"),
+	}, {
+		name: "a predecessor's pods are being deleted",
+		pods: pods(), lease: heldLease("plant-a", 7), blocked: leftovers,
+		want: wantNotServing(leftovers, "NoQuorum"),
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			triad := statusTriad(3)
+			in := triadInput{pods: tc.pods, lease: tc.lease, blocked: tc.blocked}
+			st := triadStatusOf(t, triad, in)
+			if got := gotWant(st.Conditions, string(st.Phase), st.ActiveMember); got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+			checkConsistent(t, st.Conditions, st.ActiveMember != "", string(st.Phase), "Active")
+			for _, c := range st.Conditions {
+				if c.ObservedGeneration != 3 {
+					t.Errorf("%s: observedGeneration %d, want 3", c.Type, c.ObservedGeneration)
+				}
+			}
+		})
+	}
 }
 
-func pendingPod(p *corev1.Pod) *corev1.Pod {
-	p.Status.Phase = corev1.PodPending
-	p.Status.Conditions[0].Status = corev1.ConditionFalse
-	p.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
-	return p
-}
-
-func deletingPod(p *corev1.Pod) *corev1.Pod {
-	p.DeletionTimestamp = &statusNow
-	return p
-}
-
-func unreported(p *corev1.Pod) *corev1.Pod {
-	delete(p.Annotations, group.AnnotationMemberState)
-	return p
+// TestPureTriadQuorum: a member counts in the quorum when another member hears
+// it and it is not still joining; the quorum string, the count, the
+// QuorumSatisfied condition and the phase agree.
+func TestPureTriadQuorum(t *testing.T) {
+	joining := func(p *corev1.Pod) *corev1.Pod {
+		var r group.MemberState
+		_ = json.Unmarshal([]byte(p.Annotations[group.AnnotationMemberState]), &r)
+		r.Joining = true
+		raw, _ := json.Marshal(r)
+		p.Annotations[group.AnnotationMemberState] = string(raw)
+		return p
+	}
+	cases := []struct {
+		name     string
+		pods     map[string]*corev1.Pod
+		lease    *coordinationv1.Lease
+		quorum   string
+		in       int32
+		phase    licensehav1.TriadPhase
+		synced   bool
+		states   []licensehav1.MemberState
+		revision int64
+	}{{
+		name:  "all three hear each other",
+		pods:  steadyTriad(),
+		lease: heldLease("plant-a", 1), quorum: "3/3", in: 3, phase: licensehav1.TriadActive, synced: true, revision: 4,
+		states: []licensehav1.MemberState{licensehav1.MemberActive, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name: "b lags behind a's state",
+		pods: pods(triadMember("a", group.StateActive, 4, "b", "c"), triadMember("b", group.StateStandby, 3, "a", "c"),
+			triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 1), quorum: "3/3", in: 3, phase: licensehav1.TriadDegraded, revision: 4,
+		states: []licensehav1.MemberState{licensehav1.MemberActive, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name: "c is still joining after a restart",
+		pods: pods(triadMember("a", group.StateActive, 4, "b", "c"), triadMember("b", group.StateStandby, 4, "a", "c"),
+			joining(triadMember("c", group.StateWitness, 4, "a", "b"))),
+		lease: heldLease("plant-a", 1), quorum: "2/3", in: 2, phase: licensehav1.TriadDegraded, synced: true, revision: 4,
+		states: []licensehav1.MemberState{licensehav1.MemberActive, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name: "c reports hearing a and b, but nobody hears c (a frozen last report)",
+		pods: pods(triadMember("a", group.StateActive, 4, "b"), triadMember("b", group.StateStandby, 4, "a"),
+			triadMember("c", group.StateWitness, 4, "a", "b")),
+		lease: heldLease("plant-a", 1), quorum: "2/3", in: 2, phase: licensehav1.TriadDegraded, synced: true, revision: 4,
+		states: []licensehav1.MemberState{licensehav1.MemberActive, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name: "the active crashed: its report no longer counts",
+		pods: pods(crashed(triadMember("a", group.StateActive, 4, "b", "c")), triadMember("b", group.StateStandby, 4, "c"),
+			triadMember("c", group.StateWitness, 4, "b")),
+		lease: heldLease("plant-a", 1), quorum: "2/3", in: 2, phase: licensehav1.TriadDegraded,
+		states: []licensehav1.MemberState{licensehav1.MemberUnhealthy, licensehav1.MemberStandby, licensehav1.MemberWitness},
+	}, {
+		name:  "one member alone",
+		pods:  pods(triadMember("a", group.StateFenced, 4)),
+		lease: heldLease("plant-a", 2), quorum: "0/3", in: 0, phase: licensehav1.TriadNoQuorum,
+		states: []licensehav1.MemberState{licensehav1.MemberFenced, licensehav1.MemberPending, licensehav1.MemberPending},
+	}, {
+		name: "forming: no pod reports yet", pods: pods(), quorum: "0/3", in: 0, phase: licensehav1.TriadForming,
+		states: []licensehav1.MemberState{licensehav1.MemberPending, licensehav1.MemberPending, licensehav1.MemberPending},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := triadStatusOf(t, statusTriad(5), triadInput{pods: tc.pods, lease: tc.lease})
+			if st.Quorum != tc.quorum || st.MembersInQuorum != tc.in || st.Phase != tc.phase ||
+				st.Sync.Synchronized != tc.synced || st.Sync.Revision != tc.revision {
+				t.Errorf("quorum %s (%d), phase %s, synchronized %v at %d; want %s (%d), %s, %v at %d",
+					st.Quorum, st.MembersInQuorum, st.Phase, st.Sync.Synchronized, st.Sync.Revision,
+					tc.quorum, tc.in, tc.phase, tc.synced, tc.revision)
+			}
+			var states []licensehav1.MemberState
+			for i, m := range st.Members {
+				states = append(states, m.State)
+				if want := "plant-" + testfixtures.TriadMembers[i]; m.Name != testfixtures.TriadMembers[i] || m.Pod != want {
+					t.Errorf("member %d is %s (pod %s), want %s", i, m.Name, m.Pod, want)
+				}
+			}
+			if !reflect.DeepEqual(states, tc.states) {
+				t.Errorf("member states %v, want %v", states, tc.states)
+			}
+			q := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionQuorumSatisfied)
+			if q == nil || (q.Status == metav1.ConditionTrue) != (tc.in >= 2) {
+				t.Errorf("QuorumSatisfied %+v with %d members in quorum", q, tc.in)
+			}
+			s := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionSynchronized)
+			if s == nil || (s.Status == metav1.ConditionTrue) != tc.synced {
+				t.Errorf("Synchronized %+v, want %v", s, tc.synced)
+			}
+			checkConsistent(t, st.Conditions, st.ActiveMember != "", string(st.Phase), "Active")
+		})
+	}
 }
 
 func TestPureTriadMembers(t *testing.T) {
@@ -175,11 +331,11 @@ func TestPureTriadEpochAndFailovers(t *testing.T) {
 			epoch: 3, failovers: 2},
 		{name: "takeover seen: stamped now", prev: licensehav1.LicenseTriadStatus{Epoch: 1}, lease: heldLease("plant-b", 2),
 			epoch: 2, failovers: 1, lastFailover: &statusNow},
-		{name: "two takeovers between reconciles", prev: licensehav1.LicenseTriadStatus{Epoch: 2, Failovers: 1, LastFailoverTime: &earlier},
+		{name: "two takeovers between reconciles", prev: licensehav1.LicenseTriadStatus{Epoch: 2, GroupStatus: licensehav1.GroupStatus{Failovers: 1}, LastFailoverTime: &earlier},
 			lease: heldLease("plant-a", 4), epoch: 4, failovers: 3, lastFailover: &statusNow},
-		{name: "steady: the last failover time is kept", prev: licensehav1.LicenseTriadStatus{Epoch: 4, Failovers: 3, LastFailoverTime: &earlier},
+		{name: "steady: the last failover time is kept", prev: licensehav1.LicenseTriadStatus{Epoch: 4, GroupStatus: licensehav1.GroupStatus{Failovers: 3}, LastFailoverTime: &earlier},
 			lease: heldLease("plant-a", 4), epoch: 4, failovers: 3, lastFailover: &earlier},
-		{name: "the Lease is gone: the count is kept", prev: licensehav1.LicenseTriadStatus{Epoch: 4, Failovers: 3, LastFailoverTime: &earlier},
+		{name: "the Lease is gone: the count is kept", prev: licensehav1.LicenseTriadStatus{Epoch: 4, GroupStatus: licensehav1.GroupStatus{Failovers: 3}, LastFailoverTime: &earlier},
 			epoch: 0, failovers: 3, lastFailover: &earlier},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,10 +362,20 @@ func TestPureTriadConditions(t *testing.T) {
 		status          metav1.ConditionStatus
 		reason, message string
 	}
-	steady := func() map[string]*corev1.Pod {
-		return pods(triadMember("a", group.StateActive, 4, "b", "c"), triadMember("b", group.StateStandby, 4, "a", "c"),
-			triadMember("c", group.StateWitness, 4, "a", "b"))
+	quorum := cond{"True", "Quorum", "At least two members are in contact"}
+	noQuorum := cond{"False", "NoQuorum", "Fewer than two members are in contact; nobody may serve"}
+	inSync := cond{"True", "InSync", "Every member holds the latest state"}
+	// notServing is what nobody serving sets, saying why; Synchronized
+	// follows from it.
+	notServing := func(why string, quorumSatisfied cond) map[string]cond {
+		return map[string]cond{
+			"Ready":           {"False", "NotServing", why},
+			"QuorumSatisfied": quorumSatisfied,
+			"Synchronized":    {"False", "OutOfSync", "No member serves, so no member holds a latest state the others could follow"},
+			"Degraded":        {"True", "NoActiveMember", why},
+		}
 	}
+	steady := steadyTriad
 	for _, tc := range []struct {
 		name    string
 		pods    map[string]*corev1.Pod
@@ -220,8 +386,8 @@ func TestPureTriadConditions(t *testing.T) {
 		name: "healthy", pods: steady(), lease: heldLease("plant-a", 1),
 		want: map[string]cond{
 			"Ready":           {"True", "Serving", "Member a serves"},
-			"QuorumSatisfied": {"True", "Quorum", "At least two members are in contact"},
-			"Synchronized":    {"True", "InSync", "Every member holds the latest state"},
+			"QuorumSatisfied": quorum,
+			"Synchronized":    inSync,
 			"Degraded":        {"False", "MembersHealthy", "All three members are up, in contact and in sync"},
 		},
 	}, {
@@ -230,43 +396,28 @@ func TestPureTriadConditions(t *testing.T) {
 			triadMember("c", group.StateWitness, 4, "a", "b")),
 		want: map[string]cond{
 			"Ready":           {"True", "Serving", "Member a serves"},
-			"QuorumSatisfied": {"True", "Quorum", "At least two members are in contact"},
+			"QuorumSatisfied": quorum,
 			"Synchronized":    {"False", "OutOfSync", "A member does not hold the latest state yet"},
 			"Degraded": {"True", "MemberUnavailable",
 				"Serving without full redundancy: a member is down, out of contact or out of sync"},
 		},
 	}, {
 		name: "forming", pods: pods(),
-		want: map[string]cond{
-			"Ready":           {"False", "NotServing", "No member serves yet: the triad is forming"},
-			"QuorumSatisfied": {"False", "NoQuorum", "Fewer than two members are in contact; nobody may serve"},
-			"Synchronized":    {"False", "OutOfSync", "No member serves, so no member holds a latest state the others could follow"},
-			"Degraded":        {"True", "NoActiveMember", "No member serves yet: the triad is forming"},
-		},
+		want: notServing("No member serves yet: the triad is forming", noQuorum),
 	}, {
 		name: "no quorum after having served", pods: pods(triadMember("a", group.StateFenced, 4)), lease: heldLease("plant-a", 2),
-		want: map[string]cond{
-			"Ready":           {"False", "NotServing", "No member serves: fewer than two members are in contact"},
-			"QuorumSatisfied": {"False", "NoQuorum", "Fewer than two members are in contact; nobody may serve"},
-			"Synchronized":    {"False", "OutOfSync", "No member serves, so no member holds a latest state the others could follow"},
-			"Degraded":        {"True", "NoActiveMember", "No member serves: fewer than two members are in contact"},
-		},
+		want: notServing("No member serves: fewer than two members are in contact", noQuorum),
 	}, {
 		name: "quorum, nobody serves", lease: heldLease("plant-a", 2),
 		pods: pods(triadMember("a", group.StateStandby, 4, "b", "c"), triadMember("b", group.StateStandby, 4, "a", "c"),
 			triadMember("c", group.StateWitness, 4, "a", "b")),
-		want: map[string]cond{
-			"Ready":           {"False", "NotServing", "No member serves"},
-			"QuorumSatisfied": {"True", "Quorum", "At least two members are in contact"},
-			"Synchronized":    {"False", "OutOfSync", "No member serves, so no member holds a latest state the others could follow"},
-			"Degraded":        {"True", "NoActiveMember", "No member serves"},
-		},
+		want: notServing("No member serves", quorum),
 	}, {
 		name: "a failure blocks a healthy triad", pods: steady(), lease: heldLease("plant-a", 1), blocked: otherGroupsPod,
 		want: map[string]cond{
 			"Ready":           {"False", otherGroupsPod.reason, otherGroupsPod.message},
-			"QuorumSatisfied": {"True", "Quorum", "At least two members are in contact"},
-			"Synchronized":    {"True", "InSync", "Every member holds the latest state"},
+			"QuorumSatisfied": quorum,
+			"Synchronized":    inSync,
 			"Degraded":        {"True", otherGroupsPod.reason, otherGroupsPod.message},
 			"Stalled":         {"True", otherGroupsPod.reason, otherGroupsPod.message},
 		},
@@ -329,14 +480,6 @@ func TestPureTriadKeepsOtherConditionsAndTimes(t *testing.T) {
 	if lv := meta.FindStatusCondition(st.Conditions, licensehav1.ConditionLicenseValid); lv.ObservedGeneration != 0 {
 		t.Errorf("LicenseValid was rewritten: %+v", lv)
 	}
-}
-
-func keysOf[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // TestPureTriadSync: the revision is the active member's; the triad is
@@ -429,8 +572,7 @@ func TestPureTriadSettings(t *testing.T) {
 
 // TestPureTriadBlockedPhases: what a blocker does to each phase.
 func TestPureTriadBlockedPhases(t *testing.T) {
-	steady := pods(triadMember("a", group.StateActive, 4, "b", "c"), triadMember("b", group.StateStandby, 4, "a", "c"),
-		triadMember("c", group.StateWitness, 4, "a", "b"))
+	steady := steadyTriad()
 	for _, tc := range []struct {
 		name    string
 		pods    map[string]*corev1.Pod
@@ -458,5 +600,27 @@ func TestPureTriadBlockedPhases(t *testing.T) {
 				t.Errorf("Ready %s (%s), want False with the blocker's reason %s", ready.Status, ready.Reason, tc.blocked.reason)
 			}
 		})
+	}
+}
+
+func TestPureMemberStandingBy(t *testing.T) {
+	tr := statusTriad(1)
+	tr.Status.Members = []licensehav1.TriadMemberStatus{
+		{Name: "a", Ready: true, State: licensehav1.MemberStandby},
+		{Name: "b", Ready: false, State: licensehav1.MemberStandby},
+		{Name: "c", Ready: true, State: licensehav1.MemberWitness},
+	}
+	for _, tc := range []struct {
+		member string
+		want   bool
+	}{
+		{member: "a", want: true},
+		{member: "b"}, // not ready: it failed rather than handing over
+		{member: "c"}, // a witness is not standing by to serve
+		{member: "zz"},
+	} {
+		if got := memberStandingBy(tr, tc.member); got != tc.want {
+			t.Errorf("member %s standing by: %v, want %v", tc.member, got, tc.want)
+		}
 	}
 }
