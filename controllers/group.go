@@ -55,7 +55,7 @@ type groupReconciler struct {
 }
 
 // FieldManager is the field manager of every write the operator makes.
-const FieldManager = "licenseha-operator"
+const FieldManager = group.FieldManagerOperator
 
 // ensureFinalizer adds the dissolve finalizer with a patch that touches only
 // metadata; the operator never writes a group's spec. It patches a copy, so

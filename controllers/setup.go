@@ -148,7 +148,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 			return fmt.Errorf("reading the trusted licence keys: %w", err)
 		}
 	}
-	recorder := mgr.GetEventRecorder("licenseha-operator")
+	recorder := mgr.GetEventRecorder(FieldManager)
 	base := groupReconciler{
 		Client:      c,
 		APIReader:   mgr.GetAPIReader(),

@@ -110,9 +110,9 @@ func (r *LicenseTriadReconciler) recordTransitions(ctx context.Context, t *licen
 		switch {
 		case t.Status.Epoch <= 1:
 			emit(corev1.EventTypeNormal, EventFormed, "Elect", fmt.Sprintf("Member %s serves", cur))
-		case reason == "Failback" || (reason == "" && roleOf(cur) == licensehav1.RolePrimary):
+		case reason == group.LeaseReasonFailback || (reason == "" && roleOf(cur) == licensehav1.RolePrimary):
 			emit(corev1.EventTypeNormal, EventFailedBack, "Failback", fmt.Sprintf("Primary %s serves again (epoch %d)", cur, t.Status.Epoch))
-		case reason == "Switchover" || reason == "Shutdown" || reason == "RoleChange" || reason == "ServerUnhealthy" ||
+		case reason == group.LeaseReasonSwitchover || reason == group.LeaseReasonShutdown || reason == group.LeaseReasonRoleChange || reason == group.LeaseReasonUnhealthy ||
 			(reason == "" && prev != "" && memberStandingBy(t, prev)):
 			emit(corev1.EventTypeNormal, EventSwitchedOver, "Switchover", fmt.Sprintf("Member %s handed over to %s (epoch %d)", prev, cur, t.Status.Epoch))
 		default:
