@@ -169,6 +169,10 @@ func Run(ctx context.Context, opts Options) error {
 	// that the handover on SIGTERM completes before it stops.
 	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
 	srvDone := make(chan struct{})
+	if opts.StopToFence {
+		// Not running until this member serves.
+		a.procs.hold(0)
+	}
 	go reapOrphans(srvCtx, a.procs.waitsFor, a.log.WithName("reaper"))
 	go func() {
 		defer close(srvDone)
@@ -179,8 +183,6 @@ func Run(ctx context.Context, opts Options) error {
 	a.watch(ctx)
 	go a.serveHTTP(ctx)
 	if opts.StopToFence {
-		// Not running until this member serves.
-		a.procs.hold(0)
 		go a.control.watchdog(ctx)
 	} else {
 		go a.collectLicences(ctx)

@@ -44,6 +44,9 @@ type Supervisor struct {
 	exited   chan struct{}
 }
 
+// errHeld: the process was not started because it is held.
+var errHeld = errors.New("held")
+
 // Status is what the supervisor knows about the server process.
 type Status struct {
 	Running  bool
@@ -93,7 +96,9 @@ func (s *Supervisor) Run(ctx context.Context, grace time.Duration) error {
 			continue
 		}
 		started := time.Now()
-		if err := s.start(); err != nil {
+		if err := s.start(); errors.Is(err, errHeld) {
+			continue
+		} else if err != nil {
 			s.Log.Error(err, "Starting the server failed", "command", s.Command[0])
 		} else {
 			select {
@@ -139,6 +144,18 @@ func (s *Supervisor) start() error {
 	}
 	s.spawn.Lock()
 	defer s.spawn.Unlock()
+	s.mu.Lock()
+	held := s.held
+	s.mu.Unlock()
+	if held {
+		// Held between Run's check and here: Hold saw nothing running,
+		// so nothing may start.
+		if statusW != nil {
+			statusR.Close()
+			statusW.Close()
+		}
+		return errHeld
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = os.Environ()
@@ -203,7 +220,12 @@ func (s *Supervisor) heldChan() chan struct{} {
 // stopped until Release: how a vendor server without licenseha's admin API
 // is fenced. It returns once the process is gone.
 func (s *Supervisor) Hold(grace time.Duration) {
+	// A start in progress completes (and is seen running) before the hold
+	// is set, or sees the hold and does not start: never a process that
+	// runs although held.
+	s.spawn.Lock()
 	s.mu.Lock()
+	s.spawn.Unlock()
 	if s.held {
 		// Already stopping or stopped. A hold without grace (a serve
 		// deadline passed) must not wait for a process that ignores the

@@ -143,3 +143,25 @@ func TestHoldLeavesNoChildBehind(t *testing.T) {
 	s.Hold(5 * time.Second)
 	waitFor(t, "the child is gone", func() bool { return !alive(child) })
 }
+
+// TestHoldRightAfterStartKeepsItStopped: a hold that meets the first start
+// (the agent holds a vendor server as it starts supervising) leaves nothing
+// running. Before, a start in progress finished after the hold and the
+// server ran although held: a standby served beside the active.
+func TestHoldRightAfterStartKeepsItStopped(t *testing.T) {
+	for i := range 30 {
+		s := &Supervisor{Command: []string{"sleep", "60"}, Log: logr.Discard()}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = s.Run(ctx, 100*time.Millisecond); close(done) }()
+		time.Sleep(time.Duration(i%6) * 200 * time.Microsecond)
+		s.Hold(0)
+		time.Sleep(30 * time.Millisecond)
+		running := s.Status().Running
+		cancel()
+		<-done
+		if running {
+			t.Fatalf("round %d: the server runs although held", i)
+		}
+	}
+}
