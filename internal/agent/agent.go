@@ -196,7 +196,11 @@ func Run(ctx context.Context, opts Options) error {
 	defer stopLoop()
 	go a.loop(loopCtx)
 	log.Info("Agent started", "kind", opts.GroupKind)
+	// spec.sync.paths of both kinds; a pair's main syncs once more on a
+	// deliberate stop before the agent exits.
+	filesDone := a.files.start(ctx)
 	err = driver.Run(ctx)
+	filesDone()
 	a.drain(ctx)
 	return err
 }

@@ -66,7 +66,6 @@ func (d *pairDriver) Run(ctx context.Context) error {
 	cfg := d.a.config()
 	memberHealthOf.Store(d.a, d.health)
 	defer memberHealthOf.Delete(d.a)
-	defer d.a.files.start(ctx)() // extra data folders; the main syncs once more on a deliberate stop
 	if !d.a.opts.StopToFence {
 		go d.keepAliases(ctx)
 	}

@@ -78,6 +78,12 @@ func (c *serverControl) Apply(ctx context.Context, cmd election.ServerCommand) e
 // SIGTERM before it is killed, at most: never past its serve deadline.
 const fenceGrace = 5 * time.Second
 
+// finalPublishReserve is the part of the time left until the serve
+// deadline that a fenced member with synced folders keeps for publishing
+// what its server wrote while stopping: the server is killed that much
+// earlier, so a member that takes over at the deadline reads it.
+const finalPublishReserve = 500 * time.Millisecond
+
 func (c *serverControl) applyByProcess(ctx context.Context, cmd election.ServerCommand) error {
 	if cmd.Mode == election.Serve {
 		if int64(cmd.Until) <= boottime.Now() {
@@ -100,11 +106,17 @@ func (c *serverControl) applyByProcess(ctx context.Context, cmd election.ServerC
 	// past the time another member may start. The deadline stays set
 	// until the processes are gone, so the watchdog kills them there even
 	// if this hold started earlier with a longer grace.
+	wasServing := !c.a.procs.held()
 	grace := fenceGrace
 	if d := c.deadline.Load(); d != 0 {
-		grace = min(grace, max(time.Duration(d-boottime.Now()), 0))
+		left := time.Duration(d - boottime.Now())
+		if _, syncs := c.a.files.active(); syncs && wasServing {
+			// The final file publication must land before another member
+			// may start and read it.
+			left -= finalPublishReserve
+		}
+		grace = min(grace, max(left, 0))
 	}
-	wasServing := !c.a.procs.held()
 	c.a.procs.hold(grace) // returns once the processes are gone
 	c.deadline.Store(0)
 	c.noteApplied(server.RoleStandby, uint64(max(cmd.Epoch, 0)))

@@ -523,7 +523,7 @@ func TestAgentRBACTable(t *testing.T) {
 			wantGrants := map[string][]string{
 				"configmaps/" + group.ConfigName(g.Name): {"list", "watch"},
 				"configmaps/" + StateConfigMap(g).Name:   {"list", "watch", "update"},
-				"secrets/" + StateSecret(g).Name:         {"list", "watch", "update", "patch"},
+				"secrets/" + StateSecret(g).Name:         {"get", "list", "watch", "update", "patch"},
 				"leases/" + Lease(g).Name:                {"get", "update"},
 			}
 			for _, p := range pods {

@@ -173,7 +173,8 @@ func AgentServiceAccount(g Group) *corev1.ServiceAccount {
 // restricted to the group's own objects by name, each verb one the agent
 // uses: watch the group config (list and watch with a name selector), watch
 // and write the synced state (the ConfigMap by update, the Secret by update
-// and patch), hold the Lease (get, update; the operator creates it), and
+// and patch; a get of the Secret reads the newest synced files on a takeover
+// and before a final publication), hold the Lease (get, update; the operator creates it), and
 // label their pods (watch, patch). RBAC cannot restrict a patch to one pod of
 // the group or to some fields: the ValidatingAdmissionPolicy
 // licenseha-agent-pods (config/admission) confines each agent to its own
@@ -192,7 +193,7 @@ func AgentRole(g Group) *rbacv1.Role {
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{group.StateName(g.Name)},
 				Verbs: []string{"list", "watch", "update"}},
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{group.StateName(g.Name)},
-				Verbs: []string{"list", "watch", "update", "patch"}},
+				Verbs: []string{"get", "list", "watch", "update", "patch"}},
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{group.LeaseName(g.Name)},
 				Verbs: []string{"get", "update"}},
 			{APIGroups: []string{""}, Resources: []string{"pods"}, ResourceNames: pods,

@@ -38,7 +38,9 @@ func main() {
 	switch os.Args[1] {
 	case "child":
 		signal.Ignore(syscall.SIGTERM)
-		select {}
+		for {
+			time.Sleep(time.Hour)
+		}
 	case "helper":
 		helper(os.Args[2:])
 	case "serve":
