@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -127,8 +128,8 @@ func standInProcesses(ctx context.Context, ns, pod string) []string {
 	for _, pid := range harness.PodProcesses(string(p.UID)) {
 		cmd, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
 		stat, _ := os.ReadFile(filepath.Join("/proc", pid, "stat"))
-		if !strings.Contains(string(cmd), "vendorstandin") && !strings.Contains(string(stat), "(vendorstandin)") {
-			continue
+		if !strings.Contains(string(stat), "(vendorstandin)") {
+			continue // the agent and the pause process
 		}
 		state := "?"
 		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && len(stat) > i+2 {
@@ -194,7 +195,27 @@ var _ = Describe("A vendor server stand-in", Label("e2e"), func() {
 		Consistently(func() int64 { return lastOf("a") }, 3*time.Second, time.Second).Should(BeNumerically(">", 0))
 
 		By("a planned handover (the active pod is deleted): the stand-in ignores SIGTERM, the taker starts from its last state")
+		// The deleted pod's log goes with it: follow it, printed on failure.
+		followLog := func(member, label string) {
+			out := filepath.Join(GinkgoT().TempDir(), label+".log")
+			cmd := exec.CommandContext(wctx, filepath.Join(env.K8sBin, "kubectl"), "-n", ns, "logs", "-f", group.PodName(name, member))
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
+			f, err := os.Create(out)
+			Expect(err).NotTo(HaveOccurred())
+			cmd.Stdout, cmd.Stderr = f, f
+			Expect(cmd.Start()).To(Succeed())
+			DeferCleanup(func() {
+				if CurrentSpecReport().Failed() {
+					b, _ := os.ReadFile(out)
+					GinkgoWriter.Printf("--- log of %s ---\n%s\n", label, b)
+				}
+			})
+		}
+		followLog("a", "a")
+		followLog("b", "b")
 		beforeDelete := lastOf("a")
+		oldA := &corev1.Pod{}
+		Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, "a")}, oldA)).To(Succeed())
 		start := time.Now()
 		Expect(env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.PodName(name, "a")}})).To(Succeed())
 		st := servesAlone("b", 30*time.Second)
@@ -203,7 +224,13 @@ var _ = Describe("A vendor server stand-in", Label("e2e"), func() {
 			"b started from %d, a had counted to %d before its pod was deleted", st.StartedFrom, beforeDelete)
 
 		By("failback to the new pod a: it starts from b's state")
+		Eventually(func() bool {
+			p := &corev1.Pod{}
+			err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, "a")}, p)
+			return err == nil && p.UID != oldA.UID && p.Status.PodIP != ""
+		}, 90*time.Second, 200*time.Millisecond).Should(BeTrue(), "the operator recreates pod a")
 		w.setURLs(ctx, ns, name)
+		followLog("a", "new a")
 		Eventually(func() bool { who, _, ok := w.alone(); return ok && who == "a" }, 90*time.Second, 100*time.Millisecond).
 			Should(BeTrue(), "failback to a: %s", w.history())
 		st = servesAlone("a", 10*time.Second)
