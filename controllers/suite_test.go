@@ -28,7 +28,7 @@ import (
 
 	"github.com/licenseha/licenseha/controllers"
 	"github.com/licenseha/licenseha/internal/testenv"
-	"github.com/licenseha/licenseha/pkg/licensing"
+	"github.com/licenseha/licenseha/internal/testfixtures"
 	"github.com/licenseha/licenseha/pkg/notify"
 )
 
@@ -89,12 +89,9 @@ var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	ctx, cancel = context.WithCancel(context.Background())
 
-	pub, priv, err := licensing.GenerateKey()
-	Expect(err).NotTo(HaveOccurred())
-	signingKey = priv
-	trustedKeys, err = licensing.EncodePublicKey(pub)
-	Expect(err).NotTo(HaveOccurred())
+	signingKey, trustedKeys = testfixtures.SigningKey(GinkgoT())
 
+	var err error
 	testEnv, err = testenv.Start(testenv.Options{
 		// envtest's default Service range is a /24: 254 ClusterIPs, fewer
 		// than the Services of the scale benchmark's triads.

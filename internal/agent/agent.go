@@ -309,6 +309,18 @@ func ticked(ctx context.Context, t *time.Ticker) bool {
 	}
 }
 
+// every runs f at once and then every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		f()
+		if !ticked(ctx, t) {
+			return
+		}
+	}
+}
+
 // loop applies the desired role, syncs state and reports on the pod.
 func (a *Agent) loop(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)

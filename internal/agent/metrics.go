@@ -113,9 +113,7 @@ func (m *agentMetrics) setRole(label string) {
 // collectLicences refreshes the seat gauges from the server, every few
 // seconds, until ctx ends.
 func (a *Agent) collectLicences(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
+	every(ctx, 5*time.Second, func() {
 		if lics, err := a.admin.Licenses(ctx); err == nil {
 			for _, l := range lics {
 				if l.Valid {
@@ -125,10 +123,5 @@ func (a *Agent) collectLicences(ctx context.Context) {
 			}
 		}
 		a.metrics.observeRestarts(a.procs.server.Status().Restarts)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }

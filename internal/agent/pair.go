@@ -98,9 +98,7 @@ func (d *pairDriver) peers() []string {
 // probePeer asks the other member's agent for its status, every second.
 func (d *pairDriver) probePeer(ctx context.Context) {
 	client := &http.Client{Timeout: 500 * time.Millisecond}
-	t := time.NewTicker(peerProbeInterval)
-	defer t.Stop()
-	for {
+	every(ctx, peerProbeInterval, func() {
 		cfg := d.a.config()
 		var st *peerStatus
 		answered := false
@@ -109,12 +107,7 @@ func (d *pairDriver) probePeer(ctx context.Context) {
 		}
 		d.peer.observe(st, answered, boottime.Now())
 		d.a.setPeers(d.peers())
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // fetchPeerStatus asks one agent for its status: st is nil unless it
@@ -144,10 +137,8 @@ func fetchPeerStatus(ctx context.Context, client *http.Client, url string) (st *
 // agent loop's latest state poll (no request of its own) and the
 // supervisor's view of the process.
 func (d *pairDriver) watchServer(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
 	was := false
-	for {
+	every(ctx, 250*time.Millisecond, func() {
 		ps := d.a.procs.server.Status()
 		s := serverSample{StopToFence: d.a.opts.StopToFence, Running: ps.Running, Restarts: ps.Restarts}
 		if s.StopToFence {
@@ -165,20 +156,13 @@ func (d *pairDriver) watchServer(ctx context.Context) {
 				d.a.log.Info("License server cannot serve", "running", ps.Running, "restarts", ps.Restarts)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // keepAliases tells the server which of the other side's licences it serves.
 func (d *pairDriver) keepAliases(ctx context.Context) {
 	var last string
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
+	every(ctx, 2*time.Second, func() {
 		aliases := d.aliases(d.a.config())
 		key := fmt.Sprint(aliases)
 		if key != last {
@@ -186,12 +170,7 @@ func (d *pairDriver) keepAliases(ctx context.Context) {
 				last = key
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 func metaOf(namespace, name string) metav1.ObjectMeta {
