@@ -45,9 +45,10 @@ const (
 // fileSync syncs spec.sync.paths of the server's data folder. The
 // publisher (a pair's main; a triad's member whose server serves) scans
 // every SyncIntervalSeconds and publishes what changed; the others apply
-// each new revision. A pair's main publishes once more on SIGTERM; a triad
-// member publishes once more after its fenced processes stopped (final),
-// unless another member has published since, and a member taking over
+// each new revision (an ActivePassive backup not while its vendor server
+// runs). A pair's main publishes once more on SIGTERM; a member whose
+// fenced processes stopped publishes once more (final) — a triad member
+// unless another member has published since — and a member taking over
 // applies the newest revision before its processes start (catchUp). Inert
 // without sync paths.
 type fileSync struct {
@@ -63,6 +64,8 @@ type fileSync struct {
 	dataDir string
 	config  func() *group.Config
 	enabled bool
+	// vendor: the server is a vendor's, fenced by stopping it.
+	vendor bool
 	// publisher is what the loop last acted as.
 	publisher bool
 
@@ -105,6 +108,7 @@ func newFileSync(a *Agent) *fileSync {
 			return a.applied.role == server.RoleActive
 		},
 		enabled:   a.opts.DataDir != "",
+		vendor:    a.opts.StopToFence,
 		publisher: pair && a.opts.Member == group.SideMain,
 	}
 }
@@ -280,7 +284,7 @@ func (f *fileSync) backupCycle(ctx context.Context) {
 	f.cycle.Lock()
 	defer f.cycle.Unlock()
 	cfg, ok := f.active()
-	if !ok {
+	if !ok || f.holdsOwnFiles(cfg) {
 		return
 	}
 	interval := cfg.SyncInterval()
@@ -328,6 +332,15 @@ func (f *fileSync) backupCycle(ctx context.Context) {
 	} else if !rep.Complete() {
 		f.log.Error(fmt.Errorf("%d files still differ from the main's after a full cycle", len(rep.Stale)), "Synced files incomplete", "first", rep.Stale[0])
 	}
+}
+
+// holdsOwnFiles says whether this member keeps its folder as its server
+// left it: an ActivePassive pair's backup whose vendor server runs (the
+// main is down or handed the role over). Nothing is written under a running
+// vendor server; once it no longer serves the backup applies the main's
+// newest files. (The reference server does not read the synced folders.)
+func (f *fileSync) holdsOwnFiles(cfg *group.Config) bool {
+	return f.pair && !f.main && f.vendor && cfg.Mode == group.ModeActivePassive && f.serving()
 }
 
 // patch merges keys into the state Secret without touching the others and,
@@ -387,12 +400,21 @@ func (f *fileSync) catchUp(ctx context.Context) {
 	f.backupCycle(ctx)
 }
 
-// final publishes, once more, what a triad member's server wrote until its
-// processes stopped on a fence — unless another member has published since
-// (then this member's files are no longer the newest).
+// final publishes, once more, what a member's server wrote until its
+// processes stopped on a fence, before the fence is confirmed: a pair's
+// main always (it is the pair's source), a triad member unless another
+// member has published since (then its files are no longer the newest).
 func (f *fileSync) final(ctx context.Context) {
 	cfg, ok := f.active()
-	if !ok || f.pair {
+	if !ok {
+		return
+	}
+	if f.pair {
+		if f.main {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSyncTimeout)
+			defer cancel()
+			f.mainCycle(fctx, true)
+		}
 		return
 	}
 	f.mu.Lock()

@@ -262,3 +262,80 @@ func TestTriadFileSyncFollowsTheActive(t *testing.T) {
 		t.Fatalf("a replaced active's final publication overwrote the newer one: %s → %s", rev, got)
 	}
 }
+
+// TestActivePassivePairFilesAcrossAHandover: an ActivePassive pair of vendor
+// servers: the main publishes what its server wrote while it stopped before the backup takes
+// over, and the backup's folder is left as its server writes it while it
+// serves (the main's files come back to it once it no longer serves).
+func TestActivePassivePairFilesAcrossAHandover(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: group.StateName(testPair)}})
+	cfg := &group.Config{Kind: group.KindBackupPair, Mode: group.ModeActivePassive, SyncIntervalSeconds: 30,
+		SyncPaths: []group.SyncPath{{Path: "db"}}}
+	side := func(name string) (*Agent, *fileSync) {
+		a := &Agent{opts: Options{GroupKind: group.KindBackupPair, Group: testPair, Member: name, Namespace: testNS, DataDir: t.TempDir(), StopToFence: true},
+			log: logr.Discard(), cs: cs, cfg: cfg}
+		a.files = newFileSync(a)
+		return a, a.files
+	}
+	serve := func(a *Agent, on bool) {
+		a.mu.Lock()
+		a.applied.role = server.RoleStandby
+		if on {
+			a.applied.role = server.RoleActive
+		}
+		a.mu.Unlock()
+	}
+	tick := func(fs ...*fileSync) {
+		for _, f := range fs {
+			s, err := cs.CoreV1().Secrets(testNS).Get(ctx, group.StateName(testPair), metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.observe(s)
+			if f.setPublisher(f.publishing()) {
+				f.mainCycle(ctx, true)
+			} else {
+				f.backupCycle(ctx)
+			}
+		}
+	}
+	aMain, main := side("main")
+	aBackup, backup := side("backup")
+	serve(aMain, true)
+	serve(aBackup, false)
+	writeFile(t, main.dataDir, "db/licences.dat", "v1")
+	tick(main, backup)
+	if got := readFile(t, backup.dataDir, "db/licences.dat"); got != "v1" {
+		t.Fatalf("the backup holds %q, want the main's v1", got)
+	}
+
+	// Switchover to the backup: the main's server writes as it stops; its
+	// fence publishes that before the backup catches up and starts.
+	writeFile(t, main.dataDir, "db/licences.dat", "v2 written on SIGTERM")
+	serve(aMain, false)
+	main.final(ctx)
+	backup.catchUp(ctx)
+	if got := readFile(t, backup.dataDir, "db/licences.dat"); got != "v2 written on SIGTERM" {
+		t.Fatalf("the backup starts serving with %q", got)
+	}
+
+	// While the backup serves, its server's files are its own: the main's
+	// publications (a restarted main sends everything) wait.
+	serve(aBackup, true)
+	writeFile(t, backup.dataDir, "db/licences.dat", "written by the serving backup")
+	main.last = nil
+	writeFile(t, main.dataDir, "db/other.dat", "new on the main")
+	tick(main, backup)
+	if got := readFile(t, backup.dataDir, "db/licences.dat"); got != "written by the serving backup" {
+		t.Fatalf("the main's files were written under the backup's running server: %q", got)
+	}
+
+	// Back to the main: the backup, no longer serving, mirrors it again.
+	serve(aBackup, false)
+	serve(aMain, true)
+	tick(main, backup)
+	if got, other := readFile(t, backup.dataDir, "db/licences.dat"), readFile(t, backup.dataDir, "db/other.dat"); got != "v2 written on SIGTERM" || other != "new on the main" {
+		t.Fatalf("after the failback the backup holds %q and %q, want the main's files", got, other)
+	}
+}
