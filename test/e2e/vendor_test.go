@@ -16,6 +16,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -31,18 +32,24 @@ type vendorState struct {
 	Member      string `json:"member"`
 	Counter     int64  `json:"counter"`
 	StartedFrom int64  `json:"startedFrom"`
+	// Rewritten counts the times the stand-in found its state file changed
+	// by someone else while it ran.
+	Rewritten int64 `json:"rewritten"`
 }
 
 // vendorWatch polls every member's stand-in every 100 ms and records who
 // answers: two answering in one round is an overlap.
 type vendorWatch struct {
-	mu      sync.Mutex
-	urls    map[string]string
-	last    map[string]vendorState // the latest answer of each member
-	serving []string
-	since   time.Time // when serving last changed
-	overlap int
-	log     []string
+	mu   sync.Mutex
+	urls map[string]string
+	last map[string]vendorState // the latest answer of each member
+	// rewritten is the most rewrites of its state file any answer of a
+	// member reported.
+	rewritten map[string]int64
+	serving   []string
+	since     time.Time // when serving last changed
+	overlap   int
+	log       []string
 }
 
 func (w *vendorWatch) run(ctx context.Context) {
@@ -71,6 +78,9 @@ func (w *vendorWatch) run(ctx context.Context) {
 		w.mu.Lock()
 		for m, st := range answers {
 			w.last[m] = st
+			if st.Rewritten > w.rewritten[m] {
+				w.rewritten[m] = st.Rewritten
+			}
 		}
 		if len(serving) > 1 {
 			w.overlap++
@@ -101,10 +111,10 @@ func (w *vendorWatch) history() string {
 }
 
 // setURLs points the watch at the members' current pod IPs.
-func (w *vendorWatch) setURLs(ctx context.Context, ns, name string) {
+func (w *vendorWatch) setURLs(ctx context.Context, ns, name string, members ...string) {
 	GinkgoHelper()
 	Eventually(func() error {
-		targets, err := env.Targets(ctx, ns, name, triadMembers...)
+		targets, err := env.Targets(ctx, ns, name, members...)
 		if err != nil {
 			return err
 		}
@@ -140,19 +150,94 @@ func standInProcesses(ctx context.Context, ns, pod string) []string {
 	return out
 }
 
+// servesAlone waits until want (any member when empty) serves alone and
+// counts, and returns its state.
+func (w *vendorWatch) servesAlone(want string, timeout time.Duration) vendorState {
+	GinkgoHelper()
+	var st vendorState
+	Eventually(func() bool {
+		who, s, ok := w.alone()
+		st = s
+		return ok && (want == "" || who == want) && s.Counter > s.StartedFrom
+	}, timeout, 100*time.Millisecond).Should(BeTrue(), "%s serving alone: %s", want, w.history())
+	return st
+}
+
+// lastOf is the counter member last answered with.
+func (w *vendorWatch) lastOf(member string) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last[member].Counter
+}
+
+// rewrites is, per member, the most rewrites under its running server seen.
+func (w *vendorWatch) rewrites() map[string]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int64{}
+	for m, n := range w.rewritten {
+		if n > 0 {
+			out[m] = n
+		}
+	}
+	return out
+}
+
+// overlaps is how many polling rounds saw two stand-ins answer.
+func (w *vendorWatch) overlaps() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.overlap
+}
+
+// followLog follows a pod's log until ctx ends and prints it when the spec
+// fails (a deleted pod's log goes with it).
+func followLog(ctx context.Context, ns, pod, label string) {
+	GinkgoHelper()
+	out := filepath.Join(GinkgoT().TempDir(), label+".log")
+	cmd := exec.CommandContext(ctx, filepath.Join(env.K8sBin, "kubectl"), "-n", ns, "logs", "-f", pod)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
+	f, err := os.Create(out)
+	Expect(err).NotTo(HaveOccurred())
+	cmd.Stdout, cmd.Stderr = f, f
+	Expect(cmd.Start()).To(Succeed())
+	DeferCleanup(func() {
+		if CurrentSpecReport().Failed() {
+			b, _ := os.ReadFile(out)
+			GinkgoWriter.Printf("--- log of %s ---\n%s\n", label, b)
+		}
+	})
+}
+
+// expectNoZombies checks that no stand-in process of the pods is a zombie.
+func expectNoZombies(ctx context.Context, ns string, pods ...string) {
+	GinkgoHelper()
+	for _, pod := range pods {
+		for _, p := range standInProcesses(ctx, ns, pod) {
+			Expect(p).NotTo(HavePrefix("Z"), "a zombie in %s", pod)
+		}
+	}
+}
+
+// standInServer is the group's server spec running the stand-in (ignoring
+// SIGTERM for 4 s) with its helper service.
+func standInServer(srv *licensehav1.ServerSpec) {
+	bin := "/usr/local/bin/vendorstandin"
+	srv.Image = vendorImage
+	srv.ImagePullPolicy = corev1.PullNever
+	srv.Command = []string{bin, "serve", "--data-dir=" + group.DefaultDataPath, "--listen=:5160", "--term-delay=4s"}
+	srv.Services = []licensehav1.ServerService{
+		{Name: "helper", Command: []string{bin, "helper", "--data-dir=" + group.DefaultDataPath}},
+	}
+}
+
 var _ = Describe("A vendor server stand-in", Label("e2e"), func() {
 	It("is fenced, fails over and keeps its state files through handovers and a crash", func(ctx SpecContext) {
 		Expect(env.ImportImage(ctx, filepath.Join(env.Root, "bin", "e2e-vendor-image.tar"))).To(Succeed())
 		ns := specNamespace(ctx, "vendor")
 		const name = "lm"
-		bin := "/usr/local/bin/vendorstandin"
 		_, err := env.CreateTriad(ctx, ns, name, func(t *licensehav1.LicenseTriad) {
-			t.Spec.Server.Image = vendorImage
-			t.Spec.Server.ImagePullPolicy = corev1.PullNever
-			t.Spec.Server.Command = []string{bin, "serve", "--data-dir=" + group.DefaultDataPath, "--listen=:5160", "--term-delay=4s"}
-			t.Spec.Server.Services = []licensehav1.ServerService{
-				{Name: "helper", Command: []string{bin, "helper", "--data-dir=" + group.DefaultDataPath}},
-			}
+			standInServer(&t.Spec.Server)
 			t.Spec.Sync.IntervalSeconds = 1
 			t.Spec.Sync.Paths = []licensehav1.SyncPath{{Path: "vendor/db"}}
 			t.Spec.Failover.FailbackDelaySeconds = int32(failbackDelay / time.Second)
@@ -163,62 +248,31 @@ var _ = Describe("A vendor server stand-in", Label("e2e"), func() {
 		})
 		Expect(err).NotTo(HaveOccurred())
 
-		w := &vendorWatch{urls: map[string]string{}, last: map[string]vendorState{}}
-		w.setURLs(ctx, ns, name)
+		w := &vendorWatch{urls: map[string]string{}, last: map[string]vendorState{}, rewritten: map[string]int64{}}
+		w.setURLs(ctx, ns, name, triadMembers...)
 		wctx, _ := bg()
 		go w.run(wctx)
 		DeferCleanup(func() { GinkgoWriter.Printf("stand-in history: %s\n", w.history()) })
 
-		servesAlone := func(want string, timeout time.Duration) vendorState {
-			GinkgoHelper()
-			var st vendorState
-			Eventually(func() bool {
-				who, s, ok := w.alone()
-				st = s
-				return ok && (want == "" || who == want) && s.Counter > s.StartedFrom
-			}, timeout, 100*time.Millisecond).Should(BeTrue(), "%s serving alone: %s", want, w.history())
-			return st
-		}
-		lastOf := func(member string) int64 {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			return w.last[member].Counter
-		}
-
 		By("serving from the primary only: the other members' processes do not run")
-		servesAlone("a", 60*time.Second)
+		w.servesAlone("a", 60*time.Second)
 		Eventually(func() []string { return standInProcesses(ctx, ns, group.PodName(name, "a")) }, 10*time.Second, 200*time.Millisecond).
 			Should(HaveLen(3), "server, helper service and the forked child run on the active member")
 		for _, m := range []string{"b", "c"} {
 			Expect(standInProcesses(ctx, ns, group.PodName(name, m))).To(BeEmpty(), "a fenced member runs vendor processes")
 		}
-		Consistently(func() int64 { return lastOf("a") }, 3*time.Second, time.Second).Should(BeNumerically(">", 0))
+		Consistently(func() int64 { return w.lastOf("a") }, 3*time.Second, time.Second).Should(BeNumerically(">", 0))
 
 		By("a planned handover (the active pod is deleted): the stand-in ignores SIGTERM, the taker starts from its last state")
 		// The deleted pod's log goes with it: follow it, printed on failure.
-		followLog := func(member, label string) {
-			out := filepath.Join(GinkgoT().TempDir(), label+".log")
-			cmd := exec.CommandContext(wctx, filepath.Join(env.K8sBin, "kubectl"), "-n", ns, "logs", "-f", group.PodName(name, member))
-			cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
-			f, err := os.Create(out)
-			Expect(err).NotTo(HaveOccurred())
-			cmd.Stdout, cmd.Stderr = f, f
-			Expect(cmd.Start()).To(Succeed())
-			DeferCleanup(func() {
-				if CurrentSpecReport().Failed() {
-					b, _ := os.ReadFile(out)
-					GinkgoWriter.Printf("--- log of %s ---\n%s\n", label, b)
-				}
-			})
-		}
-		followLog("a", "a")
-		followLog("b", "b")
-		beforeDelete := lastOf("a")
+		followLog(wctx, ns, group.PodName(name, "a"), "a")
+		followLog(wctx, ns, group.PodName(name, "b"), "b")
+		beforeDelete := w.lastOf("a")
 		oldA := &corev1.Pod{}
 		Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, "a")}, oldA)).To(Succeed())
 		start := time.Now()
 		Expect(env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: group.PodName(name, "a")}})).To(Succeed())
-		st := servesAlone("b", 30*time.Second)
+		st := w.servesAlone("b", 30*time.Second)
 		figure("vendor stand-in: planned handover (pod deleted → b serves)", time.Since(start))
 		Expect(st.StartedFrom).To(BeNumerically(">=", beforeDelete),
 			"b started from %d, a had counted to %d before its pod was deleted", st.StartedFrom, beforeDelete)
@@ -229,18 +283,18 @@ var _ = Describe("A vendor server stand-in", Label("e2e"), func() {
 			err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, "a")}, p)
 			return err == nil && p.UID != oldA.UID && p.Status.PodIP != ""
 		}, 90*time.Second, 200*time.Millisecond).Should(BeTrue(), "the operator recreates pod a")
-		w.setURLs(ctx, ns, name)
-		followLog("a", "new a")
+		w.setURLs(ctx, ns, name, triadMembers...)
+		followLog(wctx, ns, group.PodName(name, "a"), "new a")
 		Eventually(func() bool { who, _, ok := w.alone(); return ok && who == "a" }, 90*time.Second, 100*time.Millisecond).
 			Should(BeTrue(), "failback to a: %s", w.history())
-		st = servesAlone("a", 10*time.Second)
-		Expect(st.StartedFrom).To(BeNumerically(">=", lastOf("b")-1), "a started from %d, b had counted to %d", st.StartedFrom, lastOf("b"))
+		st = w.servesAlone("a", 10*time.Second)
+		Expect(st.StartedFrom).To(BeNumerically(">=", w.lastOf("b")-1), "a started from %d, b had counted to %d", st.StartedFrom, w.lastOf("b"))
 		Eventually(func() []string { return standInProcesses(ctx, ns, group.PodName(name, "b")) }, 10*time.Second, 200*time.Millisecond).
 			Should(BeEmpty(), "b's processes (server, helper, child) are gone after the failback, no zombies left")
 
 		By("a crash of the active member: another serves from a state at most a sync interval old")
-		Consistently(func() int64 { return lastOf("a") }, 2*time.Second, time.Second).Should(BeNumerically(">", st.StartedFrom))
-		beforeCrash := lastOf("a")
+		Consistently(func() int64 { return w.lastOf("a") }, 2*time.Second, time.Second).Should(BeNumerically(">", st.StartedFrom))
+		beforeCrash := w.lastOf("a")
 		start = time.Now()
 		Expect(env.Fault(ctx, "kill", harness.PodName(ns, name, "a"))).To(Succeed())
 		Eventually(func() bool { who, _, ok := w.alone(); return ok && who != "a" }, 30*time.Second, 100*time.Millisecond).
@@ -250,14 +304,105 @@ var _ = Describe("A vendor server stand-in", Label("e2e"), func() {
 		// The counter steps every 100 ms and the sync interval is 1 s.
 		Expect(st.StartedFrom).To(BeNumerically(">=", beforeCrash-25), "started from %d after a crash at %d", st.StartedFrom, beforeCrash)
 
-		w.mu.Lock()
-		overlap := w.overlap
-		w.mu.Unlock()
-		Expect(overlap).To(BeZero(), "two stand-ins answered at once: %s", w.history())
-		for _, m := range triadMembers {
-			for _, p := range standInProcesses(ctx, ns, group.PodName(name, m)) {
-				Expect(p).NotTo(HavePrefix("Z"), "a zombie in member %s", m)
-			}
+		Expect(w.overlaps()).To(BeZero(), "two stand-ins answered at once: %s", w.history())
+		Expect(w.rewrites()).To(BeEmpty(), "the file sync wrote under a running stand-in")
+		expectNoZombies(ctx, ns, group.PodName(name, "a"), group.PodName(name, "b"), group.PodName(name, "c"))
+	})
+})
+
+var _ = Describe("A vendor server stand-in in a backup pair", Label("e2e"), func() {
+	It("switches over with the main's last state, keeps the serving backup's files its own, and covers a crashed main", func(ctx SpecContext) {
+		Expect(env.ImportImage(ctx, filepath.Join(env.Root, "bin", "e2e-vendor-image.tar"))).To(Succeed())
+		ns := specNamespace(ctx, "vendor-pair")
+		const name = "lm"
+		createPairWith(ctx, ns, name, licensehav1.ActivePassive, func(p *licensehav1.LicenseBackupPair) {
+			standInServer(&p.Spec.Server)
+			p.Spec.Roles = licensehav1.RolesFixed
+			p.Spec.Sync.IntervalSeconds = 1
+			p.Spec.Sync.Paths = []licensehav1.SyncPath{{Path: "vendor/db"}}
+		})
+		key := client.ObjectKey{Namespace: ns, Name: name}
+		edit := func(change func(p *licensehav1.LicenseBackupPair)) {
+			GinkgoHelper()
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				p := &licensehav1.LicenseBackupPair{}
+				if err := env.Client.Get(ctx, key, p); err != nil {
+					return err
+				}
+				change(p)
+				return env.Client.Update(ctx, p)
+			})).To(Succeed())
 		}
+		mainPod, backupPod := group.PodName(name, "main"), group.PodName(name, "backup")
+		w := &vendorWatch{urls: map[string]string{}, last: map[string]vendorState{}, rewritten: map[string]int64{}}
+		w.setURLs(ctx, ns, name, "main", "backup")
+		wctx, _ := bg()
+		go w.run(wctx)
+		DeferCleanup(func() { GinkgoWriter.Printf("stand-in history: %s\n", w.history()) })
+		followLog(wctx, ns, mainPod, "main")
+		followLog(wctx, ns, backupPod, "backup")
+
+		By("serving from the main only")
+		w.servesAlone("main", 120*time.Second)
+		Eventually(func() []string { return standInProcesses(ctx, ns, mainPod) }, 10*time.Second, 200*time.Millisecond).
+			Should(HaveLen(3), "server, helper service and the forked child run on the main")
+		Expect(standInProcesses(ctx, ns, backupPod)).To(BeEmpty(), "the passive backup runs vendor processes")
+		Consistently(func() int64 { return w.lastOf("main") }, 3*time.Second, time.Second).Should(BeNumerically(">", 0))
+
+		By("a switchover to the backup: it starts from what the main's server wrote as it stopped")
+		start := time.Now()
+		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideBackup })
+		st := w.servesAlone("backup", 60*time.Second)
+		figure("vendor stand-in pair: switchover edit → backup serves", time.Since(start))
+		// The main counted on while it ignored SIGTERM; its last counter is
+		// at most one step (100 ms) ahead of the file it left.
+		mainLast := w.lastOf("main")
+		Expect(st.StartedFrom).To(BeNumerically(">=", mainLast-1),
+			"the backup started from %d, the main had counted to %d", st.StartedFrom, mainLast)
+		Eventually(func() []string { return standInProcesses(ctx, ns, mainPod) }, 10*time.Second, 200*time.Millisecond).
+			Should(BeEmpty(), "the main's processes are gone once the backup serves")
+
+		By("while the backup serves, the main's publications do not rewrite its folder")
+		// The main's state changes while it stands by (as an admin's edit
+		// would): its agent publishes that within the 1 s interval.
+		mainSB, err := sandboxOf(ctx, ns, mainPod)
+		Expect(err).NotTo(HaveOccurred())
+		edited := mainLast + 1000
+		counterFile := filepath.Join(mainSB.volume("data"), "vendor", "db", "counter")
+		Expect(os.WriteFile(counterFile+".edit", []byte(fmt.Sprint(edited)), 0o644)).To(Succeed())
+		Expect(os.Rename(counterFile+".edit", counterFile)).To(Succeed())
+		Consistently(func() bool {
+			who, s, ok := w.alone()
+			return ok && who == "backup" && s.StartedFrom == st.StartedFrom && s.Rewritten == 0
+		}, 4*time.Second, 200*time.Millisecond).Should(BeTrue(), "the backup keeps serving its own files: %s, rewrites %v", w.history(), w.rewrites())
+
+		By("switching back: the main serves from its own state, the backup's processes all stop")
+		start = time.Now()
+		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideMain })
+		st = w.servesAlone("main", 60*time.Second)
+		figure("vendor stand-in pair: switchover edit → main serves", time.Since(start))
+		Expect(st.StartedFrom).To(BeNumerically("==", edited), "the main started from %d, its own files hold %d", st.StartedFrom, edited)
+		Eventually(func() []string { return standInProcesses(ctx, ns, backupPod) }, 10*time.Second, 200*time.Millisecond).
+			Should(BeEmpty(), "the backup's processes (server, helper, child) are gone")
+
+		By("a crash of the main: the backup serves from a state at most a sync interval old")
+		Consistently(func() int64 { return w.lastOf("main") }, 2*time.Second, time.Second).Should(BeNumerically(">", st.StartedFrom))
+		beforeCrash := w.lastOf("main")
+		start = time.Now()
+		Expect(env.Fault(ctx, "kill", harness.PodName(ns, name, "main"))).To(Succeed())
+		st = w.servesAlone("backup", 30*time.Second)
+		figure("vendor stand-in pair: main killed → backup serves", time.Since(start))
+		// The counter steps every 100 ms and the sync interval is 1 s.
+		Expect(st.StartedFrom).To(BeNumerically(">=", beforeCrash-25), "the backup started from %d after a crash at %d", st.StartedFrom, beforeCrash)
+
+		By("the main back (roles Fixed): it serves again from its own files, nothing of the backup keeps running")
+		st = w.servesAlone("main", 120*time.Second)
+		Expect(st.StartedFrom).To(BeNumerically(">=", beforeCrash-1), "the restarted main started from %d, it had counted to %d", st.StartedFrom, beforeCrash)
+		Eventually(func() []string { return standInProcesses(ctx, ns, backupPod) }, 10*time.Second, 200*time.Millisecond).
+			Should(BeEmpty(), "the backup's processes are gone after the failback")
+
+		Expect(w.overlaps()).To(BeZero(), "both stand-ins answered at once: %s", w.history())
+		Expect(w.rewrites()).To(BeEmpty(), "the file sync wrote under a running stand-in")
+		expectNoZombies(ctx, ns, mainPod, backupPod)
 	})
 })

@@ -9,9 +9,11 @@
 //	vendorstandin helper --data-dir DIR    a second supervised service
 //	vendorstandin child                    the forked child (sleeps)
 //
-// serve answers GET /state with JSON {member, counter, startedFrom}: counter
-// counts up every 100 ms from the value of DIR/vendor/db/counter at start
-// (startedFrom), which it rewrites at every step.
+// serve answers GET /state with JSON {member, counter, startedFrom,
+// rewritten}: counter counts up every 100 ms from the value of
+// DIR/vendor/db/counter at start (startedFrom), which it rewrites at every
+// step; rewritten counts the times it found that file changed by someone
+// else while it ran.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -85,11 +88,23 @@ func serve(args []string) {
 		fmt.Fprintln(os.Stderr, "forking the child:", err)
 	}
 
+	// rewritten counts the times the counter file held something else
+	// than this process last wrote: someone wrote under the running server.
+	var rewritten atomic.Int64
+	var mu sync.Mutex
+	lastWritten := strconv.FormatInt(start, 10)
 	write := func() {
+		mu.Lock()
+		defer mu.Unlock()
 		p := filepath.Join(db, "counter")
+		if b, err := os.ReadFile(p); err == nil && string(b) != lastWritten {
+			rewritten.Add(1)
+			fmt.Printf("counter file rewritten under the server: %q, last written %q\n", b, lastWritten)
+		}
 		tmp := p + ".tmp"
-		if os.WriteFile(tmp, []byte(strconv.FormatInt(counter.Load(), 10)), 0o644) == nil {
-			_ = os.Rename(tmp, p)
+		next := strconv.FormatInt(counter.Load(), 10)
+		if os.WriteFile(tmp, []byte(next), 0o644) == nil && os.Rename(tmp, p) == nil {
+			lastWritten = next
 		}
 	}
 	go func() {
@@ -118,7 +133,7 @@ func serve(args []string) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"member": member, "counter": counter.Load(), "startedFrom": start})
+		_ = json.NewEncoder(w).Encode(map[string]any{"member": member, "counter": counter.Load(), "startedFrom": start, "rewritten": rewritten.Load()})
 	})
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 2 * time.Second}
 	fmt.Println("serving", *listen, "from counter", start)
