@@ -63,9 +63,12 @@ verify-generate: generate manifests ## Fail when committed generated files are s
 		git status --porcelain -- api config charts; git --no-pager diff --stat -- api config charts; exit 1; fi
 
 .PHONY: verify-imports
-verify-imports: ## Fail when a package under pkg/ imports one under internal/ (pkg/ is for other programs too).
+verify-imports: ## Fail when a package under pkg/ imports one under internal/ (pkg/ is for other programs too), or the agent links the CRD package (it reads internal/group's contract).
 	@out=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./pkg/... | grep 'licenseha/internal/' || true); \
 		if [ -n "$$out" ]; then echo "pkg/ must not import internal/:"; echo "$$out"; exit 1; fi
+	@if $(GO) list -deps ./cmd/agent | grep -qx 'github.com/licenseha/licenseha/api/v1alpha1'; then \
+		echo "cmd/agent must not link api/v1alpha1 (use internal/group):"; \
+		$(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' -deps ./cmd/agent | grep 'licenseha/api/v1alpha1' | grep -v '^github.com/licenseha/licenseha/api/'; exit 1; fi
 
 .PHONY: fmt
 fmt: ## Format the Go code.

@@ -5,42 +5,42 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 	"github.com/licenseha/licenseha/pkg/election"
 	"github.com/licenseha/licenseha/pkg/election/kubelease"
 )
 
 // The API's values as the agents see them in Config and write them to their
-// pods: the agents use these names, never the CRD package's.
+// pods: the agents use these names, never the CRD package's (the agent does
+// not link it; TestContractMatchesTheAPI holds them to the API's).
 const (
 	// SideMain and SideBackup are a backup pair's members (Member.Name and
 	// Member.Role).
-	SideMain   = string(licensehav1.SideMain)
-	SideBackup = string(licensehav1.SideBackup)
+	SideMain   = "main"
+	SideBackup = "backup"
 	// RolePrimary, RoleSecondary and RoleTertiary are a triad member's
 	// configured role (Member.Role).
-	RolePrimary   = string(licensehav1.RolePrimary)
-	RoleSecondary = string(licensehav1.RoleSecondary)
-	RoleTertiary  = string(licensehav1.RoleTertiary)
+	RolePrimary   = "Primary"
+	RoleSecondary = "Secondary"
+	RoleTertiary  = "Tertiary"
 	// ModeActivePassive is the pair mode in which one side serves
 	// (Config.Mode); ActiveActive lets both serve.
-	ModeActivePassive = string(licensehav1.ActivePassive)
+	ModeActivePassive = "ActivePassive"
 	// RolesSymmetric keeps whichever pair side holds the role
 	// (Config.Roles); Fixed hands it back to the main.
-	RolesSymmetric = string(licensehav1.RolesSymmetric)
+	RolesSymmetric = "Symmetric"
 
 	// LabelRole is the member pod label the agent keeps at the member's
 	// current role, RoleLabelActive or RoleLabelStandby (the Services
 	// select the active member by it).
-	LabelRole          = licensehav1.LabelRole
-	RoleLabelActive    = licensehav1.RoleLabelActive
-	RoleLabelStandby   = licensehav1.RoleLabelStandby
-	RoleLabelWitness   = licensehav1.RoleLabelWitness
-	RoleLabelUnhealthy = licensehav1.RoleLabelUnhealthy
+	LabelRole          = "licenseha.io/role"
+	RoleLabelActive    = "active"
+	RoleLabelStandby   = "standby"
+	RoleLabelWitness   = "witness"
+	RoleLabelUnhealthy = "unhealthy"
 
 	// DefaultDataPath is the server's data folder when spec.server.dataPath
 	// is not set.
-	DefaultDataPath = licensehav1.DefaultDataPath
+	DefaultDataPath = "/var/lib/licenseha"
 )
 
 // Defaults of the timing fields, set here once: the builder fills Config

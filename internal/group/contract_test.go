@@ -9,7 +9,35 @@ import (
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/yaml"
+
+	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 )
+
+// TestContractMatchesTheAPI: the names the agents read in their
+// configuration and write to their pods are the API's, spelled once more
+// here so that the agent does not link the CRD package.
+func TestContractMatchesTheAPI(t *testing.T) {
+	for name, c := range map[string][2]string{
+		"SideMain":           {SideMain, string(licensehav1.SideMain)},
+		"SideBackup":         {SideBackup, string(licensehav1.SideBackup)},
+		"RolePrimary":        {RolePrimary, string(licensehav1.RolePrimary)},
+		"RoleSecondary":      {RoleSecondary, string(licensehav1.RoleSecondary)},
+		"RoleTertiary":       {RoleTertiary, string(licensehav1.RoleTertiary)},
+		"ModeActivePassive":  {ModeActivePassive, string(licensehav1.ActivePassive)},
+		"RolesSymmetric":     {RolesSymmetric, string(licensehav1.RolesSymmetric)},
+		"LabelRole":          {LabelRole, licensehav1.LabelRole},
+		"RoleLabelActive":    {RoleLabelActive, licensehav1.RoleLabelActive},
+		"RoleLabelStandby":   {RoleLabelStandby, licensehav1.RoleLabelStandby},
+		"RoleLabelWitness":   {RoleLabelWitness, licensehav1.RoleLabelWitness},
+		"RoleLabelUnhealthy": {RoleLabelUnhealthy, licensehav1.RoleLabelUnhealthy},
+		"DefaultDataPath":    {DefaultDataPath, licensehav1.DefaultDataPath},
+		"LabelMountable":     {LabelMountable, licensehav1.LabelMountable},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("%s: the agents use %q, the API %q", name, c[0], c[1])
+		}
+	}
+}
 
 // crdDefault returns the default of a field of a CRD's spec, by path.
 func crdDefault(t *testing.T, file string, path ...string) int64 {

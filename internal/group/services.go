@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-
-	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
 )
 
 // Service is one more process a member's agent supervises beside the
@@ -25,7 +23,7 @@ const VolumePrefix = "user-"
 
 // LabelMountable is the opt-in label of a PersistentVolumeClaim, ConfigMap
 // or Secret that spec.server.volumes may mount (value "true").
-const LabelMountable = licensehav1.LabelMountable
+const LabelMountable = "licenseha.io/mountable"
 
 var serviceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
