@@ -24,6 +24,58 @@ func newTestFileSync(t *testing.T, cs *fake.Clientset, member string, cfg *group
 	return newFileSync(a)
 }
 
+// syncingMember is an agent of a member with its file sync, in testNS,
+// with a data folder of its own.
+func syncingMember(t *testing.T, cs *fake.Clientset, cfg *group.Config, opts Options) (*Agent, *fileSync) {
+	opts.Namespace, opts.DataDir = testNS, t.TempDir()
+	a := &Agent{opts: opts, log: logr.Discard(), cs: cs, cfg: cfg}
+	a.files = newFileSync(a)
+	return a, a.files
+}
+
+// setServing sets the role the agent last applied to its server.
+func setServing(a *Agent, on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.applied.role = server.RoleStandby
+	if on {
+		a.applied.role = server.RoleActive
+	}
+}
+
+// syncRound runs one file sync cycle of each member in turn, each first
+// seeing the state Secret as it is (as its watch would deliver it).
+func syncRound(t *testing.T, cs *fake.Clientset, fs ...*fileSync) {
+	t.Helper()
+	ctx := context.Background()
+	for _, f := range fs {
+		s, err := cs.CoreV1().Secrets(f.namespace).Get(ctx, f.secret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.observe(s)
+		if f.setPublisher(f.publishing()) {
+			f.mainCycle(ctx, true)
+		} else {
+			f.backupCycle(ctx)
+		}
+	}
+}
+
+// handOver fences from's server, which writes rel as it stops, and checks
+// that the taker to holds that before its server would start.
+func handOver(t *testing.T, from *Agent, to *fileSync, rel, content string) {
+	t.Helper()
+	ctx := context.Background()
+	writeFile(t, from.files.dataDir, rel, content)
+	setServing(from, false)
+	from.files.final(ctx)
+	to.catchUp(ctx)
+	if got := readFile(t, to.dataDir, rel); got != content {
+		t.Fatalf("the taker starts serving with %s = %q, want %q written as the old server stopped", rel, got, content)
+	}
+}
+
 func writeFile(t *testing.T, dir, rel, content string) {
 	t.Helper()
 	p := filepath.Join(dir, rel)
@@ -186,18 +238,7 @@ func TestTriadFileSyncFollowsTheActive(t *testing.T) {
 	cfg := &group.Config{Kind: group.KindTriad, SyncIntervalSeconds: 30, PreserveTimestamps: true,
 		SyncPaths: []group.SyncPath{{Path: "db"}}}
 	member := func(name string) (*Agent, *fileSync) {
-		a := &Agent{opts: Options{GroupKind: group.KindTriad, Group: triad, Member: name, Namespace: testNS, DataDir: t.TempDir()},
-			log: logr.Discard(), cs: cs, cfg: cfg}
-		a.files = newFileSync(a)
-		return a, a.files
-	}
-	serve := func(a *Agent, on bool) {
-		a.mu.Lock()
-		a.applied.role = server.RoleStandby
-		if on {
-			a.applied.role = server.RoleActive
-		}
-		a.mu.Unlock()
+		return syncingMember(t, cs, cfg, Options{GroupKind: group.KindTriad, Group: triad, Member: name})
 	}
 	aA, a := member("a")
 	aB, b := member("b")
@@ -209,18 +250,9 @@ func TestTriadFileSyncFollowsTheActive(t *testing.T) {
 		}
 		return s
 	}
-	tick := func(fs ...*fileSync) {
-		for _, f := range fs {
-			f.observe(get())
-			if f.setPublisher(f.publishing()) {
-				f.mainCycle(ctx, true)
-			} else {
-				f.backupCycle(ctx)
-			}
-		}
-	}
+	tick := func(fs ...*fileSync) { syncRound(t, cs, fs...) }
 
-	serve(aA, true)
+	setServing(aA, true)
 	writeFile(t, a.dataDir, "db/licences.dat", "v1")
 	tick(a, b, c)
 	if readFile(t, b.dataDir, "db/licences.dat") != "v1" || readFile(t, c.dataDir, "db/licences.dat") != "v1" {
@@ -229,14 +261,8 @@ func TestTriadFileSyncFollowsTheActive(t *testing.T) {
 
 	// Handover a → b: a's server writes while it stops; a publishes once
 	// more after the fence; b catches up before serving.
-	writeFile(t, a.dataDir, "db/licences.dat", "v2 written on SIGTERM")
-	serve(aA, false)
-	a.final(ctx)
-	b.catchUp(ctx)
-	if got := readFile(t, b.dataDir, "db/licences.dat"); got != "v2 written on SIGTERM" {
-		t.Fatalf("the new active serves with %q", got)
-	}
-	serve(aB, true)
+	handOver(t, aA, b, "db/licences.dat", "v2 written on SIGTERM")
+	setServing(aB, true)
 	writeFile(t, b.dataDir, "db/new.dat", "b's")
 	tick(b, a, c)
 	if readFile(t, a.dataDir, "db/new.dat") != "b's" || readFile(t, c.dataDir, "db/licences.dat") != "v2 written on SIGTERM" {
@@ -249,11 +275,11 @@ func TestTriadFileSyncFollowsTheActive(t *testing.T) {
 	// A late final publication from a replaced active is dropped.
 	rev := string(get().Data[keyFilesRevision])
 	aA2, a2 := member("a")
-	serve(aA2, true)
+	setServing(aA2, true)
 	writeFile(t, a2.dataDir, "db/licences.dat", "stale")
 	tick(a2)
-	serve(aA2, false)
-	serve(aB, true)
+	setServing(aA2, false)
+	setServing(aB, true)
 	writeFile(t, b.dataDir, "db/new.dat", "b's second")
 	tick(b)
 	rev = string(get().Data[keyFilesRevision])
@@ -263,47 +289,23 @@ func TestTriadFileSyncFollowsTheActive(t *testing.T) {
 	}
 }
 
-// TestActivePassivePairFilesAcrossAHandover: an ActivePassive pair of vendor
-// servers: the main publishes what its server wrote while it stopped before the backup takes
-// over, and the backup's folder is left as its server writes it while it
-// serves (the main's files come back to it once it no longer serves).
+// TestActivePassivePairFilesAcrossAHandover: in an ActivePassive pair of
+// vendor servers the main publishes what its server wrote while it stopped
+// before the backup takes over, and the backup's folder is left as its
+// server writes it while it serves (the main's files come back to it once it
+// no longer serves).
 func TestActivePassivePairFilesAcrossAHandover(t *testing.T) {
-	ctx := context.Background()
 	cs := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: group.StateName(testPair)}})
 	cfg := &group.Config{Kind: group.KindBackupPair, Mode: group.ModeActivePassive, SyncIntervalSeconds: 30,
 		SyncPaths: []group.SyncPath{{Path: "db"}}}
 	side := func(name string) (*Agent, *fileSync) {
-		a := &Agent{opts: Options{GroupKind: group.KindBackupPair, Group: testPair, Member: name, Namespace: testNS, DataDir: t.TempDir(), StopToFence: true},
-			log: logr.Discard(), cs: cs, cfg: cfg}
-		a.files = newFileSync(a)
-		return a, a.files
+		return syncingMember(t, cs, cfg, Options{GroupKind: group.KindBackupPair, Group: testPair, Member: name, StopToFence: true})
 	}
-	serve := func(a *Agent, on bool) {
-		a.mu.Lock()
-		a.applied.role = server.RoleStandby
-		if on {
-			a.applied.role = server.RoleActive
-		}
-		a.mu.Unlock()
-	}
-	tick := func(fs ...*fileSync) {
-		for _, f := range fs {
-			s, err := cs.CoreV1().Secrets(testNS).Get(ctx, group.StateName(testPair), metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.observe(s)
-			if f.setPublisher(f.publishing()) {
-				f.mainCycle(ctx, true)
-			} else {
-				f.backupCycle(ctx)
-			}
-		}
-	}
+	tick := func(fs ...*fileSync) { syncRound(t, cs, fs...) }
 	aMain, main := side("main")
 	aBackup, backup := side("backup")
-	serve(aMain, true)
-	serve(aBackup, false)
+	setServing(aMain, true)
+	setServing(aBackup, false)
 	writeFile(t, main.dataDir, "db/licences.dat", "v1")
 	tick(main, backup)
 	if got := readFile(t, backup.dataDir, "db/licences.dat"); got != "v1" {
@@ -312,17 +314,11 @@ func TestActivePassivePairFilesAcrossAHandover(t *testing.T) {
 
 	// Switchover to the backup: the main's server writes as it stops; its
 	// fence publishes that before the backup catches up and starts.
-	writeFile(t, main.dataDir, "db/licences.dat", "v2 written on SIGTERM")
-	serve(aMain, false)
-	main.final(ctx)
-	backup.catchUp(ctx)
-	if got := readFile(t, backup.dataDir, "db/licences.dat"); got != "v2 written on SIGTERM" {
-		t.Fatalf("the backup starts serving with %q", got)
-	}
+	handOver(t, aMain, backup, "db/licences.dat", "v2 written on SIGTERM")
 
 	// While the backup serves, its server's files are its own: the main's
 	// publications (a restarted main sends everything) wait.
-	serve(aBackup, true)
+	setServing(aBackup, true)
 	writeFile(t, backup.dataDir, "db/licences.dat", "written by the serving backup")
 	main.last = nil
 	writeFile(t, main.dataDir, "db/other.dat", "new on the main")
@@ -332,8 +328,8 @@ func TestActivePassivePairFilesAcrossAHandover(t *testing.T) {
 	}
 
 	// Back to the main: the backup, no longer serving, mirrors it again.
-	serve(aBackup, false)
-	serve(aMain, true)
+	setServing(aBackup, false)
+	setServing(aMain, true)
 	tick(main, backup)
 	if got, other := readFile(t, backup.dataDir, "db/licences.dat"), readFile(t, backup.dataDir, "db/other.dat"); got != "v2 written on SIGTERM" || other != "new on the main" {
 		t.Fatalf("after the failback the backup holds %q and %q, want the main's files", got, other)

@@ -9,7 +9,6 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -137,21 +136,10 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 	It("ActivePassive Fixed: a planned switchover and a stopped main move the role without both serving", func(ctx SpecContext) {
 		ns, w := startFixedActivePassive(ctx, "pair-ops")
 		key := client.ObjectKey{Namespace: ns, Name: "pair"}
-		edit := func(change func(p *licensehav1.LicenseBackupPair)) {
-			GinkgoHelper()
-			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-				p := &licensehav1.LicenseBackupPair{}
-				if err := env.Client.Get(ctx, key, p); err != nil {
-					return err
-				}
-				change(p)
-				return env.Client.Update(ctx, p)
-			})).To(Succeed())
-		}
 
 		By("switching over to the backup (spec.preferredSide)")
 		at := time.Now()
-		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideBackup })
+		editPair(ctx, key, func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideBackup })
 		served := waitServingSet(ctx, w, 60*time.Second, "backup")
 		figure("pair AP: switchover edit → backup serves", served.Sub(at))
 		time.Sleep(3 * time.Second)
@@ -159,13 +147,13 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 
 		By("switching back")
 		at = time.Now()
-		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideMain })
+		editPair(ctx, key, func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideMain })
 		served = waitServingSet(ctx, w, 60*time.Second, "main")
 		figure("pair AP: switchover edit → main serves", served.Sub(at))
 
 		By("stopping the main on purpose (spec.main.stopped)")
 		at = time.Now()
-		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.Main.Stopped = true })
+		editPair(ctx, key, func(p *licensehav1.LicenseBackupPair) { p.Spec.Main.Stopped = true })
 		served = waitServingSet(ctx, w, 60*time.Second, "backup")
 		figure("pair AP: main stopped → backup serves", served.Sub(at))
 		Eventually(func(g Gomega) {
@@ -179,7 +167,7 @@ var _ = Describe("LicenseBackupPair", Label("e2e"), func() {
 
 		By("resuming it: the main takes the role back")
 		at = time.Now()
-		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.Main.Stopped = false })
+		editPair(ctx, key, func(p *licensehav1.LicenseBackupPair) { p.Spec.Main.Stopped = false })
 		Eventually(func() error {
 			ts, err := env.Targets(ctx, ns, "pair", "main", "backup")
 			if err == nil {

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -45,6 +46,19 @@ func createPairWith(ctx context.Context, ns, name string, mode licensehav1.PairM
 	}
 	Expect(env.Client.Create(ctx, p)).To(Succeed())
 	return p
+}
+
+// editPair changes a pair's spec, retried on conflicts.
+func editPair(ctx context.Context, key client.ObjectKey, change func(p *licensehav1.LicenseBackupPair)) {
+	GinkgoHelper()
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p := &licensehav1.LicenseBackupPair{}
+		if err := env.Client.Get(ctx, key, p); err != nil {
+			return err
+		}
+		change(p)
+		return env.Client.Update(ctx, p)
+	})).To(Succeed())
 }
 
 // podSandbox is a running pod's network namespace and volume folders on

@@ -16,7 +16,6 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -322,17 +321,6 @@ var _ = Describe("A vendor server stand-in in a backup pair", Label("e2e"), func
 			p.Spec.Sync.Paths = []licensehav1.SyncPath{{Path: "vendor/db"}}
 		})
 		key := client.ObjectKey{Namespace: ns, Name: name}
-		edit := func(change func(p *licensehav1.LicenseBackupPair)) {
-			GinkgoHelper()
-			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-				p := &licensehav1.LicenseBackupPair{}
-				if err := env.Client.Get(ctx, key, p); err != nil {
-					return err
-				}
-				change(p)
-				return env.Client.Update(ctx, p)
-			})).To(Succeed())
-		}
 		mainPod, backupPod := group.PodName(name, "main"), group.PodName(name, "backup")
 		w := &vendorWatch{urls: map[string]string{}, last: map[string]vendorState{}, rewritten: map[string]int64{}}
 		w.setURLs(ctx, ns, name, "main", "backup")
@@ -351,7 +339,7 @@ var _ = Describe("A vendor server stand-in in a backup pair", Label("e2e"), func
 
 		By("a switchover to the backup: it starts from what the main's server wrote as it stopped")
 		start := time.Now()
-		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideBackup })
+		editPair(ctx, key, func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideBackup })
 		st := w.servesAlone("backup", 60*time.Second)
 		figure("vendor stand-in pair: switchover edit → backup serves", time.Since(start))
 		// The main counted on while it ignored SIGTERM; its last counter is
@@ -378,7 +366,7 @@ var _ = Describe("A vendor server stand-in in a backup pair", Label("e2e"), func
 
 		By("switching back: the main serves from its own state, the backup's processes all stop")
 		start = time.Now()
-		edit(func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideMain })
+		editPair(ctx, key, func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideMain })
 		st = w.servesAlone("main", 60*time.Second)
 		figure("vendor stand-in pair: switchover edit → main serves", time.Since(start))
 		Expect(st.StartedFrom).To(BeNumerically("==", edited), "the main started from %d, its own files hold %d", st.StartedFrom, edited)
