@@ -57,6 +57,11 @@ var _ = Describe("Vendor servers", func() {
 		t.Spec.Server.Volumes[0].EmptyDir = &licensehav1.EmptyDirVolume{}
 		expectRejected(t, "set exactly one of persistentVolumeClaim, configMap, secret, emptyDir")
 
+		t = vendorTriad(ns, "vol-same", "c")
+		t.Spec.Server.Volumes = append(t.Spec.Server.Volumes, licensehav1.ServerVolume{Name: "scratch", MountPath: "/srv/capture",
+			EmptyDir: &licensehav1.EmptyDirVolume{}})
+		expectRejected(t, "spec.server.volumes[].mountPath must differ between volumes")
+
 		t = vendorTriad(ns, "svc-name", "c")
 		t.Spec.Server.Services[0].Name = "Bad_Name"
 		expectRejected(t, "spec.server.services[0].name")

@@ -290,6 +290,7 @@ type GroupStatus struct {
 // member's agent supervises the server command as a child process, so a
 // vendor image can be used unchanged.
 // +kubebuilder:validation:XValidation:rule="!has(self.volumes) || !has(self.dataPath) || self.volumes.all(v, v.mountPath != self.dataPath && !v.mountPath.startsWith(self.dataPath + '/') && !self.dataPath.startsWith(v.mountPath + '/'))",message="spec.server.volumes[].mountPath may not be, contain or lie under spec.server.dataPath (the member's data folder)"
+// +kubebuilder:validation:XValidation:rule="!has(self.volumes) || self.volumes.all(v, self.volumes.exists_one(w, w.mountPath == v.mountPath))",message="spec.server.volumes[].mountPath must differ between volumes (two volumes cannot be mounted at one path)"
 // +kubebuilder:validation:XValidation:rule="!has(self.services) || has(self.command)",message="spec.server.services need spec.server.command: services run beside a vendor server, not the reference server"
 type ServerSpec struct {
 	// image is the container image of the license server. Defaults to the
