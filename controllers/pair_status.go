@@ -70,9 +70,11 @@ func computePairStatus(p *licensehav1.LicenseBackupPair, obs observed) licenseha
 	st.Connected = mainOK && backOK && len(mainR.Peers) > 0 && len(backR.Peers) > 0
 	// Both report the settings their servers run: a backup whose settings
 	// were changed on it (during a failover) is not synchronized until the
-	// main's settings overwrite them.
+	// main's settings overwrite them. The synced folders are in step when
+	// the side that applies holds the revision the other published (the
+	// serving side of an ActivePassive pair publishes, whichever it is).
 	st.Synchronized = mainOK && backOK && backR.Revision >= mainR.Revision &&
-		(len(p.Spec.Sync.Paths) == 0 || backR.FilesRevision >= mainR.FilesRevision) &&
+		(len(p.Spec.Sync.Paths) == 0 || backR.FilesRevision == mainR.FilesRevision) &&
 		(mainR.SettingsHash == "" || backR.SettingsHash == "" || mainR.SettingsHash == backR.SettingsHash)
 	hashes := map[string]string{}
 	for name, r := range reports {

@@ -275,7 +275,8 @@ func TestPurePairSynchronized(t *testing.T) {
 		{name: "settings equal", main: &rep{rev: 4, hash: "m"}, backup: &rep{rev: 4, hash: "m"}, want: true},
 		{name: "the backup's settings unknown yet: not compared", main: &rep{rev: 4, hash: "m"}, backup: &rep{rev: 4}, want: true},
 		{name: "files behind, with sync paths", paths: true, main: &rep{rev: 4, files: 2}, backup: &rep{rev: 4, files: 1}},
-		{name: "files ahead, with sync paths", paths: true, main: &rep{rev: 4, files: 2}, backup: &rep{rev: 4, files: 3}, want: true},
+		{name: "files in step, with sync paths", paths: true, main: &rep{rev: 4, files: 3}, backup: &rep{rev: 4, files: 3}, want: true},
+		{name: "files ahead (the serving backup published, the main has not applied it)", paths: true, main: &rep{rev: 4, files: 2}, backup: &rep{rev: 4, files: 3}},
 		{name: "files behind, without sync paths", main: &rep{rev: 4, files: 2}, backup: &rep{rev: 4, files: 1}, want: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,19 @@ import (
 // within a second when a standby can take the role.
 const shutdownLimit = 3 * time.Second
 
+// handoverLimit bounds this member's handover on SIGTERM. A vendor server
+// is fenced by stopping it, which may take its whole fence grace (a server
+// that flushes its state on SIGTERM): the handover waits for that rather
+// than giving up and leaving the role to the other side's takeover, which
+// waits out the Lease (up to its serve-for time when the holder served on it
+// alone).
+func (a *Agent) handoverLimit() time.Duration {
+	if a.opts.StopToFence {
+		return fenceGrace + shutdownLimit
+	}
+	return shutdownLimit
+}
+
 // electionDriver runs the active-role election of a triad and of an
 // ActivePassive backup pair: pkg/election's Runner (the Driver the
 // simulation runs) with CLOCK_BOOTTIME, UDP heartbeats between the members'
@@ -129,7 +142,7 @@ func (d *electionDriver) Run(ctx context.Context) error {
 			return
 		}
 		a.log.Info("Stopping: handing the active role over if held")
-		sctx, cancel := context.WithTimeout(runCtx, shutdownLimit)
+		sctx, cancel := context.WithTimeout(runCtx, a.handoverLimit())
 		defer cancel()
 		if err := runner.Shutdown(sctx); err != nil {
 			a.log.Info("Handover did not complete in time; stopping fenced")

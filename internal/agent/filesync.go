@@ -43,20 +43,21 @@ const (
 )
 
 // fileSync syncs spec.sync.paths of the server's data folder. The
-// publisher (a pair's main; a triad's member whose server serves) scans
+// publisher — the member whose server serves (a triad, an ActivePassive
+// pair), or the main of an ActiveActive pair, where both sides serve — scans
 // every SyncIntervalSeconds and publishes what changed; the others apply
-// each new revision (an ActivePassive backup not while its vendor server
-// runs). A pair's main publishes once more on SIGTERM; a member whose
-// fenced processes stopped publishes once more (final) — a triad member
-// unless another member has published since — and a member taking over
-// applies the newest revision before its processes start (catchUp). Inert
-// without sync paths.
+// each new revision, so nothing is ever written under a serving server but
+// an ActiveActive backup's. A member that stops serving publishes once more
+// after its processes stopped (final) unless another member has published
+// since, and a member taking over applies the newest revision before its
+// processes start (catchUp). An ActiveActive main publishes once more on
+// SIGTERM. Inert without sync paths.
 type fileSync struct {
 	log       logr.Logger
 	cs        kubernetes.Interface
 	namespace string
 	secret    string
-	// pair: the main always publishes; triad: serving says whether this
+	// pair, main: which group kind and member; serving says whether this
 	// member's server serves now.
 	pair    bool
 	main    bool
@@ -64,8 +65,6 @@ type fileSync struct {
 	dataDir string
 	config  func() *group.Config
 	enabled bool
-	// vendor: the server is a vendor's, fenced by stopping it.
-	vendor bool
 	// publisher is what the loop last acted as.
 	publisher bool
 
@@ -108,14 +107,23 @@ func newFileSync(a *Agent) *fileSync {
 			return a.applied.role == server.RoleActive
 		},
 		enabled:   a.opts.DataDir != "",
-		vendor:    a.opts.StopToFence,
 		publisher: pair && a.opts.Member == group.SideMain,
 	}
 }
 
+// mainPublishes: an ActiveActive pair (both sides serve) syncs from its
+// main; a triad and an ActivePassive pair from whichever member serves.
+func (f *fileSync) mainPublishes() bool {
+	if !f.pair {
+		return false
+	}
+	cfg := f.config()
+	return cfg == nil || cfg.Mode != group.ModeActivePassive
+}
+
 // publishing says whether this member publishes now.
 func (f *fileSync) publishing() bool {
-	if f.pair {
+	if f.mainPublishes() {
 		return f.main
 	}
 	return f.serving()
@@ -184,10 +192,17 @@ func (f *fileSync) start(ctx context.Context) (wait func()) {
 		for {
 			select {
 			case <-ctx.Done():
-				if f.main {
+				f.mu.Lock()
+				was := f.publisher
+				f.mu.Unlock()
+				if f.mainPublishes() && f.main {
 					fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSyncTimeout)
 					f.mainCycle(fctx, true)
 					cancel()
+				} else if was {
+					// Served until now (a server fenced through its
+					// admin API): what it wrote last.
+					f.final(ctx)
 				}
 				return
 			case <-t.C:
@@ -284,7 +299,7 @@ func (f *fileSync) backupCycle(ctx context.Context) {
 	f.cycle.Lock()
 	defer f.cycle.Unlock()
 	cfg, ok := f.active()
-	if !ok || f.holdsOwnFiles(cfg) {
+	if !ok {
 		return
 	}
 	interval := cfg.SyncInterval()
@@ -334,15 +349,6 @@ func (f *fileSync) backupCycle(ctx context.Context) {
 	}
 }
 
-// holdsOwnFiles says whether this member keeps its folder as its server
-// left it: an ActivePassive pair's backup whose vendor server runs (the
-// main is down or handed the role over). Nothing is written under a running
-// vendor server; once it no longer serves the backup applies the main's
-// newest files. (The reference server does not read the synced folders.)
-func (f *fileSync) holdsOwnFiles(cfg *group.Config) bool {
-	return f.pair && !f.main && f.vendor && cfg.Mode == group.ModeActivePassive && f.serving()
-}
-
 // patch merges keys into the state Secret without touching the others and,
 // unless rv is set, without a resourceVersion precondition, so it never
 // conflicts with the server state's writer.
@@ -386,7 +392,7 @@ func (f *fileSync) setPublisher(pub bool) bool {
 // backup). Bounded: with the API out of reach the member serves with what
 // it holds.
 func (f *fileSync) catchUp(ctx context.Context) {
-	if _, ok := f.active(); !ok || f.main {
+	if _, ok := f.active(); !ok || (f.mainPublishes() && f.main) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -400,21 +406,14 @@ func (f *fileSync) catchUp(ctx context.Context) {
 	f.backupCycle(ctx)
 }
 
-// final publishes, once more, what a member's server wrote until its
-// processes stopped on a fence, before the fence is confirmed: a pair's
-// main always (it is the pair's source), a triad member unless another
-// member has published since (then its files are no longer the newest).
+// final publishes, once more, what a member's server wrote until it
+// stopped serving (its processes stopped on a fence, before the fence is
+// confirmed), unless another member has published since (then its files
+// are no longer the newest). An ActiveActive pair's main publishes on its
+// own schedule.
 func (f *fileSync) final(ctx context.Context) {
 	cfg, ok := f.active()
-	if !ok {
-		return
-	}
-	if f.pair {
-		if f.main {
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSyncTimeout)
-			defer cancel()
-			f.mainCycle(fctx, true)
-		}
+	if !ok || f.mainPublishes() {
 		return
 	}
 	f.mu.Lock()

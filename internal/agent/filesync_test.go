@@ -289,12 +289,13 @@ func TestTriadFileSyncFollowsTheActive(t *testing.T) {
 	}
 }
 
-// TestActivePassivePairFilesAcrossAHandover: in an ActivePassive pair of
-// vendor servers the main publishes what its server wrote while it stopped
-// before the backup takes over, and the backup's folder is left as its
-// server writes it while it serves (the main's files come back to it once it
-// no longer serves).
-func TestActivePassivePairFilesAcrossAHandover(t *testing.T) {
+// TestActivePassivePairFilesFollowTheServingSide: an ActivePassive pair of
+// vendor servers syncs from whichever side serves, as a triad does: the
+// backup starts from what the main's server wrote as it stopped, nothing is
+// written under the serving backup, the standing-by main follows it, and a
+// main that comes back with an empty folder (a recreated pod) serves again
+// from the backup's files.
+func TestActivePassivePairFilesFollowTheServingSide(t *testing.T) {
 	cs := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: group.StateName(testPair)}})
 	cfg := &group.Config{Kind: group.KindBackupPair, Mode: group.ModeActivePassive, SyncIntervalSeconds: 30,
 		SyncPaths: []group.SyncPath{{Path: "db"}}}
@@ -316,22 +317,32 @@ func TestActivePassivePairFilesAcrossAHandover(t *testing.T) {
 	// fence publishes that before the backup catches up and starts.
 	handOver(t, aMain, backup, "db/licences.dat", "v2 written on SIGTERM")
 
-	// While the backup serves, its server's files are its own: the main's
-	// publications (a restarted main sends everything) wait.
+	// The backup serves and publishes; nothing is written under it, and
+	// the main, standing by, follows its files.
 	setServing(aBackup, true)
-	writeFile(t, backup.dataDir, "db/licences.dat", "written by the serving backup")
-	main.last = nil
-	writeFile(t, main.dataDir, "db/other.dat", "new on the main")
-	tick(main, backup)
-	if got := readFile(t, backup.dataDir, "db/licences.dat"); got != "written by the serving backup" {
-		t.Fatalf("the main's files were written under the backup's running server: %q", got)
+	writeFile(t, backup.dataDir, "db/licences.dat", "v3 written by the serving backup")
+	writeFile(t, main.dataDir, "db/stray.dat", "left on the main")
+	tick(backup, main, backup)
+	if got := readFile(t, backup.dataDir, "db/licences.dat"); got != "v3 written by the serving backup" {
+		t.Fatalf("written under the serving backup: %q", got)
+	}
+	if got := readFile(t, main.dataDir, "db/licences.dat"); got != "v3 written by the serving backup" {
+		t.Fatalf("the standing-by main holds %q, want the backup's v3", got)
+	}
+	if main.revision() == 0 || main.revision() != backup.revision() {
+		t.Fatalf("revisions: main %d, backup %d", main.revision(), backup.revision())
 	}
 
-	// Back to the main: the backup, no longer serving, mirrors it again.
-	setServing(aBackup, false)
-	setServing(aMain, true)
-	tick(main, backup)
-	if got, other := readFile(t, backup.dataDir, "db/licences.dat"), readFile(t, backup.dataDir, "db/other.dat"); got != "v2 written on SIGTERM" || other != "new on the main" {
-		t.Fatalf("after the failback the backup holds %q and %q, want the main's files", got, other)
+	// The main's pod is recreated with an empty folder while the backup
+	// serves; the failback starts it from the backup's newest files.
+	aMain2, main2 := side("main")
+	setServing(aMain2, false)
+	tick(main2)
+	handOver(t, aBackup, main2, "db/licences.dat", "v4 written by the backup as it stopped")
+	setServing(aMain2, true)
+	writeFile(t, main2.dataDir, "db/new.dat", "main's")
+	tick(main2, backup)
+	if got := readFile(t, backup.dataDir, "db/new.dat"); got != "main's" {
+		t.Fatalf("the backup does not follow the main again: %q", got)
 	}
 }

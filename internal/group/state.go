@@ -29,9 +29,9 @@ type MemberState struct {
 	ServerVersion string `json:"serverVersion,omitempty"`
 	// Edition is the best licence edition its server holds.
 	Edition string `json:"edition,omitempty"`
-	// FilesRevision is, for a backup pair with sync paths, the revision of
-	// the extra data folders the main last published, or the one the
-	// backup fully holds.
+	// FilesRevision is, for a group with sync paths, the revision of the
+	// extra data folders the member last published (it serves, or is an
+	// ActiveActive pair's main), or the one it fully holds.
 	FilesRevision int64 `json:"filesRevision,omitempty"`
 	// Joining is set while a triad member that just started cannot vote
 	// yet: for one grant hold (about the peer timeout plus the fence

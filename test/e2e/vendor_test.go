@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
@@ -149,6 +152,59 @@ func standInProcesses(ctx context.Context, ns, pod string) []string {
 	return out
 }
 
+// refreshURLs points the watch at the pod IPs of those members that have
+// one now (members' pods are being replaced).
+func (w *vendorWatch) refreshURLs(ctx context.Context, ns, name string, members ...string) {
+	for _, m := range members {
+		if targets, err := env.Targets(ctx, ns, name, m); err == nil {
+			w.mu.Lock()
+			w.urls[m] = targets[0].URL
+			w.mu.Unlock()
+		}
+	}
+}
+
+// helper2 is one more service of the stand-in, added by an edit.
+var helper2 = licensehav1.ServerService{Name: "helper2", Command: []string{"/usr/local/bin/vendorstandin", "helper", "--data-dir=" + group.DefaultDataPath}}
+
+// rollServices runs edit (which adds helper2 to the group's services) and
+// waits until every member's pod was replaced and want (any member when
+// empty) serves alone running server, helper, helper2 and the child, from
+// at least the state reached before the edit.
+func (w *vendorWatch) rollServices(ctx context.Context, ns, name, want string, members []string, edit func()) {
+	GinkgoHelper()
+	uids := map[string]types.UID{}
+	for _, m := range members {
+		p := &corev1.Pod{}
+		Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, m)}, p)).To(Succeed())
+		uids[m] = p.UID
+	}
+	_, st, _ := w.alone()
+	beforeEdit := st.Counter
+	start := time.Now()
+	edit()
+	Eventually(func() error {
+		w.refreshURLs(ctx, ns, name, members...)
+		for _, m := range members {
+			p := &corev1.Pod{}
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, m)}, p); err != nil || p.UID == uids[m] {
+				return fmt.Errorf("member %s not rolled yet", m)
+			}
+		}
+		who, s, ok := w.alone()
+		if !ok || s.Counter <= s.StartedFrom || (want != "" && who != want) {
+			return fmt.Errorf("%s does not serve alone yet", want)
+		}
+		if procs := standInProcesses(ctx, ns, group.PodName(name, who)); len(procs) != 4 {
+			return fmt.Errorf("the active %s runs %v, want server, helper, helper2 and the child", who, procs)
+		}
+		return nil
+	}, 5*time.Minute, 500*time.Millisecond).Should(Succeed(), "%s", w.history())
+	figure(fmt.Sprintf("vendor stand-in, %d members: services edit → every member rolled, one serving with the new service", len(members)), time.Since(start))
+	_, st, _ = w.alone()
+	Expect(st.StartedFrom).To(BeNumerically(">=", beforeEdit), "the roll lost state: the active started from %d, %d was reached before", st.StartedFrom, beforeEdit)
+}
+
 // servesAlone waits until want (any member when empty) serves alone and
 // counts, and returns its state.
 func (w *vendorWatch) servesAlone(want string, timeout time.Duration) vendorState {
@@ -189,21 +245,49 @@ func (w *vendorWatch) overlaps() int {
 	return w.overlap
 }
 
-// followLog follows a pod's log until ctx ends and prints it when the spec
-// fails (a deleted pod's log goes with it).
+// followLog follows a pod's log until ctx ends — across container
+// restarts and pods of the same name — and prints it when the spec fails
+// (a deleted pod's log goes with it).
 func followLog(ctx context.Context, ns, pod, label string) {
 	GinkgoHelper()
 	out := filepath.Join(GinkgoT().TempDir(), label+".log")
-	cmd := exec.CommandContext(ctx, filepath.Join(env.K8sBin, "kubectl"), "-n", ns, "logs", "-f", pod)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
 	f, err := os.Create(out)
 	Expect(err).NotTo(HaveOccurred())
-	cmd.Stdout, cmd.Stderr = f, f
-	Expect(cmd.Start()).To(Succeed())
+	go func() {
+		defer f.Close()
+		var since time.Time
+		for ctx.Err() == nil {
+			args := []string{"-n", ns, "logs", "-f", pod, "-c", "server"}
+			if !since.IsZero() {
+				args = append(args, "--since-time="+since.UTC().Format(time.RFC3339))
+			}
+			cmd := exec.CommandContext(ctx, filepath.Join(env.K8sBin, "kubectl"), args...)
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
+			cmd.Stdout, cmd.Stderr = f, f
+			_ = cmd.Run()
+			since = time.Now()
+			fmt.Fprintf(f, "--- %s: following again ---\n", since.Format("15:04:05.000"))
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
 	DeferCleanup(func() {
 		if CurrentSpecReport().Failed() {
 			b, _ := os.ReadFile(out)
 			GinkgoWriter.Printf("--- log of %s ---\n%s\n", label, b)
+		}
+	})
+}
+
+// dumpLogsOnFailure prints, when the spec fails, the logs of the pods as
+// they are then (followLog keeps those of pods replaced meanwhile).
+func dumpLogsOnFailure(ns string, pods ...string) {
+	DeferCleanup(func(ctx SpecContext) {
+		if !CurrentSpecReport().Failed() {
+			return
+		}
+		for _, pod := range pods {
+			out, _ := env.Kubectl(ctx, "-n", ns, "logs", pod, "-c", "server")
+			GinkgoWriter.Printf("--- log of %s at the end ---\n%s\n", pod, out)
 		}
 	})
 }
@@ -266,6 +350,7 @@ var _ = Describe("A vendor server stand-in", Label("e2e"), func() {
 		// The deleted pod's log goes with it: follow it, printed on failure.
 		followLog(wctx, ns, group.PodName(name, "a"), "a")
 		followLog(wctx, ns, group.PodName(name, "b"), "b")
+		dumpLogsOnFailure(ns, group.PodName(name, "a"), group.PodName(name, "b"), group.PodName(name, "c"))
 		beforeDelete := w.lastOf("a")
 		oldA := &corev1.Pod{}
 		Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group.PodName(name, "a")}, oldA)).To(Succeed())
@@ -303,6 +388,18 @@ var _ = Describe("A vendor server stand-in", Label("e2e"), func() {
 		// The counter steps every 100 ms and the sync interval is 1 s.
 		Expect(st.StartedFrom).To(BeNumerically(">=", beforeCrash-25), "started from %d after a crash at %d", st.StartedFrom, beforeCrash)
 
+		By("an edit of the services rolls every member: never two serving, the state carried on, the new service runs")
+		w.rollServices(ctx, ns, name, "", triadMembers, func() {
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				t := &licensehav1.LicenseTriad{}
+				if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, t); err != nil {
+					return err
+				}
+				t.Spec.Server.Services = append(t.Spec.Server.Services, helper2)
+				return env.Client.Update(ctx, t)
+			})).To(Succeed())
+		})
+
 		Expect(w.overlaps()).To(BeZero(), "two stand-ins answered at once: %s", w.history())
 		Expect(w.rewrites()).To(BeEmpty(), "the file sync wrote under a running stand-in")
 		expectNoZombies(ctx, ns, group.PodName(name, "a"), group.PodName(name, "b"), group.PodName(name, "c"))
@@ -310,7 +407,7 @@ var _ = Describe("A vendor server stand-in", Label("e2e"), func() {
 })
 
 var _ = Describe("A vendor server stand-in in a backup pair", Label("e2e"), func() {
-	It("switches over with the main's last state, keeps the serving backup's files its own, and covers a crashed main", func(ctx SpecContext) {
+	It("syncs from the serving side: switchovers, a crashed main and a rolled main lose no state", func(ctx SpecContext) {
 		Expect(env.ImportImage(ctx, filepath.Join(env.Root, "bin", "e2e-vendor-image.tar"))).To(Succeed())
 		ns := specNamespace(ctx, "vendor-pair")
 		const name = "lm"
@@ -329,6 +426,7 @@ var _ = Describe("A vendor server stand-in in a backup pair", Label("e2e"), func
 		DeferCleanup(func() { GinkgoWriter.Printf("stand-in history: %s\n", w.history()) })
 		followLog(wctx, ns, mainPod, "main")
 		followLog(wctx, ns, backupPod, "backup")
+		dumpLogsOnFailure(ns, mainPod, backupPod)
 
 		By("serving from the main only")
 		w.servesAlone("main", 120*time.Second)
@@ -350,26 +448,26 @@ var _ = Describe("A vendor server stand-in in a backup pair", Label("e2e"), func
 		Eventually(func() []string { return standInProcesses(ctx, ns, mainPod) }, 10*time.Second, 200*time.Millisecond).
 			Should(BeEmpty(), "the main's processes are gone once the backup serves")
 
-		By("while the backup serves, the main's publications do not rewrite its folder")
-		// The main's state changes while it stands by (as an admin's edit
-		// would): its agent publishes that within the 1 s interval.
+		By("while the backup serves it publishes; nothing is written under it, and the main, standing by, follows")
 		mainSB, err := sandboxOf(ctx, ns, mainPod)
 		Expect(err).NotTo(HaveOccurred())
-		edited := mainLast + 1000
 		counterFile := filepath.Join(mainSB.volume("data"), "vendor", "db", "counter")
-		Expect(os.WriteFile(counterFile+".edit", []byte(fmt.Sprint(edited)), 0o644)).To(Succeed())
-		Expect(os.Rename(counterFile+".edit", counterFile)).To(Succeed())
-		Consistently(func() bool {
-			who, s, ok := w.alone()
-			return ok && who == "backup" && s.StartedFrom == st.StartedFrom && s.Rewritten == 0
-		}, 4*time.Second, 200*time.Millisecond).Should(BeTrue(), "the backup keeps serving its own files: %s, rewrites %v", w.history(), w.rewrites())
+		Eventually(func() int64 {
+			b, _ := os.ReadFile(counterFile)
+			n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			return n
+		}, 10*time.Second, 200*time.Millisecond).Should(BeNumerically(">=", st.StartedFrom+10), "the main's folder does not follow the serving backup")
+		who, now, ok := w.alone()
+		Expect(ok && who == "backup" && now.StartedFrom == st.StartedFrom && now.Rewritten == 0).To(BeTrue(),
+			"the backup keeps serving its own files: %s, rewrites %v", w.history(), w.rewrites())
 
-		By("switching back: the main serves from its own state, the backup's processes all stop")
+		By("switching back: the main serves from what the backup's server wrote last, the backup's processes all stop")
 		start = time.Now()
 		editPair(ctx, key, func(p *licensehav1.LicenseBackupPair) { p.Spec.PreferredSide = licensehav1.SideMain })
 		st = w.servesAlone("main", 60*time.Second)
 		figure("vendor stand-in pair: switchover edit → main serves", time.Since(start))
-		Expect(st.StartedFrom).To(BeNumerically("==", edited), "the main started from %d, its own files hold %d", st.StartedFrom, edited)
+		backupLast := w.lastOf("backup")
+		Expect(st.StartedFrom).To(BeNumerically(">=", backupLast-1), "the main started from %d, the backup had counted to %d", st.StartedFrom, backupLast)
 		Eventually(func() []string { return standInProcesses(ctx, ns, backupPod) }, 10*time.Second, 200*time.Millisecond).
 			Should(BeEmpty(), "the backup's processes (server, helper, child) are gone")
 
@@ -383,11 +481,19 @@ var _ = Describe("A vendor server stand-in in a backup pair", Label("e2e"), func
 		// The counter steps every 100 ms and the sync interval is 1 s.
 		Expect(st.StartedFrom).To(BeNumerically(">=", beforeCrash-25), "the backup started from %d after a crash at %d", st.StartedFrom, beforeCrash)
 
-		By("the main back (roles Fixed): it serves again from its own files, nothing of the backup keeps running")
+		By("the main back (roles Fixed): it serves again from the backup's last state, nothing of the backup keeps running")
 		st = w.servesAlone("main", 120*time.Second)
-		Expect(st.StartedFrom).To(BeNumerically(">=", beforeCrash-1), "the restarted main started from %d, it had counted to %d", st.StartedFrom, beforeCrash)
+		backupLast = w.lastOf("backup")
+		Expect(st.StartedFrom).To(BeNumerically(">=", backupLast-1), "the restarted main started from %d, the backup had counted to %d", st.StartedFrom, backupLast)
 		Eventually(func() []string { return standInProcesses(ctx, ns, backupPod) }, 10*time.Second, 200*time.Millisecond).
 			Should(BeEmpty(), "the backup's processes are gone after the failback")
+
+		By("an edit of the services rolls both sides: never both serving, the main back with the new service and its state")
+		w.rollServices(ctx, ns, name, "main", []string{"main", "backup"}, func() {
+			editPair(ctx, key, func(p *licensehav1.LicenseBackupPair) {
+				p.Spec.Server.Services = append(p.Spec.Server.Services, helper2)
+			})
+		})
 
 		Expect(w.overlaps()).To(BeZero(), "both stand-ins answered at once: %s", w.history())
 		Expect(w.rewrites()).To(BeEmpty(), "the file sync wrote under a running stand-in")
