@@ -52,6 +52,13 @@ type vendorWatch struct {
 	since     time.Time // when serving last changed
 	overlap   int
 	log       []string
+	// changes records when the number of members answering changed.
+	changes []servingChange
+}
+
+type servingChange struct {
+	at      time.Time
+	serving int
 }
 
 func (w *vendorWatch) run(ctx context.Context) {
@@ -89,6 +96,7 @@ func (w *vendorWatch) run(ctx context.Context) {
 		}
 		if strings.Join(serving, ",") != strings.Join(w.serving, ",") {
 			w.serving, w.since = serving, time.Now()
+			w.changes = append(w.changes, servingChange{w.since, len(serving)})
 			w.log = append(w.log, fmt.Sprintf("%s %v", time.Now().Format("15:04:05.000"), serving))
 		}
 		w.mu.Unlock()
@@ -201,6 +209,11 @@ func (w *vendorWatch) rollServices(ctx context.Context, ns, name, want string, m
 		return nil
 	}, 5*time.Minute, 500*time.Millisecond).Should(Succeed(), "%s", w.history())
 	figure(fmt.Sprintf("vendor stand-in, %d members: services edit → every member rolled, one serving with the new service", len(members)), time.Since(start))
+	gap := w.longestGapSince(start)
+	figure(fmt.Sprintf("vendor stand-in, %d members: services edit → longest time nobody served", len(members)), gap)
+	// The stand-in answers while it ignores SIGTERM; after it exits the
+	// other side takes over within about a second.
+	Expect(gap).To(BeNumerically("<", 5*time.Second), "nobody served for %s during the roll: %s", gap, w.history())
 	_, st, _ = w.alone()
 	Expect(st.StartedFrom).To(BeNumerically(">=", beforeEdit), "the roll lost state: the active started from %d, %d was reached before", st.StartedFrom, beforeEdit)
 }
@@ -216,6 +229,36 @@ func (w *vendorWatch) servesAlone(want string, timeout time.Duration) vendorStat
 		return ok && (want == "" || who == want) && s.Counter > s.StartedFrom
 	}, timeout, 100*time.Millisecond).Should(BeTrue(), "%s serving alone: %s", want, w.history())
 	return st
+}
+
+// longestGapSince is the longest time since t that no member answered.
+func (w *vendorWatch) longestGapSince(t time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var longest time.Duration
+	var from time.Time
+	for _, c := range w.changes {
+		switch {
+		case c.serving == 0 && from.IsZero():
+			from = c.at
+		case c.serving > 0 && !from.IsZero():
+			if c.at.After(t) {
+				longest = max(longest, c.at.Sub(laterOf(from, t)))
+			}
+			from = time.Time{}
+		}
+	}
+	if !from.IsZero() {
+		longest = max(longest, time.Since(laterOf(from, t)))
+	}
+	return longest
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // lastOf is the counter member last answered with.
