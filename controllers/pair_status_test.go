@@ -254,7 +254,8 @@ func TestPurePairSides(t *testing.T) {
 	}
 }
 
-// TestPurePairSynchronized: when the backup holds what the main published.
+// TestPurePairSynchronized: the backup holds the main's settings, and with sync
+// paths both sides hold the files revision the serving side published.
 func TestPurePairSynchronized(t *testing.T) {
 	type rep struct {
 		rev, files int64
