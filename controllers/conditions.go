@@ -10,10 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	licensehav1 "github.com/licenseha/licenseha/api/v1alpha1"
+	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
-// LicenseFileSuffix marks the keys of a licence Secret that hold licence files.
-const LicenseFileSuffix = ".lic"
 
 // reference is one object a group reads, as found in the cluster.
 type reference struct {
@@ -41,7 +40,7 @@ func licenseFileKeys(s *corev1.Secret) []string {
 	}
 	var keys []string
 	for k := range s.Data {
-		if strings.HasSuffix(k, LicenseFileSuffix) {
+		if strings.HasSuffix(k, licensing.FileSuffix) {
 			keys = append(keys, k)
 		}
 	}
@@ -64,7 +63,7 @@ func referencesCondition(generation int64, refs []reference) metav1.Condition {
 		case !ref.found() && ref.isSecret:
 			cond.Status = metav1.ConditionFalse
 			cond.Reason = licensehav1.ReasonSecretNotFound
-			cond.Message = fmt.Sprintf("Secret %q named by %s does not exist; create it with the licence files (keys ending in %s)", ref.name, ref.field, LicenseFileSuffix)
+			cond.Message = fmt.Sprintf("Secret %q named by %s does not exist; create it with the licence files (keys ending in %s)", ref.name, ref.field, licensing.FileSuffix)
 			return cond
 		case !ref.found():
 			cond.Status = metav1.ConditionFalse
@@ -76,7 +75,7 @@ func referencesCondition(generation int64, refs []reference) metav1.Condition {
 			if n == 0 {
 				cond.Status = metav1.ConditionFalse
 				cond.Reason = licensehav1.ReasonNoLicenseFiles
-				cond.Message = fmt.Sprintf("Secret %q named by %s holds no licence file (no key ends in %s)", ref.name, ref.field, LicenseFileSuffix)
+				cond.Message = fmt.Sprintf("Secret %q named by %s holds no licence file (no key ends in %s)", ref.name, ref.field, licensing.FileSuffix)
 				return cond
 			}
 			licenceFiles += n

@@ -118,7 +118,7 @@ func newIssueCmd(o *Options) *cobra.Command {
 				return err
 			}
 			if out == "" {
-				out = l.ID + ".lic"
+				out = l.ID + licensing.FileSuffix
 			}
 			if err := os.WriteFile(out, data, 0o644); err != nil {
 				return err
@@ -180,8 +180,8 @@ func newSecretCmd(o *Options) *cobra.Command {
 			data := map[string][]byte{}
 			for _, path := range files {
 				key := filepath.Base(path)
-				if !strings.HasSuffix(key, ".lic") || !secretKeyRE.MatchString(key) {
-					return fmt.Errorf("%s: the file name must end in .lic and use only letters, digits, '-', '_' and '.'", path)
+				if !strings.HasSuffix(key, licensing.FileSuffix) || !secretKeyRE.MatchString(key) {
+					return fmt.Errorf("%s: the file name must end in %s and use only letters, digits, '-', '_' and '.'", path, licensing.FileSuffix)
 				}
 				if _, dup := data[key]; dup {
 					return fmt.Errorf("two files are named %s", key)

@@ -258,8 +258,12 @@ type FileResult struct {
 	Err error
 }
 
+// FileSuffix ends the name of every licence file: a key of a licence
+// Secret, a file in a server's licence folder.
+const FileSuffix = ".lic"
+
 // VerifyFiles verifies a set of licence files by name, for example the keys
-// ending in ".lic" of a licence Secret, in name order. A file whose licence
+// ending in FileSuffix of a licence Secret, in name order. A file whose licence
 // id was already accepted from an earlier file is refused with ErrDuplicate.
 func VerifyFiles(files map[string][]byte, keys KeyRing, group string, now time.Time) []FileResult {
 	names := make([]string, 0, len(files))

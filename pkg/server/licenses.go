@@ -13,8 +13,6 @@ import (
 	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
-// LicenseFileSuffix is the suffix of licence files in the licence directory.
-const LicenseFileSuffix = ".lic"
 
 // ReloadLicenses re-reads the licence directory and verifies every file
 // against the trusted keys, the group and the current time. Refused files are
@@ -49,7 +47,7 @@ func (s *Server) readLicenseDir(now time.Time) ([]LicenseStatus, map[string]*lic
 	if s.opts.LicenseDir == "" {
 		return inv, valid
 	}
-	paths, err := filepath.Glob(filepath.Join(s.opts.LicenseDir, "*"+LicenseFileSuffix))
+	paths, err := filepath.Glob(filepath.Join(s.opts.LicenseDir, "*"+licensing.FileSuffix))
 	if err != nil {
 		s.log.Error("Failed to list the licence directory", "dir", s.opts.LicenseDir, "err", err)
 		return inv, valid

@@ -268,7 +268,7 @@ func (e *Env) LicenceSecret(ns, name, groupName, id string, printers int) (*core
 		return nil, err
 	}
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Data: map[string][]byte{id + ".lic": data}}, nil
+		Data: map[string][]byte{id + licensing.FileSuffix: data}}, nil
 }
 
 // Namespace creates a namespace for a test.
