@@ -13,7 +13,6 @@ import (
 	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
-
 // reference is one object a group reads, as found in the cluster.
 type reference struct {
 	// field is the spec path that names the object, for messages.

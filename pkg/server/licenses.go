@@ -13,7 +13,6 @@ import (
 	"github.com/licenseha/licenseha/pkg/licensing"
 )
 
-
 // ReloadLicenses re-reads the licence directory and verifies every file
 // against the trusted keys, the group and the current time. Refused files are
 // kept in the inventory with their reason; the server keeps running. Checkouts
