@@ -65,6 +65,9 @@ type fileSync struct {
 	dataDir string
 	config  func() *group.Config
 	enabled bool
+	// stopToFence: the server is fenced by stopping its processes, whose
+	// fence publishes once more itself (final).
+	stopToFence bool
 	// publisher is what the loop last acted as.
 	publisher bool
 
@@ -106,8 +109,9 @@ func newFileSync(a *Agent) *fileSync {
 			defer a.mu.Unlock()
 			return a.applied.role == server.RoleActive
 		},
-		enabled:   a.opts.DataDir != "",
-		publisher: pair && a.opts.Member == group.SideMain,
+		enabled:     a.opts.DataDir != "",
+		publisher:   pair && a.opts.Member == group.SideMain,
+		stopToFence: a.opts.StopToFence,
 	}
 }
 
@@ -120,6 +124,10 @@ func (f *fileSync) mainPublishes() bool {
 	cfg := f.config()
 	return cfg == nil || cfg.Mode != group.ModeActivePassive
 }
+
+// fixedPublisher says whether this member is an ActiveActive pair's main,
+// which publishes whether or not anything changes hands.
+func (f *fileSync) fixedPublisher() bool { return f.main && f.mainPublishes() }
 
 // publishing says whether this member publishes now.
 func (f *fileSync) publishing() bool {
@@ -195,13 +203,13 @@ func (f *fileSync) start(ctx context.Context) (wait func()) {
 				f.mu.Lock()
 				was := f.publisher
 				f.mu.Unlock()
-				if f.mainPublishes() && f.main {
+				if f.fixedPublisher() {
 					fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalSyncTimeout)
 					f.mainCycle(fctx, true)
 					cancel()
-				} else if was {
-					// Served until now (a server fenced through its
-					// admin API): what it wrote last.
+				} else if was && !f.stopToFence {
+					// Served until now through its admin API: what it
+					// wrote last (a stopped server's fence publishes).
 					f.final(ctx)
 				}
 				return
@@ -392,7 +400,7 @@ func (f *fileSync) setPublisher(pub bool) bool {
 // backup). Bounded: with the API out of reach the member serves with what
 // it holds.
 func (f *fileSync) catchUp(ctx context.Context) {
-	if _, ok := f.active(); !ok || (f.mainPublishes() && f.main) {
+	if _, ok := f.active(); !ok || f.fixedPublisher() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)

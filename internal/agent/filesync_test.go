@@ -19,9 +19,8 @@ import (
 const testNS, testPair = "printing", "plant-b"
 
 func newTestFileSync(t *testing.T, cs *fake.Clientset, member string, cfg *group.Config) *fileSync {
-	a := &Agent{opts: Options{GroupKind: group.KindBackupPair, Group: testPair, Member: member, Namespace: testNS, DataDir: t.TempDir()},
-		log: logr.Discard(), cs: cs, cfg: cfg}
-	return newFileSync(a)
+	_, f := syncingMember(t, cs, cfg, Options{GroupKind: group.KindBackupPair, Group: testPair, Member: member})
+	return f
 }
 
 // syncingMember is an agent of a member with its file sync, in testNS,
